@@ -1,0 +1,62 @@
+"""negres command line: ``python main.py --config configs/NAME.py --workdir DIR``."""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import ConfigDict, config_flags
+
+from negres import experiment
+from negres.errors import ConfigError
+from negres.results_io import WorkdirError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file (configs/NAME.py).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results.json, report.md and plots.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace the results already in --workdir.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def load_config() -> ConfigDict:
+    """The config with its overrides applied, or a one-line error saying what is wrong."""
+    path = config_flags.get_config_filename(flags.FLAGS["config"])
+    if not os.path.isfile(path):
+        sys.exit(f"negres: error: --config={path!r}: no such file (e.g. configs/default.py)")
+    try:
+        config = _CONFIG.value
+        config.keys()  # config_flags loads lazily; make load and override errors surface here
+    except AttributeError as e:
+        sys.exit(f"negres: error: a --config.* override names a field the config lacks: {e}")
+    except Exception as e:
+        detail = " ".join(str(e).split())
+        sys.exit(
+            f"negres: error: --config={path!r} could not be loaded: {type(e).__name__}: {detail}"
+        )
+    return config
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with every error (bad flag, broken config file) made one line."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(f"negres: error: {e}")
+    except AttributeError as e:
+        sys.exit(f"negres: error: a --config.* override names a field the config lacks: {e}")
+    except Exception as e:
+        detail = " ".join(str(e).split())
+        sys.exit(f"negres: error: --config could not be loaded: {type(e).__name__}: {detail}")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.INFO)
+    config = load_config()
+    try:
+        experiment.run(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
+    except (ConfigError, WorkdirError) as e:
+        sys.exit(f"negres: error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,83 @@
+"""Validation of a study config, once, before anything is loaded or compiled."""
+
+from __future__ import annotations
+
+from ml_collections import ConfigDict
+
+from negres.errors import ConfigError
+from negres.models import MODELS
+from negres.optimizers import OPTIMIZERS
+from negres.tasks import TASKS
+
+# Fields each section may hold; a name outside these is a typo, and a typo silently
+# ignored would run a different study than the one the user wrote.
+KNOWN_FIELDS: dict[str, frozenset[str]] = {
+    "": frozenset({"seed", "num_seeds", "task", "model", "optimizer", "train"}),
+    "task": frozenset(
+        {"name", "test_fraction", "split_seed", "num_train", "num_test", "noise_std",
+         "interaction", "data_seed"}
+    ),
+    "model": frozenset(
+        {"name", "hidden_sizes", "activation", "dropout_rate", "channels", "kernel_size",
+         "strides", "dense_size"}
+    ),
+    "optimizer": frozenset(
+        {"name", "learning_rate", "momentum", "weight_decay", "grad_clip_norm"}
+    ),
+    "train": frozenset({"steps", "batch_size", "eval_every"}),
+}
+
+REQUIRED_SECTIONS = ("task", "model", "optimizer", "train")
+
+
+def _check_known_fields(config: ConfigDict) -> None:
+    for section, allowed in KNOWN_FIELDS.items():
+        node = config if not section else config.get(section)
+        if node is None:
+            continue
+        for key in node:
+            if key not in allowed:
+                field = f"{section}.{key}" if section else key
+                allowed_text = f"a known field; this section takes {sorted(allowed)}"
+                raise ConfigError(field, node[key], allowed_text)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_config(config: ConfigDict) -> None:
+    """Raise :class:`ConfigError` for the first field that is missing or not allowed.
+
+    Checks what can be checked without data: names against the registries, counts
+    and ranges. Checks that need the data (batch size against the training set) are
+    made by the engine right after the task is loaded, still before any compile.
+    """
+    for section in REQUIRED_SECTIONS:
+        if not isinstance(config.get(section), ConfigDict):
+            raise ConfigError(section, config.get(section), "a ConfigDict section")
+    _check_known_fields(config)
+    if not _is_int(config.get("seed")) or config.seed < 0:
+        raise ConfigError("seed", config.get("seed"), "an integer >= 0")
+    if not _is_int(config.get("num_seeds")) or config.num_seeds < 1:
+        raise ConfigError("num_seeds", config.get("num_seeds"), "an integer >= 1")
+    registries = {"task": TASKS, "model": MODELS, "optimizer": OPTIMIZERS}
+    for section, registry in registries.items():
+        name = config[section].get("name")
+        if name not in registry:
+            raise ConfigError(f"{section}.name", name, f"one of {sorted(registry)}")
+    train = config.train
+    if not _is_int(train.get("steps")) or train.steps < 1:
+        raise ConfigError("train.steps", train.get("steps"), "an integer >= 1")
+    if not _is_int(train.get("batch_size")) or train.batch_size < 1:
+        raise ConfigError("train.batch_size", train.get("batch_size"), "an integer >= 1")
+    eval_every = train.get("eval_every")
+    if not _is_int(eval_every) or eval_every < 1 or train.steps % eval_every:
+        raise ConfigError(
+            "train.eval_every",
+            eval_every,
+            f"a positive integer that divides train.steps={train.steps}",
+        )
+    test_fraction = config.task.get("test_fraction", 0.2)
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError("task.test_fraction", test_fraction, "a number in (0, 1)")

@@ -1,0 +1,730 @@
+"""Honest statistics across the seed axis: estimates, bootstrap intervals, comparisons, verdicts.
+
+Every seed of a study is one independent draw of the whole training procedure, so a
+per-seed metric ``(S,)`` is a sample, and a finding is a statement about its
+distribution. This module turns such samples into numbers a reader can trust:
+
+* :func:`describe` summarises one metric: mean, std, median, interquartile mean and
+  a bootstrap interval of the mean (percentile and BCa). Seeds whose value is not
+  finite (diverged runs) are left out and counted, never silently averaged in.
+* :func:`compare` compares two metrics (candidate ``x`` against baseline ``y``): the
+  difference of means with its bootstrap interval, Welch's (or the paired) t-test, a
+  permutation test, the probability of improvement, an effect size, a verdict and
+  the number of seeds that would resolve a difference of the observed size.
+* :func:`holm` and :func:`holm_adjust` correct a family of comparisons.
+
+The verdict is deliberately conservative (see :data:`VERDICT_RULE`): a difference is
+called only when the bootstrap interval and *both* tests agree, so a finding is
+either backed by every method here or plainly labelled ``"inconclusive"``.
+
+All results are plain Python ``float``/``int``/``str``/``list``/``None`` so that they
+go straight into ``results.json``. A number that cannot be computed (for example a
+standard deviation from one seed) is ``nan``; ``seeds_needed`` is ``None`` when the
+observed difference is exactly zero (no finite number of seeds resolves it).
+
+Randomness (bootstrap resamples, random permutations) is explicit: every function
+that draws takes ``seed``, an ``int``, a ``numpy.random.Generator`` or a JAX key.
+The statistics are computed with NumPy and SciPy on the host: the arrays are small
+``(S,)`` vectors, and SciPy gives the t and normal distributions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import special
+from scipy import stats as scipy_stats
+
+DEFAULT_LEVEL = 0.95
+DEFAULT_NUM_RESAMPLES = 10_000
+DEFAULT_NUM_PERMUTATIONS = 10_000
+DEFAULT_POWER = 0.8
+
+# Enumerate every permutation rather than sample when there are at most this many and
+# at most ``num_permutations``; beyond it enumeration would cost more memory than it saves.
+MAX_EXACT_PERMUTATIONS = 1 << 20
+# Resamples are drawn in blocks of about this many numbers, so memory stays near 32 MB
+# whatever the number of seeds; within a block everything is vectorized.
+_BLOCK_ELEMENTS = 1 << 22
+
+IQM_CONVENTION = (
+    "mean of the sorted values after dropping floor(n/4) from each end (scipy.stats."
+    "trim_mean(x, 0.25), as rliable's aggregate_iqm); when n is not divisible by 4 slightly "
+    "more than the middle 50% is kept, and for n < 4 it equals the mean"
+)
+VERDICT_RULE = (
+    "improved (worse): the BCa bootstrap interval of mean(x) - mean(y) at the given level lies "
+    "strictly on the good (bad) side of 0, where good is > 0 if higher_is_better else < 0, AND the "
+    "decision p-value max(t-test p, permutation p) (Holm-adjusted after holm_adjust) is below "
+    "alpha = 1 - level; otherwise inconclusive"
+)
+SEEDS_NEEDED_UNPAIRED = (
+    "n = 2 * ((z_{1-alpha/2} + z_{power}) * sd_pooled / delta)^2 seeds per group, rounded up, "
+    "at least 2 (normal approximation, two-sided; the t-test needs about one seed more)"
+)
+SEEDS_NEEDED_PAIRED = (
+    "n = ((z_{1-alpha/2} + z_{power}) * sd_difference / delta)^2 seed pairs, rounded up, "
+    "at least 2 (normal approximation, two-sided; the t-test needs about one seed more)"
+)
+
+Seed = int | np.random.Generator | Any  # Any: a JAX key (typed or raw uint32)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _rng(seed: Seed) -> np.random.Generator:
+    """A NumPy generator from an int, a generator (used as is) or a JAX key."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (int, np.integer)):
+        return np.random.default_rng(int(seed))
+    if "key<" in str(getattr(seed, "dtype", "")):  # a typed JAX key: take its raw bits
+        import jax
+
+        seed = jax.random.key_data(seed)
+    return np.random.default_rng(np.asarray(seed).astype(np.uint64).ravel().tolist())
+
+
+def _as_1d(values: Any, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one value per seed, shape (S,); got shape {array.shape}")
+    return array
+
+
+def _mean(x: np.ndarray) -> Any:
+    """Mean along axis 0, computed around the first row: exact when all rows are equal."""
+    return x[0] + np.mean(x - x[0], axis=0)
+
+
+def _var(x: np.ndarray) -> float:
+    """Sample variance (ddof=1) around the first value: exactly 0 when all values are equal."""
+    return float(np.var(x - x[0], ddof=1))
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level={level!r} is not allowed: a confidence level strictly in (0, 1)")
+
+
+def _check_count(name: str, value: int) -> None:
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name}={value!r} is not allowed: a positive integer")
+
+
+def _block_sizes(total: int, row_elements: int) -> Iterator[int]:
+    """Sizes of the blocks in which ``total`` rows of ``row_elements`` numbers are drawn."""
+    step = max(1, _BLOCK_ELEMENTS // max(1, row_elements))
+    for start in range(0, total, step):
+        yield min(step, total - start)
+
+
+def _bootstrap_means(values: np.ndarray, num_resamples: int, rng: np.random.Generator):
+    """Means of ``num_resamples`` bootstrap resamples of the rows of ``values (n, M)``: (B, M).
+
+    Each resample draws ``n`` seed indices with replacement; all ``M`` columns share it, so
+    for curves ``(S, T)`` whole seeds are resampled. Blocks of resamples are one gather.
+    """
+    n, m = values.shape
+    blocks = []
+    for b in _block_sizes(num_resamples, n * m):
+        idx = rng.integers(0, n, size=(b, n))
+        blocks.append(np.mean(values[idx], axis=1))
+    return np.concatenate(blocks, axis=0)
+
+
+def _quantiles_of_sorted(sorted_boot: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Column-wise quantile ``q (M,)`` of ``sorted_boot (B, M)``, NumPy's default (linear) rule."""
+    num = sorted_boot.shape[0]
+    valid = np.isfinite(q)
+    pos = np.where(valid, np.clip(q, 0.0, 1.0), 0.0) * (num - 1)
+    low = np.floor(pos).astype(np.intp)
+    high = np.minimum(low + 1, num - 1)
+    cols = np.arange(sorted_boot.shape[1])
+    below, above = sorted_boot[low, cols], sorted_boot[high, cols]
+    return np.where(valid, below + (pos - low) * (above - below), np.nan)
+
+
+def _acceleration(centered: Sequence[np.ndarray], signs: Sequence[float]) -> np.ndarray:
+    """Jackknife acceleration of a (signed) sum of sample means, as in Efron & Tibshirani 14.3.
+
+    For the mean of one sample, leaving out seed ``i`` moves the estimate by
+    ``-(x_i - mean)/(n-1)``, so the jackknife needs no resampling: with
+    ``U_i = sign * (x_i - mean)`` per sample ``j`` of size ``n_j``,
+    ``a = sum_j sum_i U_ji^3 / n_j^3 / (6 * (sum_j sum_i U_ji^2 / n_j^2)^{3/2})``
+    (the multi-sample form scipy.stats.bootstrap uses). ``centered``: each ``(n_j, M)``.
+    """
+    pairs = list(zip(centered, signs, strict=True))
+    num = sum(s**3 * np.sum(c**3, axis=0) / c.shape[0] ** 3 for c, s in pairs)
+    den = sum(s**2 * np.sum(c**2, axis=0) / c.shape[0] ** 2 for c, s in pairs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / (6.0 * den**1.5), 0.0)
+
+
+def _intervals(boot: np.ndarray, theta_hat: np.ndarray, accel: np.ndarray, tie_tol: np.ndarray,
+               level: float) -> dict[str, np.ndarray]:
+    """Percentile and BCa intervals per column from bootstrap replicates ``boot (B, M)``.
+
+    ``tie_tol (M,)``: replicates within this distance of ``theta_hat`` count as ties (half
+    below, half above) when estimating the bias correction ``z0``, so that rounding noise in
+    the resampled means of discrete metrics (accuracies) does not bias it.
+    """
+    num = boot.shape[0]
+    alpha = (1.0 - level) / 2.0
+    sorted_boot = np.sort(boot, axis=0)
+    columns = boot.shape[1]
+    less = np.sum(boot < theta_hat - tie_tol, axis=0)
+    less_or_tied = np.sum(boot <= theta_hat + tie_tol, axis=0)
+    z0 = special.ndtri((less + less_or_tied) / (2.0 * num))
+    z_alpha = special.ndtri(alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lower = special.ndtr(z0 + (z0 + z_alpha) / (1.0 - accel * (z0 + z_alpha)))
+        upper = special.ndtr(z0 + (z0 - z_alpha) / (1.0 - accel * (z0 - z_alpha)))
+    # z0 is infinite when theta_hat lies outside every replicate (a handful of seeds):
+    # BCa is then undefined and reported as nan rather than as an extreme quantile.
+    lower = np.where(np.isfinite(z0), lower, np.nan)
+    upper = np.where(np.isfinite(z0), upper, np.nan)
+    return {
+        "percentile_low": _quantiles_of_sorted(sorted_boot, np.full(columns, alpha)),
+        "percentile_high": _quantiles_of_sorted(sorted_boot, np.full(columns, 1.0 - alpha)),
+        "bca_low": _quantiles_of_sorted(sorted_boot, lower),
+        "bca_high": _quantiles_of_sorted(sorted_boot, upper),
+        "acceleration": accel,
+        "bias_correction": z0,
+    }
+
+
+def _tie_tolerance(*samples: np.ndarray) -> np.ndarray:
+    """Rounding scale of a mean of these samples, per column (64 ulps of the largest value)."""
+    scale = np.max([np.max(np.abs(s), axis=0) for s in samples], axis=0)
+    return 64.0 * np.finfo(np.float64).eps * scale
+
+
+def _pair(interval: dict[str, np.ndarray], kind: str, column: int = 0) -> list[float]:
+    return [float(interval[f"{kind}_low"][column]), float(interval[f"{kind}_high"][column])]
+
+
+# ------------------------------------------------------------------------- describing
+
+
+def interquartile_mean(values: Any) -> float:
+    """Interquartile mean (IQM) of the finite values of ``values (S,)``; see IQM_CONVENTION."""
+    x = _as_1d(values, "values")
+    x = np.sort(x[np.isfinite(x)])
+    if x.size == 0:
+        return float("nan")
+    cut = x.size // 4
+    return float(np.mean(x[cut : x.size - cut]))
+
+
+def bootstrap_mean_ci(
+    values: Any,
+    *,
+    level: float = DEFAULT_LEVEL,
+    num_resamples: int = DEFAULT_NUM_RESAMPLES,
+    seed: Seed = 0,
+) -> dict[str, Any]:
+    """Bootstrap intervals of the mean over the seed axis, for every trailing element at once.
+
+    Seeds are resampled jointly for all trailing elements (for learning curves ``(S, T)``
+    this resamples whole curves, as it should). Columns holding a non-finite value, and
+    all columns when ``S < 2``, get ``nan``; use :func:`describe` to drop diverged seeds.
+
+    Args:
+      values: ``(S, ...)`` per-seed values, seed axis first.
+      level: confidence level of the two-sided intervals.
+      num_resamples: number of bootstrap resamples ``B``.
+      seed: int, ``numpy.random.Generator`` or JAX key for the resamples.
+
+    Returns:
+      ``mean``, ``percentile_low``, ``percentile_high``, ``bca_low``, ``bca_high``,
+      ``acceleration`` and ``bias_correction`` (BCa's ``a`` and ``z0``), each a float for
+      ``(S,)`` input or nested lists of shape ``values.shape[1:]``.
+    """
+    _check_level(level)
+    _check_count("num_resamples", num_resamples)
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim < 1:
+        raise ValueError(f"values must have the seed axis first, shape (S, ...); got {array.shape}")
+    trailing = array.shape[1:]
+    flat = array.reshape(array.shape[0], math.prod(trailing))
+    n, columns = flat.shape
+    mean = _mean(flat) if n else np.full(columns, np.nan)
+    keys = ("percentile_low", "percentile_high", "bca_low", "bca_high", "acceleration",
+            "bias_correction")
+    finite = np.all(np.isfinite(flat), axis=0)
+    if n < 2 or not finite.any():
+        out = {k: np.full(columns, np.nan) for k in keys}
+    else:
+        clean = np.where(finite, flat, 0.0)
+        boot = _bootstrap_means(clean, int(num_resamples), _rng(seed))
+        centered = clean - _mean(clean)
+        out = _intervals(boot, _mean(clean), _acceleration([centered], [1.0]),
+                         _tie_tolerance(clean), level)
+        constant = np.ptp(clean, axis=0) == 0.0  # every seed agrees: the interval is a point
+        for k in ("percentile_low", "percentile_high", "bca_low", "bca_high"):
+            out[k] = np.where(constant, mean, out[k])
+        out = {k: np.where(finite, v, np.nan) for k, v in out.items()}
+    out["mean"] = mean
+    return {k: np.asarray(v).reshape(trailing).tolist() for k, v in out.items()}
+
+
+def describe(
+    values: Any,
+    *,
+    level: float = DEFAULT_LEVEL,
+    num_resamples: int = DEFAULT_NUM_RESAMPLES,
+    seed: Seed = 0,
+) -> dict[str, Any]:
+    """Summary of one metric across seeds, with bootstrap intervals of its mean.
+
+    Args:
+      values: ``(S,)`` one value per seed. Non-finite values (diverged seeds) are left
+        out of every statistic and counted in ``num_nonfinite``.
+      level: confidence level of the two-sided intervals.
+      num_resamples: number of bootstrap resamples.
+      seed: int, ``numpy.random.Generator`` or JAX key for the resamples.
+
+    Returns:
+      ``n`` (finite seeds used), ``num_nonfinite``, ``mean``, ``std`` (ddof=1), ``sem``,
+      ``median``, ``iqm``, ``min``, ``max``, ``ci_percentile`` and ``ci_bca`` (``[low, high]``
+      intervals of the mean), ``level``, ``num_resamples``, ``iqm_convention``.
+    """
+    raw = _as_1d(values, "values")
+    x = raw[np.isfinite(raw)]
+    n = int(x.size)
+    nan = float("nan")
+    ci = bootstrap_mean_ci(x, level=level, num_resamples=num_resamples, seed=seed)
+    std = math.sqrt(_var(x)) if n > 1 else nan
+    return {
+        "n": n,
+        "num_nonfinite": int(raw.size - n),
+        "mean": float(_mean(x)) if n else nan,
+        "std": std,
+        "sem": std / math.sqrt(n) if n > 1 else nan,
+        "median": float(np.median(x)) if n else nan,
+        "iqm": interquartile_mean(x),
+        "min": float(np.min(x)) if n else nan,
+        "max": float(np.max(x)) if n else nan,
+        "level": float(level),
+        "num_resamples": int(num_resamples),
+        "ci_percentile": [ci["percentile_low"], ci["percentile_high"]],
+        "ci_bca": [ci["bca_low"], ci["bca_high"]],
+        "iqm_convention": IQM_CONVENTION,
+    }
+
+
+# ------------------------------------------------------------------------------ tests
+
+
+def t_test(x: Any, y: Any, *, paired: bool) -> dict[str, float]:
+    """Welch's unequal-variance t-test of ``mean(x) = mean(y)``, or the paired t-test.
+
+    Args:
+      x, y: ``(S1,)`` and ``(S2,)`` finite values (``S1 == S2`` when paired).
+      paired: test the differences ``x - y`` of matched seeds against 0 (df = S - 1).
+
+    Returns:
+      ``t``, ``df`` (Welch-Satterthwaite when unpaired) and the two-sided ``p_value``;
+      ``nan`` with fewer than 2 values in a group. When every value within each group is
+      equal the standard error is 0: ``t`` is then ±inf with ``p = 0`` if the means differ,
+      and ``t = 0`` with ``p = 1`` if they do not.
+    """
+    x, y = _as_1d(x, "x"), _as_1d(y, "y")
+    if paired:
+        d = x - y
+        n = d.size
+        if n < 2:
+            return {"t": float("nan"), "df": float("nan"), "p_value": float("nan")}
+        diff, se2, df = float(_mean(d)), _var(d) / n, float(n - 1)
+    else:
+        if x.size < 2 or y.size < 2:
+            return {"t": float("nan"), "df": float("nan"), "p_value": float("nan")}
+        vx, vy = _var(x) / x.size, _var(y) / y.size
+        diff, se2 = float(_mean(x) - _mean(y)), vx + vy
+        df = (
+            float(se2**2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1)))
+            if se2 > 0 else float(x.size + y.size - 2)
+        )
+    if se2 == 0.0:
+        if diff == 0.0:
+            return {"t": 0.0, "df": df, "p_value": 1.0}
+        return {"t": math.copysign(math.inf, diff), "df": df, "p_value": 0.0}
+    t = diff / math.sqrt(se2)
+    return {"t": t, "df": df, "p_value": float(2.0 * scipy_stats.t.sf(abs(t), df))}
+
+
+def permutation_test(
+    x: Any,
+    y: Any,
+    *,
+    paired: bool,
+    num_permutations: int = DEFAULT_NUM_PERMUTATIONS,
+    seed: Seed = 0,
+    exact: bool | None = None,
+) -> dict[str, Any]:
+    """Two-sided permutation test of ``|mean(x) - mean(y)|`` under exchangeability.
+
+    Unpaired, the null hypothesis is that ``x`` and ``y`` come from one distribution (the
+    seeds' labels are exchangeable) and the seeds are relabelled at random; paired, that
+    each difference ``x_i - y_i`` is symmetric about 0 and its sign is flipped at random.
+
+    When the number of distinct relabellings (``C(S1+S2, S1)``, or ``2^S`` sign patterns)
+    is at most ``num_permutations`` (and :data:`MAX_EXACT_PERMUTATIONS`), all are enumerated
+    and ``p = #{|T| >= |T_obs|} / N`` exactly (the identity is one of them). Otherwise
+    ``num_permutations`` random ones are drawn and ``p = (1 + #{|T| >= |T_obs|}) / (1 + B)``,
+    which counts the observed labelling and so never gives 0.
+
+    Args:
+      x, y: ``(S1,)`` and ``(S2,)`` finite values (``S1 == S2`` when paired).
+      paired: flip signs of paired differences instead of relabelling.
+      num_permutations: random permutations ``B`` (and the enumeration threshold).
+      seed: int, ``numpy.random.Generator`` or JAX key for the random permutations.
+      exact: force enumeration (True) or sampling (False); None chooses as above.
+
+    Returns:
+      ``p_value``, ``statistic`` (observed mean difference), ``exact`` and
+      ``num_permutations`` (number enumerated or drawn).
+    """
+    _check_count("num_permutations", num_permutations)
+    x, y = _as_1d(x, "x"), _as_1d(y, "y")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("permutation_test needs finite values; drop diverged seeds first")
+    if paired and x.size != y.size:
+        raise ValueError(f"paired samples must have equal sizes; got {x.size} and {y.size}")
+    if min(x.size, y.size) < 1:
+        return {"p_value": float("nan"), "statistic": float("nan"), "exact": False,
+                "num_permutations": 0}
+    if paired:
+        d = x - y
+        num_total = 2 ** min(d.size, 62)
+        observed = float(np.mean(d))
+        scale = float(np.max(np.abs(d), initial=0.0))
+    else:
+        pooled = np.concatenate([x, y])
+        n1 = x.size
+        num_total = math.comb(pooled.size, n1)
+        total_sum = float(np.sum(pooled))
+        observed = float(np.sum(x) / n1 - (total_sum - np.sum(x)) / y.size)
+        scale = float(np.max(np.abs(pooled), initial=0.0))
+    if exact is None:
+        exact = num_total <= min(int(num_permutations), MAX_EXACT_PERMUTATIONS)
+    if exact and num_total > MAX_EXACT_PERMUTATIONS:
+        raise ValueError(f"exact=True would enumerate {num_total} permutations; the limit is "
+                         f"{MAX_EXACT_PERMUTATIONS}")
+
+    def statistics(rows: np.ndarray) -> np.ndarray:
+        # rows: sign patterns (b, S) when paired, chosen x-indices (b, S1) otherwise.
+        if paired:
+            return np.mean(rows * d, axis=1)
+        sum_x = np.sum(pooled[rows], axis=1)
+        return sum_x / n1 - (total_sum - sum_x) / y.size
+
+    # Differences equal to the observed one in exact arithmetic may differ by rounding.
+    threshold = abs(observed) - 1e-9 * scale
+    if exact:
+        if paired:
+            bits = (np.arange(num_total)[:, None] >> np.arange(d.size)) & 1
+            rows = 1.0 - 2.0 * bits
+        else:
+            combos = itertools.chain.from_iterable(itertools.combinations(range(pooled.size), n1))
+            rows = np.fromiter(combos, dtype=np.intp, count=num_total * n1).reshape(num_total, n1)
+        count = int(np.sum(np.abs(statistics(rows)) >= threshold))
+        p_value, used = count / num_total, num_total
+    else:
+        rng = _rng(seed)
+        count = 0
+        width = d.size if paired else pooled.size
+        for b in _block_sizes(int(num_permutations), width):
+            if paired:
+                rows = 1.0 - 2.0 * rng.integers(0, 2, size=(b, width))
+            else:
+                rows = rng.permuted(np.broadcast_to(np.arange(width), (b, width)), axis=1)[:, :n1]
+            count += int(np.sum(np.abs(statistics(rows)) >= threshold))
+        p_value, used = (1 + count) / (1 + int(num_permutations)), int(num_permutations)
+    return {"p_value": float(min(1.0, p_value)), "statistic": observed, "exact": bool(exact),
+            "num_permutations": int(used)}
+
+
+def probability_of_improvement(x: Any, y: Any, *, paired: bool) -> float:
+    """``P(X > Y) + P(X = Y) / 2`` over all pairs (Mann-Whitney ``U / (S1 S2)``) or seed pairs."""
+    x, y = _as_1d(x, "x"), _as_1d(y, "y")
+    if paired:
+        d = x - y
+        return float(np.mean((d > 0) + 0.5 * (d == 0))) if d.size else float("nan")
+    if x.size == 0 or y.size == 0:
+        return float("nan")
+    ranks = scipy_stats.rankdata(np.concatenate([x, y]))  # average ranks: ties count 1/2
+    u = np.sum(ranks[: x.size]) - x.size * (x.size + 1) / 2.0
+    return float(u / (x.size * y.size))
+
+
+def _hedges_correction(df: float) -> float:
+    """Exact small-sample factor J(df) = Γ(df/2) / (sqrt(df/2) Γ((df-1)/2)) of Hedges' g."""
+    if not df > 1:
+        return float("nan")
+    return float(math.exp(special.gammaln(df / 2) - 0.5 * math.log(df / 2)
+                          - special.gammaln((df - 1) / 2)))
+
+
+def effect_size(x: Any, y: Any, *, paired: bool) -> dict[str, Any]:
+    """Standardised difference of means ``x - y``.
+
+    Unpaired: Cohen's d with the pooled std ``sqrt(((S1-1) s1^2 + (S2-1) s2^2) / (S1+S2-2))``.
+    Paired: ``d_z = mean(x - y) / std(x - y)``. Both with Hedges' small-sample correction
+    ``g = J(df) d`` (df = S1+S2-2, or S-1 paired). ``sd`` is the std in the denominator.
+    A zero ``sd`` gives ±inf (or nan when the means are equal too).
+    """
+    x, y = _as_1d(x, "x"), _as_1d(y, "y")
+    if paired:
+        d = x - y
+        df = d.size - 1
+        diff = float(_mean(d)) if d.size else float("nan")
+        sd = math.sqrt(_var(d)) if df > 0 else float("nan")
+        name = "d_z"
+    else:
+        df = x.size + y.size - 2
+        diff = float(_mean(x) - _mean(y)) if x.size and y.size else float("nan")
+        if x.size > 1 and y.size > 1:
+            sd = math.sqrt(((x.size - 1) * _var(x) + (y.size - 1) * _var(y)) / df)
+        else:
+            sd = float("nan")
+        name = "cohens_d"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_value = float(np.float64(diff) / np.float64(sd))
+    return {"name": name, "value": d_value, "hedges_g": _hedges_correction(df) * d_value,
+            "sd": sd}
+
+
+def seeds_needed(
+    delta: float,
+    sd: float,
+    *,
+    level: float = DEFAULT_LEVEL,
+    power: float = DEFAULT_POWER,
+    paired: bool = False,
+) -> int | None:
+    """Seeds (per group, or pairs) for a two-sided test at ``1 - level`` to detect ``delta``.
+
+    Normal approximation: ``n = k ((z_{1-alpha/2} + z_power) sd / delta)^2`` with ``k = 2``
+    per group unpaired (``sd`` the common std) and ``k = 1`` paired (``sd`` the std of the
+    differences), rounded up and at least 2. ``None`` when ``delta`` is 0 or either input
+    is not finite. Planned from an observed ``delta`` and ``sd`` it is itself an estimate.
+    """
+    _check_level(level)
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power={power!r} is not allowed: a probability strictly in (0, 1)")
+    if not (math.isfinite(delta) and math.isfinite(sd)) or delta == 0.0:
+        return None
+    z = special.ndtri(1.0 - (1.0 - level) / 2.0) + special.ndtri(power)
+    n = (1.0 if paired else 2.0) * (z * sd / delta) ** 2
+    return max(2, math.ceil(n * (1.0 - 1e-12)))  # guard against 16.000000000000004 -> 17
+
+
+# -------------------------------------------------------------------------- verdicts
+
+
+def verdict(ci: Sequence[float], p_value: float, *, level: float,
+            higher_is_better: bool) -> str:
+    """``"improved"``, ``"worse"`` or ``"inconclusive"`` for ``x`` against ``y``; see VERDICT_RULE.
+
+    Args:
+      ci: ``[low, high]`` interval of ``mean(x) - mean(y)``.
+      p_value: the decision p-value (adjusted, when comparisons form a family).
+      level: the confidence level; the test level is ``alpha = 1 - level``.
+      higher_is_better: True for accuracy-like metrics, False for losses and errors.
+    """
+    low, high = float(ci[0]), float(ci[1])
+    if not p_value < 1.0 - level:  # also catches nan
+        return "inconclusive"
+    if low > 0.0:
+        return "improved" if higher_is_better else "worse"
+    if high < 0.0:
+        return "worse" if higher_is_better else "improved"
+    return "inconclusive"
+
+
+def compare(
+    x: Any,
+    y: Any,
+    *,
+    paired: bool,
+    higher_is_better: bool = True,
+    level: float = DEFAULT_LEVEL,
+    num_resamples: int = DEFAULT_NUM_RESAMPLES,
+    num_permutations: int = DEFAULT_NUM_PERMUTATIONS,
+    power: float = DEFAULT_POWER,
+    seed: Seed = 0,
+) -> dict[str, Any]:
+    """Compare a candidate metric ``x`` with a baseline ``y`` across seeds.
+
+    Args:
+      x: ``(S1,)`` per-seed values of the candidate.
+      y: ``(S2,)`` per-seed values of the baseline.
+      paired: seed ``i`` of ``x`` and of ``y`` are matched (same seed, two evaluations);
+        needs ``S1 == S2``. Pairs with a non-finite value in either are dropped; unpaired,
+        non-finite values are dropped from their own group.
+      higher_is_better: direction of the metric (False for losses, MSE, error rates).
+      level: confidence level of the intervals; the tests run at ``alpha = 1 - level``.
+      num_resamples: bootstrap resamples for the interval of the difference.
+      num_permutations: random permutations (or the enumeration threshold).
+      power: target power of ``seeds_needed``.
+      seed: int, ``numpy.random.Generator`` or JAX key; the bootstrap and the
+        permutations draw from separate child streams.
+
+    Returns:
+      A JSON-ready dict: ``difference`` (``mean_x - mean_y``), ``ci_percentile``/``ci_bca``
+      of it, ``t``, ``df``, ``p_value_t``, ``p_value_permutation``, ``p_value`` (the decision
+      p-value, the larger of the two), ``p_value_adjusted`` (equal until :func:`holm_adjust`),
+      ``prob_x_greater`` (P(X > Y), ties 1/2), ``prob_improvement`` (the same in the good
+      direction), ``effect_size`` (``cohens_d`` or ``d_z``; ``hedges_g``), ``seeds_needed``
+      with its formula, the ``verdict`` and the rule that gave it; see the code for all keys.
+    """
+    _check_level(level)
+    _check_count("num_resamples", num_resamples)
+    x_raw, y_raw = _as_1d(x, "x"), _as_1d(y, "y")
+    if paired and x_raw.size != y_raw.size:
+        raise ValueError(f"paired samples must have equal sizes; got {x_raw.size} and {y_raw.size}")
+    if paired:
+        keep = np.isfinite(x_raw) & np.isfinite(y_raw)
+        x_use, y_use = x_raw[keep], y_raw[keep]
+    else:
+        x_use, y_use = x_raw[np.isfinite(x_raw)], y_raw[np.isfinite(y_raw)]
+    boot_rng, perm_rng = _rng(seed).spawn(2)
+    nan = float("nan")
+    enough = min(x_use.size, y_use.size) >= 2
+    difference = float(_mean(x_use) - _mean(y_use)) if enough else nan
+
+    # Bootstrap interval of the difference: resample seed pairs (paired) or each group.
+    ci_percentile, ci_bca = [nan, nan], [nan, nan]
+    if enough and paired:
+        ci = bootstrap_mean_ci(x_use - y_use, level=level, num_resamples=num_resamples,
+                               seed=boot_rng)
+        ci_percentile = [ci["percentile_low"], ci["percentile_high"]]
+        ci_bca = [ci["bca_low"], ci["bca_high"]]
+    elif enough:
+        xs, ys = x_use[:, None], y_use[:, None]
+        boot = (_bootstrap_means(xs, num_resamples, boot_rng)
+                - _bootstrap_means(ys, num_resamples, boot_rng))
+        accel = _acceleration([xs - xs.mean(), ys - ys.mean()], [1.0, -1.0])
+        interval = _intervals(boot, np.array([difference]), accel, _tie_tolerance(xs, ys), level)
+        if np.ptp(xs) == 0 and np.ptp(ys) == 0:  # no spread at all: the interval is a point
+            ci_percentile = ci_bca = [difference, difference]
+        else:
+            ci_percentile, ci_bca = _pair(interval, "percentile"), _pair(interval, "bca")
+
+    t_result = t_test(x_use, y_use, paired=paired)
+    if enough:
+        perm = permutation_test(x_use, y_use, paired=paired, num_permutations=num_permutations,
+                                seed=perm_rng)
+    else:
+        perm = {"p_value": nan, "exact": False, "num_permutations": 0}
+    p_value = max(t_result["p_value"], perm["p_value"])  # nan if either is nan
+    if math.isnan(t_result["p_value"]) or math.isnan(perm["p_value"]):
+        p_value = nan
+    prob = probability_of_improvement(x_use, y_use, paired=paired)
+    effect = effect_size(x_use, y_use, paired=paired) if enough else {
+        "name": "d_z" if paired else "cohens_d", "value": nan, "hedges_g": nan, "sd": nan}
+    needed = seeds_needed(difference, effect["sd"], level=level, power=power, paired=paired)
+    return {
+        "paired": bool(paired),
+        "higher_is_better": bool(higher_is_better),
+        "level": float(level),
+        "alpha": round(1.0 - level, 12),
+        "n_x": int(x_use.size),
+        "n_y": int(y_use.size),
+        "num_nonfinite_x": int(np.sum(~np.isfinite(x_raw))),
+        "num_nonfinite_y": int(np.sum(~np.isfinite(y_raw))),
+        "mean_x": float(_mean(x_use)) if x_use.size else nan,
+        "mean_y": float(_mean(y_use)) if y_use.size else nan,
+        "difference": difference,
+        "ci_percentile": ci_percentile,
+        "ci_bca": ci_bca,
+        "ci_used": "bca",
+        "num_resamples": int(num_resamples),
+        "t_test": "paired" if paired else "welch",
+        "t": t_result["t"],
+        "df": t_result["df"],
+        "p_value_t": t_result["p_value"],
+        "p_value_permutation": perm["p_value"],
+        "permutation_exact": perm["exact"],
+        "num_permutations": perm["num_permutations"],
+        "p_value": p_value,
+        "p_value_adjusted": p_value,
+        "adjustment": "none",
+        "num_comparisons": 1,
+        "prob_x_greater": prob,
+        "prob_improvement": prob if higher_is_better else (1.0 - prob),
+        "effect_size_name": effect["name"],
+        "effect_size": effect["value"],
+        "hedges_g": effect["hedges_g"],
+        "sd": effect["sd"],
+        "seeds_needed": needed,
+        "seeds_needed_power": float(power),
+        "seeds_needed_formula": SEEDS_NEEDED_PAIRED if paired else SEEDS_NEEDED_UNPAIRED,
+        "verdict": verdict(ci_bca, p_value, level=level, higher_is_better=higher_is_better),
+        "verdict_rule": VERDICT_RULE,
+    }
+
+
+# ------------------------------------------------------------------ multiple testing
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order.
+
+    Sorted ascending, ``p_(j)`` becomes ``max_{k <= j} min(1, (m - k + 1) p_(k))``, so the
+    adjusted values are monotone in the raw ones; rejecting where ``adjusted < alpha``
+    controls the family-wise error rate at ``alpha``. A ``nan`` p-value (a test that could
+    not run) counts in ``m``, is sorted last and stays ``nan``.
+    """
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    m = p.size
+    if m == 0:
+        return []
+    missing = np.isnan(p)
+    order = np.argsort(np.where(missing, np.inf, p), kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(m)) * np.where(missing, 1.0, p)[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return np.where(missing, np.nan, adjusted).tolist()
+
+
+def holm_adjust(comparisons: Mapping[str, dict] | Sequence[dict]) -> Any:
+    """Holm-adjust a family of :func:`compare` results so their verdicts use adjusted p-values.
+
+    Returns new dicts (the inputs are not modified), in the same container kind, with
+    ``p_value_adjusted``, ``adjustment = "holm"``, ``num_comparisons = m``, the verdict
+    recomputed from the adjusted p-value, the one before in ``verdict_unadjusted``, and
+    ``seeds_needed_adjusted``: seeds for the observed difference at the Bonferroni level
+    ``alpha / m`` (what the first step of Holm demands; a conservative plan for the family).
+    All comparisons must share one ``level``.
+    """
+    is_mapping = isinstance(comparisons, Mapping)
+    items = list(comparisons.values()) if is_mapping else list(comparisons)
+    levels = {c["level"] for c in items}
+    if len(levels) > 1:
+        raise ValueError(f"a Holm family needs one confidence level; got {sorted(levels)}")
+    adjusted_p = holm([c["p_value"] for c in items])
+    m = len(items)
+    out = []
+    for c, p in zip(items, adjusted_p, strict=True):
+        new = dict(c)
+        new.update(
+            p_value_adjusted=p,
+            adjustment="holm",
+            num_comparisons=m,
+            verdict_unadjusted=c["verdict"],
+            verdict=verdict(c[f"ci_{c['ci_used']}"], p, level=c["level"],
+                            higher_is_better=c["higher_is_better"]),
+            seeds_needed_adjusted=seeds_needed(
+                c["difference"], c["sd"], level=1.0 - (1.0 - c["level"]) / m,
+                power=c["seeds_needed_power"], paired=c["paired"]),
+        )
+        out.append(new)
+    return dict(zip(comparisons.keys(), out, strict=True)) if is_mapping else out

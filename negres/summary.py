@@ -1,0 +1,33 @@
+"""Plain-text tables for the terminal: per-seed values and their spread."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def seed_table(seed_indices: Sequence[int], columns: Mapping[str, Sequence[float]]) -> str:
+    """One row per seed, then mean, std (ddof=1), min and max of each column.
+
+    Args:
+      seed_indices: ``(S,)`` seed index of each row.
+      columns: name -> ``(S,)`` values.
+    """
+    names = list(columns)
+    width = max(10, *(len(n) for n in names))
+    values = {n: np.asarray(columns[n], dtype=float) for n in names}
+    header = f"{'seed':>6} " + " ".join(f"{n:>{width}}" for n in names)
+    lines = [header, "-" * len(header)]
+    for row, seed in enumerate(seed_indices):
+        lines.append(f"{seed:>6} " + " ".join(f"{values[n][row]:>{width}.4f}" for n in names))
+    lines.append("-" * len(header))
+    spread = {
+        "mean": np.nanmean,
+        "std": lambda v: np.nanstd(v, ddof=1) if np.sum(np.isfinite(v)) > 1 else float("nan"),
+        "min": np.nanmin,
+        "max": np.nanmax,
+    }
+    for label, fn in spread.items():
+        lines.append(f"{label:>6} " + " ".join(f"{fn(values[n]):>{width}.4f}" for n in names))
+    return "\n".join(lines)

@@ -1,0 +1,35 @@
+"""Shared, small fixtures: real tasks cut to toy size so the suite stays fast on 2 CPU cores."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from negres.tasks import Task, load_task
+
+
+@pytest.fixture(scope="session")
+def small_digits() -> Task:
+    """Real digits, 400 training and 200 test examples."""
+    task = load_task(ConfigDict({"name": "digits"}))
+    return dataclasses.replace(
+        task,
+        x_train=task.x_train[:400],
+        y_train=task.y_train[:400],
+        x_test=task.x_test[:200],
+        y_test=task.y_test[:200],
+    )
+
+
+@pytest.fixture(scope="session")
+def regression_task() -> Task:
+    config = {"name": "synthetic_regression", "num_train": 512, "num_test": 256}
+    return load_task(ConfigDict(config))
+
+
+def tree_allclose(a, b, atol: float, rtol: float = 0.0) -> None:
+    import jax
+
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol)

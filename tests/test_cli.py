@@ -1,0 +1,113 @@
+"""The command line end to end: results files, refusals, and one-line errors before any compile."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--config.num_seeds=2", "--config.train.steps=20", "--config.train.eval_every=10"]
+
+
+def run_main(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *args],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+    )
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The error lines the user sees (absl's INFO log lines aside)."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("negres: error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("runs") / "tiny"
+    proc = run_main("--config", "configs/default.py", "--workdir", str(workdir), *TINY)
+    assert proc.returncode == 0, proc.stderr
+    return workdir, proc
+
+
+def test_results_json_holds_every_per_seed_number(tiny_run):
+    workdir, proc = tiny_run
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["num_seeds"] == 2
+    assert results["seed_indices"] == [0, 1]
+    for name in ("test_accuracy", "test_loss", "train_accuracy", "train_loss"):
+        values = results["metrics"][name]
+        assert len(values) == 2 and all(isinstance(v, float) for v in values)
+    assert results["curves"]["step"] == [10, 20]
+    for name in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+        assert len(results["curves"][name]) == 2 and len(results["curves"][name][0]) == 2
+    assert results["config"]["num_seeds"] == 2
+    assert results["device"]["platform"] == "cpu"
+    assert results["wall_time_s"] > results["train_time_s"] > 0
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["train"]["steps"] == 20 and config["model"]["hidden_sizes"] == [64]
+    # The terminal summary names every seed and the spread.
+    for token in ("test_accuracy", "mean", "std", "min", "max"):
+        assert token in proc.stdout
+    assert "train: step 20/20" in proc.stderr
+
+
+def test_existing_results_are_refused_and_kept(tiny_run):
+    workdir, _ = tiny_run
+    before = (workdir / "results.json").read_bytes()
+    proc = run_main("--config", "configs/default.py", "--workdir", str(workdir), *TINY)
+    assert proc.returncode != 0
+    assert "--overwrite" in error_line(proc)
+    assert (workdir / "results.json").read_bytes() == before
+
+
+def test_overwrite_replaces_results(tiny_run):
+    workdir, _ = tiny_run
+    proc = run_main("--config", "configs/default.py", "--workdir", str(workdir), *TINY,
+                    "--config.seed=3", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((workdir / "results.json").read_text())["config"]["seed"] == 3
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["--config.num_seeds=0"], "config.num_seeds=0"),
+        (["--config.train.steps=0"], "config.train.steps=0"),
+        (["--config.train.batch_size=5000"], "config.train.batch_size=5000"),
+        (["--config.model.name=resnet"], "config.model.name='resnet'"),
+        (["--config.task.name=imagenet"], "config.task.name='imagenet'"),
+        (["--config.optimizer.name=lbfgs"], "config.optimizer.name='lbfgs'"),
+        (["--config.model.widths=3"], "widths"),
+    ],
+)
+def test_bad_config_is_one_line_before_anything_is_written(tmp_path, overrides, expected):
+    workdir = tmp_path / "w"
+    proc = run_main("--config", "configs/default.py", "--workdir", str(workdir), *overrides)
+    assert proc.returncode != 0
+    line = error_line(proc)
+    assert expected in line
+    assert not workdir.exists()
+
+
+def test_missing_and_broken_config_files(tmp_path):
+    proc = run_main("--config", str(tmp_path / "nope.py"), "--workdir", str(tmp_path / "w"))
+    assert "no such file" in error_line(proc)
+    broken = tmp_path / "broken.py"
+    broken.write_text("def get_config(:\n")
+    proc = run_main("--config", str(broken), "--workdir", str(tmp_path / "w"))
+    assert "SyntaxError" in error_line(proc)
+
+
+def test_unwritable_workdir(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    proc = run_main("--config", "configs/default.py", "--workdir", str(blocker / "w"))
+    assert "not writable" in error_line(proc)
+    assert blocker.read_text() == "not a directory"

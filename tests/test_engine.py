@@ -1,0 +1,154 @@
+"""The seed engine's central promise: many seeds in one call, each equal to itself trained alone."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+from conftest import tree_allclose
+from ml_collections import ConfigDict
+
+from negres.engine import (
+    check_training_arguments,
+    make_seed_trainer,
+    points_per_segment,
+    train_seeds,
+)
+from negres.errors import ConfigError
+from negres.models import build_model
+from negres.seeds import num_seeds_of, take_seed
+
+MODEL_CONFIGS = {
+    "linear": {"name": "linear"},
+    "mlp_dropout": {"name": "mlp", "hidden_sizes": (32, 16), "dropout_rate": 0.2},
+    "cnn": {"name": "cnn", "channels": (4,), "dense_size": 16},
+}
+STEPS, EVAL_EVERY, BATCH = 30, 10, 32
+
+
+_TRAINERS = {}
+
+
+def _train(task, model_name, **kwargs):
+    """Train on ``task``, reusing one compiled trainer per model and curve spacing."""
+    model = build_model(ConfigDict(MODEL_CONFIGS[model_name]), task.num_outputs)
+    optimizer = optax.adam(1e-2)
+    args = dict(
+        num_seeds=4, steps=STEPS, batch_size=BATCH, seed=7, kind=task.kind,
+        eval_every=EVAL_EVERY, x_eval=task.x_test, y_eval=task.y_test,
+    ) | kwargs
+    cache_key = (model_name, args["eval_every"])
+    if cache_key not in _TRAINERS:
+        _TRAINERS[cache_key] = make_seed_trainer(
+            model, optimizer, kind=task.kind, input_shape=task.input_shape,
+            batch_size=BATCH, eval_every=args["eval_every"], has_eval=True,
+        )
+    return train_seeds(model, optimizer, task.x_train, task.y_train,
+                       trainer=_TRAINERS[cache_key], **args)
+
+
+@pytest.fixture(scope="module", params=list(MODEL_CONFIGS))
+def four_seed_run(request, small_digits):
+    return request.param, _train(small_digits, request.param)
+
+
+def test_stacked_shapes_have_seed_axis_first(four_seed_run):
+    _, result = four_seed_run
+    assert num_seeds_of(result.params) == 4
+    assert num_seeds_of(result.opt_state) == 4
+    np.testing.assert_array_equal(result.seed_indices, np.arange(4))
+    np.testing.assert_array_equal(result.curve_steps, [10, 20, 30])
+    assert set(result.curves) == {"train_loss", "train_accuracy", "eval_loss", "eval_accuracy"}
+    for curve in result.curves.values():
+        assert curve.shape == (4, STEPS // EVAL_EVERY)
+        assert np.all(np.isfinite(curve))
+
+
+def test_seed_trained_alone_equals_its_row_in_a_many_seed_run(four_seed_run, small_digits):
+    model_name, result = four_seed_run
+    alone = _train(small_digits, model_name, seed_indices=[2])
+    # vmap batches the matmuls differently from a single-seed run, so equality is to float
+    # tolerance, not bitwise.
+    tree_allclose(take_seed(result.params, 2), take_seed(alone.params, 0), atol=2e-5, rtol=1e-4)
+    for name in result.curves:
+        np.testing.assert_allclose(
+            result.curves[name][2], alone.curves[name][0], atol=2e-5, rtol=1e-4
+        )
+
+
+def test_same_config_gives_identical_numbers(four_seed_run, small_digits):
+    model_name, result = four_seed_run
+    again = _train(small_digits, model_name)
+    leaves = jax.tree_util.tree_leaves
+    for a, b in zip(leaves(result.params), leaves(again.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for name in result.curves:
+        np.testing.assert_array_equal(result.curves[name], again.curves[name])
+
+
+def test_different_seeds_give_different_parameters(four_seed_run, small_digits):
+    model_name, result = four_seed_run
+    for leaf in jax.tree_util.tree_leaves(result.params):
+        leaf = np.asarray(leaf)
+        if leaf.ndim > 1 and leaf[0].size > 1:  # kernels; linen initialises biases to zero
+            for i in range(4):
+                for j in range(i + 1, 4):
+                    assert not np.allclose(leaf[i], leaf[j])
+    other_root = _train(small_digits, model_name, seed=8, num_seeds=1)
+    kernel = lambda p: np.asarray(jax.tree_util.tree_leaves(p)[-1])  # noqa: E731
+    assert not np.allclose(kernel(other_root.params)[0], kernel(result.params)[0])
+
+
+def test_training_learns_digits(small_digits):
+    result = _train(small_digits, "mlp_dropout", steps=200, num_seeds=3)
+    # A 10-class problem: chance is 0.1; a trained MLP on 400 digits clears 0.8.
+    assert np.all(result.curves["eval_accuracy"][:, -1] > 0.8)
+    assert np.all(result.curves["train_loss"][:, -1] < result.curves["train_loss"][:, 0])
+
+
+def test_linear_regression_recovers_true_coefficients(regression_task):
+    model = build_model(ConfigDict({"name": "linear"}), 1)
+    result = train_seeds(
+        model, optax.adam(5e-2), regression_task.x_train, regression_task.y_train,
+        num_seeds=3, steps=400, batch_size=64, kind="regression", eval_every=200,
+        x_eval=regression_task.x_test, y_eval=regression_task.y_test,
+    )
+    kernel = np.asarray(result.params["Dense_0"]["kernel"])[..., 0]  # (S, 5)
+    truth = regression_task.known["coefficients"]
+    np.testing.assert_allclose(kernel, np.broadcast_to(truth, kernel.shape), atol=0.05)
+    noise_var = regression_task.known["noise_std"] ** 2
+    # Test MSE approaches the irreducible noise variance.
+    assert np.all(result.curves["eval_mse"][:, -1] < noise_var + 0.01)
+
+
+def test_progress_reports_every_segment(small_digits):
+    calls = []
+    _train(small_digits, "linear", steps=200, num_seeds=2,
+           progress=lambda done, total, s, t: calls.append((done, total, s)))
+    # 20 curve points, reported in segments of 2 points (20 steps).
+    assert [c[0] for c in calls] == list(range(20, 201, 20))
+    assert all(total == 200 and s == 2 for _, total, s in calls)
+
+
+@pytest.mark.parametrize("num_points", [1, 7, 10, 12, 100, 250])
+def test_points_per_segment_divides_and_reports_often(num_points):
+    per = points_per_segment(num_points)
+    assert num_points % per == 0
+    assert per <= max(1, -(-num_points // 10))
+
+
+@pytest.mark.parametrize(
+    "field,kwargs",
+    [
+        ("num_seeds", dict(num_seeds=0)),
+        ("train.steps", dict(steps=0)),
+        ("train.batch_size", dict(batch_size=401)),
+        ("train.batch_size", dict(batch_size=0)),
+        ("train.eval_every", dict(eval_every=7)),
+    ],
+)
+def test_bad_training_arguments_name_the_field(field, kwargs):
+    args = dict(num_seeds=2, steps=10, batch_size=8, eval_every=5, num_train=400) | kwargs
+    with pytest.raises(ConfigError) as err:
+        check_training_arguments(**args)
+    assert err.value.field == field
+    assert f"config.{field}=" in str(err.value)
