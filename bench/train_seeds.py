@@ -1,0 +1,99 @@
+"""How the cost of training grows with the number of seeds: one vmapped call against a loop.
+
+Trains the default study's workload (scikit-learn digits, MLP 64 -> 64 -> 10, Adam 1e-2,
+batch 128, 500 steps) for S in {1, 8, 64, 256} seeds:
+  negres:  one compiled ``jit(vmap(scan))`` call for all S seeds;
+  loop:    a Python loop over seeds of the same jitted single-seed training.
+Compilation is excluded from both (each is warmed up first); times are the median of
+``--repeats`` runs, taken in the same process so that ratios are comparable on a noisy machine.
+
+    python bench/train_seeds.py [--seeds 1,8,64,256] [--steps 500] [--repeats 3] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import optax
+from ml_collections import ConfigDict
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from negres.engine import make_seed_trainer, train_seeds
+from negres.models import build_model
+from negres.tasks import load_task
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="1,8,64,256")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="bench/results/train_seeds.json")
+    args = parser.parse_args()
+
+    task = load_task(ConfigDict({"name": "digits"}))
+    model = build_model(ConfigDict({"name": "mlp", "hidden_sizes": (64,)}), task.num_outputs)
+    optimizer = optax.adam(1e-2)
+    trainer = make_seed_trainer(
+        model, optimizer, kind=task.kind, input_shape=task.input_shape,
+        batch_size=128, eval_every=args.steps, has_eval=False,
+    )
+
+    def run(seed_indices):
+        result = train_seeds(
+            model, optimizer, task.x_train, task.y_train, num_seeds=len(seed_indices),
+            steps=args.steps, batch_size=128, eval_every=args.steps,
+            seed_indices=seed_indices, trainer=trainer,
+        )
+        return result
+
+    rows = []
+    print(f"device: {jax.devices()[0].device_kind} ({jax.devices()[0].platform}), "
+          f"{args.steps} steps, median of {args.repeats}")
+    header = f"{'S':>5} {'negres s':>10} {'loop s':>10} {'loop/negres':>12} {'seeds/s':>9}"
+    print(header)
+    print("-" * len(header))
+    run([0])  # compile the single-seed shape once; the loop reuses it
+    for num_seeds in [int(s) for s in args.seeds.split(",")]:
+        indices = list(range(num_seeds))
+        run(indices)  # compile this S
+        t_vmap = median_time(
+            lambda idx=indices: jax.block_until_ready(run(idx).params), args.repeats
+        )
+        loop_repeats = 1 if num_seeds >= 64 else args.repeats
+
+        def loop(idx=indices):
+            for i in idx:
+                jax.block_until_ready(run([i]).params)
+
+        t_loop = median_time(loop, loop_repeats)
+        rows.append({"num_seeds": num_seeds, "negres_s": t_vmap, "loop_s": t_loop,
+                     "speedup": t_loop / t_vmap, "seeds_per_s": num_seeds / t_vmap})
+        print(f"{num_seeds:>5} {t_vmap:>10.3f} {t_loop:>10.3f} {t_loop / t_vmap:>12.1f} "
+              f"{num_seeds / t_vmap:>9.1f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"device": str(jax.devices()[0]), "steps": args.steps,
+                               "rows": rows, "cpu_count": os.cpu_count()}, indent=1))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
