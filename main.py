@@ -13,7 +13,10 @@ from negres.results_io import WorkdirError
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file (configs/NAME.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results.json, report.md and plots.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace the results already in --workdir.")
-flags.mark_flags_as_required(["config", "workdir"])
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Rebuild report.md and plots from --workdir's results.json; no training."
+)
+flags.mark_flags_as_required(["workdir"])
 
 
 def load_config() -> ConfigDict:
@@ -51,9 +54,13 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
-    config = load_config()
     try:
-        experiment.run(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
+        if _REPORT_ONLY.value:
+            experiment.rebuild_report(_WORKDIR.value)
+            return
+        if flags.FLAGS["config"].value is None:
+            sys.exit("negres: error: --config is required (e.g. --config configs/default.py)")
+        experiment.run(load_config(), _WORKDIR.value, overwrite=_OVERWRITE.value)
     except (ConfigError, WorkdirError) as e:
         sys.exit(f"negres: error: {e}")
 

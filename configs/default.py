@@ -34,4 +34,33 @@ def get_config() -> ConfigDict:
     config.train.steps = 500  # optimizer steps per seed
     config.train.batch_size = 128  # examples per step, drawn uniformly with replacement
     config.train.eval_every = 50  # steps between learning-curve points; divides steps
+    config.train.label_noise = 0.0  # share of training labels each seed sees replaced at random
+
+    config.evaluation = ConfigDict()
+    config.evaluation.shifts = ("gaussian_noise",)  # names in negres.shifts.SHIFTS or the task's
+    config.evaluation.severities = (0.0, 0.1, 0.2, 0.3, 0.5)  # severity sweep of every shift
+    config.evaluation.shared_shift_noise = True  # every seed sees the same shifted test set
+    config.evaluation.attribution_methods = ("integrated_gradients",)  # negres.saliency names
+    config.evaluation.attribution_examples = 64  # first N test examples attributed per seed
+    config.evaluation.attribution_target = "predicted"  # predicted | label: the output explained
+    config.evaluation.ig_steps = 32  # integrated gradients: midpoint-rule steps
+    config.evaluation.smoothgrad_samples = 16  # smoothgrad: noisy copies per example
+    config.evaluation.smoothgrad_noise = 0.15  # smoothgrad: noise std as a share of input range
+    config.evaluation.shapley_background = 0  # shapley: background rows (0: zero baseline)
+    config.evaluation.top_k = 10  # top-k agreement between seeds
+    config.evaluation.max_sensitivity = False  # stability of attributions under perturbation
+    config.evaluation.sensitivity_radius = 0.05  # max-sensitivity: L-inf radius of perturbations
+    config.evaluation.sensitivity_samples = 8  # max-sensitivity: perturbations per example
+    config.evaluation.randomization_check = True  # cascading parameter-randomisation check
+    config.evaluation.save_attributions = 16  # examples whose attributions are saved as .npy
+
+    config.stats = ConfigDict()
+    config.stats.level = 0.95  # confidence level of intervals and tests
+    config.stats.num_resamples = 2000  # bootstrap resamples
+    config.stats.num_permutations = 2000  # permutation-test permutations
+    config.stats.paired_conditions = False  # compare conditions seed by seed (same seed index)
+
+    config.title = "digits MLP, 16 seeds"  # heading of report.md
+    config.conditions = ()  # e.g. ({"name": "mlp"}, {"name": "linear", "model.name": "linear"})
+    config.baseline = ""  # condition compared against; "" is the first
     return config

@@ -12,7 +12,8 @@ from negres.tasks import TASKS
 # Fields each section may hold; a name outside these is a typo, and a typo silently
 # ignored would run a different study than the one the user wrote.
 KNOWN_FIELDS: dict[str, frozenset[str]] = {
-    "": frozenset({"seed", "num_seeds", "task", "model", "optimizer", "train"}),
+    "": frozenset({"seed", "num_seeds", "task", "model", "optimizer", "train", "evaluation",
+                   "stats", "conditions", "baseline", "title"}),
     "task": frozenset(
         {"name", "test_fraction", "split_seed", "num_train", "num_test", "noise_std",
          "interaction", "data_seed"}
@@ -24,10 +25,17 @@ KNOWN_FIELDS: dict[str, frozenset[str]] = {
     "optimizer": frozenset(
         {"name", "learning_rate", "momentum", "weight_decay", "grad_clip_norm"}
     ),
-    "train": frozenset({"steps", "batch_size", "eval_every"}),
+    "train": frozenset({"steps", "batch_size", "eval_every", "label_noise"}),
+    "evaluation": frozenset(
+        {"shifts", "severities", "shared_shift_noise", "attribution_methods",
+         "attribution_examples", "attribution_target", "ig_steps", "smoothgrad_samples",
+         "smoothgrad_noise", "shapley_background", "top_k", "max_sensitivity",
+         "sensitivity_radius", "sensitivity_samples", "randomization_check", "save_attributions"}
+    ),
+    "stats": frozenset({"level", "num_resamples", "num_permutations", "paired_conditions"}),
 }
 
-REQUIRED_SECTIONS = ("task", "model", "optimizer", "train")
+REQUIRED_SECTIONS = ("task", "model", "optimizer", "train", "evaluation", "stats")
 
 
 def _check_known_fields(config: ConfigDict) -> None:
@@ -78,6 +86,40 @@ def validate_config(config: ConfigDict) -> None:
             eval_every,
             f"a positive integer that divides train.steps={train.steps}",
         )
+    _validate_evaluation(config.evaluation)
+    _validate_stats(config.stats)
     test_fraction = config.task.get("test_fraction", 0.2)
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError("task.test_fraction", test_fraction, "a number in (0, 1)")
+
+
+def _positive_int(field: str, value: object, minimum: int = 1) -> None:
+    if not _is_int(value) or value < minimum:
+        raise ConfigError(field, value, f"an integer >= {minimum}")
+
+
+def _validate_evaluation(evaluation: ConfigDict) -> None:
+    """Ranges of the evaluation knobs; names are checked against the task later."""
+    for name in ("attribution_examples", "ig_steps", "smoothgrad_samples", "top_k",
+                 "sensitivity_samples"):
+        _positive_int(f"evaluation.{name}", evaluation.get(name))
+    for name in ("shapley_background", "save_attributions"):
+        _positive_int(f"evaluation.{name}", evaluation.get(name), minimum=0)
+    severities = evaluation.get("severities")
+    if not isinstance(severities, (tuple, list)) or not severities or any(
+        not isinstance(s, (int, float)) or s < 0 for s in severities
+    ):
+        raise ConfigError("evaluation.severities", severities,
+                          "a non-empty tuple of severities >= 0")
+    for name in ("smoothgrad_noise", "sensitivity_radius"):
+        value = evaluation.get(name)
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"evaluation.{name}", value, "a number > 0")
+
+
+def _validate_stats(stats_config: ConfigDict) -> None:
+    level = stats_config.get("level")
+    if not isinstance(level, float) or not 0.5 <= level < 1.0:
+        raise ConfigError("stats.level", level, "a confidence level in [0.5, 1), e.g. 0.95")
+    _positive_int("stats.num_resamples", stats_config.get("num_resamples"), minimum=100)
+    _positive_int("stats.num_permutations", stats_config.get("num_permutations"), minimum=100)

@@ -74,6 +74,46 @@ def check_training_arguments(
         )
 
 
+def noisy_labels(
+    key: jax.Array, indices: jax.Array, labels: jax.Array, rate: float, num_classes: int
+) -> jax.Array:
+    """Labels of examples ``indices`` with a share ``rate`` replaced by a wrong class, for one seed.
+
+    Whether example ``j`` is noisy, and which wrong class it gets, is a pure function of
+    ``(key, j)``: the same example keeps the same noisy label at every step, and seeds differ
+    in which examples are noisy. The replacement is uniform over the *other* classes, so
+    ``rate`` is the share of labels that are wrong.
+
+    Args:
+      key: the seed's ``label_noise`` stream key.
+      indices: ``(B,)`` example indices into the training set.
+      labels: ``(B,)`` their clean labels.
+      rate: share of wrong labels, in [0, 1].
+      num_classes: number of classes ``C``.
+
+    Returns:
+      ``(B,)`` int labels.
+    """
+
+    def one(j: jax.Array, label: jax.Array) -> jax.Array:
+        flip_key, class_key = jax.random.split(jax.random.fold_in(key, j))
+        offset = jax.random.randint(class_key, (), 1, num_classes)
+        flipped = (label + offset) % num_classes
+        return jnp.where(jax.random.uniform(flip_key) < rate, flipped, label)
+
+    return jax.vmap(one)(indices, labels)
+
+
+def check_label_noise(rate: float, kind: str, num_classes: int | None) -> None:
+    """Raise :class:`ConfigError` unless ``rate`` is a share in [0, 1) usable for ``kind``."""
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError("train.label_noise", rate, "a share in [0, 1)")
+    if rate > 0 and (kind != "classification" or not num_classes or num_classes < 2):
+        raise ConfigError(
+            "train.label_noise", rate, "0 for regression tasks (label noise needs classes)"
+        )
+
+
 def make_apply(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
     """One seed's deterministic forward pass ``(params, x (B, *input_shape)) -> (B, K)``."""
 
@@ -99,7 +139,7 @@ def make_evaluate(
 class SeedTrainer(NamedTuple):
     """The compiled pieces of a training run, built once and reusable across calls.
 
-    ``init(keys (S, 2)) -> (params, opt_state)``;
+    ``init(keys (S, 2), hyperparams {name: (S,)}) -> (params, opt_state)``;
     ``segment[num_points](params, opt_state, keys, start_step, x, y, x_eval, y_eval)
     -> (params, opt_state, curves name -> (S, num_points))``.
     """
@@ -119,17 +159,27 @@ def make_seed_trainer(
     batch_size: int,
     eval_every: int,
     has_eval: bool,
+    label_noise: float = 0.0,
+    num_classes: int | None = None,
 ) -> SeedTrainer:
-    """Build the jitted, seed-lifted init and training segments for one model and optimizer."""
+    """Build the jitted, seed-lifted init and training segments for one model and optimizer.
+
+    ``label_noise`` > 0 (classification only, needs ``num_classes``) trains each seed on
+    its own noisy copy of the labels (see :func:`noisy_labels`); evaluation stays clean.
+    """
     if kind not in LOSSES:
         raise ConfigError("task.kind", kind, f"one of {sorted(LOSSES)}")
+    check_label_noise(label_noise, kind, num_classes)
     loss_fn = LOSSES[kind]
     evaluate = make_evaluate(model, kind)
     dummy = jnp.zeros((1, *input_shape), jnp.float32)
 
-    def init_one(key: jax.Array) -> tuple[Any, Any]:
+    def init_one(key: jax.Array, hyperparams: dict[str, jax.Array]) -> tuple[Any, Any]:
         params = model.init(stream_key(key, "init"), dummy, train=False)["params"]
-        return params, optimizer.init(params)
+        opt_state = optimizer.init(params)
+        if hyperparams:
+            opt_state = set_hyperparams(opt_state, hyperparams)
+        return params, opt_state
 
     def train_step(params, opt_state, key, step, x, y):
         # Draws are addressed by step, so a run split into segments, resumed, or
@@ -138,6 +188,8 @@ def make_seed_trainer(
         dropout_key = jax.random.fold_in(stream_key(key, "dropout"), step)
         idx = jax.random.randint(batch_key, (batch_size,), 0, x.shape[0])
         xb, yb = x[idx], y[idx]
+        if label_noise > 0:
+            yb = noisy_labels(stream_key(key, "label_noise"), idx, yb, label_noise, num_classes)
 
         def batch_loss(p):
             out = model.apply({"params": p}, xb, train=True, rngs={"dropout": dropout_key})
@@ -180,11 +232,28 @@ def make_seed_trainer(
         return compiled[num_points]
 
     return SeedTrainer(
-        init=jax.jit(over_seeds(init_one)),
+        init=jax.jit(over_seeds(init_one, seeded_args=(0, 1))),
         segment=segment,
         score_name=SCORE_NAMES[kind],
         has_eval=has_eval,
     )
+
+
+def set_hyperparams(opt_state: Any, hyperparams: dict[str, jax.Array]) -> Any:
+    """``opt_state`` of an ``optax.inject_hyperparams`` optimizer with new hyperparameter values."""
+    if not hasattr(opt_state, "hyperparams"):
+        raise ConfigError(
+            "optimizer", type(opt_state).__name__,
+            "an optax.inject_hyperparams optimizer when hyperparameters vary per seed",
+        )
+    unknown = set(hyperparams) - set(opt_state.hyperparams)
+    if unknown:
+        raise ConfigError("hyperparams", sorted(unknown),
+                          f"names among the optimizer's {sorted(opt_state.hyperparams)}")
+    merged = dict(opt_state.hyperparams)
+    for name, value in hyperparams.items():
+        merged[name] = jnp.asarray(value, dtype=jnp.asarray(merged[name]).dtype)
+    return opt_state._replace(hyperparams=merged)
 
 
 def points_per_segment(num_points: int, reports: int = _PROGRESS_REPORTS) -> int:
@@ -202,7 +271,7 @@ def train_seeds(
     x_train: np.ndarray | jax.Array,
     y_train: np.ndarray | jax.Array,
     *,
-    num_seeds: int,
+    num_seeds: int | None = None,
     steps: int,
     batch_size: int,
     seed: int = 0,
@@ -213,6 +282,9 @@ def train_seeds(
     seed_indices: Sequence[int] | np.ndarray | None = None,
     progress: ProgressFn | None = None,
     trainer: SeedTrainer | None = None,
+    label_noise: float = 0.0,
+    num_classes: int | None = None,
+    hyperparams: dict[str, Sequence[float] | np.ndarray] | None = None,
 ) -> TrainResult:
     """Train ``num_seeds`` seeds of ``model`` with ``optimizer`` in one compiled call.
 
@@ -225,7 +297,7 @@ def train_seeds(
       optimizer: an optax gradient transformation.
       x_train: ``(N, *input_shape)`` training inputs, shared by all seeds.
       y_train: ``(N,)`` integer labels (classification) or float targets (regression).
-      num_seeds: ``S``; ignored when ``seed_indices`` is given.
+      num_seeds: ``S``, training seeds ``0..S-1``; give this or ``seed_indices``.
       steps: optimizer steps per seed.
       batch_size: examples per step.
       seed: the root seed.
@@ -236,12 +308,20 @@ def train_seeds(
       seed_indices: which seeds to train (default ``0..S-1``).
       progress: called between segments; ``None`` reports nothing.
       trainer: a :class:`SeedTrainer` from :func:`make_seed_trainer` to reuse compiled code.
+      label_noise: share of training labels each seed sees replaced by a wrong class
+        (a per-seed draw, see :func:`noisy_labels`); ignored when ``trainer`` is given.
+      num_classes: number of classes, needed when ``label_noise`` > 0.
+      hyperparams: name -> ``(S,)`` per-seed values of hyperparameters held in the state
+        of an ``optax.inject_hyperparams`` optimizer (e.g. ``learning_rate``), so rows
+        with different values train in the same compiled call.
 
     Returns:
       A :class:`TrainResult` with params and optimizer state ``(S, ...)`` and curves ``(S, T)``.
     """
     start = time.perf_counter()
     if seed_indices is None:
+        if num_seeds is None:
+            raise ConfigError("num_seeds", None, "an integer >= 1 (or pass seed_indices)")
         seed_indices = np.arange(num_seeds)
     seed_indices = np.asarray(seed_indices, dtype=np.int64)
     eval_every = steps if eval_every is None else eval_every
@@ -262,6 +342,8 @@ def train_seeds(
             batch_size=batch_size,
             eval_every=eval_every,
             has_eval=has_eval,
+            label_noise=label_noise,
+            num_classes=num_classes,
         )
     x = jnp.asarray(x_train, jnp.float32)
     y = jnp.asarray(y_train)
@@ -269,7 +351,12 @@ def train_seeds(
     y_ev = jnp.asarray(y_eval) if has_eval else jnp.zeros((0,), y.dtype)
 
     keys = seed_keys(seed, seed_indices)
-    params, opt_state = trainer.init(keys)
+    per_seed = {k: jnp.asarray(v, jnp.float32) for k, v in (hyperparams or {}).items()}
+    for name, values in per_seed.items():
+        if values.shape != seed_indices.shape:
+            raise ConfigError(f"hyperparams.{name}", values.shape,
+                              f"one value per seed, shape {seed_indices.shape}")
+    params, opt_state = trainer.init(keys, per_seed)
     num_points = steps // eval_every
     per_segment = points_per_segment(num_points)
     segment = trainer.segment(per_segment)

@@ -1,31 +1,61 @@
-"""config -> task, model, training, evaluation, results: the only glue in negres."""
+"""config -> task, model, training, evaluation, statistics, report: the only glue in negres."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import numpy as np
+import optax
 from absl import logging
 from ml_collections import ConfigDict
 
+from negres import report
+from negres.analysis import analyze
+from negres.attribution_study import attribution_study, check_attribution_config
+from negres.conditions import expand_conditions
 from negres.config import validate_config
-from negres.engine import check_training_arguments, make_evaluate, train_seeds
+from negres.engine import (
+    TrainResult,
+    check_label_noise,
+    check_training_arguments,
+    make_evaluate,
+    train_seeds,
+)
 from negres.losses import SCORE_NAMES
 from negres.models import build_model
-from negres.optimizers import build_optimizer
+from negres.optimizers import VMAPPABLE_HYPERPARAMS, build_optimizer, hyperparams_of
 from negres.results_io import (
     CONFIG_FILE,
     RESULTS_FILE,
+    WorkdirError,
     prepare_workdir,
+    read_json,
     write_json_atomic,
 )
-from negres.seeds import over_seeds
-from negres.summary import seed_table
-from negres.tasks import load_task
+from negres.robustness_study import check_robustness_config, robustness_study
+from negres.seeds import over_seeds, seed_keys, stream_key, take_rows
+from negres.summary import metric_table, seed_table
+from negres.tasks import Task, load_task
+
+ATTRIBUTIONS_DIR = "attributions"
+
+
+class Condition(NamedTuple):
+    """Everything one condition needs, built and checked before anything compiles."""
+
+    name: str
+    config: ConfigDict
+    task: Task
+    model: nn.Module
+    optimizer: optax.GradientTransformation
+    overrides: dict[str, Any]
 
 
 def log_progress(steps_done: int, total_steps: int, num_seeds: int, elapsed: float) -> None:
@@ -47,51 +77,106 @@ def device_description() -> dict[str, Any]:
     }
 
 
-def run(config: ConfigDict, workdir: str, *, overwrite: bool = False) -> dict[str, Any]:
-    """Run the study that ``config`` describes and write its results into ``workdir``.
-
-    Every check on the config and the workdir happens before anything is compiled,
-    and nothing is written into the workdir until the results exist.
-
-    Returns:
-      The contents of ``results.json``: per-seed metrics as lists of length ``S``,
-      curves as ``(S, T)`` nested lists.
-    """
-    start = time.perf_counter()
+def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
+    """Expand, validate and build every condition: all config errors surface here."""
     validate_config(config)
-    model = build_model(config.model, num_outputs=1)  # validates model fields early
-    optimizer = build_optimizer(config.optimizer)
-    task = load_task(config.task)
-    model = build_model(config.model, num_outputs=task.num_outputs)
-    check_training_arguments(
-        num_seeds=config.num_seeds,
-        steps=config.train.steps,
-        batch_size=config.train.batch_size,
-        eval_every=config.train.eval_every,
-        num_train=task.num_train,
-    )
-    path = prepare_workdir(workdir, overwrite)
+    expanded, baseline = expand_conditions(config)
+    base_overrides = {c["name"]: {k: v for k, v in c.items() if k != "name"}
+                      for c in (config.get("conditions") or ())}
+    tasks: dict[str, Task] = {}
+    prepared = []
+    for name, variant in expanded:
+        validate_config(variant)
+        task_key = json.dumps(variant.task.to_dict(), sort_keys=True, default=str)
+        if task_key not in tasks:
+            tasks[task_key] = load_task(variant.task)
+        task = tasks[task_key]
+        check_training_arguments(
+            num_seeds=variant.num_seeds, steps=variant.train.steps,
+            batch_size=variant.train.batch_size, eval_every=variant.train.eval_every,
+            num_train=task.num_train,
+        )
+        check_label_noise(variant.train.label_noise, task.kind, task.num_outputs)
+        check_robustness_config(variant.evaluation, task)
+        check_attribution_config(variant.evaluation, task)
+        prepared.append(Condition(
+            name=name, config=variant, task=task,
+            model=build_model(variant.model, task.num_outputs),
+            optimizer=build_optimizer(variant.optimizer),
+            overrides=base_overrides.get(name, {}),
+        ))
+    return prepared, baseline
 
+
+def graph_signature(config: ConfigDict) -> str:
+    """What decides the compiled training graph: the config less seed count and hyperparameters."""
+    as_dict = config.to_dict()
+    as_dict.pop("num_seeds")
+    for name in VMAPPABLE_HYPERPARAMS:
+        as_dict["optimizer"].pop(name, None)
+    return json.dumps(as_dict, sort_keys=True, default=str)
+
+
+def group_conditions(conditions: list[Condition]) -> list[list[Condition]]:
+    """Conditions that can share one compiled call, in order of first appearance."""
+    groups: dict[str, list[Condition]] = {}
+    for condition in conditions:
+        groups.setdefault(graph_signature(condition.config), []).append(condition)
+    return list(groups.values())
+
+
+def train_group(group: list[Condition]) -> list[TrainResult]:
+    """Train every seed of every condition in ``group`` in one call; split per condition.
+
+    Rows of different conditions differ only in their learning rate and weight decay,
+    which sit in the per-seed optimizer state; seed ``i`` of each condition draws what
+    it would draw alone.
+    """
+    first = group[0]
+    config, task = first.config, first.task
+    seed_indices = np.concatenate([np.arange(c.config.num_seeds) for c in group])
+    hyperparams = {
+        name: np.concatenate([np.full(c.config.num_seeds, hyperparams_of(c.config.optimizer)[name])
+                              for c in group])
+        for name in VMAPPABLE_HYPERPARAMS
+    }
     logging.info(
-        "negres: task %s (%d train, %d test, input %s), model %s, %d seeds x %d steps on %s",
-        task.name, task.num_train, task.num_test, task.input_shape, config.model.name,
-        config.num_seeds, config.train.steps, jax.devices()[0].platform,
+        "negres: condition(s) %s: task %s (%d train, %d test, input %s), model %s, "
+        "%d seeds x %d steps in one call on %s",
+        ", ".join(c.name for c in group), task.name, task.num_train, task.num_test,
+        task.input_shape, config.model.name, seed_indices.size, config.train.steps,
+        jax.devices()[0].platform,
     )
     trained = train_seeds(
-        model,
-        optimizer,
-        task.x_train,
-        task.y_train,
-        num_seeds=config.num_seeds,
-        steps=config.train.steps,
-        batch_size=config.train.batch_size,
-        seed=config.seed,
-        kind=task.kind,
-        eval_every=config.train.eval_every,
-        x_eval=task.x_test,
-        y_eval=task.y_test,
-        progress=log_progress,
+        first.model, first.optimizer, task.x_train, task.y_train,
+        seed_indices=seed_indices, steps=config.train.steps,
+        batch_size=config.train.batch_size, seed=config.seed, kind=task.kind,
+        eval_every=config.train.eval_every, x_eval=task.x_test, y_eval=task.y_test,
+        progress=log_progress, label_noise=config.train.label_noise,
+        num_classes=task.num_outputs if task.kind == "classification" else None,
+        hyperparams=hyperparams,
     )
+    parts, start = [], 0
+    for condition in group:
+        rows = slice(start, start + condition.config.num_seeds)
+        start = rows.stop
+        parts.append(TrainResult(
+            params=take_rows(trained.params, rows),
+            opt_state=take_rows(trained.opt_state, rows),
+            seed_indices=trained.seed_indices[rows],
+            curves={k: v[rows] for k, v in trained.curves.items()},
+            curve_steps=trained.curve_steps,
+            train_time_s=trained.train_time_s,
+        ))
+    return parts
+
+
+def evaluate_condition(
+    condition: Condition, trained: TrainResult, workdir: Path, shared_with: list[str]
+) -> dict[str, Any]:
+    """Evaluate one condition's trained seeds; per-seed numbers as ``(S,)`` arrays."""
+    config, task, model = condition.config, condition.task, condition.model
+    start = time.perf_counter()
     score = SCORE_NAMES[task.kind]
     evaluate = jax.jit(over_seeds(make_evaluate(model, task.kind)))
     metrics: dict[str, Any] = {}
@@ -99,28 +184,130 @@ def run(config: ConfigDict, workdir: str, *, overwrite: bool = False) -> dict[st
         loss, value = evaluate(trained.params, x, y)
         metrics[f"{split}_{score}"] = np.asarray(value)
         metrics[f"{split}_loss"] = np.asarray(loss)
-    curves = {
-        name.replace("eval_", "test_"): values for name, values in trained.curves.items()
-    }
-    results = {
-        "config": config.to_dict(),
-        "task": {"name": task.name, "kind": task.kind, "num_train": task.num_train,
-                 "num_test": task.num_test, "input_shape": list(task.input_shape)},
+    keys = seed_keys(config.seed, trained.seed_indices)
+    shared_key = stream_key(jax.random.PRNGKey(config.seed), "evaluation")
+    robustness = robustness_study(model, task, trained.params, keys, config.evaluation, shared_key)
+    metrics |= robustness.pop("metrics")
+    attributions = attribution_study(model, task, trained.params, keys, config.evaluation,
+                                     shared_key)
+    metrics |= attributions.pop("metrics")
+    saved = save_attributions(workdir, condition.name, task,
+                              attributions.pop("attributions"), config.evaluation.save_attributions)
+    curves = {name.replace("eval_", "test_"): v for name, v in trained.curves.items()}
+    return {
+        "overrides": condition.overrides,
         "num_seeds": int(trained.seed_indices.size),
         "seed_indices": trained.seed_indices,
         "metrics": metrics,
         "curves": {"step": trained.curve_steps, **curves},
+        **robustness,
+        **attributions,
+        "attribution_files": saved,
         "train_time_s": trained.train_time_s,
+        "trained_in_one_call_with": shared_with,
+        "hyperparams": hyperparams_of(config.optimizer),
+        "evaluation_time_s": time.perf_counter() - start,
+    }
+
+
+def save_attributions(
+    workdir: Path, condition: str, task: Task, attributions: dict[str, np.ndarray], count: int
+) -> dict[str, str]:
+    """Write the first ``count`` examples' attributions ``(S, count, *input_shape)`` as .npy."""
+    if count <= 0 or not attributions:
+        return {}
+    directory = workdir / ATTRIBUTIONS_DIR
+    directory.mkdir(exist_ok=True)
+    n = min(count, next(iter(attributions.values())).shape[1])
+    np.save(directory / "inputs.npy", task.x_test[:n])
+    np.save(directory / "labels.npy", task.y_test[:n])
+    saved = {}
+    for method, values in attributions.items():
+        path = directory / f"{condition}__{method}.npy"
+        np.save(path, values[:, :n])
+        saved[method] = str(path.relative_to(workdir))
+    return saved
+
+
+def run(
+    config: ConfigDict, workdir: str, *, overwrite: bool = False
+) -> dict[str, Any]:
+    """Run the study that ``config`` describes and write its results into ``workdir``.
+
+    Every check on the config and the workdir happens before anything is compiled,
+    and nothing is written into the workdir until the results exist.
+
+    Returns:
+      The contents of ``results.json``.
+    """
+    start = time.perf_counter()
+    conditions, baseline = prepare_conditions(config)
+    path = prepare_workdir(workdir, overwrite)
+    condition_results = {}
+    for group in group_conditions(conditions):
+        names = [c.name for c in group]
+        for condition, trained in zip(group, train_group(group), strict=True):
+            condition_results[condition.name] = evaluate_condition(
+                condition, trained, path, [n for n in names if n != condition.name])
+    condition_results = {c.name: condition_results[c.name] for c in conditions}
+    stats_config = config.stats
+    analysis = analyze(
+        condition_results, baseline, level=stats_config.level,
+        num_resamples=stats_config.num_resamples, num_permutations=stats_config.num_permutations,
+        paired=stats_config.paired_conditions,
+        robustness_metric=SCORE_NAMES[conditions[0].task.kind], seed=config.seed,
+    )
+    first = condition_results[baseline]
+    task = conditions[0].task
+    results = {
+        "config": config.to_dict(),
+        "task": {"name": task.name, "kind": task.kind, "num_train": task.num_train,
+                 "num_test": task.num_test, "input_shape": list(task.input_shape)},
+        "baseline": baseline,
+        # The baseline's numbers at the top level, for studies with one condition.
+        "num_seeds": first["num_seeds"],
+        "seed_indices": first["seed_indices"],
+        "metrics": first["metrics"],
+        "curves": first["curves"],
+        "conditions": condition_results,
+        "statistics": analysis,
         "wall_time_s": time.perf_counter() - start,
         "device": device_description(),
     }
     write_json_atomic(path / CONFIG_FILE, config.to_dict())
     write_json_atomic(path / RESULTS_FILE, results)
-    print(
-        f"\n{task.name} / {config.model.name}: {results['num_seeds']} seeds, "
-        f"{config.train.steps} steps, trained in {trained.train_time_s:.1f}s "
-        f"on {jax.devices()[0].platform}\n"
-    )
-    print(seed_table(trained.seed_indices, {k: metrics[k] for k in (f"test_{score}", "test_loss")}))
-    print(f"\nresults: {path / RESULTS_FILE}")
+    results = read_json(path / RESULTS_FILE)  # the report reads what a rerun would read
+    report.write_report(results, path)
+    print_summary(results)
+    print(f"\nresults: {path / RESULTS_FILE}\nreport:  {path / report.REPORT_FILE}")
     return results
+
+
+def rebuild_report(workdir: str) -> dict[str, Any]:
+    """Rewrite ``report.md`` and the plots from an existing ``results.json``, without training."""
+    path = Path(workdir)
+    if not (path / RESULTS_FILE).is_file():
+        raise WorkdirError(f"--workdir={str(path)!r} holds no {RESULTS_FILE} to report on")
+    results = read_json(path / RESULTS_FILE)
+    report.write_report(results, path)
+    print(f"report: {path / report.REPORT_FILE}")
+    return results
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    """Per-seed tables of the headline metrics and the verdicts, on the terminal."""
+    score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
+    for name, condition in results["conditions"].items():
+        metrics = condition["metrics"]
+        print(f"\n{name}: {condition['num_seeds']} seeds, trained in "
+              f"{condition['train_time_s']:.1f}s, evaluated in "
+              f"{condition['evaluation_time_s']:.1f}s on {results['device']['platform']}")
+        headline = [f"test_{score}", "test_loss"]
+        print(seed_table(condition["seed_indices"], {m: metrics[m] for m in headline}))
+        evaluator_metrics = {m: v for m, v in metrics.items() if m not in headline}
+        print("\nevery per-seed metric, across seeds:")
+        print(metric_table(evaluator_metrics))
+    for metric, family in results["statistics"]["comparisons"].items():
+        for name, c in family.items():
+            print(f"{metric}: {name} vs {results['baseline']}: {c['difference']:+.4f} "
+                  f"-> {c['verdict']}")

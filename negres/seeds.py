@@ -78,3 +78,8 @@ def num_seeds_of(tree: Any) -> int:
 def take_seed(tree: Any, s: int) -> Any:
     """Seed ``s`` of a stacked pytree (drops the seed axis)."""
     return jax.tree_util.tree_map(lambda leaf: leaf[s], tree)
+
+
+def take_rows(tree: Any, rows: slice | np.ndarray) -> Any:
+    """The seeds ``rows`` of a stacked pytree (keeps the seed axis)."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[rows], tree)

@@ -31,3 +31,21 @@ def seed_table(seed_indices: Sequence[int], columns: Mapping[str, Sequence[float
     for label, fn in spread.items():
         lines.append(f"{label:>6} " + " ".join(f"{fn(values[n]):>{width}.4f}" for n in names))
     return "\n".join(lines)
+
+
+def metric_table(metrics: Mapping[str, Sequence[float]]) -> str:
+    """One row per metric: mean, std (ddof=1), min and max over seeds, and seeds used."""
+    width = max(10, *(len(n) for n in metrics))
+    header = f"{'metric':<{width}} {'mean':>10} {'std':>10} {'min':>10} {'max':>10} {'seeds':>6}"
+    lines = [header, "-" * len(header)]
+    for name, raw in metrics.items():
+        values = np.asarray(raw, dtype=float)
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            lines.append(f"{name:<{width}} {'nan':>10} {'nan':>10} {'nan':>10} {'nan':>10} "
+                         f"{0:>6}")
+            continue
+        std = np.std(finite, ddof=1) if finite.size > 1 else float("nan")
+        lines.append(f"{name:<{width}} {finite.mean():>10.4f} {std:>10.4f} {finite.min():>10.4f} "
+                     f"{finite.max():>10.4f} {finite.size:>6}")
+    return "\n".join(lines)

@@ -152,3 +152,63 @@ def test_bad_training_arguments_name_the_field(field, kwargs):
         check_training_arguments(**args)
     assert err.value.field == field
     assert f"config.{field}=" in str(err.value)
+
+
+def test_label_noise_flips_the_requested_share_per_seed():
+    from negres.engine import noisy_labels
+    from negres.seeds import seed_keys, stream_key
+
+    labels = jax.numpy.asarray(np.arange(20_000) % 10, dtype=jax.numpy.int32)
+    indices = jax.numpy.arange(20_000)
+    keys = [stream_key(k, "label_noise") for k in seed_keys(0, [0, 1])]
+    noisy = [np.asarray(noisy_labels(k, indices, labels, 0.3, 10)) for k in keys]
+    for n in noisy:
+        wrong = n != np.asarray(labels)
+        # Binomial(20000, 0.3): 4 standard deviations is 0.013.
+        assert abs(wrong.mean() - 0.3) < 0.013
+        assert n.min() >= 0 and n.max() <= 9
+        # Wrong labels are spread over the other nine classes.
+        offsets = (n[wrong] - np.asarray(labels)[wrong]) % 10
+        assert set(np.unique(offsets)) == set(range(1, 10))
+    # Seeds differ in which labels are noisy; the same seed and example always agree.
+    assert (noisy[0] != noisy[1]).mean() > 0.3
+    again = np.asarray(noisy_labels(keys[0], indices[::-1], labels[::-1], 0.3, 10))[::-1]
+    np.testing.assert_array_equal(again, noisy[0])
+
+
+def test_label_noise_hurts_training_fit_but_not_the_clean_labels(small_digits):
+    model = build_model(ConfigDict(MODEL_CONFIGS["linear"]), 10)
+    common = dict(num_seeds=2, steps=300, batch_size=64, eval_every=300,
+                  x_eval=small_digits.x_train, y_eval=small_digits.y_train)
+    clean = train_seeds(model, optax.adam(1e-2), small_digits.x_train, small_digits.y_train,
+                        **common)
+    noisy = train_seeds(model, optax.adam(1e-2), small_digits.x_train, small_digits.y_train,
+                        label_noise=0.4, num_classes=10, **common)
+    # Batch accuracy is measured against the noisy labels the seed trains on: about 60% at best.
+    assert np.all(noisy.curves["train_accuracy"][:, -1] < 0.75)
+    assert np.all(clean.curves["train_accuracy"][:, -1] > 0.9)
+    with pytest.raises(ConfigError, match="label_noise"):
+        train_seeds(model, optax.adam(1e-2), small_digits.x_train, small_digits.y_train,
+                    label_noise=1.5, num_classes=10, **common)
+
+
+def test_learning_rates_ride_the_seed_axis(small_digits):
+    """Rows with different learning rates in one call equal separate runs at each rate."""
+    from negres.optimizers import build_optimizer
+
+    model = build_model(ConfigDict(MODEL_CONFIGS["linear"]), 10)
+    optimizer = build_optimizer(ConfigDict({"name": "adam", "learning_rate": 0.01}))
+    common = dict(steps=30, batch_size=32, eval_every=30)
+    mixed = train_seeds(model, optimizer, small_digits.x_train, small_digits.y_train,
+                        seed_indices=[0, 1, 0, 1],
+                        hyperparams={"learning_rate": [0.01, 0.01, 0.001, 0.001]}, **common)
+    for rate, rows in ((0.01, [0, 1]), (0.001, [2, 3])):
+        alone = train_seeds(
+            model, build_optimizer(ConfigDict({"name": "adam", "learning_rate": rate})),
+            small_digits.x_train, small_digits.y_train, num_seeds=2, **common)
+        for row, seed in zip(rows, (0, 1), strict=True):
+            tree_allclose(take_seed(mixed.params, row), take_seed(alone.params, seed),
+                          atol=2e-5, rtol=1e-4)
+    with pytest.raises(ConfigError, match=r"hyperparams\.learning_rate"):
+        train_seeds(model, optimizer, small_digits.x_train, small_digits.y_train, num_seeds=2,
+                    hyperparams={"learning_rate": [0.1]}, **common)

@@ -9,9 +9,9 @@ from typing import Any, Literal
 import numpy as np
 
 TaskKind = Literal["classification", "regression"]
-# A task-provided shift: (key, x) -> x', for shifts only the task can define
+# A task-provided shift: (key, x, severity) -> x', for shifts only the task can define
 # (for example flipping the shortcut feature it planted).
-TaskShift = Callable[[Any, Any], Any]
+TaskShift = Callable[[Any, Any, Any], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +29,8 @@ class Task:
       feature_names: one name per flattened input feature, where features have names.
       shortcut_features: flat indices of features known to be shortcuts (spurious cues).
       known: what is true by construction, e.g. ``{"coefficients": array}`` or a rule.
-      shifts: task-specific shifts by name, each a pure ``(key, x) -> x'``.
+      shifts: task-specific shifts by name, each a pure ``(key, x, severity) -> x'`` over a
+        whole set ``(N, *input_shape)``; severity 0 should be the identity.
     """
 
     name: str

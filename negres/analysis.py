@@ -1,0 +1,132 @@
+"""Statistics of a whole study: every metric of every condition, and every comparison.
+
+Per condition and per-seed metric: :func:`negres.stats.describe`. Every condition against
+the baseline, per metric: :func:`negres.stats.compare`, Holm-adjusted across the
+conditions compared on that metric. Within each condition, shifted against clean
+accuracy (the same seeds evaluated twice, so paired).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from negres import stats
+
+# Metric names whose value should go down; every other metric should go up.
+_LOWER_IS_BETTER_MARKERS = (
+    "loss", "mse", "ece", "gap", "sensitivity", "shortcut", "wrong_reasons", "randomization",
+    "completeness",
+)
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is better, read from its name.
+
+    Randomisation correlations are lower-is-better: a saliency method that passes the
+    sanity check looks different once the weights are random.
+    """
+    return not any(marker in metric for marker in _LOWER_IS_BETTER_MARKERS)
+
+
+def analyze(
+    conditions: Mapping[str, Mapping[str, Any]],
+    baseline: str,
+    *,
+    level: float = 0.95,
+    num_resamples: int = 2000,
+    num_permutations: int = 2000,
+    paired: bool = False,
+    robustness_metric: str = "accuracy",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Summaries, comparisons with verdicts, and shifted-vs-clean comparisons of a study.
+
+    Args:
+      conditions: name -> a condition's results, with ``metrics`` (name -> ``(S,)``) and
+        optionally ``robustness`` (shift -> ``{"severities": (K,), metric: (S, K)}``).
+      baseline: the condition every other one is compared with.
+      level: confidence level of intervals and tests.
+      num_resamples: bootstrap resamples.
+      num_permutations: permutations of the permutation test.
+      paired: compare conditions seed by seed (seed ``i`` of each condition shares its
+        seed index, so its batch order, but not its initialisation when models differ).
+      robustness_metric: which robustness metric to compare clean against shifted.
+      seed: seeds the resampling.
+
+    Returns:
+      ``{"summaries": {condition: {metric: describe}}, "comparisons": {metric: {condition:
+      compare}}, "shift_effects": {condition: {shift@severity: compare}}, "settings": ...}``.
+    """
+    common = dict(level=level, num_resamples=num_resamples)
+    summaries = {
+        name: {m: stats.describe(v, seed=seed, **common) for m, v in result["metrics"].items()}
+        for name, result in conditions.items()
+    }
+    comparisons: dict[str, dict[str, Any]] = {}
+    base_metrics = conditions[baseline]["metrics"]
+    for metric in base_metrics:
+        family = {}
+        for name, result in conditions.items():
+            if name == baseline or metric not in result["metrics"]:
+                continue
+            x, y = np.asarray(result["metrics"][metric]), np.asarray(base_metrics[metric])
+            family[name] = stats.compare(
+                x, y, paired=paired and x.size == y.size, higher_is_better=higher_is_better(metric),
+                num_permutations=num_permutations, seed=seed, **common,
+            )
+        if family:
+            comparisons[metric] = stats.holm_adjust(family) if len(family) > 1 else family
+    shift_effects = {
+        name: _shift_effects(result, robustness_metric, num_permutations, seed, common)
+        for name, result in conditions.items()
+        if result.get("robustness")
+    }
+    return {
+        "summaries": summaries,
+        "comparisons": comparisons,
+        "shift_effects": shift_effects,
+        "settings": {
+            "baseline": baseline, "level": level, "num_resamples": num_resamples,
+            "num_permutations": num_permutations, "paired_conditions": paired,
+            "verdict_rule": stats.VERDICT_RULE, "multiple_comparisons": "Holm across the "
+            "conditions compared with the baseline on each metric",
+        },
+    }
+
+
+def _shift_effects(
+    result: Mapping[str, Any], metric: str, num_permutations: int, seed: int,
+    common: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Each shift at each non-zero severity against the clean test set, paired by seed."""
+    clean_name = "test_mse" if metric == "mse" else f"test_{metric}"
+    clean = np.asarray(result["metrics"][clean_name])
+    family = {}
+    for shift, curves in result["robustness"].items():
+        values = np.asarray(curves[metric])
+        for k, severity in enumerate(curves["severities"]):
+            if severity == 0:
+                continue
+            family[f"{shift}@{severity:g}"] = stats.compare(
+                values[:, k], clean, paired=True, higher_is_better=higher_is_better(metric),
+                num_permutations=num_permutations, seed=seed, **common,
+            )
+    return stats.holm_adjust(family) if len(family) > 1 else family
+
+
+def headline(analysis: Mapping[str, Any], metric: str, conditions: Sequence[str]) -> str:
+    """One sentence on ``metric``: each condition's verdict against the baseline."""
+    baseline = analysis["settings"]["baseline"]
+    summary = analysis["summaries"][baseline].get(metric)
+    if summary is None:
+        return ""
+    text = f"{baseline}: {metric} {summary['mean']:.4f} over {summary['n']} seeds"
+    parts = []
+    for name in conditions:
+        c = analysis["comparisons"].get(metric, {}).get(name)
+        if c is not None:
+            parts.append(f"{name} {c['verdict']} ({c['difference']:+.4f})")
+    return text + ("; against it: " + ", ".join(parts) if parts else "") + "."

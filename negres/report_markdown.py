@@ -1,0 +1,204 @@
+"""``report.md``: a study's tables, verdicts and plots, written from ``results.json`` alone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from negres import stats
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if not np.isfinite(value):
+        return "nan" if np.isnan(value) else ("∞" if value > 0 else "-∞")
+    return f"{value:.{digits}f}"
+
+
+def _interval(ci: Sequence[float], digits: int = 4) -> str:
+    return f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
+def condition_table(summaries: Mapping[str, Mapping[str, Any]], level: float) -> list[str]:
+    """One row per metric: mean, interval, IQM, median, spread, seeds used."""
+    rows = []
+    for metric, s in summaries.items():
+        diverged = f" ({s['num_nonfinite']} non-finite left out)" if s["num_nonfinite"] else ""
+        rows.append([
+            metric, _fmt(s["mean"]), _interval(s["ci_bca"]), _fmt(s["iqm"]), _fmt(s["median"]),
+            _fmt(s["std"]), _fmt(s["min"]), _fmt(s["max"]), f"{s['n']}{diverged}",
+        ])
+    header = ["metric", "mean", f"{level:.0%} CI (BCa)", "IQM", "median", "std", "min", "max",
+              "seeds"]
+    return _table(header, rows)
+
+
+def comparison_rows(name: str, c: Mapping[str, Any]) -> list[str]:
+    needed = c.get("seeds_needed_adjusted", c["seeds_needed"])
+    return [
+        name, _fmt(c["difference"]), _interval(c["ci_bca"]), _fmt(c["p_value_t"], 3),
+        _fmt(c["p_value_permutation"], 3), _fmt(c["p_value_adjusted"], 3),
+        _fmt(c["prob_improvement"], 2), f"{_fmt(c['effect_size'], 2)} ({c['effect_size_name']})",
+        f"**{c['verdict']}**", _fmt(needed) if c["verdict"] == "inconclusive" else "–",
+    ]
+
+
+COMPARISON_HEADER = ["condition", "difference", "CI (BCa)", "p (Welch/paired t)", "p (perm.)",
+                     "p (Holm)", "P(improve)", "effect size", "verdict", "seeds needed"]
+
+
+def inconclusive_note(comparisons: Sequence[Mapping[str, Any]], power: float = 0.8) -> list[str]:
+    """The seeds a study would need to resolve its inconclusive differences."""
+    needed = [c.get("seeds_needed_adjusted", c["seeds_needed"]) for c in comparisons
+              if c["verdict"] == "inconclusive"]
+    finite = [n for n in needed if n is not None]
+    if not needed:
+        return []
+    text = (f"{len(needed)} of {len(comparisons)} differences are **inconclusive** at this "
+            f"number of seeds.")
+    if finite:
+        text += (f" Resolving a difference of the observed size at {power:.0%} power would "
+                 f"need about {min(finite)} to {max(finite)} seeds per condition "
+                 "(normal approximation, Holm-corrected level where several conditions are "
+                 "compared); a larger study may still find no difference.")
+    return [text, ""]
+
+
+def robustness_table(condition: Mapping[str, Any], metric: str) -> list[str]:
+    lines = []
+    for shift, curves in condition.get("robustness", {}).items():
+        values = np.asarray(curves[metric], dtype=float)
+        rows = []
+        for k, severity in enumerate(curves["severities"]):
+            column = values[:, k]
+            ci = stats.bootstrap_mean_ci(column, num_resamples=2000)
+            rows.append([_fmt(severity, 3), _fmt(float(np.nanmean(column))),
+                         _interval([float(ci["bca_low"]), float(ci["bca_high"])]),
+                         _fmt(float(np.nanmin(column))), _fmt(float(np.nanmax(column)))])
+        lines += [f"*{shift}* ({metric} by severity)", ""]
+        lines += _table(["severity", "mean", "95% CI (BCa)", "min seed", "max seed"], rows)
+    return lines
+
+
+def agreement_table(condition: Mapping[str, Any]) -> list[str]:
+    summary = condition.get("agreement_summary", {})
+    if not summary:
+        return []
+    measures = list(next(iter(summary.values())))
+    rows = [[method] + [f"{_fmt(v[m]['mean'], 3)} ± {_fmt(v[m]['std'], 3)}" for m in measures]
+            for method, v in summary.items()]
+    return _table(["method", *measures], rows)
+
+
+def randomization_table(condition: Mapping[str, Any]) -> list[str]:
+    checks = condition.get("randomization", {})
+    if not checks:
+        return []
+    rows = []
+    for method, check in checks.items():
+        values = np.asarray(check["spearman"], dtype=float)
+        rows.append([method] + [f"{_fmt(float(np.nanmean(values[:, k])), 3)}"
+                                for k in range(values.shape[1])])
+    layers = next(iter(checks.values()))["layers"]
+    header = ["method"] + [f"top {k + 1} random (+{layer})" for k, layer in enumerate(layers)]
+    return _table(header, rows)
+
+
+def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -> str:
+    """The whole ``report.md`` text.
+
+    Args:
+      results: the contents of ``results.json``.
+      plots: ``(caption, relative path)`` of every plot written.
+    """
+    analysis = results["statistics"]
+    settings = analysis["settings"]
+    level = settings["level"]
+    conditions = results["conditions"]
+    baseline = settings["baseline"]
+    config = results["config"]
+    names = list(conditions)
+    score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
+    title = config.get("title") or f"negres study: {results['task']['name']}"
+    lines = [f"# {title}", ""]
+    finding = results.get("finding")
+    if finding:
+        lines += [f"**Finding.** {finding}", ""]
+    lines += [
+        f"Task `{results['task']['name']}` ({results['task']['num_train']} training, "
+        f"{results['task']['num_test']} test examples); conditions: "
+        + ", ".join(f"`{n}` ({conditions[n]['num_seeds']} seeds)" for n in names)
+        + f"; baseline `{baseline}`. {config['train']['steps']} steps per seed; "
+        f"wall time {results['wall_time_s']:.1f} s on {results['device']['platform']} "
+        f"({results['device']['kind']}).",
+        "",
+        f"Intervals are {level:.0%} bootstrap intervals of the mean over seeds "
+        f"({settings['num_resamples']} resamples). Verdict rule: {settings['verdict_rule']}",
+        "",
+    ]
+    lines += ["## Results per condition", ""]
+    for name in names:
+        lines += [f"### `{name}`", ""]
+        overrides = conditions[name].get("overrides") or {}
+        if overrides:
+            lines += ["Overrides: `" + json.dumps(overrides) + "`", ""]
+        lines += condition_table(analysis["summaries"][name], level)
+    comparisons = analysis["comparisons"]
+    if comparisons:
+        lines += ["## Comparisons with the baseline", "",
+                  f"Each condition minus `{baseline}`, seeds "
+                  + ("paired" if settings["paired_conditions"] else "unpaired")
+                  + f"; {settings['multiple_comparisons']}.", ""]
+        every = []
+        for metric, family in comparisons.items():
+            lines += [f"**{metric}**", ""]
+            lines += _table(COMPARISON_HEADER,
+                            [comparison_rows(n, c) for n, c in family.items()])
+            every += list(family.values())
+        lines += inconclusive_note(every)
+    shift_effects = analysis.get("shift_effects", {})
+    if shift_effects:
+        lines += ["## Robustness under shift", "",
+                  f"Shifted minus clean test {score}, the same seeds evaluated twice (paired), "
+                  "Holm across the shifted sets of each condition.", ""]
+        for name in names:
+            if name not in shift_effects:
+                continue
+            lines += [f"### `{name}`", ""]
+            lines += robustness_table(conditions[name], score)
+            family = shift_effects[name]
+            header = ["shift", *COMPARISON_HEADER[1:]]
+            lines += _table(header, [comparison_rows(s, c) for s, c in family.items()])
+    if any(conditions[n].get("agreement_summary") for n in names):
+        lines += ["## Saliency across seeds", "",
+                  "Cross-seed agreement of attributions (mean ± std over pairs of seeds, "
+                  "averaged over examples; 1 is perfect agreement, 0 unrelated).", ""]
+        for name in names:
+            table = agreement_table(conditions[name])
+            if table:
+                lines += [f"### `{name}`", ""] + table
+                checks = randomization_table(conditions[name])
+                if checks:
+                    lines += ["Parameter-randomisation sanity check (Spearman rank correlation "
+                              "of |attribution| between the trained model and the same model "
+                              "with its top layers re-initialised; a method that passes drops "
+                              "towards 0):", ""] + checks
+    if plots:
+        lines += ["## Plots", ""]
+        for caption, path in plots:
+            lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
+    return "\n".join(lines)

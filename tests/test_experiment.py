@@ -1,0 +1,119 @@
+"""The study pipeline: evaluators per seed, conditions sharing a call, statistics and the report."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from tests_configs import tiny_config
+
+from negres import experiment
+from negres.attribution_study import attribution_study
+from negres.engine import train_seeds
+from negres.models import build_model
+from negres.optimizers import build_optimizer
+from negres.robustness_study import robustness_study
+from negres.seeds import seed_keys, stream_key, take_rows
+
+
+@pytest.fixture(scope="module")
+def trained_digits(small_digits):
+    config = tiny_config()
+    model = build_model(config.model, 10)
+    result = train_seeds(model, build_optimizer(config.optimizer), small_digits.x_train,
+                         small_digits.y_train, num_seeds=3, steps=60, batch_size=32)
+    return config, model, result
+
+
+def test_evaluators_give_seed_i_what_seed_i_alone_gets(small_digits, trained_digits):
+    config, model, result = trained_digits
+    evaluation = config.evaluation
+    shared = stream_key(jax.random.PRNGKey(0), "evaluation")
+    keys = seed_keys(0, result.seed_indices)
+    every = robustness_study(model, small_digits, result.params, keys, evaluation, shared)
+    every_attr = attribution_study(model, small_digits, result.params, keys, evaluation, shared)
+    alone_params = take_rows(result.params, slice(1, 2))
+    alone = robustness_study(model, small_digits, alone_params, keys[1:2], evaluation, shared)
+    alone_attr = attribution_study(model, small_digits, alone_params, keys[1:2], evaluation,
+                                   shared)
+    for name, values in alone["metrics"].items():
+        np.testing.assert_allclose(every["metrics"][name][1], values[0], atol=1e-5, rtol=1e-4)
+    compared = 0
+    for name, values in alone_attr["metrics"].items():
+        if "agreement" in name:  # agreement is between seeds; alone it has no partner
+            continue
+        np.testing.assert_allclose(every_attr["metrics"][name][1], values[0], atol=1e-4,
+                                   rtol=1e-3)
+        compared += 1
+    assert compared >= 2
+    for method, values in alone_attr["attributions"].items():
+        np.testing.assert_allclose(every_attr["attributions"][method][1], values[0], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    config = tiny_config()
+    config.conditions = (
+        {"name": "fast"},
+        {"name": "slow", "optimizer.learning_rate": 0.001},
+        {"name": "linear", "model.name": "linear"},
+    )
+    workdir = tmp_path_factory.mktemp("study")
+    results = experiment.run(config, str(workdir))
+    return config, workdir, results
+
+
+def test_learning_rate_conditions_share_one_compiled_call(study, small_digits):
+    _, _, results = study
+    conditions = results["conditions"]
+    assert conditions["fast"]["trained_in_one_call_with"] == ["slow"]
+    assert conditions["linear"]["trained_in_one_call_with"] == []
+    assert conditions["slow"]["hyperparams"]["learning_rate"] == 0.001
+    # Slower learning leaves a higher training loss on every seed.
+    fast = np.asarray(conditions["fast"]["metrics"]["train_loss"])
+    slow = np.asarray(conditions["slow"]["metrics"]["train_loss"])
+    assert np.all(slow > fast)
+
+
+def test_statistics_compare_every_condition_with_the_baseline(study):
+    _, _, results = study
+    comparisons = results["statistics"]["comparisons"]["test_accuracy"]
+    assert set(comparisons) == {"slow", "linear"}
+    for c in comparisons.values():
+        assert c["verdict"] in ("improved", "worse", "inconclusive")
+        assert c["adjustment"] == "holm" and c["num_comparisons"] == 2
+    summary = results["statistics"]["summaries"]["fast"]["test_accuracy"]
+    values = results["conditions"]["fast"]["metrics"]["test_accuracy"]
+    assert summary["n"] == len(values) == 3
+    assert summary["mean"] == pytest.approx(np.mean(values))
+
+
+def test_report_and_plots_are_written_and_rebuilt_from_results_alone(study):
+    _, workdir, _ = study
+    report = (workdir / "report.md").read_text()
+    for text in ("## Results per condition", "## Comparisons with the baseline",
+                 "## Robustness under shift", "## Saliency across seeds", "verdict",
+                 "inconclusive"):
+        assert text in report
+    plots = sorted(p.name for p in (workdir / "plots").glob("*.png"))
+    assert "test_accuracy_by_condition.png" in plots
+    for name in ("fast", "slow", "linear"):
+        assert f"learning_curves_{name}.png" in plots and f"robustness_{name}.png" in plots
+    for png in (workdir / "plots").glob("*.png"):
+        assert png.stat().st_size > 5000
+        assert f"]({png.relative_to(workdir)})" in report
+    attributions = np.load(workdir / "attributions" / "fast__integrated_gradients.npy")
+    assert attributions.shape == (3, 4, 8, 8, 1)
+    (workdir / "report.md").unlink()
+    experiment.rebuild_report(str(workdir))
+    assert (workdir / "report.md").read_text() == report
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["metrics"] == results["conditions"]["fast"]["metrics"]
+
+
+def test_results_json_round_trips_non_finite_values(tmp_path):
+    from negres.results_io import read_json, write_json_atomic
+
+    write_json_atomic(tmp_path / "r.json", {"a": np.array([1.0, np.nan, np.inf])})
+    values = read_json(tmp_path / "r.json")["a"]
+    assert values[0] == 1.0 and np.isnan(values[1]) and np.isinf(values[2])

@@ -1,0 +1,37 @@
+"""Toy-size configs shared by the tests."""
+
+import importlib.util
+from pathlib import Path
+
+from ml_collections import ConfigDict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str) -> ConfigDict:
+    path = REPO / "configs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def tiny_config() -> ConfigDict:
+    """The default study at toy size: 3 seeds, 60 steps, few examples, a small MLP."""
+    config = load_config("default")
+    config.num_seeds = 3
+    config.model.hidden_sizes = (16,)
+    config.train.steps = 60
+    config.train.eval_every = 30
+    config.train.batch_size = 32
+    config.evaluation.severities = (0.0, 0.3)
+    config.evaluation.attribution_methods = ("gradient", "integrated_gradients", "smoothgrad")
+    config.evaluation.attribution_examples = 8
+    config.evaluation.ig_steps = 8
+    config.evaluation.smoothgrad_samples = 4
+    config.evaluation.max_sensitivity = True
+    config.evaluation.sensitivity_samples = 2
+    config.evaluation.save_attributions = 4
+    config.stats.num_resamples = 500
+    config.stats.num_permutations = 500
+    return config
