@@ -135,7 +135,7 @@ def seed_strip_figure(values: Mapping[str, np.ndarray], metric_name: str, title:
                                       for n in names], fontsize=8)
     ax.set_ylabel(metric_name)
     ax.grid(alpha=0.3, axis="y")
-    note = f"; {dropped} non-finite seeds left out" if dropped else ""
+    note = f"; non-finite seeds left out: {dropped}" if dropped else ""
     ax.set_title(f"{title}\npoints = seeds, diamond = mean with 95% interval{note}",
                  fontsize=10)
     return fig
@@ -289,7 +289,10 @@ def frontier_figure(
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     ax.grid(alpha=0.3)
-    ax.set_title(f"{title}\npoints = mean over seeds, bars = 95% intervals", fontsize=10)
+    counts = sorted({int(np.isfinite(np.asarray(v, dtype=float)).sum()) for v in x.values()})
+    seeds = _seed_text(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds"
+    ax.set_title(f"{title}\n{seeds}; points = mean over seeds, bars = 95% intervals",
+                 fontsize=10)
     return fig
 
 

@@ -33,7 +33,7 @@ def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, st
         written.append((caption, str(path.relative_to(workdir))))
 
     conditions = results["conditions"]
-    if len(conditions) > 1:
+    if conditions:
         path = directory / f"test_{score}_by_condition.png"
         plots.seed_strip(
             {name: np.asarray(c["metrics"][f"test_{score}"]) for name, c in conditions.items()},

@@ -53,6 +53,8 @@ def test_evaluators_give_seed_i_what_seed_i_alone_gets(small_digits, trained_dig
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     config = tiny_config()
+    config.evaluation.attribution_methods = ("integrated_gradients",)
+    config.evaluation.max_sensitivity = False
     config.conditions = (
         {"name": "fast"},
         {"name": "slow", "optimizer.learning_rate": 0.001},

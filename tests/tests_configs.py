@@ -25,7 +25,7 @@ def tiny_config() -> ConfigDict:
     config.train.eval_every = 30
     config.train.batch_size = 32
     config.evaluation.severities = (0.0, 0.3)
-    config.evaluation.attribution_methods = ("gradient", "integrated_gradients", "smoothgrad")
+    config.evaluation.attribution_methods = ("integrated_gradients", "smoothgrad")
     config.evaluation.attribution_examples = 8
     config.evaluation.ig_steps = 8
     config.evaluation.smoothgrad_samples = 4
