@@ -244,9 +244,12 @@ def run(
     conditions, baseline = prepare_conditions(config)
     path = prepare_workdir(workdir, overwrite)
     condition_results = {}
+    train_time_s = 0.0
     for group in group_conditions(conditions):
         names = [c.name for c in group]
-        for condition, trained in zip(group, train_group(group), strict=True):
+        parts = train_group(group)
+        train_time_s += parts[0].train_time_s
+        for condition, trained in zip(group, parts, strict=True):
             condition_results[condition.name] = evaluate_condition(
                 condition, trained, path, [n for n in names if n != condition.name])
     condition_results = {c.name: condition_results[c.name] for c in conditions}
@@ -271,6 +274,7 @@ def run(
         "curves": first["curves"],
         "conditions": condition_results,
         "statistics": analysis,
+        "train_time_s": train_time_s,
         "wall_time_s": time.perf_counter() - start,
         "device": device_description(),
     }
