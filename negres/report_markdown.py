@@ -201,4 +201,6 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
         lines += ["## Plots", ""]
         for caption, path in plots:
             lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
+    lines += ["## Config", "", "The resolved config of this study (`config.json`):", "",
+              "```json", json.dumps(config, indent=1, default=str), "```", ""]
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """The study pipeline: evaluators per seed, conditions sharing a call, statistics and the report."""
 
+import dataclasses
 import json
 
 import jax
@@ -119,3 +120,39 @@ def test_results_json_round_trips_non_finite_values(tmp_path):
     write_json_atomic(tmp_path / "r.json", {"a": np.array([1.0, np.nan, np.inf])})
     values = read_json(tmp_path / "r.json")["a"]
     assert values[0] == 1.0 and np.isnan(values[1]) and np.isinf(values[2])
+
+
+def test_shortcut_diagnostics_run_for_tasks_that_declare_shortcuts(small_digits,
+                                                                   trained_digits):
+    config, model, result = trained_digits
+    # Two corner pixels declared as shortcuts: digits barely use them, so their share is small.
+    task = dataclasses.replace(small_digits, shortcut_features=(0, 7))
+    shared = stream_key(jax.random.PRNGKey(0), "evaluation")
+    out = attribution_study(model, task, result.params, seed_keys(0, result.seed_indices),
+                            config.evaluation, shared)
+    share = out["metrics"]["integrated_gradients_shortcut_share"]
+    assert share.shape == (3,) and np.all((share >= 0) & (share < 0.05))
+    wrong_reasons = out["metrics"]["integrated_gradients_right_for_wrong_reasons"]
+    assert wrong_reasons.shape == (3,) and np.all(wrong_reasons == 0.0)
+
+
+def test_regression_study_end_to_end(tmp_path):
+    config = tiny_config()
+    config.task.name = "synthetic_regression"
+    config.task.num_train = 256
+    config.task.num_test = 64
+    config.evaluation.attribution_methods = ("gradient_x_input", "shapley")
+    config.evaluation.shapley_background = 8
+    config.evaluation.max_sensitivity = False
+    config.evaluation.randomization_check = False
+    results = experiment.run(config, str(tmp_path))
+    metrics = results["metrics"]
+    assert {"test_mse", "gaussian_noise_mean_mse", "shapley_completeness_gap"} <= set(metrics)
+    assert "test_ece" not in metrics
+    # Exact Shapley values add up to f(x) - E[f(background)].
+    assert max(metrics["shapley_completeness_gap"]) < 1e-4
+    gap = np.asarray(results["conditions"]["mlp"]["robustness"]["gaussian_noise"]["gap"])
+    assert np.all(gap[:, -1] > 0)  # noise raises the MSE of every seed
+    report = (tmp_path / "report.md").read_text()
+    assert "test_mse" in report and "## Config" in report
+    assert (tmp_path / "plots" / "saliency_mlp_shapley.png").is_file()

@@ -24,6 +24,7 @@ def test_mean_interval_is_the_t_interval_and_skips_non_finite():
         interval = scipy_stats.t.interval(0.95, column.size - 1, column.mean(),
                                           scipy_stats.sem(column))
         np.testing.assert_allclose([low[j], high[j]], interval, rtol=1e-10)
+        assert mean[j] == np.float64(column.mean())
         assert n[j] == column.size
     _, low1, _, _ = plots.mean_interval(values[:1])
     assert np.all(np.isnan(low1))
