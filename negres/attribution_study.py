@@ -49,6 +49,13 @@ def method_options(method: str, evaluation: ConfigDict, task: Task) -> dict[str,
     return {}
 
 
+def top_k_used(top_k: int, num_features: int) -> int:
+    """``top_k`` capped at half the features: a top-k set covering (nearly) every feature
+    agrees between any two seeds by construction and would report agreement that means
+    nothing (for 5 features, k = 10 would always give 1)."""
+    return max(1, min(top_k, num_features // 2))
+
+
 def check_attribution_config(evaluation: ConfigDict, task: Task) -> None:
     """Raise :class:`ConfigError` for a method or setting the task cannot take."""
     for method in evaluation.attribution_methods:
@@ -125,9 +132,9 @@ def attribution_study(
                 seeded_args=(0, 1)))(params, attributions)
             metrics[f"{method}_completeness_gap"] = np.asarray(gap)
         if num_seeds > 1:
-            num_features = int(np.prod(task.input_shape))
-            matrices = agreement.cross_seed_agreement(
-                attributions, top_k=min(int(evaluation.top_k), num_features))
+            top_k = top_k_used(int(evaluation.top_k), int(np.prod(task.input_shape)))
+            matrices = agreement.cross_seed_agreement(attributions, top_k=top_k)
+            out["agreement_top_k"] = top_k
             out["agreement"][method] = {k: np.asarray(v) for k, v in matrices.items()}
             out["agreement_summary"][method] = {}
             for measure, matrix in matrices.items():

@@ -184,9 +184,12 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
             header = ["shift", *COMPARISON_HEADER[1:]]
             lines += _table(header, [comparison_rows(s, c) for s, c in family.items()])
     if any(conditions[n].get("agreement_summary") for n in names):
+        top_k = next((conditions[n].get("agreement_top_k") for n in names
+                      if conditions[n].get("agreement_top_k")), None)
         lines += ["## Saliency across seeds", "",
                   "Cross-seed agreement of attributions (mean ± std over pairs of seeds, "
-                  "averaged over examples; 1 is perfect agreement, 0 unrelated).", ""]
+                  "averaged over examples; 1 is perfect agreement, 0 unrelated"
+                  + (f"; top_k uses k = {top_k}" if top_k else "") + ").", ""]
         for name in names:
             table = agreement_table(conditions[name])
             if table:

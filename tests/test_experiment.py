@@ -156,3 +156,10 @@ def test_regression_study_end_to_end(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "test_mse" in report and "## Config" in report
     assert (tmp_path / "plots" / "saliency_mlp_shapley.png").is_file()
+
+
+@pytest.mark.parametrize("top_k,num_features,expected", [(10, 64, 10), (10, 5, 2), (3, 2, 1)])
+def test_top_k_is_capped_so_agreement_is_not_trivial(top_k, num_features, expected):
+    from negres.attribution_study import top_k_used
+
+    assert top_k_used(top_k, num_features) == expected
