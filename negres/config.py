@@ -16,7 +16,8 @@ KNOWN_FIELDS: dict[str, frozenset[str]] = {
                    "stats", "conditions", "baseline", "title"}),
     "task": frozenset(
         {"name", "test_fraction", "split_seed", "num_train", "num_test", "noise_std",
-         "interaction", "data_seed"}
+         "interaction", "data_seed", "num_samples", "train_split", "shuffle_seq",
+         "train_subset", "subset_seed", "data_dir", "corruptions", "corruption_severities"}
     ),
     "model": frozenset(
         {"name", "hidden_sizes", "activation", "dropout_rate", "channels", "kernel_size",
