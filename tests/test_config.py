@@ -8,7 +8,8 @@ import pytest
 from negres.config import validate_config
 from negres.errors import ConfigError
 
-CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("configs/*.py"))
+CONFIGS = sorted(p for p in Path(__file__).resolve().parents[1].glob("configs/*.py")
+                 if p.stem != "__init__")
 
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.py"

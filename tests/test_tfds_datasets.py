@@ -88,3 +88,30 @@ def test_missing_dataset_says_where_it_looked_and_what_to_run(tmp_path):
     assert str(tmp_path) in message
     assert f"tfds build mnist --data_dir={tmp_path}" in message
     assert not any(tmp_path.iterdir())  # nothing was downloaded or written
+
+
+def test_cifar10_corrupted_config_runs_end_to_end_on_mock_data(mocked, tmp_path):
+    from tests_configs import load_config
+
+    from negres import experiment
+
+    config = load_config("cifar10_corrupted")
+    config.num_seeds = 2
+    config.task.num_train = 16
+    config.task.num_test = 8
+    config.task.corruptions = ("gaussian_noise", "contrast")
+    config.task.corruption_severities = (1, 5)
+    config.model.channels = (4,)
+    config.model.dense_size = 8
+    config.train.steps = 4
+    config.train.eval_every = 2
+    config.train.batch_size = 8
+    config.evaluation.attribution_examples = 2
+    config.evaluation.save_attributions = 2
+    config.stats.num_resamples = 200
+    config.stats.num_permutations = 200
+    results = experiment.run(config, str(tmp_path))
+    robustness = results["conditions"]["cnn"]["robustness"]
+    assert set(robustness) == {"corrupted_gaussian_noise", "corrupted_contrast"}
+    assert np.asarray(robustness["corrupted_contrast"]["accuracy"]).shape == (2, 2)
+    assert "corrupted_contrast" in (tmp_path / "report.md").read_text()
