@@ -1,13 +1,15 @@
 """How the cost of training grows with the number of seeds: one vmapped call against a loop.
 
 Trains the default study's workload (scikit-learn digits, MLP 64 -> 64 -> 10, Adam 1e-2,
-batch 128, 500 steps) for S in {1, 8, 64, 256} seeds:
+batch 128, 500 steps; or ``--workload cnn_mnist1d``: the MNIST-1D CNN of
+configs/mnist1d.py, batch 100) for S in {1, 8, 64, 256} seeds:
   negres:  one compiled ``jit(vmap(scan))`` call for all S seeds;
   loop:    a Python loop over seeds of the same jitted single-seed training.
 Compilation is excluded from both (each is warmed up first); times are the median of
 ``--repeats`` runs, taken in the same process so that ratios are comparable on a noisy machine.
 
-    python bench/train_seeds.py [--seeds 1,8,64,256] [--steps 500] [--repeats 3] [--out FILE]
+    python bench/train_seeds.py [--workload mlp_digits|cnn_mnist1d] [--seeds 1,8,64,256]
+        [--steps 500] [--repeats 3] [--out FILE]
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ from negres.engine import make_seed_trainer, train_seeds
 from negres.models import build_model
 from negres.tasks import load_task
 
+# name -> (task config, model config, batch size)
+WORKLOADS = {
+    "mlp_digits": ({"name": "digits"}, {"name": "mlp", "hidden_sizes": (64,)}, 128),
+    "cnn_mnist1d": ({"name": "mnist1d"}, {"name": "cnn", "channels": (25, 25, 25),
+                                          "kernel_size": 3, "strides": 2, "dense_size": 64},
+                    100),
+}
+
 
 def median_time(fn, repeats: int) -> float:
     times = []
@@ -42,30 +52,32 @@ def median_time(fn, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="mlp_digits")
     parser.add_argument("--seeds", default="1,8,64,256")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="bench/results/train_seeds.json")
+    parser.add_argument("--out", default="")
     args = parser.parse_args()
 
-    task = load_task(ConfigDict({"name": "digits"}))
-    model = build_model(ConfigDict({"name": "mlp", "hidden_sizes": (64,)}), task.num_outputs)
+    task_config, model_config, batch_size = WORKLOADS[args.workload]
+    task = load_task(ConfigDict(task_config))
+    model = build_model(ConfigDict(model_config), task.num_outputs)
     optimizer = optax.adam(1e-2)
     trainer = make_seed_trainer(
         model, optimizer, kind=task.kind, input_shape=task.input_shape,
-        batch_size=128, eval_every=args.steps, has_eval=False,
+        batch_size=batch_size, eval_every=args.steps, has_eval=False,
     )
 
     def run(seed_indices):
         result = train_seeds(
             model, optimizer, task.x_train, task.y_train, num_seeds=len(seed_indices),
-            steps=args.steps, batch_size=128, eval_every=args.steps,
+            steps=args.steps, batch_size=batch_size, eval_every=args.steps,
             seed_indices=seed_indices, trainer=trainer,
         )
         return result
 
     rows = []
-    print(f"device: {jax.devices()[0].device_kind} ({jax.devices()[0].platform}), "
+    print(f"{args.workload} on {jax.devices()[0].device_kind} ({jax.devices()[0].platform}), "
           f"{args.steps} steps, median of {args.repeats}")
     header = f"{'S':>5} {'negres s':>10} {'loop s':>10} {'loop/negres':>12} {'seeds/s':>9}"
     print(header)
@@ -88,9 +100,10 @@ def main() -> None:
                      "speedup": t_loop / t_vmap, "seeds_per_s": num_seeds / t_vmap})
         print(f"{num_seeds:>5} {t_vmap:>10.3f} {t_loop:>10.3f} {t_loop / t_vmap:>12.1f} "
               f"{num_seeds / t_vmap:>9.1f}")
-    out = Path(args.out)
+    out = Path(args.out or f"bench/results/train_seeds_{args.workload}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": str(jax.devices()[0]), "steps": args.steps,
+    out.write_text(json.dumps({"workload": args.workload, "device": str(jax.devices()[0]),
+                               "steps": args.steps,
                                "rows": rows, "cpu_count": os.cpu_count()}, indent=1))
     print(f"written {out}")
 
