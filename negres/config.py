@@ -37,6 +37,8 @@ KNOWN_FIELDS: dict[str, frozenset[str]] = {
 }
 
 REQUIRED_SECTIONS = ("task", "model", "optimizer", "train", "evaluation", "stats")
+# Sections whose every field must be present (they have no per-name defaults).
+FULLY_REQUIRED = ("evaluation", "stats")
 
 
 def _check_known_fields(config: ConfigDict) -> None:
@@ -66,6 +68,12 @@ def validate_config(config: ConfigDict) -> None:
         if not isinstance(config.get(section), ConfigDict):
             raise ConfigError(section, config.get(section), "a ConfigDict section")
     _check_known_fields(config)
+    for section in FULLY_REQUIRED:
+        missing = sorted(KNOWN_FIELDS[section] - set(config[section]))
+        if missing:
+            raise ConfigError(f"{section}.{missing[0]}", None,
+                              "a value; every field of this section is required, "
+                              "see configs/default.py")
     if not _is_int(config.get("seed")) or config.seed < 0:
         raise ConfigError("seed", config.get("seed"), "an integer >= 0")
     if not _is_int(config.get("num_seeds")) or config.num_seeds < 1:

@@ -96,7 +96,7 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
             batch_size=variant.train.batch_size, eval_every=variant.train.eval_every,
             num_train=task.num_train,
         )
-        check_label_noise(variant.train.label_noise, task.kind, task.num_outputs)
+        check_label_noise(variant.train.get("label_noise", 0.0), task.kind, task.num_outputs)
         check_robustness_config(variant.evaluation, task)
         check_attribution_config(variant.evaluation, task)
         prepared.append(Condition(
@@ -152,7 +152,7 @@ def train_group(group: list[Condition]) -> list[TrainResult]:
         seed_indices=seed_indices, steps=config.train.steps,
         batch_size=config.train.batch_size, seed=config.seed, kind=task.kind,
         eval_every=config.train.eval_every, x_eval=task.x_test, y_eval=task.y_test,
-        progress=log_progress, label_noise=config.train.label_noise,
+        progress=log_progress, label_noise=config.train.get("label_noise", 0.0),
         num_classes=task.num_outputs if task.kind == "classification" else None,
         hyperparams=hyperparams,
     )

@@ -59,3 +59,11 @@ def test_unknown_field_is_a_typo_not_ignored():
     config.optimizer.learning_rat = 0.1
     with pytest.raises(ConfigError, match=r"optimizer\.learning_rat"):
         validate_config(config)
+
+
+def test_missing_evaluation_field_is_named():
+    config = load(DEFAULT)
+    del config.evaluation["ig_steps"]
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    assert err.value.field == "evaluation.ig_steps"
