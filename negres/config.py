@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ml_collections import ConfigDict
 
+from negres.engine import check_training_arguments
 from negres.errors import ConfigError
 from negres.models import MODELS
 from negres.optimizers import OPTIMIZERS
@@ -76,25 +77,16 @@ def validate_config(config: ConfigDict) -> None:
                               "see configs/default.py")
     if not _is_int(config.get("seed")) or config.seed < 0:
         raise ConfigError("seed", config.get("seed"), "an integer >= 0")
-    if not _is_int(config.get("num_seeds")) or config.num_seeds < 1:
-        raise ConfigError("num_seeds", config.get("num_seeds"), "an integer >= 1")
     registries = {"task": TASKS, "model": MODELS, "optimizer": OPTIMIZERS}
     for section, registry in registries.items():
         name = config[section].get("name")
         if name not in registry:
             raise ConfigError(f"{section}.name", name, f"one of {sorted(registry)}")
-    train = config.train
-    if not _is_int(train.get("steps")) or train.steps < 1:
-        raise ConfigError("train.steps", train.get("steps"), "an integer >= 1")
-    if not _is_int(train.get("batch_size")) or train.batch_size < 1:
-        raise ConfigError("train.batch_size", train.get("batch_size"), "an integer >= 1")
-    eval_every = train.get("eval_every")
-    if not _is_int(eval_every) or eval_every < 1 or train.steps % eval_every:
-        raise ConfigError(
-            "train.eval_every",
-            eval_every,
-            f"a positive integer that divides train.steps={train.steps}",
-        )
+    check_training_arguments(
+        num_seeds=config.get("num_seeds"), steps=config.train.get("steps"),
+        batch_size=config.train.get("batch_size"), eval_every=config.train.get("eval_every"),
+        num_train=None,
+    )
     _validate_evaluation(config.evaluation)
     _validate_stats(config.stats)
     test_fraction = config.task.get("test_fraction", 0.2)

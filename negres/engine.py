@@ -54,21 +54,28 @@ class TrainResult(NamedTuple):
     train_time_s: float
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_training_arguments(
-    *, num_seeds: int, steps: int, batch_size: int, eval_every: int, num_train: int
+    *, num_seeds: int, steps: int, batch_size: int, eval_every: int, num_train: int | None
 ) -> None:
-    """Raise :class:`ConfigError` naming the field when a training argument is not allowed."""
-    if not isinstance(num_seeds, int) or num_seeds < 1:
+    """Raise :class:`ConfigError` naming the field when a training argument is not allowed.
+
+    ``num_train=None`` (the data not loaded yet) skips the bound of the batch size by the
+    training set size; the experiment checks it again once the task is loaded.
+    """
+    if not _is_int(num_seeds) or num_seeds < 1:
         raise ConfigError("num_seeds", num_seeds, "an integer >= 1")
-    if not isinstance(steps, int) or steps < 1:
+    if not _is_int(steps) or steps < 1:
         raise ConfigError("train.steps", steps, "an integer >= 1")
-    if not isinstance(batch_size, int) or not 1 <= batch_size <= num_train:
-        raise ConfigError(
-            "train.batch_size",
-            batch_size,
-            f"an integer from 1 to the training set size ({num_train} examples)",
-        )
-    if not isinstance(eval_every, int) or eval_every < 1 or steps % eval_every:
+    upper = num_train if num_train is not None else float("inf")
+    if not _is_int(batch_size) or not 1 <= batch_size <= upper:
+        allowed = (f"an integer from 1 to the training set size ({num_train} examples)"
+                   if num_train is not None else "an integer >= 1")
+        raise ConfigError("train.batch_size", batch_size, allowed)
+    if not _is_int(eval_every) or eval_every < 1 or steps % eval_every:
         raise ConfigError(
             "train.eval_every", eval_every, f"a positive integer that divides train.steps={steps}"
         )
