@@ -22,7 +22,8 @@ flags.mark_flags_as_required(["workdir"])
 def load_config() -> ConfigDict:
     """The config with its overrides applied, or a one-line error saying what is wrong."""
     path = config_flags.get_config_filename(flags.FLAGS["config"])
-    if not os.path.isfile(path):
+    # ml_collections passes what follows "file.py:" to get_config (configs/NAME.py:variant).
+    if not os.path.isfile(path) and not os.path.isfile(path.split(":", 1)[0]):
         sys.exit(f"negres: error: --config={path!r}: no such file (e.g. configs/default.py)")
     try:
         config = _CONFIG.value
@@ -42,7 +43,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        sys.exit(f"negres: error: {e}")
+        # ml_collections embeds the config file's traceback; its first and last lines say
+        # which flag failed and why.
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        sys.exit("negres: error: " + (lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"))
     except AttributeError as e:
         sys.exit(f"negres: error: a --config.* override names a field the config lacks: {e}")
     except Exception as e:

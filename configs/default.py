@@ -22,6 +22,12 @@ def get_config() -> ConfigDict:
     config.model.kernel_size = 3  # cnn: kernel width (and height for images)
     config.model.strides = 1  # cnn: stride of every convolution
     config.model.dense_size = 64  # cnn: width of the dense layer after the convolutions
+    config.model.patch_size = 4  # attention: patch side of the patch embedding
+    config.model.embed_dim = 32  # attention: token width
+    config.model.num_heads = 4  # attention: heads; must divide embed_dim
+    config.model.mlp_dim = 64  # attention: hidden width of the token-wise MLP
+    config.model.attention = True  # attention: False removes the self-attention block
+    config.model.freeze_embeddings = False  # attention: keep patch/position embeddings at init
 
     config.optimizer = ConfigDict()
     config.optimizer.name = "adam"  # adam | adamw | sgd
@@ -35,6 +41,7 @@ def get_config() -> ConfigDict:
     config.train.batch_size = 128  # examples per step, drawn uniformly with replacement
     config.train.eval_every = 50  # steps between learning-curve points; divides steps
     config.train.label_noise = 0.0  # share of training labels each seed sees replaced at random
+    config.train.input_noise = 0.0  # std of Gaussian noise added to training inputs, per seed
 
     config.evaluation = ConfigDict()
     config.evaluation.shifts = ("gaussian_noise",)  # names in negres.shifts.SHIFTS or the task's
@@ -53,6 +60,7 @@ def get_config() -> ConfigDict:
     config.evaluation.sensitivity_samples = 8  # max-sensitivity: perturbations per example
     config.evaluation.randomization_check = True  # cascading parameter-randomisation check
     config.evaluation.save_attributions = 16  # examples whose attributions are saved as .npy
+    config.evaluation.surrogate_fidelity = False  # fit a linear surrogate to every seed
 
     config.stats = ConfigDict()
     config.stats.level = 0.95  # confidence level of intervals and tests
@@ -61,6 +69,7 @@ def get_config() -> ConfigDict:
     config.stats.paired_conditions = False  # compare conditions seed by seed (same seed index)
 
     config.title = "digits MLP, 16 seeds"  # heading of report.md
+    config.finding = ""  # a name in negres.findings.FINDINGS: the one-sentence finding
     config.conditions = ()  # e.g. ({"name": "mlp"}, {"name": "linear", "model.name": "linear"})
     config.baseline = ""  # condition compared against; "" is the first
     return config

@@ -5,7 +5,7 @@ pure functions, and compare conditions with statistics that can say "inconclusiv
 Every stacked object has the seed axis first.
 """
 
-from negres import agreement, models, saliency, stats
+from negres import agreement, findings, interpretability, models, saliency, stats
 from negres.engine import (
     SeedTrainer,
     TrainResult,
@@ -27,6 +27,8 @@ __all__ = [
     "Task",
     "TrainResult",
     "agreement",
+    "findings",
+    "interpretability",
     "load_task",
     "make_apply",
     "make_evaluate",

@@ -17,8 +17,14 @@ from negres import stats
 
 # Metric names whose value should go down; every other metric should go up.
 _LOWER_IS_BETTER_MARKERS = (
-    "loss", "mse", "ece", "gap", "sensitivity", "shortcut", "wrong_reasons", "randomization",
-    "completeness",
+    "loss", "mse", "ece", "gap", "sensitivity", "shortcut_share", "wrong_reasons", "randomization",
+    "completeness", "error",
+)
+# Per-seed measures of an attribution method, named ``<method>_<measure>``, on which the
+# methods of one condition are compared with each other.
+METHOD_MEASURES = (
+    "agreement_spearman_abs", "agreement_top_k", "max_sensitivity", "randomization_spearman",
+    "truth_error", "sparsity", "shortcut_share",
 )
 
 
@@ -41,6 +47,7 @@ def analyze(
     paired: bool = False,
     robustness_metric: str = "accuracy",
     seed: int = 0,
+    references: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """Summaries, comparisons with verdicts, and shifted-vs-clean comparisons of a study.
 
@@ -55,6 +62,8 @@ def analyze(
         seed index, so its batch order, but not its initialisation when models differ).
       robustness_metric: which robustness metric to compare clean against shifted.
       seed: seeds the resampling.
+      references: condition -> the condition it is compared with (``None``: none); by
+        default every condition is compared with ``baseline``.
 
     Returns:
       ``{"summaries": {condition: {metric: describe}}, "comparisons": {metric: {condition:
@@ -65,18 +74,24 @@ def analyze(
         name: {m: stats.describe(v, seed=seed, **common) for m, v in result["metrics"].items()}
         for name, result in conditions.items()
     }
+    if references is None:
+        references = {name: (None if name == baseline else baseline) for name in conditions}
     comparisons: dict[str, dict[str, Any]] = {}
-    base_metrics = conditions[baseline]["metrics"]
-    for metric in base_metrics:
+    metric_names = list(dict.fromkeys(m for r in conditions.values() for m in r["metrics"]))
+    for metric in metric_names:
         family = {}
         for name, result in conditions.items():
-            if name == baseline or metric not in result["metrics"]:
+            reference = references.get(name)
+            if reference is None or metric not in result["metrics"]:
                 continue
-            x, y = np.asarray(result["metrics"][metric]), np.asarray(base_metrics[metric])
+            if metric not in conditions[reference]["metrics"]:
+                continue
+            x = np.asarray(result["metrics"][metric])
+            y = np.asarray(conditions[reference]["metrics"][metric])
             family[name] = stats.compare(
                 x, y, paired=paired and x.size == y.size, higher_is_better=higher_is_better(metric),
                 num_permutations=num_permutations, seed=seed, **common,
-            )
+            ) | {"reference": reference}
         if family:
             comparisons[metric] = stats.holm_adjust(family) if len(family) > 1 else family
     shift_effects = {
@@ -84,15 +99,22 @@ def analyze(
         for name, result in conditions.items()
         if result.get("robustness")
     }
+    method_comparisons = {
+        name: family
+        for name, result in conditions.items()
+        if (family := _method_comparisons(result, num_permutations, seed, common))
+    }
     return {
         "summaries": summaries,
         "comparisons": comparisons,
         "shift_effects": shift_effects,
+        "method_comparisons": method_comparisons,
         "settings": {
-            "baseline": baseline, "level": level, "num_resamples": num_resamples,
+            "baseline": baseline, "references": dict(references), "level": level,
+            "num_resamples": num_resamples,
             "num_permutations": num_permutations, "paired_conditions": paired,
             "verdict_rule": stats.VERDICT_RULE, "multiple_comparisons": "Holm across the "
-            "conditions compared with the baseline on each metric",
+            "conditions compared on each metric",
         },
     }
 
@@ -115,6 +137,36 @@ def _shift_effects(
                 num_permutations=num_permutations, seed=seed, **common,
             )
     return stats.holm_adjust(family) if len(family) > 1 else family
+
+
+def _method_comparisons(
+    result: Mapping[str, Any], num_permutations: int, seed: int, common: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Each attribution method against the condition's first, per measure, paired by seed.
+
+    The methods explain the same trained seeds, so seed ``i``'s numbers are a pair; Holm
+    across the methods compared on each measure.
+    """
+    methods = list(result.get("attribution_methods") or ())
+    if len(methods) < 2:
+        return {}
+    reference, metrics = methods[0], result["metrics"]
+    out = {}
+    for measure in METHOD_MEASURES:
+        if f"{reference}_{measure}" not in metrics:
+            continue
+        y = np.asarray(metrics[f"{reference}_{measure}"], dtype=float)
+        family = {
+            method: stats.compare(
+                np.asarray(metrics[f"{method}_{measure}"], dtype=float), y, paired=True,
+                higher_is_better=higher_is_better(measure), num_permutations=num_permutations,
+                seed=seed, **common,
+            ) | {"reference": reference}
+            for method in methods[1:] if f"{method}_{measure}" in metrics
+        }
+        if family:
+            out[measure] = stats.holm_adjust(family) if len(family) > 1 else family
+    return out
 
 
 def headline(analysis: Mapping[str, Any], metric: str, conditions: Sequence[str]) -> str:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from negres import agreement, saliency
+from negres import agreement, interpretability, saliency
 from negres.errors import ConfigError
 from negres.seeds import over_seeds, stream_key
 from negres.tasks import Task
@@ -98,7 +98,8 @@ def attribution_study(
         which other seeds are in the run.
 
     Returns:
-      ``metrics`` (name -> ``(S,)``), ``attributions`` (method -> ``(S, N, *input_shape)``),
+      ``metrics`` (name -> ``(S,)``: completeness gap, agreement, Gini sparsity of |a|, and the
+      optional checks), ``attributions`` (method -> ``(S, N, *input_shape)``),
       ``agreement`` (method -> measure -> ``(S, S)``), ``agreement_summary``,
       ``randomization`` (method -> ``{"layers", "spearman" (S, L)}``).
     """
@@ -124,6 +125,8 @@ def attribution_study(
         attributions = lifted(params, x, eval_keys)
         out["attributions"][method] = np.asarray(attributions)
         metrics = out["metrics"]
+        metrics[f"{method}_sparsity"] = np.asarray(
+            interpretability.attribution_sparsity_over_seeds(attributions))
         if method in _COMPLETE_METHODS:
             reference = {k: v for k, v in options.items() if k in ("baseline", "background")}
             gap = jax.jit(over_seeds(

@@ -3,7 +3,9 @@
 A config declares ``conditions`` as a tuple of dicts, each with a ``name`` and dotted
 overrides of the base config, e.g.
 ``({"name": "mlp"}, {"name": "linear", "model.name": "linear"})``. ``baseline`` names
-the condition every other one is compared with (default: the first).
+the condition every other one is compared with (default: the first). A condition may
+name its own reference with ``"compared_with": "<condition>"``, so that one study can hold
+several comparison groups (for example the same capacity sweep on two datasets).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from ml_collections import ConfigDict
 from negres.errors import ConfigError
 
 # Fields a condition may not override: they define the study, not a variant of it.
-_STUDY_FIELDS = frozenset({"conditions", "baseline", "stats", "report"})
+_STUDY_FIELDS = frozenset({"conditions", "baseline", "stats", "report", "finding"})
+# Keys of a condition that describe it rather than override the config.
+_DESCRIPTIVE_KEYS = frozenset({"name", "compared_with"})
 
 
 def _set_dotted(config: ConfigDict, dotted: str, value: Any, condition: str) -> None:
@@ -54,7 +58,7 @@ def expand_conditions(config: ConfigDict) -> tuple[list[tuple[str, ConfigDict]],
             raise ConfigError(f"conditions[{i}].name", name, "a name used by one condition only")
         variant = copy.deepcopy(config)
         for dotted, value in condition.items():
-            if dotted == "name":
+            if dotted in _DESCRIPTIVE_KEYS:
                 continue
             if dotted.split(".")[0] in _STUDY_FIELDS:
                 raise ConfigError(f"conditions[{name!r}].{dotted}", value,
@@ -66,3 +70,25 @@ def expand_conditions(config: ConfigDict) -> tuple[list[tuple[str, ConfigDict]],
     if baseline not in names:
         raise ConfigError("baseline", baseline, f"one of the condition names {names}")
     return expanded, baseline
+
+
+def references_of(config: ConfigDict, baseline: str) -> dict[str, str | None]:
+    """Each condition's reference: its ``compared_with``, else ``baseline``.
+
+    A reference is ``None`` for a condition compared with nothing (the baseline itself, and
+    any condition that other conditions name as their reference without naming one itself).
+    """
+    declared = config.get("conditions") or ()
+    if not declared:
+        return {str(config.model.get("name", "default")): None}
+    names = [c["name"] for c in declared]
+    named = {c["name"]: c.get("compared_with") for c in declared}
+    for name, reference in named.items():
+        if reference is not None and (reference not in names or reference == name):
+            raise ConfigError(f"conditions[{name!r}].compared_with", reference,
+                              f"the name of another condition, one of "
+                              f"{[n for n in names if n != name]}")
+    group_heads = {r for r in named.values() if r is not None} | {baseline}
+    return {name: (reference if reference is not None
+                   else None if name in group_heads else baseline)
+            for name, reference in named.items()}

@@ -6,6 +6,7 @@ from ml_collections import ConfigDict
 
 from negres.engine import check_training_arguments
 from negres.errors import ConfigError
+from negres.findings import FINDINGS
 from negres.models import MODELS
 from negres.optimizers import OPTIMIZERS
 from negres.tasks import TASKS
@@ -14,25 +15,32 @@ from negres.tasks import TASKS
 # ignored would run a different study than the one the user wrote.
 KNOWN_FIELDS: dict[str, frozenset[str]] = {
     "": frozenset({"seed", "num_seeds", "task", "model", "optimizer", "train", "evaluation",
-                   "stats", "conditions", "baseline", "title"}),
+                   "stats", "conditions", "baseline", "title", "finding"}),
     "task": frozenset(
         {"name", "test_fraction", "split_seed", "num_train", "num_test", "noise_std",
          "interaction", "data_seed", "num_samples", "train_split", "shuffle_seq",
-         "train_subset", "subset_seed", "data_dir", "corruptions", "corruption_severities"}
+         "train_subset", "subset_seed", "data_dir", "corruptions", "corruption_severities",
+         # rule_shortcut, digits_shortcut
+         "num_distractors", "rule_threshold", "shortcut_agreement", "shortcut_scale",
+         "shortcut_noise",
+         # shape_color
+         "target", "image_size", "correlation", "color_jitter", "background_noise"}
     ),
     "model": frozenset(
         {"name", "hidden_sizes", "activation", "dropout_rate", "channels", "kernel_size",
-         "strides", "dense_size"}
+         "strides", "dense_size", "patch_size", "embed_dim", "num_heads", "mlp_dim",
+         "attention", "freeze_embeddings"}
     ),
     "optimizer": frozenset(
         {"name", "learning_rate", "momentum", "weight_decay", "grad_clip_norm"}
     ),
-    "train": frozenset({"steps", "batch_size", "eval_every", "label_noise"}),
+    "train": frozenset({"steps", "batch_size", "eval_every", "label_noise", "input_noise"}),
     "evaluation": frozenset(
         {"shifts", "severities", "shared_shift_noise", "attribution_methods",
          "attribution_examples", "attribution_target", "ig_steps", "smoothgrad_samples",
          "smoothgrad_noise", "shapley_background", "top_k", "max_sensitivity",
-         "sensitivity_radius", "sensitivity_samples", "randomization_check", "save_attributions"}
+         "sensitivity_radius", "sensitivity_samples", "randomization_check", "save_attributions",
+         "surrogate_fidelity"}
     ),
     "stats": frozenset({"level", "num_resamples", "num_permutations", "paired_conditions"}),
 }
@@ -87,6 +95,9 @@ def validate_config(config: ConfigDict) -> None:
         batch_size=config.train.get("batch_size"), eval_every=config.train.get("eval_every"),
         num_train=None,
     )
+    finding = config.get("finding", "")
+    if finding and finding not in FINDINGS:
+        raise ConfigError("finding", finding, f"'' or one of {sorted(FINDINGS)}")
     _validate_evaluation(config.evaluation)
     _validate_stats(config.stats)
     test_fraction = config.task.get("test_fraction", 0.2)
@@ -112,6 +123,10 @@ def _validate_evaluation(evaluation: ConfigDict) -> None:
     ):
         raise ConfigError("evaluation.severities", severities,
                           "a non-empty tuple of severities >= 0")
+    for name in ("shared_shift_noise", "max_sensitivity", "randomization_check",
+                 "surrogate_fidelity"):
+        if not isinstance(evaluation.get(name), bool):
+            raise ConfigError(f"evaluation.{name}", evaluation.get(name), "True or False")
     for name in ("smoothgrad_noise", "sensitivity_radius"):
         value = evaluation.get(name)
         if not isinstance(value, (int, float)) or value <= 0:

@@ -121,6 +121,12 @@ def check_label_noise(rate: float, kind: str, num_classes: int | None) -> None:
         )
 
 
+def check_input_noise(std: float) -> None:
+    """Raise :class:`ConfigError` unless ``std`` is a finite number >= 0."""
+    if not isinstance(std, (int, float)) or isinstance(std, bool) or not 0.0 <= std < math.inf:
+        raise ConfigError("train.input_noise", std, "a standard deviation >= 0 (0 is off)")
+
+
 def make_apply(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
     """One seed's deterministic forward pass ``(params, x (B, *input_shape)) -> (B, K)``."""
 
@@ -168,15 +174,19 @@ def make_seed_trainer(
     has_eval: bool,
     label_noise: float = 0.0,
     num_classes: int | None = None,
+    input_noise: float = 0.0,
 ) -> SeedTrainer:
     """Build the jitted, seed-lifted init and training segments for one model and optimizer.
 
     ``label_noise`` > 0 (classification only, needs ``num_classes``) trains each seed on
     its own noisy copy of the labels (see :func:`noisy_labels`); evaluation stays clean.
+    ``input_noise`` > 0 adds ``N(0, input_noise^2)`` to every training batch, drawn from the
+    seed's own ``input_noise`` stream at each step (noisy training data; evaluation is clean).
     """
     if kind not in LOSSES:
         raise ConfigError("task.kind", kind, f"one of {sorted(LOSSES)}")
     check_label_noise(label_noise, kind, num_classes)
+    check_input_noise(input_noise)
     loss_fn = LOSSES[kind]
     evaluate = make_evaluate(model, kind)
     dummy = jnp.zeros((1, *input_shape), jnp.float32)
@@ -197,6 +207,9 @@ def make_seed_trainer(
         xb, yb = x[idx], y[idx]
         if label_noise > 0:
             yb = noisy_labels(stream_key(key, "label_noise"), idx, yb, label_noise, num_classes)
+        if input_noise > 0:
+            noise_key = jax.random.fold_in(stream_key(key, "input_noise"), step)
+            xb = xb + input_noise * jax.random.normal(noise_key, xb.shape, xb.dtype)
 
         def batch_loss(p):
             out = model.apply({"params": p}, xb, train=True, rngs={"dropout": dropout_key})
@@ -292,6 +305,7 @@ def train_seeds(
     label_noise: float = 0.0,
     num_classes: int | None = None,
     hyperparams: dict[str, Sequence[float] | np.ndarray] | None = None,
+    input_noise: float = 0.0,
 ) -> TrainResult:
     """Train ``num_seeds`` seeds of ``model`` with ``optimizer`` in one compiled call.
 
@@ -318,6 +332,8 @@ def train_seeds(
       label_noise: share of training labels each seed sees replaced by a wrong class
         (a per-seed draw, see :func:`noisy_labels`); ignored when ``trainer`` is given.
       num_classes: number of classes, needed when ``label_noise`` > 0.
+      input_noise: standard deviation of Gaussian noise added to every training batch, a
+        per-seed draw at every step; ignored when ``trainer`` is given.
       hyperparams: name -> ``(S,)`` per-seed values of hyperparameters held in the state
         of an ``optax.inject_hyperparams`` optimizer (e.g. ``learning_rate``), so rows
         with different values train in the same compiled call.
@@ -351,6 +367,7 @@ def train_seeds(
             has_eval=has_eval,
             label_noise=label_noise,
             num_classes=num_classes,
+            input_noise=input_noise,
         )
     x = jnp.asarray(x_train, jnp.float32)
     y = jnp.asarray(y_train)

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
@@ -19,17 +20,21 @@ from ml_collections import ConfigDict
 from negres import report
 from negres.analysis import analyze
 from negres.attribution_study import attribution_study, check_attribution_config
-from negres.conditions import expand_conditions
+from negres.conditions import expand_conditions, references_of
 from negres.config import validate_config
 from negres.engine import (
     TrainResult,
+    check_input_noise,
     check_label_noise,
     check_training_arguments,
+    make_apply,
     make_evaluate,
     train_seeds,
 )
+from negres.findings import finding_of
+from negres.interpretability import surrogate_fidelity_over_seeds
 from negres.losses import SCORE_NAMES
-from negres.models import build_model
+from negres.models import build_model, check_model_input
 from negres.optimizers import VMAPPABLE_HYPERPARAMS, build_optimizer, hyperparams_of
 from negres.results_io import (
     CONFIG_FILE,
@@ -37,12 +42,15 @@ from negres.results_io import (
     WorkdirError,
     prepare_workdir,
     read_json,
+    to_jsonable,
     write_json_atomic,
 )
 from negres.robustness_study import check_robustness_config, robustness_study
 from negres.seeds import over_seeds, seed_keys, stream_key, take_rows
+from negres.subset_study import subset_study
 from negres.summary import metric_table, seed_table
 from negres.tasks import Task, load_task
+from negres.truth_study import truth_study
 
 ATTRIBUTIONS_DIR = "attributions"
 
@@ -97,8 +105,10 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
             num_train=task.num_train,
         )
         check_label_noise(variant.train.get("label_noise", 0.0), task.kind, task.num_outputs)
+        check_input_noise(variant.train.get("input_noise", 0.0))
         check_robustness_config(variant.evaluation, task)
         check_attribution_config(variant.evaluation, task)
+        check_model_input(variant.model, task.input_shape)
         prepared.append(Condition(
             name=name, config=variant, task=task,
             model=build_model(variant.model, task.num_outputs),
@@ -153,6 +163,7 @@ def train_group(group: list[Condition]) -> list[TrainResult]:
         batch_size=config.train.batch_size, seed=config.seed, kind=task.kind,
         eval_every=config.train.eval_every, x_eval=task.x_test, y_eval=task.y_test,
         progress=log_progress, label_noise=config.train.get("label_noise", 0.0),
+        input_noise=config.train.get("input_noise", 0.0),
         num_classes=task.num_outputs if task.kind == "classification" else None,
         hyperparams=hyperparams,
     )
@@ -191,23 +202,43 @@ def evaluate_condition(
     attributions = attribution_study(model, task, trained.params, keys, config.evaluation,
                                      shared_key)
     metrics |= attributions.pop("metrics")
+    subsets = subset_study(model, task, trained.params)
+    metrics |= subsets.pop("metrics")
+    truth = truth_study(model, task, trained.params, attributions["attributions"],
+                        config.evaluation)
+    metrics |= truth.pop("metrics")
+    if config.evaluation.surrogate_fidelity:
+        metrics["linear_surrogate_fidelity"] = surrogate_fidelity(model, task, trained.params)
     saved = save_attributions(workdir, condition.name, task,
                               attributions.pop("attributions"), config.evaluation.save_attributions)
     curves = {name.replace("eval_", "test_"): v for name, v in trained.curves.items()}
     return {
+        "task": task.name,
         "overrides": condition.overrides,
+        "attribution_methods": list(config.evaluation.attribution_methods),
         "num_seeds": int(trained.seed_indices.size),
         "seed_indices": trained.seed_indices,
         "metrics": metrics,
         "curves": {"step": trained.curve_steps, **curves},
         **robustness,
         **attributions,
+        **subsets,
+        **truth,
         "attribution_files": saved,
         "train_time_s": trained.train_time_s,
         "trained_in_one_call_with": shared_with,
         "hyperparams": hyperparams_of(config.optimizer),
         "evaluation_time_s": time.perf_counter() - start,
     }
+
+
+def surrogate_fidelity(model: nn.Module, task: Task, params: Any) -> np.ndarray:
+    """``(S,)`` how often a linear surrogate fitted to each seed's training-set predictions
+    agrees with that seed on the test set (R^2 of its outputs for regression)."""
+    num_classes = task.num_outputs if task.kind == "classification" else 0
+    return np.asarray(surrogate_fidelity_over_seeds(
+        make_apply(model), params, jnp.asarray(task.x_train), jnp.asarray(task.x_test),
+        num_classes))
 
 
 def save_attributions(
@@ -219,11 +250,13 @@ def save_attributions(
     directory = workdir / ATTRIBUTIONS_DIR
     directory.mkdir(exist_ok=True)
     n = min(count, next(iter(attributions.values())).shape[1])
-    np.save(directory / "inputs.npy", task.x_test[:n])
-    np.save(directory / "labels.npy", task.y_test[:n])
+    # Per condition: conditions of one study may differ in task (inputs) or target (labels).
+    prefix = report.safe_name(condition)
+    np.save(directory / f"{prefix}__inputs.npy", task.x_test[:n])
+    np.save(directory / f"{prefix}__labels.npy", task.y_test[:n])
     saved = {}
     for method, values in attributions.items():
-        path = directory / f"{condition}__{method}.npy"
+        path = directory / f"{prefix}__{method}.npy"
         np.save(path, values[:, :n])
         saved[method] = str(path.relative_to(workdir))
     return saved
@@ -259,6 +292,7 @@ def run(
         num_resamples=stats_config.num_resamples, num_permutations=stats_config.num_permutations,
         paired=stats_config.paired_conditions,
         robustness_metric=SCORE_NAMES[conditions[0].task.kind], seed=config.seed,
+        references=references_of(config, baseline),
     )
     first = condition_results[baseline]
     task = conditions[0].task
@@ -278,6 +312,7 @@ def run(
         "wall_time_s": time.perf_counter() - start,
         "device": device_description(),
     }
+    results["finding"] = finding_of(to_jsonable(results))
     write_json_atomic(path / CONFIG_FILE, config.to_dict())
     write_json_atomic(path / RESULTS_FILE, results)
     results = read_json(path / RESULTS_FILE)  # the report reads what a rerun would read
@@ -293,6 +328,7 @@ def rebuild_report(workdir: str) -> dict[str, Any]:
     if not (path / RESULTS_FILE).is_file():
         raise WorkdirError(f"--workdir={str(path)!r} holds no {RESULTS_FILE} to report on")
     results = read_json(path / RESULTS_FILE)
+    results["finding"] = finding_of(results)  # the finding's wording may have been improved
     report.write_report(results, path)
     print(f"report: {path / report.REPORT_FILE}")
     return results

@@ -1,12 +1,16 @@
-"""Flax models found by name: linear, MLP and a small 1-D/2-D CNN.
+"""Flax models found by name: linear, MLP, a small 1-D/2-D CNN and an attention classifier.
 
 Every model maps a batch ``(B, *input_shape)`` to outputs ``(B, num_outputs)`` and
 takes ``train`` to switch dropout on. Parameters are plain pytrees (linen's
 functional ``init``/``apply``) so that they vmap over seeds, shard and checkpoint.
+The attention classifier has two ablation switches: ``attention`` (drop the
+self-attention block) and ``freeze_embeddings`` (keep the patch and positional
+embeddings at their initial values).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -81,6 +85,101 @@ class CNN(nn.Module):
         return nn.Dense(self.num_outputs)(h)
 
 
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches to tokens: a convolution with kernel = stride = ``patch_size``,
+    computed as one matmul of the flattened patches.
+
+    ``(B, L, C)`` -> ``(B, L / p, D)`` or ``(B, H, W, C)`` -> ``(B, H / p * W / p, D)``.
+    The kernel ``(p, ..., p, C, D)`` and bias ``(D,)`` are declared here (rather than
+    through ``nn.Conv``) so that ``frozen`` can stop the gradient of the parameters.
+    """
+
+    embed_dim: int
+    patch_size: int
+    frozen: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        spatial_dims = x.ndim - 2
+        window = (self.patch_size,) * spatial_dims
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (*window, x.shape[-1], self.embed_dim)
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.embed_dim,))
+        if self.frozen:
+            kernel, bias = jax.lax.stop_gradient(kernel), jax.lax.stop_gradient(bias)
+        # A conv with kernel = stride is a matmul of each flattened patch: written so, since
+        # XLA's CPU convolution runs ~20x slower inside the training scan's loop than a dot.
+        p, b = self.patch_size, x.shape[0]
+        if spatial_dims == 1:
+            patches = x.reshape((b, x.shape[1] // p, p * x.shape[2]))
+        else:
+            h_, w_, c = x.shape[1:]
+            patches = x.reshape((b, h_ // p, p, w_ // p, p, c)).transpose((0, 1, 3, 2, 4, 5))
+            patches = patches.reshape((b, (h_ // p) * (w_ // p), p * p * c))
+        # Patch features flatten in (rows, cols, channels) order, as the kernel's HWIO does.
+        h = patches @ kernel.reshape((-1, self.embed_dim))
+        return (h + bias).reshape((x.shape[0], -1, self.embed_dim))
+
+
+class AttentionClassifier(nn.Module):
+    """Patch tokens, one optional self-attention block, a token-wise MLP block, a linear head.
+
+    ``h = patch_embed(x) + pos_embed``; if ``attention``:
+    ``h = h + MultiHeadDotProductAttention(LayerNorm(h))``; then
+    ``h = h + Dense(act(Dense(LayerNorm(h))))`` (dropout on that branch when training);
+    mean over tokens, ``LayerNorm``, ``Dense(num_outputs)``. Inputs are ``(B, L, C)``
+    signals or ``(B, H, W, C)`` images whose lengths ``patch_size`` divides.
+
+    Top-level parameters, input side first: ``patch_embed`` (``kernel``, ``bias``),
+    ``pos_embed`` ``(T, embed_dim)``, ``attention_norm`` and ``attention`` (only when
+    ``attention``), ``mlp_norm``, ``mlp_hidden``, ``mlp_out``, ``head_norm``, ``head``.
+    ``attention=False`` creates no attention parameters at all.
+
+    ``freeze_embeddings`` gives ``patch_embed`` and ``pos_embed`` zero gradient, so an
+    optimizer without weight decay leaves them at their initial values (one with
+    decoupled weight decay, e.g. ``adamw``, still shrinks them).
+    """
+
+    num_outputs: int
+    patch_size: int = 4
+    embed_dim: int = 32
+    num_heads: int = 4
+    mlp_dim: int = 64
+    attention: bool = True
+    freeze_embeddings: bool = False
+    activation: str = "gelu"
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        _check_patches(self.patch_size, x.shape[1:])
+        act = ACTIVATIONS[self.activation]
+        h = PatchEmbed(
+            self.embed_dim, self.patch_size, frozen=self.freeze_embeddings, name="patch_embed"
+        )(x)
+        pos = self.param("pos_embed", nn.initializers.normal(0.02), h.shape[1:])
+        if self.freeze_embeddings:
+            # Stop the gradient of the parameters, not of the activations: stopping it on
+            # the embedded tokens would also cut d(output)/dx, which saliency needs; on the
+            # parameters it removes only d(loss)/d(embedding), and d/dx still flows.
+            pos = jax.lax.stop_gradient(pos)
+        h = h + pos
+        if self.attention:
+            y = nn.LayerNorm(name="attention_norm")(h)
+            h = h + nn.MultiHeadDotProductAttention(
+                self.num_heads, deterministic=True, name="attention"
+            )(y)
+        y = nn.LayerNorm(name="mlp_norm")(h)
+        y = act(nn.Dense(self.mlp_dim, name="mlp_hidden")(y))
+        y = nn.Dense(self.embed_dim, name="mlp_out")(y)
+        if self.dropout_rate > 0:
+            y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+        h = h + y
+        h = nn.LayerNorm(name="head_norm")(h.mean(axis=1))
+        return nn.Dense(self.num_outputs, name="head")(h)
+
+
 def _positive_ints(field: str, value: object) -> tuple[int, ...]:
     values = (value,) if isinstance(value, int) else tuple(value)  # type: ignore[arg-type]
     if not values or any(not isinstance(v, int) or v < 1 for v in values):
@@ -88,8 +187,40 @@ def _positive_ints(field: str, value: object) -> tuple[int, ...]:
     return values
 
 
-def _activation(model_config: ConfigDict) -> str:
-    name = model_config.get("activation", "relu")
+def _positive_int(field: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(field, value, "a positive integer")
+    return value
+
+
+def _bool(field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, value, "True or False")
+    return value
+
+
+def _check_patches(patch_size: int, input_shape: Sequence[int]) -> None:
+    """Raise unless ``input_shape`` is ``(L, C)`` or ``(H, W, C)`` with patch-divisible lengths."""
+    patch_size = _positive_int("model.patch_size", patch_size)
+    input_shape = tuple(input_shape)
+    if len(input_shape) not in (2, 3):
+        raise ConfigError(
+            "model.name", "attention",
+            f"a model for (L, C) or (H, W, C) inputs; the input shape is {input_shape}",
+        )
+    spatial = input_shape[:-1]
+    if any(length % patch_size for length in spatial):
+        common = math.gcd(*spatial)
+        divisors = [d for d in range(1, common + 1) if common % d == 0]
+        raise ConfigError(
+            "model.patch_size", patch_size,
+            f"a divisor of every length {spatial} of the input shape {input_shape}: "
+            f"one of {divisors}",
+        )
+
+
+def _activation(model_config: ConfigDict, default: str = "relu") -> str:
+    name = model_config.get("activation", default)
     if name not in ACTIVATIONS:
         raise ConfigError("model.activation", name, f"one of {sorted(ACTIVATIONS)}")
     return name
@@ -127,10 +258,34 @@ def make_cnn(model_config: ConfigDict, num_outputs: int) -> nn.Module:
     )
 
 
+def make_attention(model_config: ConfigDict, num_outputs: int) -> nn.Module:
+    embed_dim = _positive_int("model.embed_dim", model_config.get("embed_dim", 32))
+    num_heads = _positive_int("model.num_heads", model_config.get("num_heads", 4))
+    if embed_dim % num_heads:
+        raise ConfigError(
+            "model.num_heads", num_heads,
+            f"a positive integer that divides model.embed_dim={embed_dim}",
+        )
+    return AttentionClassifier(
+        num_outputs=num_outputs,
+        patch_size=_positive_int("model.patch_size", model_config.get("patch_size", 4)),
+        embed_dim=embed_dim,
+        num_heads=num_heads,
+        mlp_dim=_positive_int("model.mlp_dim", model_config.get("mlp_dim", 64)),
+        attention=_bool("model.attention", model_config.get("attention", True)),
+        freeze_embeddings=_bool(
+            "model.freeze_embeddings", model_config.get("freeze_embeddings", False)
+        ),
+        activation=_activation(model_config, default="gelu"),
+        dropout_rate=_dropout(model_config),
+    )
+
+
 MODELS: dict[str, Callable[[ConfigDict, int], nn.Module]] = {
     "linear": make_linear,
     "mlp": make_mlp,
     "cnn": make_cnn,
+    "attention": make_attention,
 }
 
 
@@ -140,3 +295,17 @@ def build_model(model_config: ConfigDict, num_outputs: int) -> nn.Module:
     if name not in MODELS:
         raise ConfigError("model.name", name, f"one of {sorted(MODELS)}")
     return MODELS[name](model_config, num_outputs)
+
+
+def check_model_input(model_config: ConfigDict, input_shape: Sequence[int]) -> None:
+    """Raise :class:`ConfigError` when the model of ``model_config`` cannot take ``input_shape``.
+
+    Only the attention model constrains the input: it needs ``(L, C)`` or ``(H, W, C)``
+    with every length divisible by ``model.patch_size``. Other models pass.
+
+    Args:
+      model_config: the ``model`` part of the config.
+      input_shape: the shape of one example, without the batch axis.
+    """
+    if model_config.get("name") == "attention":
+        _check_patches(model_config.get("patch_size", 4), input_shape)

@@ -181,7 +181,8 @@ def saliency_figure(
 ) -> Figure:
     """First row the inputs, then one row per seed of the same examples' attributions.
 
-    Images are summed over channels and shown on a diverging scale symmetric around 0,
+    RGB inputs are shown in color, others in grey; attributions of images are summed over
+    channels and shown on a diverging scale symmetric around 0,
     normalised per map by its largest absolute value (red positive, blue negative).
     Signals ``(L, C)`` are drawn as lines with the attribution as colored bars behind.
     """
@@ -197,6 +198,8 @@ def saliency_figure(
         ax = axes[0, j]
         if is_signal:
             ax.plot(example.sum(axis=-1), color="k", lw=1)
+        elif example.ndim == 3 and example.shape[-1] == 3:
+            ax.imshow(np.clip(example, 0.0, 1.0))  # RGB as it is: color may be the point
         else:
             ax.imshow(example.sum(axis=-1) if example.ndim == 3 else example, cmap="gray_r")
         ax.set_title(example_labels[j] if example_labels else f"example {j}", fontsize=8)
@@ -284,8 +287,9 @@ def frontier_figure(
         yerr = [[my[0] - ly[0]], [hy[0] - my[0]]] if np.isfinite(ly[0]) else None
         color = _COLORS[i % len(_COLORS)]
         ax.errorbar(mx[0], my[0], xerr=xerr, yerr=yerr, fmt="o", color=color, capsize=3)
-        ax.annotate(name, (mx[0], my[0]), textcoords="offset points", xytext=(6, 6),
-                    fontsize=8, color=color)
+        # Alternate above and below so that neighbouring models' names do not overlap.
+        ax.annotate(name, (mx[0], my[0]), textcoords="offset points",
+                    xytext=(6, 6 if i % 2 == 0 else -13), fontsize=8, color=color)
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     ax.grid(alpha=0.3)

@@ -118,6 +118,76 @@ def randomization_table(condition: Mapping[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+def method_comparison_lines(analysis: Mapping[str, Any]) -> list[str]:
+    """Attribution methods against each other within each condition (paired by seed)."""
+    families = analysis.get("method_comparisons") or {}
+    if not families:
+        return []
+    lines = ["## Attribution methods compared", "",
+             "Each method minus the condition's first method on the same trained seeds "
+             "(paired), Holm across the methods compared on each measure.", ""]
+    for condition, measures in families.items():
+        lines += [f"### `{condition}`", ""]
+        for measure, family in measures.items():
+            lines += [f"**{measure}**", ""]
+            lines += _table(["method − reference", *COMPARISON_HEADER[1:]], [
+                comparison_rows(f"{m} − {c['reference']}", c) for m, c in family.items()])
+    return lines
+
+
+def truth_lines(condition: Mapping[str, Any]) -> list[str]:
+    """Attributions per feature against the true contributions, and learned interactions."""
+    truth = condition.get("truth") or {}
+    if not truth.get("methods") and not truth.get("interactions"):
+        return []
+    features = truth["features"]
+    lines = ["Mean |attribution| per feature (mean over seeds, with the seeds' range) against "
+             "the true contribution's mean |phi|, and the across-seed standard deviation of "
+             "each example's attribution (mean over examples):", ""]
+    rows = [["truth", *[_fmt(float(v), 3) for v in truth["true_mean_abs"]]]]
+    for method, values in truth.get("methods", {}).items():
+        mean_abs = np.asarray(values["mean_abs"], dtype=float)
+        rows.append([method, *[f"{_fmt(float(mean_abs[:, d].mean()), 3)} "
+                               f"({_fmt(float(mean_abs[:, d].min()), 2)}–"
+                               f"{_fmt(float(mean_abs[:, d].max()), 2)})"
+                               for d in range(len(features))]])
+        rows.append([f"{method}: seed std", *[_fmt(float(v), 3) for v in values["seed_std"]]])
+    lines += _table(["", *features], rows)
+    interactions = truth.get("interactions", {})
+    if interactions:
+        rows = []
+        for name, t in interactions.items():
+            learned = np.asarray(t["learned_shapley_mean_abs"], dtype=float)
+            rows.append([name, _fmt(t["mixed_partial"], 3), _fmt(t["shapley_mean_abs"], 3),
+                         f"{_fmt(float(learned.mean()), 3)} ({_fmt(float(learned.min()), 3)}–"
+                         f"{_fmt(float(learned.max()), 3)})"])
+        lines += ["Interactions: the true mixed partial derivative and mean |Shapley "
+                  "interaction| against the models' (the per-seed mixed partials are in the "
+                  "tables above, `interaction_*`):", ""]
+        lines += _table(["pair", "true d²f/dxᵢdxⱼ", "true mean |I|",
+                         "learned mean |I| (seed range)"], rows)
+    return lines
+
+
+def confusion_lines(condition: Mapping[str, Any], max_classes: int = 4) -> list[str]:
+    """Row-normalised confusion matrices (mean over seeds) for tasks with few classes."""
+    lines = []
+    for name, matrices in (condition.get("confusion") or {}).items():
+        counts = np.asarray(matrices, dtype=float)  # (S, C, C)
+        if counts.ndim != 3 or counts.shape[-1] > max_classes:
+            continue
+        rates = counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1.0)
+        mean, low, high = rates.mean(0), rates.min(0), rates.max(0)
+        classes = range(counts.shape[-1])
+        rows = [[f"true {i}", *[f"{_fmt(mean[i, j], 3)} ({_fmt(low[i, j], 2)}–"
+                                f"{_fmt(high[i, j], 2)})" for j in classes]] for i in classes]
+        label = "clean test set" if name == "clean" else f"{name}, largest severity"
+        lines += [f"*Confusion, {label}* (share of each true class predicted as each class; "
+                  "mean over seeds, seed range):", ""]
+        lines += _table(["", *[f"pred {j}" for j in classes]], rows)
+    return lines
+
+
 def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -> str:
     """The whole ``report.md`` text.
 
@@ -156,18 +226,30 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
         overrides = conditions[name].get("overrides") or {}
         if overrides:
             lines += ["Overrides: `" + json.dumps(overrides) + "`", ""]
+        subsets = conditions[name].get("subsets") or {}
+        if subsets:
+            lines += ["Test subsets (`subset_*` metrics): " + ", ".join(
+                f"`{s}` ({count} examples)" for s, count in subsets.items()), ""]
         lines += condition_table(analysis["summaries"][name], level)
+        lines += truth_lines(conditions[name])
+        lines += confusion_lines(conditions[name])
     comparisons = analysis["comparisons"]
     if comparisons:
-        lines += ["## Comparisons with the baseline", "",
-                  f"Each condition minus `{baseline}`, seeds "
+        references = {c.get("reference", baseline) for f in comparisons.values()
+                      for c in f.values()}
+        against = (f"minus `{baseline}`" if references == {baseline}
+                   else "minus its reference (`condition − reference`)")
+        lines += ["## Comparisons", "",
+                  f"Each condition {against}, seeds "
                   + ("paired" if settings["paired_conditions"] else "unpaired")
                   + f"; {settings['multiple_comparisons']}.", ""]
         every = []
         for metric, family in comparisons.items():
             lines += [f"**{metric}**", ""]
-            lines += _table(COMPARISON_HEADER,
-                            [comparison_rows(n, c) for n, c in family.items()])
+            lines += _table(COMPARISON_HEADER, [
+                comparison_rows(n if references == {baseline}
+                                else f"{n} − {c.get('reference', baseline)}", c)
+                for n, c in family.items()])
             every += list(family.values())
         lines += inconclusive_note(every)
     shift_effects = analysis.get("shift_effects", {})
@@ -200,6 +282,7 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
                               "of |attribution| between the trained model and the same model "
                               "with its top layers re-initialised; a method that passes drops "
                               "towards 0):", ""] + checks
+    lines += method_comparison_lines(analysis)
     if plots:
         lines += ["## Plots", ""]
         for caption, path in plots:

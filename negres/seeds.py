@@ -22,6 +22,7 @@ STREAMS: dict[str, int] = {
     "dropout": 2,
     "evaluation": 3,
     "label_noise": 4,
+    "input_noise": 5,
 }
 
 

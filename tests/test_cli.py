@@ -111,3 +111,13 @@ def test_unwritable_workdir(tmp_path):
     proc = run_main("--config", "configs/default.py", "--workdir", str(blocker / "w"))
     assert "not writable" in error_line(proc)
     assert blocker.read_text() == "not a directory"
+
+
+def test_config_variant_after_a_colon_reaches_get_config(tmp_path):
+    # "configs/NAME.py:variant" is ml_collections' way to pass get_config an argument; the
+    # file check must look at the path before the colon, and a bad variant must say so.
+    proc = run_main("--config", "configs/rule_shortcut.py:nope", "--workdir", str(tmp_path / "w"))
+    line = error_line(proc)
+    assert "no such file" not in line
+    assert "'tabular' (default) or 'image'" in line
+    assert not (tmp_path / "w").exists()

@@ -8,12 +8,13 @@ from ml_collections import ConfigDict
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_config(name: str) -> ConfigDict:
+def load_config(name: str, arg: str | None = None) -> ConfigDict:
+    """``configs/NAME.py``'s ``get_config(arg)`` (``arg`` as after ``NAME.py:`` on the CLI)."""
     path = REPO / "configs" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"config_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config() if arg is None else module.get_config(arg)
 
 
 def tiny_config() -> ConfigDict:

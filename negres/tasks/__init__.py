@@ -12,12 +12,17 @@ from negres.errors import ConfigError
 from negres.tasks.base import Task, TaskKind, TaskShift
 from negres.tasks.digits import make_digits
 from negres.tasks.mnist1d import make_mnist1d
+from negres.tasks.rule_shortcut import make_digits_shortcut, make_rule_shortcut
+from negres.tasks.shape_color import make_shape_color
 from negres.tasks.synthetic_regression import make_synthetic_regression
 from negres.tasks.tfds_datasets import DATASETS, make_tfds_task
 
 TASKS: dict[str, Callable[[ConfigDict], Task]] = {
     "digits": make_digits,
+    "digits_shortcut": make_digits_shortcut,
     "mnist1d": make_mnist1d,
+    "rule_shortcut": make_rule_shortcut,
+    "shape_color": make_shape_color,
     "synthetic_regression": make_synthetic_regression,
     **{name: make_tfds_task(name) for name in DATASETS},
 }

@@ -38,5 +38,12 @@ def make_synthetic_regression(task_config: ConfigDict) -> Task:
         y_test=y[num_train:],
         num_outputs=1,
         feature_names=tuple(f"x{i}" for i in range(5)),
-        known={"coefficients": COEFFICIENTS, "interaction": interaction, "noise_std": noise_std},
+        known={
+            "coefficients": COEFFICIENTS,
+            "interaction": interaction,
+            # Product terms of the target as (i, j, coefficient); x0*x2 is absent from the
+            # target and stays as a control whose true interaction is 0.
+            "interactions": {"x0*x1": (0, 1, interaction), "x0*x2": (0, 2, 0.0)},
+            "noise_std": noise_std,
+        },
     )

@@ -1,0 +1,205 @@
+"""The evaluators behind the documented studies, against closed forms and references."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from ml_collections import ConfigDict
+
+from negres import analysis, engine, saliency
+from negres.conditions import references_of
+from negres.errors import ConfigError
+from negres.models import Linear
+from negres.subset_study import subset_scores, subset_study
+from negres.tasks import load_task
+from negres.truth_study import true_contributions, truth_study
+
+COEFFICIENTS = np.array([3.0, 2.0, -1.5, 0.0, 0.0])
+
+
+class TrueFunction(nn.Module):
+    """``f(x) = c . x + a x0 x1`` exactly; ``scale`` is a parameter so params are a pytree."""
+
+    interaction: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        scale = self.param("scale", nn.initializers.ones, ())
+        f = x @ jnp.asarray(COEFFICIENTS, x.dtype) + self.interaction * x[:, 0] * x[:, 1]
+        return (scale * f)[:, None]
+
+
+@pytest.fixture(scope="module", params=[0.0, 2.0])
+def true_world(request):
+    interaction = request.param
+    task = load_task(ConfigDict({"name": "synthetic_regression", "num_train": 64,
+                                 "num_test": 40, "interaction": interaction}))
+    model = TrueFunction(interaction)
+    params = jax.tree.map(lambda v: jnp.stack([v, v]),
+                          model.init(jax.random.PRNGKey(0), task.x_test[:1])["params"])
+    return interaction, task, model, params
+
+
+def test_true_contributions_split_each_product_evenly_and_sum_to_f():
+    x = np.array([[1.0, 2.0, 3.0, 0.5, -1.0]])
+    phi = true_contributions(x, COEFFICIENTS, {"x0*x1": (0, 1, 2.0)})
+    np.testing.assert_allclose(phi[0], [3.0 + 2.0, 4.0 + 2.0, -4.5, 0.0, 0.0])
+    f = x @ COEFFICIENTS + 2.0 * x[:, 0] * x[:, 1]
+    np.testing.assert_allclose(phi.sum(axis=1), f)
+
+
+def test_truth_study_on_the_true_function_recovers_the_truth(true_world):
+    interaction, task, model, params = true_world
+    apply_fn = engine.make_apply(model)
+    x = jnp.asarray(task.x_test)
+    attributions = {
+        m: np.asarray(jnp.stack([saliency.attribute(m, apply_fn, jax.tree.map(lambda v: v[0],
+                                                                               params), x, 0)] * 2))
+        for m in ("gradient_x_input", "integrated_gradients", "shapley", "gradient")
+    }
+    evaluation = ConfigDict({"attribution_examples": task.num_test})
+    out = truth_study(model, task, params, attributions, evaluation)
+    metrics = out["metrics"]
+    # Shapley values and IG (exact for a quadratic with the midpoint rule) equal the truth.
+    np.testing.assert_allclose(metrics["shapley_truth_error"], 0.0, atol=1e-5)
+    np.testing.assert_allclose(metrics["integrated_gradients_truth_error"], 0.0, atol=1e-4)
+    # Gradient x input counts the product twice: its error is |a x0 x1| / sum |phi|.
+    x64 = task.x_test.astype(np.float64)
+    phi = true_contributions(x64, COEFFICIENTS, {"x0*x1": (0, 1, interaction)})
+    expected = (np.abs(interaction * x64[:, 0] * x64[:, 1]) / np.abs(phi).sum(1)).mean()
+    np.testing.assert_allclose(metrics["gradient_x_input_truth_error"], expected, rtol=1e-4,
+                               atol=1e-6)
+    assert "gradient_truth_error" not in metrics  # a slope, not comparable with phi
+    np.testing.assert_allclose(metrics["interaction_x0*x1_mixed_partial"], interaction,
+                               atol=1e-4)
+    np.testing.assert_allclose(metrics["interaction_x0*x2_mixed_partial"], 0.0, atol=1e-4)
+    np.testing.assert_allclose(metrics["interaction_x0*x1_shapley_error"], 0.0, atol=1e-4)
+    assert out["truth"]["interactions"]["x0*x1"]["mixed_partial"] == interaction
+
+
+def test_subset_scores_match_a_numpy_reference():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 50)
+    masks = rng.random((2, 50)) < 0.4
+    out = subset_scores(jnp.asarray(logits), jnp.asarray(y), jnp.asarray(masks), "classification")
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    for i, mask in enumerate(masks):
+        np.testing.assert_allclose(out["accuracy"][i], (logits.argmax(1) == y)[mask].mean(),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(out["loss"][i], -log_p[mask, y[mask]].mean(), rtol=1e-5)
+        assert out["count"][i] == mask.sum()
+
+
+def test_subset_study_gives_every_seed_its_own_subset_accuracy():
+    task = load_task(ConfigDict({"name": "rule_shortcut", "num_train": 200, "num_test": 300}))
+    model = Linear(num_outputs=2)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    params = jax.vmap(lambda k: model.init(k, task.x_test[:1])["params"])(keys)
+    out = subset_study(model, task, params)
+    conflicts = task.known["test_subsets"]["shortcut_conflicts"]
+    for s in range(3):
+        p = jax.tree.map(lambda v, _s=s: v[_s], params)
+        predictions = np.asarray(model.apply({"params": p}, task.x_test)).argmax(1)
+        np.testing.assert_allclose(
+            out["metrics"]["subset_shortcut_conflicts_accuracy"][s],
+            (predictions == task.y_test)[conflicts].mean(), rtol=1e-6)
+    assert out["subsets"]["shortcut_conflicts"] == conflicts.sum()
+
+
+def _config(conditions, baseline=""):
+    return ConfigDict({"model": {"name": "mlp"}, "conditions": conditions,
+                       "baseline": baseline})
+
+
+def test_references_follow_compared_with_and_default_to_the_baseline():
+    config = _config(({"name": "a/lin"}, {"name": "a/mlp", "compared_with": "a/lin"},
+                      {"name": "b/lin"}, {"name": "b/mlp", "compared_with": "b/lin"},
+                      {"name": "c"}), baseline="a/lin")
+    assert references_of(config, "a/lin") == {
+        "a/lin": None, "a/mlp": "a/lin", "b/lin": None, "b/mlp": "b/lin", "c": "a/lin"}
+
+
+@pytest.mark.parametrize("reference", ["nope", "self"])
+def test_a_bad_compared_with_names_the_field(reference):
+    config = _config(({"name": "a"}, {"name": "self", "compared_with": reference}))
+    with pytest.raises(ConfigError) as err:
+        references_of(config, "a")
+    assert err.value.field == "conditions['self'].compared_with"
+
+
+def test_comparisons_use_each_conditions_reference():
+    rng = np.random.default_rng(0)
+    conditions = {
+        "a/lin": {"metrics": {"acc": rng.normal(0.5, 0.01, 8)}},
+        "a/mlp": {"metrics": {"acc": rng.normal(0.9, 0.01, 8)}},
+        "b/lin": {"metrics": {"acc": rng.normal(0.1, 0.01, 8)}},
+        "b/mlp": {"metrics": {"acc": rng.normal(0.1, 0.01, 8)}},
+    }
+    references = {"a/lin": None, "a/mlp": "a/lin", "b/lin": None, "b/mlp": "b/lin"}
+    out = analysis.analyze(conditions, "a/lin", num_resamples=500, num_permutations=500,
+                           references=references)
+    family = out["comparisons"]["acc"]
+    assert set(family) == {"a/mlp", "b/mlp"}
+    assert family["a/mlp"]["reference"] == "a/lin" and family["a/mlp"]["verdict"] == "improved"
+    assert family["b/mlp"]["reference"] == "b/lin"
+    np.testing.assert_allclose(family["b/mlp"]["difference"],
+                               conditions["b/mlp"]["metrics"]["acc"].mean()
+                               - conditions["b/lin"]["metrics"]["acc"].mean())
+
+
+@pytest.mark.parametrize("metric,higher", [
+    ("subset_shortcut_conflicts_accuracy", True),  # a subset's accuracy, not a shortcut share
+    ("integrated_gradients_shortcut_share", False),
+    ("shapley_truth_error", False),
+    ("interaction_x0*x1_shapley_error", False),
+    ("linear_surrogate_fidelity", True),
+    ("subset_held_out_combinations_loss", False),
+])
+def test_direction_of_every_study_metric(metric, higher):
+    assert analysis.higher_is_better(metric) is higher
+
+
+def test_methods_are_compared_paired_within_a_condition():
+    rng = np.random.default_rng(1)
+    base = rng.normal(0.5, 0.05, 10)
+    result = {"attribution_methods": ["ig", "grad"], "metrics": {
+        "ig_agreement_spearman_abs": base,
+        "grad_agreement_spearman_abs": base - 0.2 + rng.normal(0, 0.001, 10),
+    }}
+    out = analysis.analyze({"c": result}, "c", num_resamples=500, num_permutations=500)
+    compared = out["method_comparisons"]["c"]["agreement_spearman_abs"]["grad"]
+    assert compared["verdict"] == "worse" and compared["paired"]
+    np.testing.assert_allclose(compared["difference"], -0.2, atol=0.002)
+
+
+@pytest.fixture(scope="module")
+def small_task(small_digits):
+    return dataclasses.replace(small_digits, x_train=small_digits.x_train[:200],
+                               y_train=small_digits.y_train[:200])
+
+
+def test_input_noise_is_per_seed_and_seed_i_alone_equals_seed_i_of_many(small_task):
+    model = Linear(num_outputs=10)
+    common = dict(steps=20, batch_size=16, seed=3)
+    many = engine.train_seeds(model, optax.sgd(0.1), small_task.x_train, small_task.y_train,
+                              num_seeds=3, input_noise=0.5, **common)
+    alone = engine.train_seeds(model, optax.sgd(0.1), small_task.x_train, small_task.y_train,
+                               seed_indices=[2], input_noise=0.5, **common)
+    clean = engine.train_seeds(model, optax.sgd(0.1), small_task.x_train, small_task.y_train,
+                               seed_indices=[2], **common)
+    for a, b, c in zip(jax.tree.leaves(many.params), jax.tree.leaves(alone.params),
+                       jax.tree.leaves(clean.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a)[2], np.asarray(b)[0], atol=1e-5)
+        assert np.abs(np.asarray(b) - np.asarray(c)).max() > 1e-3  # the noise did something
+
+
+@pytest.mark.parametrize("value", [-0.1, float("inf"), True, "0.1"])
+def test_bad_input_noise_names_the_field(value):
+    with pytest.raises(ConfigError) as err:
+        engine.check_input_noise(value)
+    assert err.value.field == "train.input_noise"
