@@ -3,20 +3,24 @@
 Two reference workloads, each defined once here and used by every benchmark:
 
 * ``mlp_digits``: scikit-learn digits scaled to [0, 1] as ``(1797, 8, 8, 1)``, an MLP
-  64 -> 64 (ReLU) -> 10; accuracy on all 1,797 digits (the training set itself).
-* ``cnn_mnist1d``: MNIST-1D generated locally (``make_dataset(get_dataset_args())``, never
-  its download), ``x`` as ``(N, 40, 1)``; negres's ``CNN(num_outputs=10, channels=(16, 32),
-  kernel_size=3)`` (two 'SAME' convolutions, stride 1, a dense layer of 64, ReLU); trained
-  on the 4,000 training signals, accuracy on the 1,000 test signals.
+  64 -> 64 (ReLU) -> 10; trained on all 1,797 digits, accuracy on all 1,797 digits.
+* ``cnn_mnist1d``: the MNIST-1D CNN of ``configs/mnist1d.py`` (the published CNN: three
+  convolutions of 25 channels, kernel 3, stride 2, 'SAME' padding, ReLU, then a dense
+  layer of 64 and 10 outputs) on MNIST-1D generated locally (``make_dataset`` with the
+  package's default arguments, never its download), ``x`` as ``(N, 40, 1)``; trained on
+  the 4,000 training signals, accuracy on the 1,000 test signals.
 
 Both train with Adam (learning rate 1e-2), batches of 128 drawn uniformly with
 replacement, 200 steps. The PyTorch twins have the same layers, the same initialiser
 (flax's LeCun-normal kernels, truncated at two standard deviations, zero biases) and
 the same optimizer (``torch.optim.Adam`` and ``optax.adam`` share betas and epsilon), so
 the two frameworks do the same arithmetic; flax weights can be ported into them exactly
-(:func:`port_params`).
+(:func:`port_params`, checked by :func:`check_port`).
 
-PyTorch uses ``os.cpu_count()`` threads, the core count XLA's CPU backend uses by default.
+PyTorch threads: on a small model PyTorch's intra-op threads can cost more than they
+give (and far more while other jobs share the cores), so every PyTorch method is run with
+the faster of 1 thread and ``os.cpu_count()`` threads, chosen by a short timed trial
+(:func:`fastest_torch_threads`) and reported. JAX keeps its default (all cores).
 """
 
 from __future__ import annotations
@@ -46,10 +50,11 @@ import jax  # noqa: E402
 
 from negres.models import CNN, MLP  # noqa: E402
 
-RESULTS_DIR = REPO / "bench" / "results"
+# Where every benchmark writes its JSON; run_all.py --quick points it elsewhere.
+RESULTS_DIR = Path(os.environ.get("NEGRES_BENCH_RESULTS", REPO / "bench" / "results"))
 THREADS = os.cpu_count() or 1
-# The same core count for both frameworks: XLA's CPU client uses every core by default.
-torch.set_num_threads(THREADS)
+# PyTorch's candidate intra-op thread counts; XLA's CPU client uses every core by default.
+TORCH_THREAD_CHOICES = tuple(sorted({1, THREADS}))
 
 LEARNING_RATE = 1e-2
 BATCH_SIZE = 128
@@ -113,15 +118,42 @@ class TorchMLP(nn.Sequential):
         super().__init__(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
 
 
+# The MNIST-1D CNN of configs/mnist1d.py: negres's CNN with these settings.
+CNN_CHANNELS = (25, 25, 25)
+CNN_KERNEL, CNN_STRIDE, CNN_DENSE, SIGNAL_LENGTH = 3, 2, 64, 40
+
+
+def _same_lengths() -> list[int]:
+    """Output length of each 'SAME' strided convolution: ``ceil(L / stride)``."""
+    lengths, length = [], SIGNAL_LENGTH
+    for _ in CNN_CHANNELS:
+        length = -(-length // CNN_STRIDE)
+        lengths.append(length)
+    return lengths
+
+
+def _same_padding(length: int) -> tuple[int, int]:
+    """flax/XLA 'SAME' padding of one convolution: the odd pixel goes to the right."""
+    out = -(-length // CNN_STRIDE)
+    total = max((out - 1) * CNN_STRIDE + CNN_KERNEL - length, 0)
+    return total // 2, total - total // 2
+
+
 class TorchCNN(nn.Sequential):
-    """negres's ``CNN(10, (16, 32), 3)`` for channels-first ``(B, 1, 40)`` signals."""
+    """negres's ``CNN(10, (25, 25, 25), 3, strides=2)`` for channels-first ``(B, 1, 40)``."""
 
     def __init__(self) -> None:
-        super().__init__(
-            nn.Conv1d(1, 16, 3, padding=1), nn.ReLU(),  # padding=1 is flax's 'SAME' for k=3
-            nn.Conv1d(16, 32, 3, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(32 * 40, 64), nn.ReLU(), nn.Linear(64, 10),
-        )
+        layers: list[nn.Module] = []
+        length, channels_in = SIGNAL_LENGTH, 1
+        for channels in CNN_CHANNELS:
+            # torch pads symmetrically; flax's 'SAME' pads (0, 1) here, so pad explicitly.
+            layers += [nn.ConstantPad1d(_same_padding(length), 0.0),
+                       nn.Conv1d(channels_in, channels, CNN_KERNEL, stride=CNN_STRIDE),
+                       nn.ReLU()]
+            length, channels_in = -(-length // CNN_STRIDE), channels
+        layers += [nn.Flatten(), nn.Linear(channels_in * length, CNN_DENSE), nn.ReLU(),
+                   nn.Linear(CNN_DENSE, 10)]
+        super().__init__(*layers)
 
 
 def flax_like_init_(module: nn.Module) -> nn.Module:
@@ -141,9 +173,12 @@ def mlp_forward_flops(batch: int) -> int:
 
 
 def cnn_forward_flops(batch: int) -> int:
-    length, kernel = 40, 3
-    convs = 2 * length * kernel * (1 * 16 + 16 * 32)
-    return batch * (convs + 2 * (32 * length * 64 + 64 * 10))
+    convs, channels_in = 0, 1
+    for length, channels in zip(_same_lengths(), CNN_CHANNELS, strict=True):
+        convs += 2 * length * CNN_KERNEL * channels_in * channels
+        channels_in = channels
+    flat = _same_lengths()[-1] * CNN_CHANNELS[-1]
+    return batch * (convs + 2 * (flat * CNN_DENSE + CNN_DENSE * 10))
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -158,9 +193,11 @@ WORKLOADS: dict[str, Workload] = {
     ),
     "cnn_mnist1d": Workload(
         name="cnn_mnist1d",
-        description="MNIST-1D (4000 train x 40 x 1), CNN conv16-conv32 (k=3) -> 64 -> 10",
+        description=("MNIST-1D (4000 train x 40 x 1), the MNIST-1D CNN: 3 x conv 25 "
+                     "(k=3, stride 2) -> 64 -> 10"),
         load=load_mnist1d_data,
-        flax_model=lambda: CNN(num_outputs=10, channels=(16, 32), kernel_size=3),
+        flax_model=lambda: CNN(num_outputs=10, channels=CNN_CHANNELS, kernel_size=CNN_KERNEL,
+                               strides=CNN_STRIDE, dense_size=CNN_DENSE),
         torch_model=TorchCNN,
         forward_flops=cnn_forward_flops,
         to_torch_layout=lambda x: np.ascontiguousarray(np.transpose(x, (0, 2, 1))),
@@ -178,23 +215,38 @@ def port_params(workload: Workload, params: Any) -> nn.Module:
     """
     p = jax.tree_util.tree_map(np.asarray, params)
     model = workload.torch_model()
-    if workload.name == "mlp_digits":
-        tensors = [p["Dense_0"]["kernel"].T, p["Dense_0"]["bias"],
-                   p["Dense_1"]["kernel"].T, p["Dense_1"]["bias"]]
-    elif workload.name == "cnn_mnist1d":
-        dense0 = p["Dense_0"]["kernel"]  # (L * C, 64), row l * C + c
-        channels = p["Conv_1"]["kernel"].shape[-1]
-        dense0 = dense0.reshape(-1, channels, dense0.shape[-1]).transpose(1, 0, 2)
-        tensors = [p["Conv_0"]["kernel"].transpose(2, 1, 0), p["Conv_0"]["bias"],
-                   p["Conv_1"]["kernel"].transpose(2, 1, 0), p["Conv_1"]["bias"],
-                   dense0.reshape(-1, dense0.shape[-1]).T, p["Dense_0"]["bias"],
-                   p["Dense_1"]["kernel"].T, p["Dense_1"]["bias"]]
-    else:
-        raise ValueError(f"no weight port for workload {workload.name!r}")
+    convs = sorted((k for k in p if k.startswith("Conv_")), key=lambda k: int(k[5:]))
+    denses = sorted((k for k in p if k.startswith("Dense_")), key=lambda k: int(k[6:]))
+    tensors = []
+    for name in convs:
+        tensors += [p[name]["kernel"].transpose(2, 1, 0), p[name]["bias"]]
+    for i, name in enumerate(denses):
+        kernel = p[name]["kernel"]
+        if i == 0 and convs:  # rows l * C + c (flax) -> c * L + l (torch)
+            channels = p[convs[-1]]["kernel"].shape[-1]
+            kernel = kernel.reshape(-1, channels, kernel.shape[-1]).transpose(1, 0, 2)
+            kernel = kernel.reshape(-1, kernel.shape[-1])
+        tensors += [kernel.T, p[name]["bias"]]
     with torch.no_grad():
         for param, value in zip(model.parameters(), tensors, strict=True):
-            param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+            if tuple(param.shape) != value.shape:
+                raise ValueError(f"cannot port {value.shape} into a torch {tuple(param.shape)}")
+            param.copy_(torch.from_numpy(np.array(value, dtype=np.float32)))
     return model
+
+
+def check_port(workload: Workload, params: Any, x: np.ndarray, atol: float = 1e-4) -> float:
+    """Largest logit difference of one seed's flax ``params`` and its torch port on ``x``.
+
+    Raises ``AssertionError`` above ``atol``: the twins must compute the same function.
+    """
+    flax_out = np.asarray(workload.flax_model().apply({"params": params}, x, train=False))
+    with torch.no_grad():
+        torch_out = port_params(workload, params)(
+            torch.from_numpy(workload.to_torch_layout(x))).numpy()
+    gap = float(np.max(np.abs(flax_out - torch_out)))
+    assert gap <= atol, f"{workload.name}: torch twin differs from flax by {gap:.2e}"
+    return gap
 
 
 # --------------------------------------------------------------------------- timing
@@ -224,6 +276,23 @@ def interleaved_medians(
     return {n: statistics.median(t) for n, t in times.items()}, times, results
 
 
+def fastest_torch_threads(trial: Callable[[], Any], tries: int = 2) -> tuple[int, dict]:
+    """The faster of :data:`TORCH_THREAD_CHOICES` for ``trial``, and each one's best time.
+
+    ``trial`` is a short version of the PyTorch work about to be timed (a few steps).
+    Leaves PyTorch set to the chosen count; a caller that switches between methods sets it
+    again with ``torch.set_num_threads`` before each.
+    """
+    best: dict[int, float] = {}
+    for threads in TORCH_THREAD_CHOICES:
+        torch.set_num_threads(threads)
+        trial()  # first-call costs
+        best[threads] = min(timed(trial)[0] for _ in range(tries))
+    chosen = min(best, key=best.get)
+    torch.set_num_threads(chosen)
+    return chosen, best
+
+
 # --------------------------------------------------------------------------- reporting
 
 
@@ -242,7 +311,7 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "cpu": model, "cpu_count": THREADS, "jax_device": str(jax.devices()[0]),
-        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "torch_thread_choices": list(TORCH_THREAD_CHOICES), "python": platform.python_version(),
         "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
         "torch": torch.__version__, "captum": captum.__version__, "numpy": np.__version__,
     }
@@ -250,7 +319,16 @@ def machine() -> dict[str, Any]:
 
 def machine_line(info: dict[str, Any]) -> str:
     return (f"{info['cpu']}, {info['cpu_count']} cores (JAX {info['jax']} on "
-            f"{info['jax_device']}, torch {info['torch']} with {info['torch_threads']} threads)")
+            f"{info['jax_device']}, torch {info['torch']}, captum {info['captum']}; "
+            f"load average {load_average()})")
+
+
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages (other jobs share the machine)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

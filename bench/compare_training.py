@@ -15,14 +15,19 @@ One workload (``--workload mlp_digits`` or ``cnn_mnist1d``, see compare_common.p
                     parameters (Adam is elementwise, so this is a per-seed Adam).
 
 Timed is initialisation plus training, not the final accuracy. Every method is warmed
-up first (jit compilation, and PyTorch's first-call costs, are excluded). At each S the
-methods are timed in interleaved rounds (``--repeats``) and the median is reported, so a
-shared machine's load falls on all of them alike. The sequential methods time at most
+up first (jit compilation, and PyTorch's first-call costs, are excluded). Each PyTorch
+method runs with the faster of 1 and all cores' threads, chosen at each S by a short trial
+(the "torch threads" column); JAX keeps its default. The PyTorch twin is checked to compute
+the same function as the flax model on ported weights, and to do the same arithmetic (a
+training step from the same weights on the same batch gives the same logits), before
+anything is timed. At each S the methods are timed in interleaved rounds (``--repeats``: one
+count, or one per S) and the median is reported, so a shared machine's load falls on all of
+them alike. The sequential methods time at most
 ``--max-loop-seeds`` seeds and extrapolate linearly to S (the "timed seeds" column). The
 accuracy of every trained seed is checked to lie in the same band as negres's.
 
     python bench/compare_training.py [--workload mlp_digits] [--seeds 1,8,64,256]
-        [--steps 200] [--repeats 3] [--max-loop-seeds 32]
+        [--steps 200] [--repeats 3 | 3,3,3,1] [--max-loop-seeds 32]
 """
 
 from __future__ import annotations
@@ -42,24 +47,31 @@ from compare_common import (
     STEPS,
     WORKLOADS,
     Workload,
+    check_port,
+    fastest_torch_threads,
     flax_like_init_,
     interleaved_medians,
     machine,
     machine_line,
     markdown_table,
     parse_ints,
+    port_params,
     write_json,
 )
 from torch.func import functional_call, stack_module_state
 
 from negres.engine import make_evaluate, make_seed_trainer, train_seeds
 from negres.losses import LOSSES
-from negres.seeds import over_seeds, seed_key, stream_key, take_rows
+from negres.seeds import over_seeds, seed_key, seed_keys, stream_key, take_rows, take_seed
 
 METHODS = ("negres", "negres loop", "JAX step loop", "torch loop", "torch.func")
 SEQUENTIAL = {"negres loop", "JAX step loop", "torch loop"}
 # Mean accuracy of every method must lie within this of negres's (same workload, same band).
 ACCURACY_BAND = 0.03
+# JAX and PyTorch from the same weights on the same batches: steps compared, and the largest
+# logit difference allowed, relative to the largest logit.
+REPLAY_STEPS = 1
+REPLAY_TOLERANCE = 1e-4
 
 
 class JaxTrainer:
@@ -87,6 +99,19 @@ class JaxTrainer:
         return train_seeds(self.model, self.optimizer, self.x, self.y, steps=self.steps,
                            batch_size=BATCH_SIZE, eval_every=self.steps, seed_indices=seeds,
                            trainer=self.trainer).params
+
+    def compile(self, seeds: list[int]) -> None:
+        """Compile negres's call for ``len(seeds)`` seeds without running the training.
+
+        Lowers the trainer's segment with the arguments ``train_seeds`` passes it (one
+        segment of one curve point, as ``eval_every == steps``); running the training once
+        instead would cost minutes for the CNN at S = 64.
+        """
+        keys = seed_keys(0, seeds)
+        params, opt_state = self.trainer.init(keys, {})
+        no_eval = jnp.zeros((0,), jnp.float32), jnp.zeros((0,), self.y.dtype)
+        self.trainer.segment(1).lower(params, opt_state, keys, jnp.asarray(0, jnp.int32),
+                                      self.x, self.y, *no_eval).compile()
 
     def negres_loop(self, seeds: list[int]) -> Any:
         """The same, one ``train_seeds`` call per seed; rows stacked afterwards (untimed)."""
@@ -131,6 +156,13 @@ class JaxTrainer:
 
     def accuracy(self, stacked_params: Any) -> np.ndarray:
         return np.asarray(self._accuracy(stacked_params))
+
+    def batch_indices(self, seed: int, steps: int) -> np.ndarray:
+        """``(steps, batch)`` the rows negres's seed ``seed`` draws at each step."""
+        data_key = stream_key(seed_key(0, seed), "data")
+        draw = lambda t: jax.random.randint(  # noqa: E731
+            jax.random.fold_in(data_key, t), (BATCH_SIZE,), 0, self.x.shape[0])
+        return np.asarray(jax.vmap(draw)(jnp.arange(steps)))
 
 
 class TorchTrainer:
@@ -188,6 +220,17 @@ class TorchTrainer:
         self._ensemble_parts = (base, buffers)
         return params
 
+    def replay(self, init_params: Any, batch_indices: np.ndarray) -> torch.nn.Module:
+        """The textbook loop from ported flax ``init_params`` on the given batches."""
+        model = port_params(self.workload, init_params)
+        opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+        for idx in torch.from_numpy(batch_indices.astype(np.int64)):
+            loss = torch.nn.functional.cross_entropy(model(self.x[idx]), self.y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return model
+
     def loop_accuracy(self, models: list[torch.nn.Module]) -> np.ndarray:
         with torch.no_grad():
             return np.array([(m(self.x_eval).argmax(1) == self.y_eval).float().mean().item()
@@ -216,29 +259,64 @@ def max_param_difference(a: Any, b: Any) -> float:
     return max(jax.tree_util.tree_leaves(diffs))
 
 
-def run(workload: Workload, seeds_list: list[int], steps: int, repeats: int,
+def same_arithmetic_gap(workload: Workload, jx: JaxTrainer, tt: TorchTrainer,
+                        x_eval: np.ndarray, steps: int = REPLAY_STEPS) -> float:
+    """Largest logit difference on ``x_eval``, relative to the largest logit, after ``steps``
+    training steps of seed 0 in JAX and in PyTorch from the same weights on the same batches.
+
+    Raises ``AssertionError`` above :data:`REPLAY_TOLERANCE`. Only the first step is
+    compared by default: Adam divides each gradient by its running RMS, so a weight whose
+    gradient is float32 rounding noise (of a pixel that is almost always 0) moves by about
+    the learning rate either way, and the two runs drift apart within a few steps.
+    """
+    params, _ = jx._init_one(seed_key(0, 0))
+    torch_model = tt.replay(params, jx.batch_indices(0, steps))
+    reference = port_params(workload, jx.step_loop([0], steps=steps)[0])
+    x = torch.from_numpy(workload.to_torch_layout(x_eval))
+    with torch.no_grad():
+        ours, theirs = reference(x), torch_model(x)
+        gap = float((ours - theirs).abs().max() / ours.abs().max())
+    assert gap <= REPLAY_TOLERANCE, (
+        f"{workload.name}: PyTorch and JAX logits differ by {gap:.2e} after {steps} steps")
+    return gap
+
+
+def run(workload: Workload, seeds_list: list[int], steps: int, repeats: list[int],
         max_loop_seeds: int) -> dict[str, Any]:
     data = workload.load()
     jx = JaxTrainer(workload, data, steps)
     tt = TorchTrainer(workload, data, steps)
     # Warm-up: compile the single-seed shapes and touch PyTorch's kernels once.
-    jx.negres_loop([0])
-    jx.step_loop([0], steps=2)
-    tt.loop([0], steps=2)
-    rows, accuracies, checks = [], {m: {} for m in METHODS}, []
-    for num_seeds in seeds_list:
+    port_gap = check_port(workload, take_seed(jx.negres_loop([0])[0], 0), data.x_eval[:256])
+    arithmetic_gap = same_arithmetic_gap(workload, jx, tt, data.x_eval)
+    rows, accuracies, checks, threads = [], {m: {} for m in METHODS}, [], []
+    for num_seeds, rounds in zip(seeds_list, repeats, strict=True):
         seeds = list(range(num_seeds))
         loop_seeds = seeds[:max_loop_seeds]
-        jx.negres(seeds)  # compile this S
-        tt.ensemble(seeds, steps=2)
+        jx.compile(seeds)
+        loop_threads, loop_trial = fastest_torch_threads(lambda: tt.loop([0], steps=20))
+        func_threads, func_trial = fastest_torch_threads(lambda s=seeds: tt.ensemble(s, steps=3))
+        threads.append({"num_seeds": num_seeds, "torch loop": loop_threads,
+                        "torch.func": func_threads, "trial_s": {
+                            "torch loop": loop_trial, "torch.func": func_trial}})
+
+        def torch_loop(s=loop_seeds, n=loop_threads):
+            torch.set_num_threads(n)
+            return tt.loop(s)
+
+        def torch_func(s=seeds, n=func_threads):
+            torch.set_num_threads(n)
+            return tt.ensemble(s)
+
         methods: dict[str, Callable[[], Any]] = {
             "negres": lambda s=seeds: jax.block_until_ready(jx.negres(s)),
             "negres loop": lambda s=loop_seeds: jax.block_until_ready(jx.negres_loop(s)),
             "JAX step loop": lambda s=loop_seeds: jx.step_loop(s),
-            "torch loop": lambda s=loop_seeds: tt.loop(s),
-            "torch.func": lambda s=seeds: tt.ensemble(s),
+            "torch loop": torch_loop,
+            "torch.func": torch_func,
         }
-        medians, all_times, results = interleaved_medians(methods, repeats)
+        torch_threads = {"torch loop": loop_threads, "torch.func": func_threads}
+        medians, all_times, results = interleaved_medians(methods, rounds)
         acc = {
             "negres": jx.accuracy(results["negres"]),
             "negres loop": jx.accuracy(concat_seeds(results["negres loop"])),
@@ -247,12 +325,19 @@ def run(workload: Workload, seeds_list: list[int], steps: int, repeats: int,
             "torch.func": tt.ensemble_accuracy(results["torch.func"]),
         }
         first = take_rows(results["negres"], slice(0, len(loop_seeds)))
+        # Same keys and batches as negres's first seeds: equal in exact arithmetic; in
+        # float32 differently compiled kernels round differently and Adam amplifies it.
+        first_acc = acc["negres"][: len(loop_seeds)]
         checks.append({
             "num_seeds": num_seeds,
             "negres_loop_max_param_diff": max_param_difference(
                 first, concat_seeds(results["negres loop"])),
             "step_loop_max_param_diff": max_param_difference(
                 first, stack_seeds(results["JAX step loop"])),
+            "negres_loop_max_accuracy_diff": float(
+                np.max(np.abs(acc["negres loop"] - first_acc))),
+            "step_loop_max_accuracy_diff": float(
+                np.max(np.abs(acc["JAX step loop"] - first_acc))),
         })
         for name in METHODS:
             timed_seeds = len(loop_seeds) if name in SEQUENTIAL else num_seeds
@@ -260,9 +345,11 @@ def run(workload: Workload, seeds_list: list[int], steps: int, repeats: int,
             accuracies[name][num_seeds] = acc[name].tolist()
             rows.append({
                 "num_seeds": num_seeds, "method": name, "timed_seeds": timed_seeds,
+                "rounds": rounds,
                 "measured_s": medians[name], "all_measured_s": all_times[name],
                 "wall_s": wall, "seeds_per_s": num_seeds / wall,
                 "mean_accuracy": float(acc[name].mean()),
+                "torch_threads": torch_threads.get(name),
             })
         negres_wall = next(r["wall_s"] for r in rows
                            if r["num_seeds"] == num_seeds and r["method"] == "negres")
@@ -271,6 +358,8 @@ def run(workload: Workload, seeds_list: list[int], steps: int, repeats: int,
                 r["wall_over_negres"] = r["wall_s"] / negres_wall
                 r["speed_over_negres"] = negres_wall / r["wall_s"]
     return {"rows": rows, "accuracies": accuracies, "same_computation_checks": checks,
+            "torch_threads": threads, "port_max_logit_diff": port_gap,
+            "replay_steps": REPLAY_STEPS, "replay_max_relative_logit_diff": arithmetic_gap,
             "eval_name": data.eval_name}
 
 
@@ -288,31 +377,48 @@ def accuracy_summary(accuracies: dict[str, dict[int, list[float]]]) -> list[dict
     return out
 
 
+def drift_summary(checks: list[dict[str, Any]]) -> str:
+    """Per S, the largest parameter and per-seed accuracy difference of the two loops."""
+    parts = []
+    for c in checks:
+        params = max(c["negres_loop_max_param_diff"], c["step_loop_max_param_diff"])
+        accuracy = max(c["negres_loop_max_accuracy_diff"], c["step_loop_max_accuracy_diff"])
+        parts.append(f"S={c['num_seeds']}: {params:.1e} / {accuracy:.3f}")
+    return ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="mlp_digits")
     parser.add_argument("--seeds", default="1,8,64,256")
     parser.add_argument("--steps", type=int, default=STEPS)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", default="3",
+                        help="interleaved rounds: one count for every S, or one per S")
     parser.add_argument("--max-loop-seeds", type=int, default=32)
     args = parser.parse_args()
 
     workload = WORKLOADS[args.workload]
+    seeds_list, repeats = parse_ints(args.seeds), parse_ints(args.repeats)
+    if len(repeats) == 1:
+        repeats *= len(seeds_list)
+    if len(repeats) != len(seeds_list):
+        parser.error(f"--repeats gives {len(repeats)} counts for {len(seeds_list)} seed counts")
     info = machine()
-    out = run(workload, parse_ints(args.seeds), args.steps, args.repeats, args.max_loop_seeds)
+    out = run(workload, seeds_list, args.steps, repeats, args.max_loop_seeds)
     summary = accuracy_summary(out["accuracies"])
 
     print(f"\n### Training: {workload.description}")
     print(f"Adam {LEARNING_RATE:g}, batch {BATCH_SIZE}, {args.steps} steps; "
-          f"median of {args.repeats} interleaved rounds, compilation excluded; "
+          f"median of interleaved rounds (the 'rounds' column), compilation excluded; "
           f"{machine_line(info)}\n")
     table = [
-        (r["num_seeds"], r["method"], r["timed_seeds"], f"{r['wall_s']:.3f}",
-         f"{r['seeds_per_s']:.1f}", f"{r['wall_over_negres']:.2f}",
+        (r["num_seeds"], r["method"], r["timed_seeds"], r["rounds"], r["torch_threads"] or "",
+         f"{r['wall_s']:.3f}", f"{r['seeds_per_s']:.1f}", f"{r['wall_over_negres']:.2f}",
          f"{r['speed_over_negres']:.2f}", f"{r['mean_accuracy']:.3f}")
         for r in out["rows"]
     ]
-    print(markdown_table(["S", "method", "timed seeds", "wall s", "seeds/s",
+    print(markdown_table(["S", "method", "timed seeds", "rounds", "torch threads", "wall s",
+                          "seeds/s",
                           "wall / negres", "seeds/s / negres", "mean accuracy"], table))
     print(f"\nAccuracy on {out['eval_name']}, every trained seed of every S pooled "
           f"(band: mean within {ACCURACY_BAND:.2f} of negres's):\n")
@@ -320,14 +426,20 @@ def main() -> None:
         ["method", "seeds", "mean", "sd", "min", "max", "same band"],
         [(s["method"], s["seeds"], f"{s['mean']:.3f}", f"{s['sd']:.3f}", f"{s['min']:.3f}",
           f"{s['max']:.3f}", "yes" if s["in_band"] else "NO") for s in summary]))
-    worst = max(max(c["negres_loop_max_param_diff"], c["step_loop_max_param_diff"])
-                for c in out["same_computation_checks"])
-    print(f"\nnegres loop and JAX step loop against the same seeds of the negres run: "
-          f"largest parameter difference {worst:.2e} (same keys, same batches)")
+    drift = drift_summary(out["same_computation_checks"])
+    print("\nnegres loop and JAX step loop against the same seeds of the negres run (same "
+          "keys, same batches; XLA's float32 sums differ in order between seed-batched or "
+          "scanned code and the rest, and 200 Adam steps amplify that): largest parameter / "
+          f"per-seed accuracy difference {drift}"
+          + "; torch twin "
+          f"on ported weights: largest logit difference {out['port_max_logit_diff']:.1e}; "
+          f"after {out['replay_steps']} training step(s) from the same weights on the same "
+          f"batches, PyTorch's and JAX's logits differ by at most "
+          f"{out['replay_max_relative_logit_diff']:.1e} of the largest logit")
     path = write_json(f"compare_training_{workload.name}", {
         "workload": workload.name, "description": workload.description, "machine": info,
         "steps": args.steps, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,
-        "repeats": args.repeats, "max_loop_seeds": args.max_loop_seeds,
+        "repeats": repeats, "max_loop_seeds": args.max_loop_seeds,
         "accuracy_band": ACCURACY_BAND, "accuracy_summary": summary, **out,
     })
     print(f"written {path}")
