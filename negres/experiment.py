@@ -64,6 +64,7 @@ class Condition(NamedTuple):
     model: nn.Module
     optimizer: optax.GradientTransformation
     overrides: dict[str, Any]
+    reference: str | None  # the condition it is compared with; None: none
 
 
 def log_progress(steps_done: int, total_steps: int, num_seeds: int, elapsed: float) -> None:
@@ -89,6 +90,7 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
     """Expand, validate and build every condition: all config errors surface here."""
     validate_config(config)
     expanded, baseline = expand_conditions(config)
+    references = references_of(config, baseline)
     base_overrides = {c["name"]: {k: v for k, v in c.items() if k != "name"}
                       for c in (config.get("conditions") or ())}
     tasks: dict[str, Task] = {}
@@ -113,7 +115,7 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
             name=name, config=variant, task=task,
             model=build_model(variant.model, task.num_outputs),
             optimizer=build_optimizer(variant.optimizer),
-            overrides=base_overrides.get(name, {}),
+            overrides=base_overrides.get(name, {}), reference=references[name],
         ))
     return prepared, baseline
 
@@ -292,11 +294,12 @@ def run(
         num_resamples=stats_config.num_resamples, num_permutations=stats_config.num_permutations,
         paired=stats_config.paired_conditions,
         robustness_metric=SCORE_NAMES[conditions[0].task.kind], seed=config.seed,
-        references=references_of(config, baseline),
+        references={c.name: c.reference for c in conditions},
     )
     first = condition_results[baseline]
     task = conditions[0].task
-    results = {
+    # Plain lists and numbers, as results.json holds them: the finding reads the same.
+    results = to_jsonable({
         "config": config.to_dict(),
         "task": {"name": task.name, "kind": task.kind, "num_train": task.num_train,
                  "num_test": task.num_test, "input_shape": list(task.input_shape)},
@@ -311,8 +314,8 @@ def run(
         "train_time_s": train_time_s,
         "wall_time_s": time.perf_counter() - start,
         "device": device_description(),
-    }
-    results["finding"] = finding_of(to_jsonable(results))
+    })
+    results["finding"] = finding_of(results)
     write_json_atomic(path / CONFIG_FILE, config.to_dict())
     write_json_atomic(path / RESULTS_FILE, results)
     results = read_json(path / RESULTS_FILE)  # the report reads what a rerun would read

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 Results = Mapping[str, Any]
 
@@ -162,14 +163,6 @@ def shape_color(results: Results) -> str:
     )
 
 
-def _rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
-    ra = np.argsort(np.argsort(a)).astype(float)
-    rb = np.argsort(np.argsort(b)).astype(float)
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def capacity_tradeoff(results: Results) -> str:
     """Doc 003: more capacity buys accuracy at the cost of interpretability."""
     proxies = {
@@ -186,7 +179,7 @@ def capacity_tradeoff(results: Results) -> str:
         described = []
         for metric, label in proxies.items():
             values = [_mean(results, n, metric) for n in names]
-            rho = _rank_correlation(accuracy, values)
+            rho = float(stats.spearmanr(accuracy, values).statistic)
             total += 1
             tradeoffs += rho < -0.5
             described.append(f"{label} {_mean(results, lo, metric):.2f} → "

@@ -27,6 +27,11 @@ def _interval(ci: Sequence[float], digits: int = 4) -> str:
     return f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
 
 
+def _with_range(mean: float, low: float, high: float, range_digits: int = 2) -> str:
+    """``mean (low–high)``: a mean over seeds (3 digits) with the seeds' range."""
+    return f"{_fmt(mean, 3)} ({_fmt(low, range_digits)}–{_fmt(high, range_digits)})"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -147,9 +152,9 @@ def truth_lines(condition: Mapping[str, Any]) -> list[str]:
     rows = [["truth", *[_fmt(float(v), 3) for v in truth["true_mean_abs"]]]]
     for method, values in truth.get("methods", {}).items():
         mean_abs = np.asarray(values["mean_abs"], dtype=float)
-        rows.append([method, *[f"{_fmt(float(mean_abs[:, d].mean()), 3)} "
-                               f"({_fmt(float(mean_abs[:, d].min()), 2)}–"
-                               f"{_fmt(float(mean_abs[:, d].max()), 2)})"
+        rows.append([method, *[_with_range(float(mean_abs[:, d].mean()),
+                                           float(mean_abs[:, d].min()),
+                                           float(mean_abs[:, d].max()))
                                for d in range(len(features))]])
         rows.append([f"{method}: seed std", *[_fmt(float(v), 3) for v in values["seed_std"]]])
     lines += _table(["", *features], rows)
@@ -159,8 +164,8 @@ def truth_lines(condition: Mapping[str, Any]) -> list[str]:
         for name, t in interactions.items():
             learned = np.asarray(t["learned_shapley_mean_abs"], dtype=float)
             rows.append([name, _fmt(t["mixed_partial"], 3), _fmt(t["shapley_mean_abs"], 3),
-                         f"{_fmt(float(learned.mean()), 3)} ({_fmt(float(learned.min()), 3)}–"
-                         f"{_fmt(float(learned.max()), 3)})"])
+                         _with_range(float(learned.mean()), float(learned.min()),
+                                     float(learned.max()), range_digits=3)])
         lines += ["Interactions: the true mixed partial derivative and mean |Shapley "
                   "interaction| against the models' (the per-seed mixed partials are in the "
                   "tables above, `interaction_*`):", ""]
@@ -179,8 +184,8 @@ def confusion_lines(condition: Mapping[str, Any], max_classes: int = 4) -> list[
         rates = counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1.0)
         mean, low, high = rates.mean(0), rates.min(0), rates.max(0)
         classes = range(counts.shape[-1])
-        rows = [[f"true {i}", *[f"{_fmt(mean[i, j], 3)} ({_fmt(low[i, j], 2)}–"
-                                f"{_fmt(high[i, j], 2)})" for j in classes]] for i in classes]
+        rows = [[f"true {i}", *[_with_range(mean[i, j], low[i, j], high[i, j]) for j in classes]]
+                for i in classes]
         label = "clean test set" if name == "clean" else f"{name}, largest severity"
         lines += [f"*Confusion, {label}* (share of each true class predicted as each class; "
                   "mean over seeds, seed range):", ""]

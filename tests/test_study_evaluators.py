@@ -132,6 +132,20 @@ def test_a_bad_compared_with_names_the_field(reference):
     assert err.value.field == "conditions['self'].compared_with"
 
 
+def test_a_bad_compared_with_stops_a_study_before_anything_is_trained(tmp_path):
+    from tests_configs import tiny_config
+
+    from negres import experiment
+
+    config = tiny_config()
+    config.conditions = ({"name": "a"}, {"name": "b", "compared_with": "nope"})
+    workdir = tmp_path / "w"
+    with pytest.raises(ConfigError) as err:
+        experiment.run(config, str(workdir))
+    assert err.value.field == "conditions['b'].compared_with"
+    assert not workdir.exists()
+
+
 def test_comparisons_use_each_conditions_reference():
     rng = np.random.default_rng(0)
     conditions = {
