@@ -1,12 +1,19 @@
-"""negres command line: ``python main.py --config configs/NAME.py --workdir DIR``."""
+"""negres command line: ``python main.py --config configs/NAME.py --workdir DIR``.
 
+On several hosts, run the same command on every host with ``--coordinator_address``,
+``--num_processes`` and ``--process_id`` (or ``JAX_COORDINATOR_ADDRESS``,
+``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``), or ``--distributed`` where JAX detects the
+cluster by itself (Cloud TPU pods, SLURM, Open MPI).
+"""
+
+import logging as std_logging
 import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import ConfigDict, config_flags
 
-from negres import experiment
+from negres import experiment, sharding
 from negres.errors import ConfigError
 from negres.results_io import WorkdirError
 
@@ -16,6 +23,12 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace the results already 
 _REPORT_ONLY = flags.DEFINE_bool(
     "report_only", False, "Rebuild report.md and plots from --workdir's results.json; no training."
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-host: host:port of process 0 (jax.distributed).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Multi-host on a cluster JAX detects itself (TPU pod, SLURM, MPI).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -54,10 +67,21 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(f"negres: error: --config could not be loaded: {type(e).__name__}: {detail}")
 
 
+def quiet_orbax(record: std_logging.LogRecord) -> bool:
+    """Keep orbax's warnings but not its INFO lines: it logs several per checkpoint saved."""
+    return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(quiet_orbax)
+    if _DISTRIBUTED.value:
+        sharding.initialize_auto()
+    else:
+        sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                        _PROCESS_ID.value)
     try:
         if _REPORT_ONLY.value:
             experiment.rebuild_report(_WORKDIR.value)

@@ -60,9 +60,9 @@ from compare_common import (
 )
 from torch.func import functional_call, stack_module_state
 
-from negres.engine import make_evaluate, make_seed_trainer, train_seeds
+from negres.engine import compile_training, make_evaluate, make_seed_trainer, train_seeds
 from negres.losses import LOSSES
-from negres.seeds import over_seeds, seed_key, seed_keys, stream_key, take_rows, take_seed
+from negres.seeds import over_seeds, seed_key, stream_key, take_rows, take_seed
 
 METHODS = ("negres", "negres loop", "JAX step loop", "torch loop", "torch.func")
 SEQUENTIAL = {"negres loop", "JAX step loop", "torch loop"}
@@ -103,15 +103,13 @@ class JaxTrainer:
     def compile(self, seeds: list[int]) -> None:
         """Compile negres's call for ``len(seeds)`` seeds without running the training.
 
-        Lowers the trainer's segment with the arguments ``train_seeds`` passes it (one
-        segment of one curve point, as ``eval_every == steps``); running the training once
-        instead would cost minutes for the CNN at S = 64.
+        :func:`negres.engine.compile_training` with the arguments ``negres`` passes
+        ``train_seeds`` compiles (and picks the layout of) exactly what the timed call runs;
+        running the training once instead would cost minutes for the CNN at S = 64.
         """
-        keys = seed_keys(0, seeds)
-        params, opt_state = self.trainer.init(keys, {})
-        no_eval = jnp.zeros((0,), jnp.float32), jnp.zeros((0,), self.y.dtype)
-        self.trainer.segment(1).lower(params, opt_state, keys, jnp.asarray(0, jnp.int32),
-                                      self.x, self.y, *no_eval).compile()
+        compile_training(self.model, self.optimizer, self.x, self.y, steps=self.steps,
+                         batch_size=BATCH_SIZE, eval_every=self.steps, seed_indices=seeds,
+                         trainer=self.trainer)
 
     def negres_loop(self, seeds: list[int]) -> Any:
         """The same, one ``train_seeds`` call per seed; rows stacked afterwards (untimed)."""

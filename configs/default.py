@@ -42,6 +42,10 @@ def get_config() -> ConfigDict:
     config.train.eval_every = 50  # steps between learning-curve points; divides steps
     config.train.label_noise = 0.0  # share of training labels each seed sees replaced at random
     config.train.input_noise = 0.0  # std of Gaussian noise added to training inputs, per seed
+    config.train.seeds_per_chunk = 0  # seeds per compiled call; 0: all that fit in memory
+    config.train.layout = "auto"  # auto | vmap | map: seeds side by side or in sequence
+    config.train.seeds_per_map_step = 1  # map: seeds vmapped together at each step
+    config.train.checkpoint_every = 0  # steps between checkpoints; 0: about one a minute
 
     config.evaluation = ConfigDict()
     config.evaluation.shifts = ("gaussian_noise",)  # names in negres.shifts.SHIFTS or the task's

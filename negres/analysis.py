@@ -37,6 +37,56 @@ def higher_is_better(metric: str) -> bool:
     return not any(marker in metric for marker in _LOWER_IS_BETTER_MARKERS)
 
 
+def without_diverged(
+    conditions: Mapping[str, Mapping[str, Any]], *, paired: bool = False
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Every condition's per-seed numbers less the seeds whose training diverged.
+
+    A diverged seed was frozen at its last finite state: its numbers describe an
+    unfinished model, so statistics leave it out and say how many they left out. With
+    ``paired`` comparisons, a seed index that diverged in any condition leaves every
+    condition, so that the remaining seeds still pair up.
+
+    Args:
+      conditions: name -> a condition's results with ``seed_indices`` ``(S,)``,
+        ``diverged_at_step`` ``(S,)`` (-1: finite), ``metrics`` name -> ``(S,)`` and
+        optionally ``robustness`` shift -> ``{"severities": (K,), metric: (S, K)}``.
+      paired: whether conditions are compared seed by seed.
+
+    Returns:
+      ``(conditions with those rows removed, {"count": {name: n}, "seed_indices": {name:
+      [...]}, "rule": ...})``.
+    """
+    diverged = {
+        name: {int(i) for i, step in zip(result["seed_indices"],
+                                          result.get("diverged_at_step", ()), strict=False)
+               if step >= 0}
+        for name, result in conditions.items()
+    }
+    everywhere = set().union(*diverged.values()) if paired else set()
+    filtered, counts, indices = {}, {}, {}
+    for name, result in conditions.items():
+        drop = diverged[name] | everywhere
+        keep = np.asarray([int(i) not in drop for i in result["seed_indices"]])
+        counts[name] = int((~keep).sum())
+        indices[name] = sorted(drop & {int(i) for i in result["seed_indices"]})
+        if keep.all():
+            filtered[name] = dict(result)
+            continue
+        rows = dict(result)
+        rows["metrics"] = {m: np.asarray(v)[keep] for m, v in result["metrics"].items()}
+        if result.get("robustness"):
+            rows["robustness"] = {
+                shift: {k: (v if k == "severities" else np.asarray(v)[keep])
+                        for k, v in curves.items()}
+                for shift, curves in result["robustness"].items()
+            }
+        filtered[name] = rows
+    rule = ("seeds whose loss or parameters became NaN or infinite are left out of every "
+            "statistic" + (" (in every condition, as conditions are paired)" if paired else ""))
+    return filtered, {"count": counts, "seed_indices": indices, "rule": rule}
+
+
 def analyze(
     conditions: Mapping[str, Mapping[str, Any]],
     baseline: str,

@@ -34,7 +34,8 @@ KNOWN_FIELDS: dict[str, frozenset[str]] = {
     "optimizer": frozenset(
         {"name", "learning_rate", "momentum", "weight_decay", "grad_clip_norm"}
     ),
-    "train": frozenset({"steps", "batch_size", "eval_every", "label_noise", "input_noise"}),
+    "train": frozenset({"steps", "batch_size", "eval_every", "label_noise", "input_noise",
+                        "seeds_per_chunk", "layout", "seeds_per_map_step", "checkpoint_every"}),
     "evaluation": frozenset(
         {"shifts", "severities", "shared_shift_noise", "attribution_methods",
          "attribution_examples", "attribution_target", "ig_steps", "smoothgrad_samples",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,14 +19,16 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from negres import report
-from negres.analysis import analyze
+from negres.analysis import analyze, without_diverged
 from negres.attribution_study import attribution_study, check_attribution_config
+from negres.checkpoint import TrainingCheckpoints
 from negres.conditions import expand_conditions, references_of
 from negres.config import validate_config
 from negres.engine import (
     TrainResult,
     check_input_noise,
     check_label_noise,
+    check_scale_arguments,
     check_training_arguments,
     make_apply,
     make_evaluate,
@@ -47,12 +50,14 @@ from negres.results_io import (
 )
 from negres.robustness_study import check_robustness_config, robustness_study
 from negres.seeds import over_seeds, seed_keys, stream_key, take_rows
+from negres.sharding import barrier, is_main_process
 from negres.subset_study import subset_study
 from negres.summary import metric_table, seed_table
 from negres.tasks import Task, load_task
 from negres.truth_study import truth_study
 
 ATTRIBUTIONS_DIR = "attributions"
+CHECKPOINTS_DIR = "checkpoints"
 
 
 class Condition(NamedTuple):
@@ -108,6 +113,7 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
         )
         check_label_noise(variant.train.get("label_noise", 0.0), task.kind, task.num_outputs)
         check_input_noise(variant.train.get("input_noise", 0.0))
+        check_scale_arguments(**scale_settings(variant))
         check_robustness_config(variant.evaluation, task)
         check_attribution_config(variant.evaluation, task)
         check_model_input(variant.model, task.input_shape)
@@ -118,6 +124,17 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
             overrides=base_overrides.get(name, {}), reference=references[name],
         ))
     return prepared, baseline
+
+
+def scale_settings(config: ConfigDict) -> dict[str, Any]:
+    """The layout, chunking and checkpoint knobs of ``config.train``, with their defaults."""
+    train = config.train
+    return {
+        "seeds_per_chunk": train.get("seeds_per_chunk", 0),
+        "layout": train.get("layout", "auto"),
+        "seeds_per_map_step": train.get("seeds_per_map_step", 1),
+        "checkpoint_every": train.get("checkpoint_every", 0),
+    }
 
 
 def graph_signature(config: ConfigDict) -> str:
@@ -137,12 +154,13 @@ def group_conditions(conditions: list[Condition]) -> list[list[Condition]]:
     return list(groups.values())
 
 
-def train_group(group: list[Condition]) -> list[TrainResult]:
+def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> list[TrainResult]:
     """Train every seed of every condition in ``group`` in one call; split per condition.
 
     Rows of different conditions differ only in their learning rate and weight decay,
     which sit in the per-seed optimizer state; seed ``i`` of each condition draws what
-    it would draw alone.
+    it would draw alone. With ``checkpoint_dir``, the run saves checkpoints there and
+    resumes from the newest one it finds.
     """
     first = group[0]
     config, task = first.config, first.task
@@ -159,16 +177,26 @@ def train_group(group: list[Condition]) -> list[TrainResult]:
         task.input_shape, config.model.name, seed_indices.size, config.train.steps,
         jax.devices()[0].platform,
     )
-    trained = train_seeds(
-        first.model, first.optimizer, task.x_train, task.y_train,
-        seed_indices=seed_indices, steps=config.train.steps,
-        batch_size=config.train.batch_size, seed=config.seed, kind=task.kind,
-        eval_every=config.train.eval_every, x_eval=task.x_test, y_eval=task.y_test,
-        progress=log_progress, label_noise=config.train.get("label_noise", 0.0),
-        input_noise=config.train.get("input_noise", 0.0),
-        num_classes=task.num_outputs if task.kind == "classification" else None,
-        hyperparams=hyperparams,
-    )
+    settings = scale_settings(config)
+    checkpoint_every = settings.pop("checkpoint_every")
+    checkpoints = TrainingCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None
+    fingerprint = json.dumps({"graph": graph_signature(config), "seed": config.seed,
+                              "hyperparams": to_jsonable(hyperparams)}, sort_keys=True)
+    try:
+        trained = train_seeds(
+            first.model, first.optimizer, task.x_train, task.y_train,
+            seed_indices=seed_indices, steps=config.train.steps,
+            batch_size=config.train.batch_size, seed=config.seed, kind=task.kind,
+            eval_every=config.train.eval_every, x_eval=task.x_test, y_eval=task.y_test,
+            progress=log_progress, label_noise=config.train.get("label_noise", 0.0),
+            input_noise=config.train.get("input_noise", 0.0),
+            num_classes=task.num_outputs if task.kind == "classification" else None,
+            hyperparams=hyperparams, checkpoints=checkpoints,
+            checkpoint_every=checkpoint_every, fingerprint=fingerprint, **settings,
+        )
+    finally:
+        if checkpoints is not None:
+            checkpoints.close()
     parts, start = [], 0
     for condition in group:
         rows = slice(start, start + condition.config.num_seeds)
@@ -180,6 +208,8 @@ def train_group(group: list[Condition]) -> list[TrainResult]:
             curves={k: v[rows] for k, v in trained.curves.items()},
             curve_steps=trained.curve_steps,
             train_time_s=trained.train_time_s,
+            diverged_at=trained.diverged_at[rows],
+            plan=trained.plan,
         ))
     return parts
 
@@ -211,9 +241,10 @@ def evaluate_condition(
     metrics |= truth.pop("metrics")
     if config.evaluation.surrogate_fidelity:
         metrics["linear_surrogate_fidelity"] = surrogate_fidelity(model, task, trained.params)
-    saved = save_attributions(workdir, condition.name, task,
-                              attributions.pop("attributions"), config.evaluation.save_attributions)
+    saved = save_attributions(workdir, condition.name, task, attributions.pop("attributions"),
+                              config.evaluation.save_attributions if is_main_process() else 0)
     curves = {name.replace("eval_", "test_"): v for name, v in trained.curves.items()}
+    diverged = trained.diverged_at >= 0
     return {
         "task": task.name,
         "overrides": condition.overrides,
@@ -229,6 +260,12 @@ def evaluate_condition(
         "attribution_files": saved,
         "train_time_s": trained.train_time_s,
         "trained_in_one_call_with": shared_with,
+        "training_plan": trained.plan,
+        # Per seed: the step its loss or parameters stopped being finite (-1: never).
+        "diverged_at_step": trained.diverged_at,
+        "diverged": {"count": int(diverged.sum()),
+                     "seed_indices": trained.seed_indices[diverged],
+                     "steps": trained.diverged_at[diverged]},
         "hyperparams": hyperparams_of(config.optimizer),
         "evaluation_time_s": time.perf_counter() - start,
     }
@@ -269,8 +306,11 @@ def run(
 ) -> dict[str, Any]:
     """Run the study that ``config`` describes and write its results into ``workdir``.
 
-    Every check on the config and the workdir happens before anything is compiled,
-    and nothing is written into the workdir until the results exist.
+    Every check on the config and the workdir happens before anything is compiled.
+    Training saves checkpoints under ``workdir/checkpoints`` and a run of the same config
+    into the same workdir resumes from them; ``results.json`` is written once the results
+    exist. On several hosts every process trains its share of seeds and evaluates the
+    gathered parameters; process 0 alone writes.
 
     Returns:
       The contents of ``results.json``.
@@ -278,24 +318,30 @@ def run(
     start = time.perf_counter()
     conditions, baseline = prepare_conditions(config)
     path = prepare_workdir(workdir, overwrite)
+    checkpoint_root = prepare_checkpoints(path, config, overwrite)
+    barrier("negres: workdir checked")
     condition_results = {}
     train_time_s = 0.0
-    for group in group_conditions(conditions):
+    for number, group in enumerate(group_conditions(conditions)):
         names = [c.name for c in group]
-        parts = train_group(group)
+        group_dir = checkpoint_root / f"{number}_{report.safe_name(names[0])}"
+        parts = train_group(group, group_dir)
         train_time_s += parts[0].train_time_s
         for condition, trained in zip(group, parts, strict=True):
             condition_results[condition.name] = evaluate_condition(
                 condition, trained, path, [n for n in names if n != condition.name])
     condition_results = {c.name: condition_results[c.name] for c in conditions}
     stats_config = config.stats
+    finite_results, excluded = without_diverged(condition_results,
+                                                paired=stats_config.paired_conditions)
     analysis = analyze(
-        condition_results, baseline, level=stats_config.level,
+        finite_results, baseline, level=stats_config.level,
         num_resamples=stats_config.num_resamples, num_permutations=stats_config.num_permutations,
         paired=stats_config.paired_conditions,
         robustness_metric=SCORE_NAMES[conditions[0].task.kind], seed=config.seed,
         references={c.name: c.reference for c in conditions},
     )
+    analysis["excluded_diverged_seeds"] = excluded
     first = condition_results[baseline]
     task = conditions[0].task
     # Plain lists and numbers, as results.json holds them: the finding reads the same.
@@ -316,13 +362,35 @@ def run(
         "device": device_description(),
     })
     results["finding"] = finding_of(results)
-    write_json_atomic(path / CONFIG_FILE, config.to_dict())
+    if not is_main_process():
+        return results
     write_json_atomic(path / RESULTS_FILE, results)
     results = read_json(path / RESULTS_FILE)  # the report reads what a rerun would read
     report.write_report(results, path)
     print_summary(results)
     print(f"\nresults: {path / RESULTS_FILE}\nreport:  {path / report.REPORT_FILE}")
     return results
+
+
+def prepare_checkpoints(path: Path, config: ConfigDict, overwrite: bool) -> Path:
+    """The workdir's checkpoint directory, checked against ``config`` before anything compiles.
+
+    Checkpoints left by an earlier run of the same config are kept (the run resumes from
+    them); those of another config are refused unless ``overwrite``, which discards
+    them. ``config.json`` is written now, so that a killed run can be checked on resume.
+    """
+    root = path / CHECKPOINTS_DIR
+    saved_config = path / CONFIG_FILE
+    if root.exists() and overwrite and is_main_process():
+        shutil.rmtree(root)
+    elif (root.exists() and saved_config.exists()
+          and read_json(saved_config) != to_jsonable(config.to_dict())):
+        raise WorkdirError(
+                f"--workdir={str(path)!r} holds checkpoints of a run of another config (its "
+                f"{CONFIG_FILE}); pass --overwrite to discard them, or choose another --workdir")
+    if is_main_process():
+        write_json_atomic(saved_config, config.to_dict())
+    return root
 
 
 def rebuild_report(workdir: str) -> dict[str, Any]:

@@ -64,12 +64,19 @@ def learning_curves_figure(
         mean, low, high, _ = mean_interval(values)
         ax.fill_between(steps, low, high, color=_COLORS[0], alpha=0.3, lw=0)
         ax.plot(steps, mean, color=_COLORS[0], lw=2, label="mean")
+        if not np.isfinite(values).any():
+            ax.text(0.5, 0.5, "every seed diverged\nbefore the first curve point",
+                    transform=ax.transAxes, ha="center", va="center", color="0.3")
         ax.set_title(name.replace("_", " "))
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(name.replace("_", " "))
         ax.grid(alpha=0.3)
+    # Diverged seeds' curves are NaN from their divergence on (see negres.engine).
+    diverged = int(np.isnan(np.asarray(next(iter(curves.values())), dtype=float)[:, -1]).sum())
+    note = (f"; {diverged} diverged: their lines stop there, the mean is over the others"
+            if diverged else "")
     fig.suptitle(f"{title} — {_seed_text(num_seeds)}: grey = seeds, line = mean, "
-                 "band = 95% interval of the mean", fontsize=10)
+                 f"band = 95% interval of the mean{note}", fontsize=10)
     return fig
 
 
@@ -207,7 +214,9 @@ def saliency_figure(
             attribution = attributions[i, j]
             attribution = attribution.sum(axis=-1) if attribution.ndim == example.ndim and \
                 attribution.ndim >= 2 else attribution
-            scale = np.nanmax(np.abs(attribution)) or 1.0
+            # A diverged seed's attributions can be NaN: scale by what is finite.
+            finite = np.abs(attribution[np.isfinite(attribution)])
+            scale = finite.max() if finite.size and finite.max() > 0 else 1.0
             ax = axes[i + 1, j]
             if is_signal:
                 positions = np.arange(attribution.shape[0])

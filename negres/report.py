@@ -22,6 +22,15 @@ def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
+def finite_seeds(condition: Mapping[str, Any], metric: str) -> np.ndarray:
+    """``(S,)`` per-seed values of ``metric``, NaN for seeds whose training diverged, which
+    the statistics leave out too."""
+    values = np.asarray(condition["metrics"][metric], dtype=float).copy()
+    diverged = np.asarray(condition.get("diverged_at_step", np.full(values.shape[0], -1)))
+    values[diverged >= 0] = np.nan
+    return values
+
+
 def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
     """Every plot of the study; returns ``(caption, path relative to workdir)``."""
     directory = workdir / PLOTS_DIR
@@ -36,8 +45,11 @@ def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, st
     if conditions:
         path = directory / f"test_{score}_by_condition.png"
         plots.seed_strip(
-            {name: np.asarray(c["metrics"][f"test_{score}"]) for name, c in conditions.items()},
-            path, metric_name=f"test {score}", title=f"Test {score} per seed and condition",
+            {name: finite_seeds(c, f"test_{score}") for name, c in conditions.items()},
+            path, metric_name=f"test {score}",
+            title=f"Test {score} per seed and condition (diverged seeds left out)"
+            if any((c.get("diverged") or {}).get("count") for c in conditions.values())
+            else f"Test {score} per seed and condition",
         )
         add(f"Test {score} of every seed, per condition", path)
     for task_name, names in _frontier_groups(conditions).items():
@@ -47,9 +59,8 @@ def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, st
             path = directory / f"frontier_{safe_name(task_name)}_{proxy}.png"
             short = {n: n.removeprefix(f"{task_name}/") for n in names}  # the title says it
             plots.frontier(
-                {short[n]: np.asarray(conditions[n]["metrics"][f"test_{score}"], float)
-                 for n in names},
-                {short[n]: np.asarray(conditions[n]["metrics"][proxy], float) for n in names},
+                {short[n]: finite_seeds(conditions[n], f"test_{score}") for n in names},
+                {short[n]: finite_seeds(conditions[n], proxy) for n in names},
                 path, x_label=f"test {score} (performance)", y_label=label,
                 title=f"Interpretability against performance: {task_name}",
             )

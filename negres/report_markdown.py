@@ -225,12 +225,14 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
         f"({settings['num_resamples']} resamples). Verdict rule: {settings['verdict_rule']}",
         "",
     ]
+    lines += training_plan_lines(conditions)
     lines += ["## Results per condition", ""]
     for name in names:
         lines += [f"### `{name}`", ""]
         overrides = conditions[name].get("overrides") or {}
         if overrides:
             lines += ["Overrides: `" + json.dumps(overrides) + "`", ""]
+        lines += diverged_lines(conditions[name])
         subsets = conditions[name].get("subsets") or {}
         if subsets:
             lines += ["Test subsets (`subset_*` metrics): " + ", ".join(
@@ -295,3 +297,36 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
     lines += ["## Config", "", "The resolved config of this study (`config.json`):", "",
               "```json", json.dumps(config, indent=1, default=str), "```", ""]
     return "\n".join(lines)
+
+
+def training_plan_lines(conditions: dict[str, Any]) -> list[str]:
+    """How each compiled call laid out its seeds, and where a run resumed."""
+    plans = {}
+    for name, condition in conditions.items():
+        plan = condition.get("training_plan")
+        if plan:
+            plans.setdefault(json.dumps(plan, sort_keys=True), (plan, []))[1].append(name)
+    lines = []
+    for plan, names in plans.values():
+        layout = ("vmap" if plan["layout"] == "vmap"
+                  else f"lax.map, {plan['seeds_per_map_step']} seed(s) vmapped per step")
+        resumed = plan.get("resumed_from_step")
+        lines.append(
+            f"Training of {', '.join(f'`{n}`' for n in names)}: layout {layout}, "
+            f"{plan['num_chunks']} chunk(s) of {plan['seeds_per_chunk']} seeds on "
+            f"{plan['num_devices']} device(s)"
+            + (f", resumed from the checkpoint at step {resumed}" if resumed is not None else "")
+            + f" ({plan['reason']}).")
+    return [*lines, ""] if lines else []
+
+
+def diverged_lines(condition: dict[str, Any]) -> list[str]:
+    """Which seeds diverged, when, and that the statistics leave them out."""
+    diverged = condition.get("diverged") or {}
+    if not diverged.get("count"):
+        return []
+    pairs = ", ".join(f"seed {i} at step {s}" for i, s in
+                      zip(diverged["seed_indices"], diverged["steps"], strict=True))
+    return [f"**{diverged['count']} of {condition['num_seeds']} seeds diverged** (loss or "
+            f"parameters NaN or infinite: {pairs}). They were frozen at their last finite "
+            "state and are left out of every statistic below.", ""]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -28,8 +29,11 @@ def seed_table(seed_indices: Sequence[int], columns: Mapping[str, Sequence[float
         "min": np.nanmin,
         "max": np.nanmax,
     }
-    for label, fn in spread.items():
-        lines.append(f"{label:>6} " + " ".join(f"{fn(values[n]):>{width}.4f}" for n in names))
+    with warnings.catch_warnings():
+        # A column of diverged seeds is all NaN; its mean is NaN, which is what to print.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for label, fn in spread.items():
+            lines.append(f"{label:>6} " + " ".join(f"{fn(values[n]):>{width}.4f}" for n in names))
     return "\n".join(lines)
 
 

@@ -1,0 +1,235 @@
+"""Checkpoints of a many-seed training run, so that a killed run resumes where it stopped.
+
+The engine saves the whole stacked training state between segments and, on restart,
+restores the newest complete checkpoint. Orbax does the writing because it already
+solves the hard parts: every step is written into ``<step>.orbax-checkpoint-tmp`` and
+renamed to ``<step>`` only once complete, so a half-written step is never mistaken for
+a checkpoint; arrays are written and read shard by shard, so the same code works when
+the seed axis is split over devices or hosts; and old steps are pruned for us.
+
+Each step directory holds two items:
+
+* ``state``: a pytree of arrays, every leaf with the seed axis first -- params and
+  optimizer state ``(S, ...)``, keys ``(S, 2)`` uint32, curves name -> ``(S, T)``
+  float32 (NaN where a point is not taken yet), ``diverged_at`` ``(S,)`` int32;
+* ``metadata``: a small JSON dict (step, seed indices, a fingerprint of the config).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from negres.results_io import WorkdirError, to_jsonable
+
+# Differences listed in a mismatch message before the rest are only counted.
+_MISMATCHES_SHOWN = 3
+
+
+class CheckpointMismatchError(WorkdirError):
+    """A checkpoint holds a state of another shape than the run that wants to resume from it."""
+
+
+def _leaf_name(path: tuple[Any, ...]) -> str:
+    # Orbax stores NamedTuples as dicts and tuples as lists, so key paths are compared
+    # by name (``opt_state.inner_state.0.mu``) rather than by key type.
+    parts = []
+    for entry in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+        else:
+            parts.append(str(entry))
+    return ".".join(parts)
+
+
+def _leaves_by_name(tree: Any) -> dict[str, Any]:
+    """Leaf name -> leaf, in ``tree``'s flattening order."""
+    return {_leaf_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _describe(shape: tuple[int, ...], dtype: Any) -> str:
+    return f"{tuple(shape)} {np.dtype(dtype).name}"
+
+
+def _seed_counts(leaves: dict[str, Any]) -> str:
+    """The leading-axis sizes of ``leaves``: one number when every leaf has the same."""
+    sizes = sorted({leaf.shape[0] for leaf in leaves.values() if len(leaf.shape)})
+    return "/".join(map(str, sizes)) or "no"
+
+
+def _abstract(template: Any) -> Any:
+    """``template`` with every leaf a ``jax.ShapeDtypeStruct``, keeping any sharding it has."""
+
+    def one(leaf: Any) -> jax.ShapeDtypeStruct:
+        return jax.ShapeDtypeStruct(
+            np.shape(leaf), leaf.dtype, sharding=getattr(leaf, "sharding", None)
+        )
+
+    return jax.tree.map(one, template)
+
+
+class TrainingCheckpoints:
+    """The checkpoints of one run in one directory: save, find the newest, restore.
+
+    Saving is synchronous: when :meth:`save` returns, the step is complete on disk, so a
+    process killed right after can resume from it. Only the newest ``max_to_keep`` steps
+    are kept. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, max_to_keep: int = 3):
+        if isinstance(max_to_keep, bool) or not isinstance(max_to_keep, int) or max_to_keep < 1:
+            raise ValueError(f"max_to_keep={max_to_keep!r} is not allowed: an integer >= 1")
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=ocp.checkpoint_managers.LatestN(max_to_keep),
+            # An async save returns before the step is renamed into place; a kill right
+            # after would lose a step the engine believes is safe.
+            enable_async_checkpointing=False,
+            # A run killed mid-save leaves <step>.orbax-checkpoint-tmp behind; saving
+            # that step again would fail on the existing directory.
+            cleanup_tmp_directories=True,
+            create=True,
+        )
+        # Without a registry, a manager that has not saved yet cannot read the stored
+        # shapes of a checkpoint written by an earlier process (item_metadata is None).
+        registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+        for item, save_args, restore_args in (
+            ("state", ocp.args.StandardSave, ocp.args.StandardRestore),
+            ("metadata", ocp.args.JsonSave, ocp.args.JsonRestore),
+        ):
+            registry.add(item, save_args)
+            registry.add(item, restore_args)
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, handler_registry=registry
+        )
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or ``None`` when there is none."""
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """Steps of the complete checkpoints kept, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state: Any, metadata: dict[str, Any]) -> None:
+        """Write ``state`` and ``metadata`` as checkpoint ``step``, whole or not at all.
+
+        Args:
+          step: the optimizer step the state is at; must be new to this directory.
+          state: a pytree of arrays, seed axis first (params and optimizer state
+            ``(S, ...)``, keys ``(S, 2)``, curves ``(S, T)``, ``diverged_at`` ``(S,)``).
+          metadata: a small dict of JSON values; NumPy arrays and scalars are turned
+            into lists and Python numbers.
+        """
+        try:
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    metadata=ocp.args.JsonSave(to_jsonable(metadata)),
+                ),
+                # The engine decides when to save; orbax's own interval policy must not skip.
+                force=True,
+            )
+        except ocp.checkpoint_manager.StepAlreadyExistsError:
+            raise WorkdirError(
+                f"checkpoint directory {str(self.directory)!r} already holds step {step}; "
+                "pass --overwrite to start over, or choose another --workdir"
+            ) from None
+        self._manager.wait_until_finished()
+        self._manager.check_for_errors()
+
+    def restore(self, step: int | None, template: Any) -> tuple[Any, dict[str, Any]]:
+        """Read checkpoint ``step`` (``None``: the newest) into the layout of ``template``.
+
+        Args:
+          step: which checkpoint, or ``None`` for the newest.
+          template: a pytree of arrays or ``jax.ShapeDtypeStruct`` (as ``jax.eval_shape``
+            gives, optionally with ``.sharding``) with the structure, shapes ``(S, ...)``
+            and dtypes of the saved state; restored arrays take its shardings.
+
+        Returns:
+          ``(state, metadata)``: ``state`` has exactly ``template``'s tree structure
+          (optax NamedTuples included) with ``jax.Array`` leaves; ``metadata`` is the dict
+          given to :meth:`save`, as JSON values.
+
+        Raises:
+          FileNotFoundError: no checkpoint, or not checkpoint ``step``.
+          CheckpointMismatchError: the stored state differs from ``template`` in
+            structure, shape (e.g. another number of seeds) or dtype.
+        """
+        if step is None:
+            step = self.latest_step()
+            if step is None:
+                raise FileNotFoundError(
+                    f"checkpoint directory {str(self.directory)!r} holds no complete checkpoint"
+                )
+        elif step not in self._manager.all_steps():
+            raise FileNotFoundError(
+                f"checkpoint directory {str(self.directory)!r} holds no step {step}; "
+                f"it holds steps {self.all_steps()}"
+            )
+        abstract = _abstract(template)
+        self._check_matches(step, abstract)
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract),
+                metadata=ocp.args.JsonRestore(),
+            ),
+        )
+        # Rebuild from the template's treedef, matching leaves by name, so the structure
+        # (optax NamedTuples included) is the template's whatever containers orbax returns.
+        by_name = _leaves_by_name(restored.state)
+        names = list(_leaves_by_name(abstract))
+        treedef = jax.tree_util.tree_structure(abstract)
+        state = jax.tree_util.tree_unflatten(treedef, [by_name[name] for name in names])
+        return state, dict(restored.metadata)
+
+    def _check_matches(self, step: int, abstract: Any) -> None:
+        """Raise :class:`CheckpointMismatchError` unless step ``step`` fits ``abstract``."""
+        stored = _leaves_by_name(self._manager.item_metadata(step).state.tree)
+        expected = _leaves_by_name(abstract)
+        extra, missing = sorted(stored.keys() - expected), sorted(expected.keys() - stored)
+        problems = [f"{name} is stored but not expected" for name in extra]
+        problems += [f"{name} is expected but not stored" for name in missing]
+        for name in sorted(stored.keys() & expected.keys()):
+            have, want = stored[name], expected[name]
+            if tuple(have.shape) != tuple(want.shape) or np.dtype(have.dtype) != want.dtype:
+                problems.append(
+                    f"{name} is stored as {_describe(have.shape, have.dtype)}, "
+                    f"expected {_describe(want.shape, want.dtype)}"
+                )
+        if not problems:
+            return
+        shown = "; ".join(problems[:_MISMATCHES_SHOWN])
+        more = len(problems) - _MISMATCHES_SHOWN
+        raise CheckpointMismatchError(
+            f"checkpoint directory {str(self.directory)!r} step {step} holds another run's "
+            f"state ({_seed_counts(stored)} seeds stored, {_seed_counts(expected)} expected): "
+            f"{shown}{f' (and {more} more)' if more > 0 else ''}; "
+            "pass --overwrite to start over, or choose another --workdir"
+        )
+
+    def close(self) -> None:
+        """Finish pending work and release orbax's threads."""
+        self._manager.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

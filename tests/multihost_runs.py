@@ -1,0 +1,57 @@
+"""Run by tests/test_scale.py: one process of a two-process (simulated two-host) run on CPU,
+or the single-process reference. Trains five seeds with checkpoints, resumes from the last
+one, and (process 0, or the reference) saves the gathered per-seed results as .npz."""
+
+import argparse
+
+import jax
+
+# Devices are fixed before anything touches JAX's backend.
+jax.config.update("jax_platforms", "cpu")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--process_id", type=int, default=-1)  # -1: the single-process reference
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--checkpoints", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    if args.process_id >= 0:
+        jax.config.update("jax_num_cpu_devices", 2)
+        from negres.sharding import initialize_distributed
+
+        initialize_distributed(f"localhost:{args.port}", 2, args.process_id,
+                               heartbeat_timeout_seconds=30, shutdown_timeout_seconds=30)
+
+    import numpy as np
+    import optax
+    from ml_collections import ConfigDict
+
+    from negres.checkpoint import TrainingCheckpoints
+    from negres.engine import train_seeds
+    from negres.models import build_model
+    from negres.sharding import is_main_process
+    from negres.tasks import load_task
+
+    task = load_task(ConfigDict({"name": "digits"}))
+    model = build_model(ConfigDict({"name": "mlp", "hidden_sizes": (16,)}), 10)
+    common = dict(num_seeds=5, steps=10, batch_size=16, eval_every=5, seed=2,
+                  x_eval=task.x_test[:64], y_eval=task.y_test[:64], checkpoint_every=5,
+                  fingerprint="multihost")
+    with TrainingCheckpoints(args.checkpoints) as checkpoints:
+        trained = train_seeds(model, optax.adam(1e-2), task.x_train[:256], task.y_train[:256],
+                              checkpoints=checkpoints, **common)
+    with TrainingCheckpoints(args.checkpoints) as checkpoints:
+        resumed = train_seeds(model, optax.adam(1e-2), task.x_train[:256], task.y_train[:256],
+                              checkpoints=checkpoints, **common)
+    leaves = jax.tree_util.tree_leaves(trained.params)
+    again = jax.tree_util.tree_leaves(resumed.params)
+    if is_main_process():
+        np.savez(args.out, *leaves, *again, **trained.curves, devices=jax.device_count(),
+                 processes=jax.process_count(), padded=trained.plan["padded_seeds"],
+                 resumed_from=resumed.plan["resumed_from_step"], num_leaves=len(leaves))
+
+
+if __name__ == "__main__":
+    main()
