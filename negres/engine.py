@@ -52,7 +52,9 @@ class TrainResult(NamedTuple):
     """What :func:`train_seeds` returns; every array has the seed axis first.
 
     Attributes:
-      params: trained parameters, every leaf ``(S, ...)``.
+      params: trained parameters, every leaf ``(S, ...)``: device arrays (split over the
+        ``seeds`` mesh) when the run was one unpadded chunk on one host, NumPy arrays
+        gathered on the host otherwise.
       opt_state: optimizer state, every leaf ``(S, ...)``.
       seed_indices: ``(S,)`` the seed index of each row (seed ``i`` uses ``fold_in(root, i)``).
       curves: name -> ``(S, T)``: ``train_loss`` and ``train_<score>`` averaged over the
@@ -202,6 +204,7 @@ class SeedTrainer:
         self.init = jax.jit(over_seeds(init_one, seeded_args=(0, 1)))
         self.compiled: dict[tuple[Any, ...], Any] = {}
         self.measured_layouts: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self.convolutional: bool | None = None  # found by tracing, once
 
     def segment(self, num_points: int) -> Callable[..., Any]:
         """``segment_one(num_points)`` vmapped over seeds and jitted, unsharded."""
@@ -534,7 +537,9 @@ def choose_layout(
     if layout != "auto":
         return layout, f"layout {layout} set in the config"
     trainer = placement.trainer
-    if not is_convolutional(trainer.train_step_one, *example):
+    if trainer.convolutional is None:
+        trainer.convolutional = is_convolutional(trainer.train_step_one, *example)
+    if not trainer.convolutional:
         return "vmap", "auto: no convolution, so vmap"
     num_devices = placement.mesh.size
     unit = num_devices * width
@@ -564,6 +569,14 @@ def choose_layout(
     return best, reason
 
 
+def _balanced(num_seeds: int, chunk: int, unit: int) -> int:
+    """The smallest chunk (whole rows of ``unit``) that needs no more chunks than ``chunk``
+    does: S = 1024 in chunks of at most 65 becomes 16 chunks of 64, not 16 of 65 with
+    padding."""
+    num_chunks = -(-num_seeds // chunk)
+    return _round_up(-(-num_seeds // num_chunks), unit)
+
+
 def choose_chunk(
     placement: _Placement, layout: str, width: int, num_seeds: int, seeds_per_chunk: int,
     num_points: int, budget: int | None,
@@ -586,12 +599,12 @@ def choose_chunk(
         return chunk, (f"all seeds in one chunk: the compiled segment needs "
                        f"{needed / 2**20:.1f} MiB of a {budget / 2**20:.0f} MiB budget per device")
     first_need = needed
-    chunk = max(unit, (budget * chunk // needed) // unit * unit)
+    chunk = _balanced(num_seeds, max(unit, (budget * chunk // needed) // unit * unit), unit)
     while True:
         needed = memory_needed(placement.segment(num_points, layout, width, chunk)) or 0
         if needed <= budget or chunk == unit:
             break
-        chunk = max(unit, (chunk // 2) // unit * unit)
+        chunk = _balanced(num_seeds, max(unit, (chunk // 2) // unit * unit), unit)
     return chunk, (f"chunks of {chunk} seeds: all {everything} need {first_need / 2**20:.1f} MiB "
                    f"per device, over the {budget / 2**20:.0f} MiB budget; a chunk needs "
                    f"{needed / 2**20:.1f} MiB")
@@ -728,9 +741,12 @@ def train_seeds(
     last_save = time.perf_counter()
     for point in range(first_point, run.num_points, run.points_per_segment):
         start_step = put(np.asarray(point * eval_every, np.int32), placement.shared)
+        pending = []
         for c, keys in enumerate(run.chunk_keys):
             *state, pieces = run.segment(*states[c], keys, start_step, *placement.data)
             states[c] = tuple(state)
+            pending.append(pieces)  # fetched after every chunk is dispatched, so they overlap
+        for c, pieces in enumerate(pending):
             pieces = to_host(pieces)
             lo, hi = c * chunk, min((c + 1) * chunk, num_real)
             for old, new in run.curve_names.items():

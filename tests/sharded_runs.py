@@ -24,7 +24,6 @@ CASES = {
     "sharded_5_seeds": ("mlp", 5, {}),
     "sharded_chunks_of_8_for_12_seeds": ("mlp", 12, {"seeds_per_chunk": 8}),
     "sharded_auto_chunks_small_budget": ("mlp", 12, {"memory_budget_bytes": 1}),
-    "sharded_cnn_map_5_seeds": ("cnn", 5, {"layout": "map"}),
     "sharded_cnn_mix_5_seeds": ("cnn", 5, {"layout": "map", "seeds_per_map_step": 2}),
 }
 

@@ -63,6 +63,20 @@ def test_stacked_shapes_have_seed_axis_first(four_seed_run):
         assert np.all(np.isfinite(curve))
 
 
+def test_layout_auto_times_both_layouts_only_for_convolutional_models(four_seed_run):
+    model_name, result = four_seed_run
+    plan = result.plan
+    assert plan["num_devices"] == 1 and plan["num_chunks"] == 1 and plan["padded_seeds"] == 0
+    if model_name == "cnn":
+        # Both candidates were timed on this device; the faster one was kept.
+        timings = dict(part.rsplit(" ", 2)[:2] for part in
+                       plan["reason"].split(": ")[2].split(", so")[0].split(", "))
+        assert set(timings) == {"vmap", "map"}
+        assert plan["layout"] == min(timings, key=lambda k: float(timings[k]))
+    else:
+        assert plan["layout"] == "vmap" and "no convolution" in plan["reason"]
+
+
 def test_seed_trained_alone_equals_its_row_in_a_many_seed_run(four_seed_run, small_digits):
     model_name, result = four_seed_run
     alone = _train(small_digits, model_name, seed_indices=[2])
