@@ -33,7 +33,7 @@ from negres.layout import check_layout, is_convolutional, lift_over_seeds, seeds
 from negres.losses import LOSSES, SCORE_NAMES
 from negres.results_io import WorkdirError
 from negres.seeds import over_seeds, seed_keys, stream_key
-from negres.sharding import put, replicated, seed_mesh, seeded, to_host
+from negres.sharding import agreed, put, replicated, seed_mesh, seeded, to_host
 
 if TYPE_CHECKING:
     from negres.checkpoint import TrainingCheckpoints
@@ -561,10 +561,12 @@ def choose_layout(
         begin = time.perf_counter()
         jax.block_until_ready(run(*args))
         timings[candidate] = (time.perf_counter() - begin) / (_PROBE_STEPS * probe_seeds)
-    best = min(timings, key=timings.get)
+    candidates = list(timings)
+    best = candidates[agreed(candidates.index(min(timings, key=timings.get)))]
     reason = (f"auto: convolutional model, measured {probe_seeds} seeds x {_PROBE_STEPS} steps: "
               + ", ".join(f"{k} {1e3 * v:.2f} ms/seed-step" for k, v in timings.items())
-              + f", so {best}")
+              + f", so {best}" + (" (process 0's timings decide)" if jax.process_count() > 1
+                                   else ""))
     trainer.measured_layouts[memo] = (best, reason)
     return best, reason
 
@@ -856,6 +858,7 @@ def _prepare_run(
                                           example)
     width = seeds_per_map_step if chosen == "map" else 1
     budget = memory_budget(mesh) if memory_budget_bytes is None else memory_budget_bytes
+    budget = None if budget is None else agreed(budget)
     chunk, chunk_reason = choose_chunk(placement, chosen, width, num_real, seeds_per_chunk,
                                        per_segment, budget)
     num_chunks = -(-num_real // chunk)

@@ -106,6 +106,14 @@ def initialize_auto() -> None:
                  jax.device_count())
 
 
+def agreed(value: int) -> int:
+    """Process 0's ``value`` on every process: choices made from local timings or local
+    memory must match, or the processes would compile different programs."""
+    if jax.process_count() == 1:
+        return value
+    return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
+
+
 def barrier(name: str) -> None:
     """Wait until every process gets here (nothing to wait for on one host)."""
     if jax.process_count() > 1:

@@ -358,3 +358,37 @@ def test_a_study_flags_diverged_seeds_and_leaves_them_out_of_its_statistics(tmp_
     report = (tmp_path / "report.md").read_text()
     assert "**3 of 3 seeds diverged**" in report
     assert "layout vmap" in report
+
+
+def test_main_on_two_hosts_writes_once_what_one_host_computes(tmp_path):
+    """Two processes of main.py (two CPU devices each) against one process: same numbers."""
+    env = {k: v for k, v in _subprocess_env(
+        XLA_FLAGS="--xla_force_host_platform_device_count=2").items() if "proxy" not in k.lower()}
+    argv = [sys.executable, str(REPO / "main.py"), "--config", "configs/default.py",
+            "--config.num_seeds=5", "--config.train.steps=40", "--config.train.eval_every=10",
+            "--config.evaluation.attribution_examples=8", "--config.stats.num_resamples=200",
+            "--config.stats.num_permutations=200"]
+    port = _free_port()
+    processes = [subprocess.Popen(
+        [*argv, "--workdir", str(tmp_path / "multi"), f"--coordinator_address=localhost:{port}",
+         "--num_processes=2", f"--process_id={i}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        for i in range(2)]
+    try:
+        outputs = [p.communicate(timeout=300) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for p, (_, err) in zip(processes, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    assert "results:" in outputs[0][0] and "results:" not in outputs[1][0]  # process 0 writes
+    single = _main([*argv[1:], "--workdir", str(tmp_path / "single")])
+    assert single.returncode == 0, single.stderr[-2000:]
+    a = json.loads((tmp_path / "multi" / "results.json").read_text())
+    b = json.loads((tmp_path / "single" / "results.json").read_text())
+    assert a["device"]["count"] == 4 and b["device"]["count"] == 1
+    assert a["conditions"]["mlp"]["training_plan"]["num_devices"] == 4
+    assert set(a["metrics"]) == set(b["metrics"])
+    for metric, values in b["metrics"].items():
+        np.testing.assert_allclose(a["metrics"][metric], values, rtol=1e-5, atol=1e-5,
+                                   err_msg=metric)
