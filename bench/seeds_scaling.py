@@ -30,8 +30,10 @@ Four measurements, all in one process on every device ``jax.devices()`` gives (o
    ``--cnn-seeds``: ``layout="vmap"`` against ``"map"`` (1 seed per ``lax.map`` step) and
    ``"map"`` with 4 seeds per step, timed interleaved (median of ``--cnn-repeats``), and
    what ``layout="auto"`` chooses (its plan and reason; its first call includes its
-   timing probe). ``--cnn-models`` picks the models. Few steps (``--cnn-steps``,
-   ``--cnn2d-steps``): XLA:CPU takes 0.1 to 0.2 s per seed-step on the 2-D CNN.
+   timing probe); and the same CNN with ``conv_impl="matmul"`` (convolutions as matmuls
+   of unfolded patches) under ``vmap`` and ``map``. ``--cnn-models`` picks the models.
+   Few steps (``--cnn-steps``, ``--cnn2d-steps``): XLA:CPU takes 0.1 to 0.2 s per
+   seed-step on the 2-D CNN with ``nn.Conv``.
 
 The markdown tables are printed and written next to the JSON (``.md``), with the load
 average at start and end: other jobs may share the machine, so compare within one run.
@@ -211,12 +213,21 @@ def layouts(args: argparse.Namespace, mesh: Mesh) -> list[dict[str, Any]]:
                                     input_shape=data.x_train.shape[1:], batch_size=BATCH_SIZE,
                                     eval_every=steps, has_eval=False)
         run = seed_runner(model, optimizer, trainer, data, steps, mesh)
+        # The same CNN with its convolutions computed as matmuls (model.conv_impl).
+        as_matmuls = model.clone(conv_impl="matmul")
+        run_matmul = seed_runner(
+            as_matmuls, optimizer,
+            make_seed_trainer(as_matmuls, optimizer, kind="classification",
+                              input_shape=data.x_train.shape[1:], batch_size=BATCH_SIZE,
+                              eval_every=steps, has_eval=False), data, steps, mesh)
         for num_seeds in parse_ints(args.cnn_seeds):
             timings = time_variants({
                 "vmap": partial(run, num_seeds, layout="vmap"),
                 "map": partial(run, num_seeds, layout="map"),
                 f"map, {MAP_WIDTH} per step": partial(run, num_seeds, layout="map",
                                                       seeds_per_map_step=MAP_WIDTH),
+                "vmap, matmul conv": partial(run_matmul, num_seeds, layout="vmap"),
+                "map, matmul conv": partial(run_matmul, num_seeds, layout="map"),
             }, None, 0, args.cnn_repeats)
             auto_s, auto = timed(partial(run, num_seeds, layout="auto"))
             for variant, row in timings.items():

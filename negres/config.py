@@ -29,7 +29,7 @@ KNOWN_FIELDS: dict[str, frozenset[str]] = {
     "model": frozenset(
         {"name", "hidden_sizes", "activation", "dropout_rate", "channels", "kernel_size",
          "strides", "dense_size", "patch_size", "embed_dim", "num_heads", "mlp_dim",
-         "attention", "freeze_embeddings"}
+         "attention", "freeze_embeddings", "conv_impl"}
     ),
     "optimizer": frozenset(
         {"name", "learning_rate", "momentum", "weight_decay", "grad_clip_norm"}
