@@ -84,7 +84,8 @@ def main(argv: list[str]) -> None:
                                         _PROCESS_ID.value)
     try:
         if _REPORT_ONLY.value:
-            experiment.rebuild_report(_WORKDIR.value)
+            if sharding.is_main_process():
+                experiment.rebuild_report(_WORKDIR.value)
             return
         if flags.FLAGS["config"].value is None:
             sys.exit("negres: error: --config is required (e.g. --config configs/default.py)")

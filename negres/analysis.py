@@ -8,6 +8,7 @@ accuracy (the same seeds evaluated twice, so paired).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,18 +74,49 @@ def without_diverged(
         if keep.all():
             filtered[name] = dict(result)
             continue
-        rows = dict(result)
-        rows["metrics"] = {m: np.asarray(v)[keep] for m, v in result["metrics"].items()}
-        if result.get("robustness"):
-            rows["robustness"] = {
-                shift: {k: (v if k == "severities" else np.asarray(v)[keep])
-                        for k, v in curves.items()}
-                for shift, curves in result["robustness"].items()
-            }
-        filtered[name] = rows
+        filtered[name] = _kept_rows(result, keep)
     rule = ("seeds whose loss or parameters became NaN or infinite are left out of every "
             "statistic" + (" (in every condition, as conditions are paired)" if paired else ""))
     return filtered, {"count": counts, "seed_indices": indices, "rule": rule}
+
+
+def _kept_rows(result: Mapping[str, Any], keep: np.ndarray) -> dict[str, Any]:
+    """``result`` with only the seeds ``keep`` in every per-seed array its statistics and
+    tables use; cross-seed agreement recomputed over the kept seeds (a seed's agreement
+    averages its agreement with the others, so a diverged seed would weigh on every kept
+    one). Learning curves keep every seed: they show where the diverged ones stopped."""
+    rows = dict(result)
+    rows["kept_rows"] = keep  # (S,) which rows of the saved per-seed files remain
+    rows["seed_indices"] = np.asarray(result["seed_indices"])[keep]
+    rows["metrics"] = {m: np.asarray(v)[keep] for m, v in result["metrics"].items()}
+    rows["robustness"] = {
+        shift: {k: (v if k == "severities" else np.asarray(v)[keep]) for k, v in curves.items()}
+        for shift, curves in (result.get("robustness") or {}).items()}
+    rows["confusion"] = {k: np.asarray(v)[keep] for k, v in (result.get("confusion") or {}).items()}
+    rows["randomization"] = {
+        method: {**check, "spearman": np.asarray(check["spearman"])[keep]}
+        for method, check in (result.get("randomization") or {}).items()}
+    rows["agreement"], rows["agreement_summary"] = {}, {}
+    for method, matrices in (result.get("agreement") or {}).items():
+        rows["agreement"][method] = {k: np.asarray(m, float)[np.ix_(keep, keep)]
+                                     for k, m in matrices.items()}
+        rows["agreement_summary"][method] = {}
+        for measure, matrix in rows["agreement"][method].items():
+            off_diagonal = np.where(~np.eye(len(matrix), dtype=bool), matrix, np.nan)
+            with warnings.catch_warnings():  # fewer than two kept seeds: NaN, as it should be
+                warnings.simplefilter("ignore", RuntimeWarning)
+                per_seed = np.nanmean(off_diagonal, axis=1) if len(matrix) else np.zeros(0)
+                rows["agreement_summary"][method][measure] = {
+                    "mean": float(np.nanmean(off_diagonal)) if len(matrix) else float("nan"),
+                    "std": float(np.nanstd(off_diagonal)) if len(matrix) else float("nan")}
+            name = f"{method}_agreement_{measure}"
+            if name in rows["metrics"]:
+                rows["metrics"][name] = per_seed
+    if not keep.any():  # no seed left: no robustness, agreement or confusion to show
+        for key in ("robustness", "confusion", "randomization", "agreement",
+                    "agreement_summary"):
+            rows[key] = {}
+    return rows
 
 
 def analyze(

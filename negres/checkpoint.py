@@ -147,6 +147,17 @@ class TrainingCheckpoints:
         self._manager.wait_until_finished()
         self._manager.check_for_errors()
 
+    def metadata(self, step: int | None = None) -> dict[str, Any]:
+        """The JSON metadata of checkpoint ``step`` (``None``: the newest), without the state:
+        cheap enough to check a resume before anything compiles."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(
+                f"checkpoint directory {str(self.directory)!r} holds no complete checkpoint")
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+        return dict(restored.metadata)
+
     def restore(self, step: int | None, template: Any) -> tuple[Any, dict[str, Any]]:
         """Read checkpoint ``step`` (``None``: the newest) into the layout of ``template``.
 

@@ -177,7 +177,8 @@ class SeedTrainer:
 
     Built once per model, optimizer and training settings by :func:`make_seed_trainer`
     and reusable across :func:`train_seeds` calls: compiled executables are cached per
-    (seed count, layout, mesh), and so is the layout measured for convolutional models.
+    (seed count, layout, mesh); the layout measured for a convolutional model is cached
+    per model, input shape and batch size.
 
     Per seed: ``init_one(key (2,), hyperparams {name: ()}) -> (params, opt_state)``;
     ``segment_one(num_points)(params, opt_state, diverged_at, key, start_step, x, y,
@@ -203,7 +204,8 @@ class SeedTrainer:
         self.has_eval = has_eval
         self.init = jax.jit(over_seeds(init_one, seeded_args=(0, 1)))
         self.compiled: dict[tuple[Any, ...], Any] = {}
-        self.measured_layouts: dict[tuple[Any, ...], tuple[str, str]] = {}
+        # What the layout timing depends on; set by make_seed_trainer.
+        self.model_key: tuple[Any, ...] = (id(self),)
         self.convolutional: bool | None = None  # found by tracing, once
 
     def segment(self, num_points: int) -> Callable[..., Any]:
@@ -288,7 +290,8 @@ def make_seed_trainer(
         params, opt_state, diverged_at = carry
         new_params, new_opt_state, loss, score = train_step(params, opt_state, key, step, x, y)
         alive = diverged_at < 0
-        finite = jnp.isfinite(loss) & _all_finite(new_params)
+        # Optimizer state too: an overflowing second moment would silently stop learning.
+        finite = jnp.isfinite(loss) & _all_finite(new_params) & _all_finite(new_opt_state)
         keep = alive & finite
         carry = (
             _select(keep, new_params, params),
@@ -332,7 +335,7 @@ def make_seed_trainer(
 
         return run
 
-    return SeedTrainer(
+    trainer = SeedTrainer(
         init_one=init_one,
         segment_one=segment_one,
         steps_one=steps_one,
@@ -340,6 +343,8 @@ def make_seed_trainer(
         score_name=SCORE_NAMES[kind],
         has_eval=has_eval,
     )
+    trainer.model_key = (repr(model), tuple(input_shape), batch_size)
+    return trainer
 
 
 def set_hyperparams(opt_state: Any, hyperparams: dict[str, jax.Array]) -> Any:
@@ -430,7 +435,9 @@ def memory_budget(mesh: Mesh) -> int | None:
     """Bytes a training call may use on each device of ``mesh``: 90% of the device's limit
     where the backend reports one (GPU, TPU); on CPU, half the machine's memory shared by
     its local devices. None where neither is known."""
-    device = mesh.devices.flat[0]
+    # A device of this process: another process's device reports nothing here.
+    device = next((d for d in mesh.devices.flat if d.process_index == jax.process_index()),
+                  jax.local_devices()[0])
     try:
         stats = device.memory_stats()
     except (NotImplementedError, jax.errors.JaxRuntimeError):
@@ -517,6 +524,9 @@ class _Placement:
                                  num_seeds))
 
 
+# Layouts measured so far: conditions of one study that share a model (and differ in
+# noise or learning rate) are timed once.
+_MEASURED_LAYOUTS: dict[tuple[Any, ...], tuple[str, str]] = {}
 # Steps and seeds of the timing probe that picks the layout of a convolutional model.
 _PROBE_STEPS = 2
 _PROBE_SEEDS_PER_DEVICE = 8
@@ -544,9 +554,11 @@ def choose_layout(
     num_devices = placement.mesh.size
     unit = num_devices * width
     probe_seeds = _round_up(min(num_seeds, _PROBE_SEEDS_PER_DEVICE * num_devices), unit)
-    memo = (probe_seeds, width, num_devices, placement.mesh.devices.flat[0].platform)
-    if memo in trainer.measured_layouts:
-        return trainer.measured_layouts[memo]
+    memo = (trainer.model_key, probe_seeds, width, num_devices,
+            placement.mesh.devices.flat[0].platform)
+    if memo in _MEASURED_LAYOUTS:
+        layout, reason = _MEASURED_LAYOUTS[memo]
+        return layout, reason.replace("measured", "measured earlier in this process,", 1)
     keys = put(np.asarray(seed_keys(0, np.arange(probe_seeds))), placement.split)
     hyper = {n: put(np.full(probe_seeds, 1e-3, np.float32), placement.split)
              for n in placement.hyperparam_names}
@@ -567,7 +579,7 @@ def choose_layout(
               + ", ".join(f"{k} {1e3 * v:.2f} ms/seed-step" for k, v in timings.items())
               + f", so {best}" + (" (process 0's timings decide)" if jax.process_count() > 1
                                    else ""))
-    trainer.measured_layouts[memo] = (best, reason)
+    _MEASURED_LAYOUTS[memo] = (best, reason)
     return best, reason
 
 
@@ -720,6 +732,11 @@ def train_seeds(
       A :class:`TrainResult` with params and optimizer state ``(S, ...)`` and curves ``(S, T)``.
     """
     start = time.perf_counter()
+    if checkpoints is not None and checkpoints.latest_step() is not None:
+        # Refuse another run's checkpoints before anything compiles.
+        indices = np.arange(num_seeds or 0) if seed_indices is None else seed_indices
+        _check_resumable(checkpoints.metadata(), fingerprint,
+                         np.asarray(indices, np.int64), steps, checkpoints)
     run = _prepare_run(
         model, optimizer, x_train, y_train, num_seeds=num_seeds, steps=steps,
         batch_size=batch_size, seed=seed, kind=kind, eval_every=eval_every, x_eval=x_eval,
@@ -741,26 +758,32 @@ def train_seeds(
 
     placement, chunk = run.placement, run.plan.seeds_per_chunk
     last_save = time.perf_counter()
-    for point in range(first_point, run.num_points, run.points_per_segment):
+    # A checkpoint of a run with other segment lengths may sit between this run's segments:
+    # then segments as long as both grids allow.
+    per_segment = math.gcd(run.points_per_segment, first_point) if first_point else \
+        run.points_per_segment
+    segment = run.segment if per_segment == run.points_per_segment else placement.segment(
+        per_segment, run.plan.layout, run.plan.seeds_per_map_step, chunk)
+    for point in range(first_point, run.num_points, per_segment):
         start_step = put(np.asarray(point * eval_every, np.int32), placement.shared)
         pending = []
         for c, keys in enumerate(run.chunk_keys):
-            *state, pieces = run.segment(*states[c], keys, start_step, *placement.data)
+            *state, pieces = segment(*states[c], keys, start_step, *placement.data)
             states[c] = tuple(state)
             pending.append(pieces)  # fetched after every chunk is dispatched, so they overlap
         for c, pieces in enumerate(pending):
             pieces = to_host(pieces)
             lo, hi = c * chunk, min((c + 1) * chunk, num_real)
             for old, new in run.curve_names.items():
-                curves[new][lo:hi, point:point + run.points_per_segment] = pieces[old][:hi - lo]
-        done = (point + run.points_per_segment) * eval_every
+                curves[new][lo:hi, point:point + per_segment] = pieces[old][:hi - lo]
+        done = (point + per_segment) * eval_every
         if progress is not None:
             jax.block_until_ready(states)
             progress(done, steps, num_real, time.perf_counter() - start)
-        if checkpoints is not None and (
-                done == steps or (done % (run.points_per_checkpoint * eval_every) == 0 and (
-                    checkpoint_every > 0
-                    or time.perf_counter() - last_save >= _CHECKPOINT_SECONDS))):
+        due = done == steps or (done % (run.points_per_checkpoint * eval_every) == 0 and (
+            checkpoint_every > 0 or time.perf_counter() - last_save >= _CHECKPOINT_SECONDS))
+        # Saving is collective: process 0's clock decides for every process.
+        if checkpoints is not None and agreed(int(due)):
             # Saved replicated: every host can read every seed back, whatever the mesh then.
             state = put({**_gather_state(states, num_real), "keys": run.keys, "curves": curves},
                         placement.shared)
@@ -858,7 +881,8 @@ def _prepare_run(
                                           example)
     width = seeds_per_map_step if chosen == "map" else 1
     budget = memory_budget(mesh) if memory_budget_bytes is None else memory_budget_bytes
-    budget = None if budget is None else agreed(budget)
+    budget = agreed(-1 if budget is None else budget)  # every process runs the broadcast
+    budget = None if budget < 0 else budget
     chunk, chunk_reason = choose_chunk(placement, chosen, width, num_real, seeds_per_chunk,
                                        per_segment, budget)
     num_chunks = -(-num_real // chunk)

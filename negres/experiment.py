@@ -137,6 +137,19 @@ def scale_settings(config: ConfigDict) -> dict[str, Any]:
     }
 
 
+# Knobs that change how seeds are scheduled, not what they compute: a run may resume under
+# other values (for example smaller chunks after running out of memory).
+SCHEDULING_KNOBS = ("seeds_per_chunk", "layout", "seeds_per_map_step", "checkpoint_every")
+
+
+def what_is_computed(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as a dict, less its scheduling knobs: what a resumed run must match."""
+    config = json.loads(json.dumps(to_jsonable(config)))
+    for knob in SCHEDULING_KNOBS:
+        config.get("train", {}).pop(knob, None)
+    return config
+
+
 def graph_signature(config: ConfigDict) -> str:
     """What decides the compiled training graph: the config less seed count and hyperparameters."""
     as_dict = config.to_dict()
@@ -180,8 +193,9 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> l
     settings = scale_settings(config)
     checkpoint_every = settings.pop("checkpoint_every")
     checkpoints = TrainingCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None
-    fingerprint = json.dumps({"graph": graph_signature(config), "seed": config.seed,
-                              "hyperparams": to_jsonable(hyperparams)}, sort_keys=True)
+    fingerprint = json.dumps({"graph": what_is_computed(json.loads(graph_signature(config))),
+                              "seed": config.seed, "hyperparams": to_jsonable(hyperparams)},
+                             sort_keys=True)
     try:
         trained = train_seeds(
             first.model, first.optimizer, task.x_train, task.y_train,
@@ -376,15 +390,17 @@ def prepare_checkpoints(path: Path, config: ConfigDict, overwrite: bool) -> Path
     """The workdir's checkpoint directory, checked against ``config`` before anything compiles.
 
     Checkpoints left by an earlier run of the same config are kept (the run resumes from
-    them); those of another config are refused unless ``overwrite``, which discards
-    them. ``config.json`` is written now, so that a killed run can be checked on resume.
+    them, even with other scheduling knobs, :data:`SCHEDULING_KNOBS`); those of another
+    config are refused unless ``overwrite``, which discards them. ``config.json`` is
+    written now, so that a killed run can be checked on resume.
     """
     root = path / CHECKPOINTS_DIR
     saved_config = path / CONFIG_FILE
-    if root.exists() and overwrite and is_main_process():
-        shutil.rmtree(root)
+    if overwrite:
+        if root.exists() and is_main_process():
+            shutil.rmtree(root)
     elif (root.exists() and saved_config.exists()
-          and read_json(saved_config) != to_jsonable(config.to_dict())):
+          and what_is_computed(read_json(saved_config)) != what_is_computed(config.to_dict())):
         raise WorkdirError(
                 f"--workdir={str(path)!r} holds checkpoints of a run of another config (its "
                 f"{CONFIG_FILE}); pass --overwrite to discard them, or choose another --workdir")

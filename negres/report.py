@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from negres import plots
+from negres.analysis import without_diverged
 from negres.report_markdown import build_report
 
 REPORT_FILE = "report.md"
@@ -20,15 +21,6 @@ _SALIENCY_EXAMPLES = 6
 
 def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
-def finite_seeds(condition: Mapping[str, Any], metric: str) -> np.ndarray:
-    """``(S,)`` per-seed values of ``metric``, NaN for seeds whose training diverged, which
-    the statistics leave out too."""
-    values = np.asarray(condition["metrics"][metric], dtype=float).copy()
-    diverged = np.asarray(condition.get("diverged_at_step", np.full(values.shape[0], -1)))
-    values[diverged >= 0] = np.nan
-    return values
 
 
 def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
@@ -45,7 +37,7 @@ def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, st
     if conditions:
         path = directory / f"test_{score}_by_condition.png"
         plots.seed_strip(
-            {name: finite_seeds(c, f"test_{score}") for name, c in conditions.items()},
+            {name: np.asarray(c["metrics"][f"test_{score}"]) for name, c in conditions.items()},
             path, metric_name=f"test {score}",
             title=f"Test {score} per seed and condition (diverged seeds left out)"
             if any((c.get("diverged") or {}).get("count") for c in conditions.values())
@@ -59,8 +51,9 @@ def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, st
             path = directory / f"frontier_{safe_name(task_name)}_{proxy}.png"
             short = {n: n.removeprefix(f"{task_name}/") for n in names}  # the title says it
             plots.frontier(
-                {short[n]: finite_seeds(conditions[n], f"test_{score}") for n in names},
-                {short[n]: finite_seeds(conditions[n], proxy) for n in names},
+                {short[n]: np.asarray(conditions[n]["metrics"][f"test_{score}"], float)
+                 for n in names},
+                {short[n]: np.asarray(conditions[n]["metrics"][proxy], float) for n in names},
                 path, x_label=f"test {score} (performance)", y_label=label,
                 title=f"Interpretability against performance: {task_name}",
             )
@@ -126,6 +119,11 @@ def _saliency_plot(
     if not attribution_file.is_file() or not inputs_file.is_file():
         return False
     attributions = np.load(attribution_file)
+    kept = results["conditions"][condition].get("kept_rows")
+    if kept is not None:  # the file holds every seed; the report shows those it counts
+        attributions = attributions[np.asarray(kept)]
+    if attributions.shape[0] == 0:
+        return False
     inputs = np.load(inputs_file)
     labels_file = Path(f"{prefix}__labels.npy")
     labels = np.load(labels_file) if labels_file.is_file() else None
@@ -156,8 +154,15 @@ def _saliency_plot(
 
 
 def write_report(results: Mapping[str, Any], workdir: Path) -> Path:
-    """Write the plots and ``report.md`` into ``workdir``; returns the report's path."""
-    written = write_plots(results, workdir)
+    """Write the plots and ``report.md`` into ``workdir``; returns the report's path.
+
+    Tables and plots show the seeds the statistics use: seeds whose training diverged are
+    left out of them as of the statistics (each condition still says which diverged).
+    """
+    paired = results["statistics"]["settings"].get("paired_conditions", False)
+    shown = dict(results)
+    shown["conditions"] = without_diverged(results["conditions"], paired=paired)[0]
+    written = write_plots(shown, workdir)
     path = workdir / REPORT_FILE
-    path.write_text(build_report(results, written))
+    path.write_text(build_report(shown, written))
     return path

@@ -61,9 +61,14 @@ def put(value: Any, sharding: NamedSharding) -> Any:
 
 def to_host(value: Any) -> Any:
     """Whole arrays as NumPy (a pytree), gathered from every process when there are several."""
-    if jax.process_count() > 1:
-        return multihost_utils.process_allgather(value, tiled=True)
-    return jax.tree_util.tree_map(np.asarray, value)
+    def one(leaf: Any) -> np.ndarray:
+        # Only arrays spread over other processes' devices need gathering; NumPy arrays
+        # and arrays this process holds whole are already complete here.
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+        return np.asarray(leaf)
+
+    return jax.tree_util.tree_map(one, value)
 
 
 def initialize_distributed(

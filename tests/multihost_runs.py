@@ -1,8 +1,10 @@
 """Run by tests/test_scale.py: one process of a two-process (simulated two-host) run on CPU,
-or the single-process reference. Trains five seeds with checkpoints, resumes from the last
-one, and (process 0, or the reference) saves the gathered per-seed results as .npz."""
+or the single-process reference. Trains five seeds with checkpoints, resumes from the one
+at step 5 of 10, and (process 0, or the reference) saves the gathered per-seed results."""
 
 import argparse
+import shutil
+from pathlib import Path
 
 import jax
 
@@ -31,7 +33,7 @@ def main() -> None:
     from negres.checkpoint import TrainingCheckpoints
     from negres.engine import train_seeds
     from negres.models import build_model
-    from negres.sharding import is_main_process
+    from negres.sharding import barrier, is_main_process
     from negres.tasks import load_task
 
     task = load_task(ConfigDict({"name": "digits"}))
@@ -42,6 +44,11 @@ def main() -> None:
     with TrainingCheckpoints(args.checkpoints) as checkpoints:
         trained = train_seeds(model, optax.adam(1e-2), task.x_train[:256], task.y_train[:256],
                               checkpoints=checkpoints, **common)
+    # What a run killed after step 5 leaves: its first checkpoint only (one process deletes
+    # the rest of the shared directory while the other waits).
+    if is_main_process():
+        shutil.rmtree(Path(args.checkpoints) / "10")
+    barrier("negres test: checkpoint 10 removed")
     with TrainingCheckpoints(args.checkpoints) as checkpoints:
         resumed = train_seeds(model, optax.adam(1e-2), task.x_train[:256], task.y_train[:256],
                               checkpoints=checkpoints, **common)
@@ -50,7 +57,8 @@ def main() -> None:
     if is_main_process():
         np.savez(args.out, *leaves, *again, **trained.curves, devices=jax.device_count(),
                  processes=jax.process_count(), padded=trained.plan["padded_seeds"],
-                 resumed_from=resumed.plan["resumed_from_step"], num_leaves=len(leaves))
+                 resumed_from=resumed.plan["resumed_from_step"], num_leaves=len(leaves),
+                 diverged_at=trained.diverged_at, resumed_curve=resumed.curves["train_loss"])
 
 
 if __name__ == "__main__":

@@ -122,33 +122,45 @@ def test_resumed_run_equals_the_uninterrupted_run(mlp_setup, tmp_path):
         train(num_seeds=5, checkpoints=other, fingerprint="another config")
 
 
-def test_diverging_seeds_are_frozen_flagged_and_leave_the_others_alone(small_digits):
-    model = build_model(ConfigDict({"name": "mlp", "hidden_sizes": (16,)}), 10)
+def test_diverging_seeds_are_frozen_flagged_and_leave_the_others_alone(regression_task):
+    # Plain SGD on least squares blows up geometrically above its stable step size: the
+    # middle seed's loss overflows some twenty steps in, mid-run.
+    model = build_model(ConfigDict({"name": "linear"}), 1)
     optimizer = build_optimizer(ConfigDict({"name": "sgd", "learning_rate": 0.05}))
-    common = dict(steps=20, batch_size=32, eval_every=5, x_eval=small_digits.x_test,
-                  y_eval=small_digits.y_test)
-    mixed = train_seeds(model, optimizer, small_digits.x_train, small_digits.y_train,
-                        seed_indices=[0, 1, 2], hyperparams={"learning_rate": [0.05, 1e30, 0.05]},
-                        **common)
-    alone = train_seeds(model, optimizer, small_digits.x_train, small_digits.y_train,
-                        seed_indices=[0, 2], **common)
+    task = regression_task
+
+    def train(**kwargs):
+        return train_seeds(model, optimizer, task.x_train, task.y_train, kind="regression",
+                           batch_size=32, **kwargs)
+
+    mixed = train(seed_indices=[0, 1, 2], hyperparams={"learning_rate": [0.05, 3.0, 0.05]},
+                  steps=60, eval_every=5)
     assert mixed.diverged_at[0] == -1 and mixed.diverged_at[2] == -1
     step = int(mixed.diverged_at[1])
-    assert 0 <= step < 20
-    diverged = take_seed(mixed.params, 1)
-    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(diverged))
-    # Frozen at its last finite state; every curve point from the divergence on is NaN.
-    first_nan_point = step // 5
+    assert 5 < step < 60
+    # Curve points before the one holding the diverging step are finite; from it on, NaN.
     for curve in mixed.curves.values():
-        assert np.all(np.isnan(curve[1, first_nan_point:]))
+        assert np.all(np.isfinite(curve[1, :step // 5]))
+        assert np.all(np.isnan(curve[1, step // 5:]))
         assert np.all(np.isfinite(curve[[0, 2]]))
+    # Frozen at its last finite state: the parameters after exactly `step` steps.
+    before = train(seed_indices=[1], hyperparams={"learning_rate": [3.0]}, steps=step)
+    tree_allclose(take_seed(mixed.params, 1), take_seed(before.params, 0), atol=0, rtol=1e-4)
+    assert before.diverged_at[0] == -1
+    # The other seeds trained as if alone.
+    alone = train(seed_indices=[0, 2], steps=60, eval_every=5)
     for row, seed in ((0, 0), (2, 1)):
         tree_allclose(take_seed(mixed.params, row), take_seed(alone.params, seed), atol=ATOL)
 
 
 def _condition(seeds, diverged_at, values):
+    agreement = np.random.default_rng(len(seeds)).uniform(size=(len(seeds), len(seeds)))
+    np.fill_diagonal(agreement, 1.0)
+    per_seed = (agreement.sum(axis=1) - 1.0) / (len(seeds) - 1)
     return {"seed_indices": np.asarray(seeds), "diverged_at_step": np.asarray(diverged_at),
-            "metrics": {"test_accuracy": np.asarray(values, float)},
+            "metrics": {"test_accuracy": np.asarray(values, float),
+                        "ig_agreement_spearman_abs": per_seed},
+            "agreement": {"ig": {"spearman_abs": agreement}},
             "robustness": {"noise": {"severities": [0.0, 0.5],
                                      "accuracy": np.stack([values, np.asarray(values) - 0.1], 1)}}}
 
@@ -168,6 +180,12 @@ def test_statistics_leave_out_diverged_seeds_and_say_how_many():
     paired, excluded = without_diverged(conditions, paired=True)
     assert excluded["count"] == {"a": 2, "b": 2}
     np.testing.assert_array_equal(paired["b"]["metrics"]["test_accuracy"], [0.7, 0.72])
+    # A seed's agreement is its mean agreement with the others: recomputed without seed 1.
+    matrix = np.asarray(conditions["a"]["agreement"]["ig"]["spearman_abs"])
+    kept = matrix[np.ix_([0, 2, 3], [0, 2, 3])]
+    expected = (kept.sum(axis=1) - np.diag(kept)) / 2
+    np.testing.assert_allclose(unpaired["a"]["metrics"]["ig_agreement_spearman_abs"], expected)
+    assert unpaired["a"]["agreement"]["ig"]["spearman_abs"].shape == (3, 3)
     summary = analyze(unpaired, "a", num_resamples=200, num_permutations=200)["summaries"]
     assert summary["a"]["test_accuracy"]["n"] == 3
     assert summary["a"]["test_accuracy"]["mean"] == pytest.approx(np.mean([0.9, 0.8, 0.85]))
@@ -320,9 +338,11 @@ def test_two_processes_train_their_share_and_gather_the_single_process_result(tm
     ref, multi = np.load(tmp_path / "reference.npz"), np.load(tmp_path / "multi.npz")
     assert (int(multi["processes"]), int(multi["devices"])) == (2, 4)
     assert int(multi["padded"]) == 3  # five seeds on four devices: two rows of four
-    assert int(multi["resumed_from"]) == 10 and int(ref["resumed_from"]) == 10
+    assert int(multi["resumed_from"]) == 5 and int(ref["resumed_from"]) == 5
+    np.testing.assert_array_equal(multi["diverged_at"], [-1] * 5)
+    np.testing.assert_allclose(multi["resumed_curve"], ref["train_loss"], rtol=1e-6, atol=1e-6)
     num_leaves = int(ref["num_leaves"])
-    for i in range(2 * num_leaves):  # trained, then resumed from the final checkpoint
+    for i in range(2 * num_leaves):  # trained, then resumed from step 5
         np.testing.assert_allclose(multi[f"arr_{i}"], ref[f"arr_{i % num_leaves}"],
                                    rtol=1e-6, atol=1e-6)
     for name in ("train_loss", "eval_accuracy"):
@@ -392,3 +412,6 @@ def test_main_on_two_hosts_writes_once_what_one_host_computes(tmp_path):
     for metric, values in b["metrics"].items():
         np.testing.assert_allclose(a["metrics"][metric], values, rtol=1e-5, atol=1e-5,
                                    err_msg=metric)
+    for name, curve in b["curves"].items():
+        np.testing.assert_allclose(a["curves"][name], curve, rtol=1e-5, atol=1e-5, err_msg=name)
+    assert a["conditions"]["mlp"]["diverged_at_step"] == [-1] * 5
