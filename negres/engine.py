@@ -219,6 +219,8 @@ class SeedTrainer:
 
 def _all_finite(tree: Any) -> jax.Array:
     leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:  # e.g. the empty state of plain SGD
+        return jnp.asarray(True)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 

@@ -424,11 +424,15 @@ def rebuild_report(workdir: str) -> dict[str, Any]:
 def print_summary(results: dict[str, Any]) -> None:
     """Per-seed tables of the headline metrics and the verdicts, on the terminal."""
     score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
-    for name, condition in results["conditions"].items():
+    paired = results["statistics"]["settings"].get("paired_conditions", False)
+    # The seeds the statistics use: diverged ones are named, not tabulated.
+    for name, condition in without_diverged(results["conditions"], paired=paired)[0].items():
         metrics = condition["metrics"]
+        diverged = (condition.get("diverged") or {}).get("count", 0)
         print(f"\n{name}: {condition['num_seeds']} seeds, trained in "
               f"{condition['train_time_s']:.1f}s, evaluated in "
-              f"{condition['evaluation_time_s']:.1f}s on {results['device']['platform']}")
+              f"{condition['evaluation_time_s']:.1f}s on {results['device']['platform']}"
+              + (f"; {diverged} diverged and left out below" if diverged else ""))
         headline = [f"test_{score}", "test_loss"]
         print(seed_table(condition["seed_indices"], {m: metrics[m] for m in headline}))
         evaluator_metrics = {m: v for m, v in metrics.items() if m not in headline}

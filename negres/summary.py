@@ -30,10 +30,12 @@ def seed_table(seed_indices: Sequence[int], columns: Mapping[str, Sequence[float
         "max": np.nanmax,
     }
     with warnings.catch_warnings():
-        # A column of diverged seeds is all NaN; its mean is NaN, which is what to print.
+        # A column with no finite value (every seed diverged, or none left): print NaN.
         warnings.simplefilter("ignore", RuntimeWarning)
         for label, fn in spread.items():
-            lines.append(f"{label:>6} " + " ".join(f"{fn(values[n]):>{width}.4f}" for n in names))
+            lines.append(f"{label:>6} " + " ".join(
+                f"{fn(values[n]) if values[n].size else float('nan'):>{width}.4f}"
+                for n in names))
     return "\n".join(lines)
 
 
