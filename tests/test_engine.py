@@ -68,11 +68,12 @@ def test_layout_auto_times_both_layouts_only_for_convolutional_models(four_seed_
     plan = result.plan
     assert plan["num_devices"] == 1 and plan["num_chunks"] == 1 and plan["padded_seeds"] == 0
     if model_name == "cnn":
-        # Both candidates were timed on this device; the faster one was kept.
+        # Both candidates were timed on this device; map is kept only if clearly faster.
         timings = dict(part.rsplit(" ", 2)[:2] for part in
                        plan["reason"].split(": ")[2].split(", so")[0].split(", "))
         assert set(timings) == {"vmap", "map"}
-        assert plan["layout"] == min(timings, key=lambda k: float(timings[k]))
+        clearly_faster = float(timings["map"]) * 1.25 < float(timings["vmap"])
+        assert plan["layout"] == ("map" if clearly_faster else "vmap")
     else:
         assert plan["layout"] == "vmap" and "no convolution" in plan["reason"]
 
