@@ -266,7 +266,10 @@ RESUMABLE = ["--config", "configs/default.py", "--config.num_seeds=3",
              "--config.train.steps=40", "--config.train.eval_every=10",
              "--config.train.checkpoint_every=10", "--config.evaluation.attribution_examples=8",
              "--config.evaluation.save_attributions=0", "--config.stats.num_resamples=200",
-             "--config.stats.num_permutations=200"]
+             "--config.stats.num_permutations=200",
+             # Evaluation is not what these tests are about: keep it light.
+             "--config.evaluation.randomization_check=False",
+             "--config.evaluation.severities=(0.0, 0.3)"]
 
 
 def _main(argv: list[str]) -> subprocess.CompletedProcess:
@@ -387,7 +390,8 @@ def test_main_on_two_hosts_writes_once_what_one_host_computes(tmp_path):
     argv = [sys.executable, str(REPO / "main.py"), "--config", "configs/default.py",
             "--config.num_seeds=5", "--config.train.steps=40", "--config.train.eval_every=10",
             "--config.evaluation.attribution_examples=8", "--config.stats.num_resamples=200",
-            "--config.stats.num_permutations=200"]
+            "--config.stats.num_permutations=200", "--config.evaluation.randomization_check=False",
+            "--config.evaluation.severities=(0.0, 0.3)"]
     port = _free_port()
     processes = [subprocess.Popen(
         [*argv, "--workdir", str(tmp_path / "multi"), f"--coordinator_address=localhost:{port}",
