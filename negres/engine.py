@@ -208,14 +208,6 @@ class SeedTrainer:
         self.model_key: tuple[Any, ...] = (id(self),)
         self.convolutional: bool | None = None  # found by tracing, once
 
-    def segment(self, num_points: int) -> Callable[..., Any]:
-        """``segment_one(num_points)`` vmapped over seeds and jitted, unsharded."""
-        key = ("plain_segment", num_points)
-        if key not in self.compiled:
-            self.compiled[key] = jax.jit(
-                over_seeds(self.segment_one(num_points), seeded_args=(0, 1, 2, 3)))
-        return self.compiled[key]
-
 
 def _all_finite(tree: Any) -> jax.Array:
     leaves = jax.tree_util.tree_leaves(tree)
@@ -760,7 +752,8 @@ def train_seeds(
               for new in run.curve_names.values()}
     first_point, resumed_from = 0, None
     if checkpoints is not None and checkpoints.latest_step() is not None:
-        resumed_from, states, curves = _resume(run, checkpoints, fingerprint, steps, list(curves))
+        # The metadata was checked against this run above, before anything compiled.
+        resumed_from, states, curves = _resume(run, checkpoints, steps, list(curves))
         first_point = resumed_from // eval_every
     else:
         states = _initial_states(run)
@@ -948,15 +941,13 @@ def _initial_states(run: _Run) -> list[tuple[Any, Any, Any]]:
 
 
 def _resume(
-    run: _Run, checkpoints: TrainingCheckpoints, fingerprint: str, steps: int,
-    curve_names: list[str],
+    run: _Run, checkpoints: TrainingCheckpoints, steps: int, curve_names: list[str],
 ) -> tuple[int, list[tuple[Any, Any, Any]], dict[str, np.ndarray]]:
     """``(step, every chunk's state, curves so far)`` from the newest checkpoint."""
     num_real = run.seed_indices.size
     template = _checkpoint_template(run.placement, num_real, run.num_points, curve_names)
     saved, metadata = checkpoints.restore(None, template)
     saved = jax.tree_util.tree_map(lambda leaf: np.array(leaf, copy=True), saved)
-    _check_resumable(metadata, fingerprint, run.seed_indices, steps, checkpoints)
     if not np.array_equal(saved["keys"], run.keys):
         raise WorkdirError(f"the checkpoints in {checkpoints.directory} were trained with "
                            "another root seed; pass --overwrite or choose another --workdir")

@@ -97,18 +97,14 @@ def initialize_distributed(
         coordinator_address=coordinator_address, num_processes=num_processes,
         process_id=process_id, **options,
     )
-    logging.info("negres: process %d of %d, %d local and %d global devices",
-                 jax.process_index(), jax.process_count(), jax.local_device_count(),
-                 jax.device_count())
+    _log_processes()
     return True
 
 
 def initialize_auto() -> None:
     """Join a multi-host run on a cluster JAX detects by itself (TPU pod, SLURM, MPI)."""
     jax.distributed.initialize()
-    logging.info("negres: process %d of %d, %d local and %d global devices",
-                 jax.process_index(), jax.process_count(), jax.local_device_count(),
-                 jax.device_count())
+    _log_processes()
 
 
 def agreed(value: int) -> int:
@@ -123,6 +119,12 @@ def barrier(name: str) -> None:
     """Wait until every process gets here (nothing to wait for on one host)."""
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(name)
+
+
+def _log_processes() -> None:
+    logging.info("negres: process %d of %d, %d local and %d global devices",
+                 jax.process_index(), jax.process_count(), jax.local_device_count(),
+                 jax.device_count())
 
 
 def is_main_process() -> bool:
