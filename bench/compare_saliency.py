@@ -51,9 +51,9 @@ from compare_common import (
     write_json,
 )
 
-from negres.engine import make_apply, train_seeds
 from negres.saliency import attribute, attribute_over_seeds
 from negres.seeds import take_rows, take_seed
+from negres.training.builtin import make_apply, train_seeds
 
 METHODS = ("negres", "negres loop", "Captum loop")
 WORKLOAD = WORKLOADS["mlp_digits"]

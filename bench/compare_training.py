@@ -60,9 +60,10 @@ from compare_common import (
 )
 from torch.func import functional_call, stack_module_state
 
-from negres.engine import compile_training, make_evaluate, make_seed_trainer, train_seeds
 from negres.losses import LOSSES
 from negres.seeds import over_seeds, seed_key, stream_key, take_rows, take_seed
+from negres.training.builtin import builtin_data, builtin_program, make_evaluate, train_seeds
+from negres.training.driver import compile_training
 
 METHODS = ("negres", "negres loop", "JAX step loop", "torch loop", "torch.func")
 SEQUENTIAL = {"negres loop", "JAX step loop", "torch loop"}
@@ -83,11 +84,7 @@ class JaxTrainer:
         self.steps = steps
         self.x = jnp.asarray(data.x_train)
         self.y = jnp.asarray(data.y_train)
-        self.trainer = make_seed_trainer(
-            self.model, self.optimizer, kind="classification",
-            input_shape=data.x_train.shape[1:], batch_size=BATCH_SIZE, eval_every=steps,
-            has_eval=False,
-        )
+        self.trainer = builtin_program(self.model, self.optimizer)
         evaluate = make_evaluate(self.model, "classification")
         x_eval, y_eval = jnp.asarray(data.x_eval), jnp.asarray(data.y_eval)
         self._accuracy = jax.jit(over_seeds(lambda p: evaluate(p, x_eval, y_eval)[1]))
@@ -98,18 +95,17 @@ class JaxTrainer:
         """``params (S, ...)`` of seeds ``seeds`` trained in one call."""
         return train_seeds(self.model, self.optimizer, self.x, self.y, steps=self.steps,
                            batch_size=BATCH_SIZE, eval_every=self.steps, seed_indices=seeds,
-                           trainer=self.trainer).params
+                           program=self.trainer).params
 
     def compile(self, seeds: list[int]) -> None:
         """Compile negres's call for ``len(seeds)`` seeds without running the training.
 
-        :func:`negres.engine.compile_training` with the arguments ``negres`` passes
+        :func:`negres.compile_training` with the arguments ``negres`` passes
         ``train_seeds`` compiles (and picks the layout of) exactly what the timed call runs;
         running the training once instead would cost minutes for the CNN at S = 64.
         """
-        compile_training(self.model, self.optimizer, self.x, self.y, steps=self.steps,
-                         batch_size=BATCH_SIZE, eval_every=self.steps, seed_indices=seeds,
-                         trainer=self.trainer)
+        compile_training(self.trainer, builtin_data(self.x, self.y), steps=self.steps,
+                         batch_size=BATCH_SIZE, eval_every=self.steps, seed_indices=seeds)
 
     def negres_loop(self, seeds: list[int]) -> Any:
         """The same, one ``train_seeds`` call per seed; rows stacked afterwards (untimed)."""

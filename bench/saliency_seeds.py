@@ -24,11 +24,11 @@ from ml_collections import ConfigDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from negres.engine import make_apply, train_seeds
 from negres.models import build_model
 from negres.saliency import attribute, attribute_over_seeds
 from negres.seeds import take_seed
 from negres.tasks import load_task
+from negres.training.builtin import make_apply, train_seeds
 
 
 def median_time(fn, repeats: int) -> float:

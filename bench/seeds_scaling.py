@@ -78,9 +78,11 @@ from fraction_of_peak import cost_analysis_flops, matmul_only_flops_per_step, st
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
-from negres.engine import SeedTrainer, TrainResult, make_seed_trainer, train_seeds
 from negres.models import build_model
 from negres.sharding import put, seed_mesh, seeded
+from negres.training.builtin import builtin_program, train_seeds
+from negres.training.contract import SeedProgram
+from negres.training.driver import TrainResult
 
 WORKLOAD = WORKLOADS["mlp_digits"]
 DEFAULT_SEEDS = ",".join(str(2**k) for k in range(11))  # 1, 2, 4, ..., 1024
@@ -110,14 +112,14 @@ class MatmulPeak:
 
 
 def seed_runner(model: fnn.Module, optimizer: optax.GradientTransformation,
-                trainer: SeedTrainer, data: Data, steps: int,
+                trainer: SeedProgram, data: Data, steps: int,
                 mesh: Mesh) -> Callable[..., TrainResult]:
     """``run(num_seeds, **scale)``: one blocking ``train_seeds`` call with ``trainer``."""
 
     def run(num_seeds: int, **scale: Any) -> TrainResult:
         result = train_seeds(model, optimizer, data.x_train, data.y_train,
                              num_seeds=num_seeds, steps=steps, batch_size=BATCH_SIZE,
-                             trainer=trainer, mesh=mesh, **scale)
+                             program=trainer, mesh=mesh, **scale)
         jax.block_until_ready(result.params)
         return result
 
@@ -209,17 +211,13 @@ def layouts(args: argparse.Namespace, mesh: Mesh) -> list[dict[str, Any]]:
         description, load, make_model = models[name]
         steps = args.cnn2d_steps if name == "cnn2d_digits" else args.cnn_steps
         data, model, optimizer = load(), make_model(), optax.adam(LEARNING_RATE)
-        trainer = make_seed_trainer(model, optimizer, kind="classification",
-                                    input_shape=data.x_train.shape[1:], batch_size=BATCH_SIZE,
-                                    eval_every=steps, has_eval=False)
+        trainer = builtin_program(model, optimizer)
         run = seed_runner(model, optimizer, trainer, data, steps, mesh)
         # The same CNN with its convolutions computed as matmuls (model.conv_impl).
         as_matmuls = model.clone(conv_impl="matmul")
         run_matmul = seed_runner(
             as_matmuls, optimizer,
-            make_seed_trainer(as_matmuls, optimizer, kind="classification",
-                              input_shape=data.x_train.shape[1:], batch_size=BATCH_SIZE,
-                              eval_every=steps, has_eval=False), data, steps, mesh)
+            builtin_program(as_matmuls, optimizer), data, steps, mesh)
         for num_seeds in parse_ints(args.cnn_seeds):
             timings = time_variants({
                 "vmap": partial(run, num_seeds, layout="vmap"),

@@ -28,9 +28,9 @@ from ml_collections import ConfigDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from negres.engine import make_seed_trainer, train_seeds
 from negres.models import build_model
 from negres.tasks import load_task
+from negres.training.builtin import builtin_program, train_seeds
 
 # name -> (task config, model config, batch size)
 WORKLOADS = {
@@ -63,16 +63,13 @@ def main() -> None:
     task = load_task(ConfigDict(task_config))
     model = build_model(ConfigDict(model_config), task.num_outputs)
     optimizer = optax.adam(1e-2)
-    trainer = make_seed_trainer(
-        model, optimizer, kind=task.kind, input_shape=task.input_shape,
-        batch_size=batch_size, eval_every=args.steps, has_eval=False,
-    )
+    trainer = builtin_program(model, optimizer)
 
     def run(seed_indices):
         result = train_seeds(
             model, optimizer, task.x_train, task.y_train, num_seeds=len(seed_indices),
             steps=args.steps, batch_size=batch_size, eval_every=args.steps,
-            seed_indices=seed_indices, trainer=trainer,
+            seed_indices=seed_indices, program=trainer,
         )
         return result
 

@@ -3,45 +3,88 @@
 Train many seeds of a model in one ``jit(vmap(scan))`` call, evaluate every seed with
 pure functions, and compare conditions with statistics that can say "inconclusive".
 Every stacked object has the seed axis first.
+
+Importing negres is light: the names below are loaded on first use, so ``import negres``
+does not pull in orbax, scikit-learn, TFDS or matplotlib until something needs them.
 """
 
-from negres import agreement, findings, interpretability, models, saliency, stats
-from negres.checkpoint import TrainingCheckpoints
-from negres.engine import (
-    Plan,
-    SeedTrainer,
-    TrainResult,
-    compile_training,
-    make_apply,
-    make_evaluate,
-    make_seed_trainer,
-    train_seeds,
-)
-from negres.errors import ConfigError
-from negres.seeds import num_seeds_of, over_seeds, seed_key, seed_keys, stream_key, take_seed
-from negres.sharding import initialize_distributed, seed_mesh
-from negres.tasks import TASKS, Task, load_task
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it (a module itself when the name is a module).
+_ATTRIBUTES: dict[str, str] = {
+    # training: the open core
+    "SeedProgram": "negres.training.contract",
+    "LossState": "negres.training.contract",
+    "loss_program": "negres.training.contract",
+    "train": "negres.training.driver",
+    "TrainResult": "negres.training.driver",
+    "ResumeError": "negres.errors",
+    "compile_training": "negres.training.driver",
+    "Plan": "negres.training.plan",
+    "SeedTrainer": "negres.training.step",
+    "make_seed_trainer": "negres.training.step",
+    "linen_program": "negres.training.linen",
+    "linen_apply": "negres.training.linen",
+    "nnx_program": "negres.training.nnx",
+    "nnx_apply": "negres.training.nnx",
+    "TrainingCheckpoints": "negres.training.checkpoint",
+    # negres's own models and losses on the same contract
+    "builtin_program": "negres.training.builtin",
+    "train_seeds": "negres.training.builtin",
+    "make_apply": "negres.training.builtin",
+    "make_evaluate": "negres.training.builtin",
+    # the seed axis and where it lives
+    "over_seeds": "negres.seeds",
+    "num_seeds_of": "negres.seeds",
+    "seed_key": "negres.seeds",
+    "seed_keys": "negres.seeds",
+    "stream_key": "negres.seeds",
+    "take_seed": "negres.seeds",
+    "seed_mesh": "negres.sharding",
+    "initialize_distributed": "negres.sharding",
+    "ArgumentError": "negres.errors",
+    "ConfigError": "negres.errors",
+    # tasks, evaluators and statistics
+    "TASKS": "negres.tasks",
+    "Task": "negres.tasks",
+    "load_task": "negres.tasks",
+}
+_SUBMODULES = ("agreement", "findings", "interpretability", "models", "saliency", "stats",
+               "training")
+
 __all__ = [
     "TASKS",
+    "ArgumentError",
     "ConfigError",
+    "LossState",
     "Plan",
+    "ResumeError",
+    "SeedProgram",
     "SeedTrainer",
     "Task",
     "TrainResult",
     "TrainingCheckpoints",
     "agreement",
+    "builtin_program",
     "compile_training",
     "findings",
     "initialize_distributed",
     "interpretability",
+    "linen_apply",
+    "linen_program",
     "load_task",
+    "loss_program",
     "make_apply",
     "make_evaluate",
     "make_seed_trainer",
     "models",
+    "nnx_apply",
+    "nnx_program",
     "num_seeds_of",
     "over_seeds",
     "saliency",
@@ -51,5 +94,37 @@ __all__ = [
     "stats",
     "stream_key",
     "take_seed",
+    "train",
     "train_seeds",
+    "training",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"negres.{name}")
+    if name in _ATTRIBUTES:
+        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'negres' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from negres import agreement, findings, interpretability, models, saliency, stats, training
+    from negres.errors import ArgumentError, ConfigError, ResumeError
+    from negres.seeds import num_seeds_of, over_seeds, seed_key, seed_keys, stream_key, take_seed
+    from negres.sharding import initialize_distributed, seed_mesh
+    from negres.tasks import TASKS, Task, load_task
+    from negres.training.builtin import builtin_program, make_apply, make_evaluate, train_seeds
+    from negres.training.checkpoint import TrainingCheckpoints
+    from negres.training.contract import LossState, SeedProgram, loss_program
+    from negres.training.driver import TrainResult, compile_training, train
+    from negres.training.linen import linen_apply, linen_program
+    from negres.training.nnx import nnx_apply, nnx_program
+    from negres.training.plan import Plan
+    from negres.training.step import SeedTrainer, make_seed_trainer

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from ml_collections import ConfigDict
 
-from negres.engine import check_training_arguments
-from negres.errors import ConfigError
+from negres.errors import ArgumentError, ConfigError
 from negres.findings import FINDINGS
 from negres.models import MODELS
 from negres.optimizers import OPTIMIZERS
 from negres.tasks import TASKS
+from negres.training.checks import check_training_arguments
 
 # Fields each section may hold; a name outside these is a typo, and a typo silently
 # ignored would run a different study than the one the user wrote.
@@ -91,11 +94,12 @@ def validate_config(config: ConfigDict) -> None:
         name = config[section].get("name")
         if name not in registry:
             raise ConfigError(f"{section}.name", name, f"one of {sorted(registry)}")
-    check_training_arguments(
-        num_seeds=config.get("num_seeds"), steps=config.train.get("steps"),
-        batch_size=config.train.get("batch_size"), eval_every=config.train.get("eval_every"),
-        num_train=None,
-    )
+    with as_config_fields():
+        check_training_arguments(
+            num_seeds=config.get("num_seeds"), steps=config.train.get("steps"),
+            batch_size=config.train.get("batch_size"),
+            eval_every=config.train.get("eval_every"), num_train=None,
+        )
     finding = config.get("finding", "")
     if finding and finding not in FINDINGS:
         raise ConfigError("finding", finding, f"'' or one of {sorted(FINDINGS)}")
@@ -140,3 +144,31 @@ def _validate_stats(stats_config: ConfigDict) -> None:
         raise ConfigError("stats.level", level, "a confidence level in [0.5, 1), e.g. 0.95")
     _positive_int("stats.num_resamples", stats_config.get("num_resamples"), minimum=100)
     _positive_int("stats.num_permutations", stats_config.get("num_permutations"), minimum=100)
+
+
+# A library argument -> the config field that sets it, for messages on the command line.
+ARGUMENT_FIELDS = {
+    "num_seeds": "num_seeds",
+    "steps": "train.steps",
+    "batch_size": "train.batch_size",
+    "eval_every": "train.eval_every",
+    "label_noise": "train.label_noise",
+    "input_noise": "train.input_noise",
+    "seeds_per_chunk": "train.seeds_per_chunk",
+    "layout": "train.layout",
+    "seeds_per_map_step": "train.seeds_per_map_step",
+    "checkpoint_every": "train.checkpoint_every",
+    "kind": "task.kind",
+}
+
+
+@contextlib.contextmanager
+def as_config_fields() -> Iterator[None]:
+    """Turn a library :class:`ArgumentError` into a :class:`ConfigError` naming the config
+    field that set the argument."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ArgumentError as e:
+        raise ConfigError(ARGUMENT_FIELDS.get(e.field, e.field), e.value, e.allowed) from None

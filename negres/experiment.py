@@ -21,19 +21,9 @@ from ml_collections import ConfigDict
 from negres import report
 from negres.analysis import analyze, without_diverged
 from negres.attribution_study import attribution_study, check_attribution_config
-from negres.checkpoint import TrainingCheckpoints
 from negres.conditions import expand_conditions, references_of
-from negres.config import validate_config
-from negres.engine import (
-    TrainResult,
-    check_input_noise,
-    check_label_noise,
-    check_scale_arguments,
-    check_training_arguments,
-    make_apply,
-    make_evaluate,
-    train_seeds,
-)
+from negres.config import as_config_fields, validate_config
+from negres.errors import ResumeError
 from negres.findings import finding_of
 from negres.interpretability import surrogate_fidelity_over_seeds
 from negres.losses import SCORE_NAMES
@@ -54,6 +44,17 @@ from negres.sharding import barrier, is_main_process
 from negres.subset_study import subset_study
 from negres.summary import metric_table, seed_table
 from negres.tasks import Task, load_task
+from negres.training.builtin import (
+    builtin_data,
+    builtin_program,
+    check_input_noise,
+    check_label_noise,
+    make_apply,
+    make_evaluate,
+)
+from negres.training.checkpoint import TrainingCheckpoints
+from negres.training.checks import check_scale_arguments, check_training_arguments
+from negres.training.driver import TrainResult, train
 from negres.truth_study import truth_study
 
 ATTRIBUTIONS_DIR = "attributions"
@@ -106,14 +107,16 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
         if task_key not in tasks:
             tasks[task_key] = load_task(variant.task)
         task = tasks[task_key]
-        check_training_arguments(
-            num_seeds=variant.num_seeds, steps=variant.train.steps,
-            batch_size=variant.train.batch_size, eval_every=variant.train.eval_every,
-            num_train=task.num_train,
-        )
-        check_label_noise(variant.train.get("label_noise", 0.0), task.kind, task.num_outputs)
-        check_input_noise(variant.train.get("input_noise", 0.0))
-        check_scale_arguments(**scale_settings(variant))
+        with as_config_fields():
+            check_training_arguments(
+                num_seeds=variant.num_seeds, steps=variant.train.steps,
+                batch_size=variant.train.batch_size, eval_every=variant.train.eval_every,
+                num_train=task.num_train,
+            )
+            check_label_noise(variant.train.get("label_noise", 0.0), task.kind,
+                              task.num_outputs)
+            check_input_noise(variant.train.get("input_noise", 0.0))
+            check_scale_arguments(**scale_settings(variant))
         check_robustness_config(variant.evaluation, task)
         check_attribution_config(variant.evaluation, task)
         check_model_input(variant.model, task.input_shape)
@@ -196,18 +199,25 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> l
     fingerprint = json.dumps({"graph": what_is_computed(json.loads(graph_signature(config))),
                               "seed": config.seed, "hyperparams": to_jsonable(hyperparams)},
                              sort_keys=True)
+    label_noise = config.train.get("label_noise", 0.0)
+    # negres's own model and loss as a program: the same public path a library user takes.
+    program = builtin_program(
+        first.model, first.optimizer, kind=task.kind, label_noise=label_noise,
+        input_noise=config.train.get("input_noise", 0.0),
+        num_classes=task.num_outputs if task.kind == "classification" else None)
     try:
-        trained = train_seeds(
-            first.model, first.optimizer, task.x_train, task.y_train,
-            seed_indices=seed_indices, steps=config.train.steps,
-            batch_size=config.train.batch_size, seed=config.seed, kind=task.kind,
-            eval_every=config.train.eval_every, x_eval=task.x_test, y_eval=task.y_test,
-            progress=log_progress, label_noise=config.train.get("label_noise", 0.0),
-            input_noise=config.train.get("input_noise", 0.0),
-            num_classes=task.num_outputs if task.kind == "classification" else None,
-            hyperparams=hyperparams, checkpoints=checkpoints,
-            checkpoint_every=checkpoint_every, fingerprint=fingerprint, **settings,
-        )
+        with as_config_fields():
+            trained = train(
+                program, builtin_data(task.x_train, task.y_train, label_noise=label_noise),
+                eval_data=builtin_data(task.x_test, task.y_test), seed_indices=seed_indices,
+                steps=config.train.steps, batch_size=config.train.batch_size,
+                seed=config.seed, eval_every=config.train.eval_every, progress=log_progress,
+                hyperparams=hyperparams, checkpoints=checkpoints,
+                checkpoint_every=checkpoint_every, fingerprint=fingerprint, **settings,
+            )
+    except ResumeError as e:
+        raise WorkdirError(f"{e} (pass --overwrite to start over, or choose another "
+                           "--workdir)") from None
     finally:
         if checkpoints is not None:
             checkpoints.close()
@@ -215,15 +225,12 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> l
     for condition in group:
         rows = slice(start, start + condition.config.num_seeds)
         start = rows.stop
-        parts.append(TrainResult(
-            params=take_rows(trained.params, rows),
-            opt_state=take_rows(trained.opt_state, rows),
+        parts.append(trained._replace(
+            state=take_rows(trained.state, rows),
             seed_indices=trained.seed_indices[rows],
             curves={k: v[rows] for k, v in trained.curves.items()},
-            curve_steps=trained.curve_steps,
-            train_time_s=trained.train_time_s,
             diverged_at=trained.diverged_at[rows],
-            plan=trained.plan,
+            hyperparams={k: v[rows] for k, v in trained.hyperparams.items()},
         ))
     return parts
 

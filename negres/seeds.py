@@ -7,6 +7,7 @@ seed and lifted with :func:`over_seeds`; keys come from :func:`seed_key` so that
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,11 +38,25 @@ def seed_keys(root_seed: int, seed_indices: Sequence[int] | np.ndarray | jax.Arr
     return jax.vmap(lambda i: seed_key(root_seed, i))(indices)
 
 
+def stream_number(stream: str) -> int:
+    """The constant folded into a seed's key for ``stream``: fixed for negres's own streams
+    (:data:`STREAMS`), the CRC-32 of the name for any other, so a user's stream keeps its
+    draws whatever other streams exist."""
+    if not isinstance(stream, str) or not stream:
+        raise ValueError(f"stream={stream!r} is not allowed: a non-empty string")
+    return STREAMS.get(stream, zlib.crc32(stream.encode()))
+
+
 def stream_key(key: jax.Array, stream: str) -> jax.Array:
-    """The key of one named stream (``init``, ``data``, ``dropout``, ...) of one seed."""
-    if stream not in STREAMS:
-        raise ValueError(f"unknown random stream {stream!r}; allowed: {sorted(STREAMS)}")
-    return jax.random.fold_in(key, STREAMS[stream])
+    """The key of one named stream (``init``, ``data``, ``dropout``, or any name) of one seed."""
+    return jax.random.fold_in(key, stream_number(stream))
+
+
+def step_key(key: jax.Array, stream: str, step: jax.Array | int) -> jax.Array:
+    """The key of ``stream`` at optimizer step ``step`` of one seed: a pure function of
+    ``(seed, stream, step)``, so a run split into segments, chunked, resumed or trained
+    beside other seeds draws the same."""
+    return jax.random.fold_in(stream_key(key, stream), step)
 
 
 def over_seeds(fn: Callable[..., Any], seeded_args: Sequence[int] = (0,)) -> Callable[..., Any]:

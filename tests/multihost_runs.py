@@ -30,11 +30,11 @@ def main() -> None:
     import optax
     from ml_collections import ConfigDict
 
-    from negres.checkpoint import TrainingCheckpoints
-    from negres.engine import train_seeds
     from negres.models import build_model
     from negres.sharding import barrier, is_main_process
     from negres.tasks import load_task
+    from negres.training.builtin import train_seeds
+    from negres.training.checkpoint import TrainingCheckpoints
 
     task = load_task(ConfigDict({"name": "digits"}))
     model = build_model(ConfigDict({"name": "mlp", "hidden_sizes": (16,)}), 10)

@@ -9,10 +9,10 @@ import numpy as np
 import optax
 from ml_collections import ConfigDict
 
-from negres.engine import make_seed_trainer, train_seeds
 from negres.models import build_model
 from negres.sharding import seed_mesh
 from negres.tasks import load_task
+from negres.training.builtin import builtin_program, train_seeds
 
 MODELS = {
     "mlp": {"name": "mlp", "hidden_sizes": (16,), "dropout_rate": 0.1},
@@ -35,15 +35,13 @@ def main() -> None:
     one_device, all_devices = seed_mesh(jax.devices()[:1]), seed_mesh()
     optimizer = optax.adam(1e-2)
     out = {"device_count": jax.device_count()}
-    trainers, plain = {}, {}
+    programs, plain = {}, {}
     for name, (model_name, num_seeds, settings) in CASES.items():
         model = build_model(ConfigDict(MODELS[model_name]), task.num_outputs)
-        if model_name not in trainers:
-            trainers[model_name] = make_seed_trainer(
-                model, optimizer, kind="classification", input_shape=task.input_shape,
-                batch_size=16, eval_every=5, has_eval=True)
+        if model_name not in programs:
+            programs[model_name] = builtin_program(model, optimizer)
         common = dict(num_seeds=num_seeds, steps=10, batch_size=16, eval_every=5, seed=3,
-                      x_eval=x_eval, y_eval=y_eval, trainer=trainers[model_name])
+                      x_eval=x_eval, y_eval=y_eval, program=programs[model_name])
         key = (model_name, num_seeds)
         if key not in plain:
             plain[key] = train_seeds(model, optimizer, x, y, mesh=one_device, layout="vmap",

@@ -10,11 +10,11 @@ from tests_configs import tiny_config
 
 from negres import experiment
 from negres.attribution_study import attribution_study
-from negres.engine import train_seeds
 from negres.models import build_model
 from negres.optimizers import build_optimizer
 from negres.robustness_study import robustness_study
 from negres.seeds import seed_keys, stream_key, take_rows
+from negres.training.builtin import train_seeds
 
 
 @pytest.fixture(scope="module")

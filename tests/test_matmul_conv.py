@@ -10,9 +10,9 @@ import pytest
 from conftest import tree_allclose
 from ml_collections import ConfigDict
 
-from negres.engine import train_seeds
 from negres.errors import ConfigError
 from negres.models import CNN, MatmulConv, build_model
+from negres.training.builtin import train_seeds
 
 
 @pytest.mark.parametrize(("shape", "kernel", "stride"), [

@@ -18,14 +18,13 @@ from conftest import tree_allclose
 from ml_collections import ConfigDict
 
 from negres.analysis import analyze, without_diverged
-from negres.checkpoint import TrainingCheckpoints
-from negres.engine import make_seed_trainer, train_seeds
-from negres.errors import ConfigError
-from negres.layout import check_layout, is_convolutional, lift_over_seeds
+from negres.errors import ArgumentError, ResumeError
 from negres.models import build_model
 from negres.optimizers import build_optimizer
-from negres.results_io import WorkdirError
 from negres.seeds import take_seed
+from negres.training.builtin import builtin_program, train_seeds
+from negres.training.checkpoint import TrainingCheckpoints
+from negres.training.layout import check_layout, is_convolutional, lift_over_seeds
 
 REPO = Path(__file__).resolve().parents[1]
 # Single-seed results and many-seed rows differ by float reassociation only.
@@ -68,10 +67,8 @@ def test_sharded_chunked_and_mapped_runs_on_8_devices_equal_the_plain_run():
 def mlp_setup(small_digits):
     model = build_model(ConfigDict({"name": "mlp", "hidden_sizes": (16,)}), 10)
     optimizer = optax.adam(1e-2)
-    trainer = make_seed_trainer(model, optimizer, kind="classification",
-                                input_shape=small_digits.input_shape, batch_size=16,
-                                eval_every=5, has_eval=True)
-    common = dict(steps=20, batch_size=16, eval_every=5, seed=1, trainer=trainer,
+    program = builtin_program(model, optimizer)
+    common = dict(steps=20, batch_size=16, eval_every=5, seed=1, program=program,
                   x_eval=small_digits.x_test, y_eval=small_digits.y_test)
 
     def train(**kwargs):
@@ -118,7 +115,7 @@ def test_resumed_run_equals_the_uninterrupted_run(mlp_setup, tmp_path):
     for name, curve in plain.curves.items():
         np.testing.assert_array_equal(resumed.curves[name], curve)
     with (TrainingCheckpoints(tmp_path / "full") as other,
-          pytest.raises(WorkdirError, match="different study config")):
+          pytest.raises(ResumeError, match="another fingerprint")):
         train(num_seeds=5, checkpoints=other, fingerprint="another config")
 
 
@@ -229,30 +226,30 @@ def test_convolutions_are_detected_in_the_traced_step(small_digits):
 
 
 @pytest.mark.parametrize(("field", "layout", "width"), [
-    ("train.layout", "pmap", 1), ("train.seeds_per_map_step", "map", 0),
-    ("train.seeds_per_map_step", "map", 2.5),
+    ("layout", "pmap", 1), ("seeds_per_map_step", "map", 0),
+    ("seeds_per_map_step", "map", 2.5),
 ])
 def test_bad_layout_knobs_name_the_field(field, layout, width):
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ArgumentError) as err:
         check_layout(layout, width)
     assert err.value.field == field
 
 
 @pytest.mark.parametrize(("field", "kwargs"), [
-    ("train.seeds_per_chunk", {"seeds_per_chunk": -1}),
-    ("train.checkpoint_every", {"checkpoint_every": 2.5}),
-    ("train.layout", {"layout": "sequential"}),
+    ("seeds_per_chunk", {"seeds_per_chunk": -1}),
+    ("checkpoint_every", {"checkpoint_every": 2.5}),
+    ("layout", {"layout": "sequential"}),
 ])
 def test_bad_scale_arguments_fail_before_compiling(mlp_setup, field, kwargs):
     train, _ = mlp_setup
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ArgumentError) as err:
         train(num_seeds=2, **kwargs)
     assert err.value.field == field
 
 
 KILL_AFTER_CHECKPOINT = """
 import os, runpy, signal, sys
-from negres import checkpoint
+from negres.training import checkpoint
 save = checkpoint.TrainingCheckpoints.save
 def save_then_die(self, step, state, metadata):
     save(self, step, state, metadata)
@@ -280,7 +277,7 @@ def _main(argv: list[str]) -> subprocess.CompletedProcess:
 def _final_params(workdir: Path) -> dict:
     group = next((workdir / "checkpoints").iterdir())
     last = max(int(p.name) for p in group.iterdir() if p.name.isdigit())
-    return ocp.StandardCheckpointer().restore(group / str(last) / "state")["params"]
+    return ocp.StandardCheckpointer().restore(group / str(last) / "state")["state"]["params"]
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):

@@ -10,12 +10,13 @@ import optax
 import pytest
 from ml_collections import ConfigDict
 
-from negres import analysis, engine, saliency
+from negres import analysis, saliency
 from negres.conditions import references_of
-from negres.errors import ConfigError
+from negres.errors import ArgumentError, ConfigError
 from negres.models import Linear
 from negres.subset_study import subset_scores, subset_study
 from negres.tasks import load_task
+from negres.training import builtin as engine
 from negres.truth_study import true_contributions, truth_study
 
 COEFFICIENTS = np.array([3.0, 2.0, -1.5, 0.0, 0.0])
@@ -214,6 +215,6 @@ def test_input_noise_is_per_seed_and_seed_i_alone_equals_seed_i_of_many(small_ta
 
 @pytest.mark.parametrize("value", [-0.1, float("inf"), True, "0.1"])
 def test_bad_input_noise_names_the_field(value):
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ArgumentError) as err:
         engine.check_input_noise(value)
-    assert err.value.field == "train.input_noise"
+    assert err.value.field == "input_noise"

@@ -7,13 +7,13 @@ import pytest
 import tensorflow_datasets as tfds
 from ml_collections import ConfigDict
 
-from negres.engine import train_seeds
 from negres.errors import ConfigError
 from negres.models import build_model
 from negres.robustness_study import robustness_study
 from negres.seeds import seed_keys
 from negres.tasks import load_task
 from negres.tasks.tfds_datasets import DatasetNotPreparedError, available_corruptions
+from negres.training.builtin import train_seeds
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any
 
 import jax
 
-from negres.errors import ConfigError
+from negres.errors import ArgumentError
 from negres.seeds import over_seeds
 
 LAYOUTS = ("auto", "vmap", "map")
@@ -26,12 +26,12 @@ _CONVOLUTIONS = frozenset({"conv_general_dilated"})
 
 
 def check_layout(layout: object, seeds_per_map_step: object) -> None:
-    """Raise :class:`ConfigError` unless the layout knobs are allowed."""
+    """Raise :class:`ArgumentError` unless the layout knobs are allowed."""
     if layout not in LAYOUTS:
-        raise ConfigError("train.layout", layout, f"one of {list(LAYOUTS)}")
+        raise ArgumentError("layout", layout, f"one of {list(LAYOUTS)}")
     if (not isinstance(seeds_per_map_step, int) or isinstance(seeds_per_map_step, bool)
             or seeds_per_map_step < 1):
-        raise ConfigError("train.seeds_per_map_step", seeds_per_map_step, "an integer >= 1")
+        raise ArgumentError("seeds_per_map_step", seeds_per_map_step, "an integer >= 1")
 
 
 def seeds_per_unit(layout: str, num_devices: int, seeds_per_map_step: int) -> int:
@@ -58,7 +58,7 @@ def lift_over_seeds(
     if layout == "vmap":
         return over_seeds(fn, seeded_args)
     if layout != "map":
-        raise ConfigError("train.layout", layout, "'vmap' or 'map' once resolved")
+        raise ArgumentError("layout", layout, "'vmap' or 'map' once resolved")
     seeded = tuple(seeded_args)
     width = seeds_per_map_step
 

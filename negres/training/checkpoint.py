@@ -26,13 +26,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from negres.results_io import WorkdirError, to_jsonable
+from negres.errors import ResumeError
+from negres.results_io import to_jsonable
 
 # Differences listed in a mismatch message before the rest are only counted.
 _MISMATCHES_SHOWN = 3
 
 
-class CheckpointMismatchError(WorkdirError):
+class CheckpointMismatchError(ResumeError):
     """A checkpoint holds a state of another shape than the run that wants to resume from it."""
 
 
@@ -140,9 +141,9 @@ class TrainingCheckpoints:
                 force=True,
             )
         except ocp.checkpoint_manager.StepAlreadyExistsError:
-            raise WorkdirError(
+            raise ResumeError(
                 f"checkpoint directory {str(self.directory)!r} already holds step {step}; "
-                "pass --overwrite to start over, or choose another --workdir"
+                "give an empty directory to start over"
             ) from None
         self._manager.wait_until_finished()
         self._manager.check_for_errors()
@@ -227,7 +228,7 @@ class TrainingCheckpoints:
             f"checkpoint directory {str(self.directory)!r} step {step} holds another run's "
             f"state ({_seed_counts(stored)} seeds stored, {_seed_counts(expected)} expected): "
             f"{shown}{f' (and {more} more)' if more > 0 else ''}; "
-            "pass --overwrite to start over, or choose another --workdir"
+            "give an empty directory to start over"
         )
 
     def close(self) -> None:

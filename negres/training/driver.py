@@ -1,0 +1,580 @@
+"""The driver: train many seeds of a :class:`~negres.training.contract.SeedProgram` in one call.
+
+:func:`train` checks its arguments, plans the call (:mod:`negres.training.plan`), compiles
+it once and runs it segment by segment: between segments it reports progress and saves
+checkpoints, from which a killed run resumes. A grid of hyperparameters rides the seed
+axis: every grid point trains the same seeds, all in the same compiled call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, SingleDeviceSharding
+
+from negres.errors import ArgumentError, ResumeError
+from negres.seeds import seed_keys
+from negres.sharding import agreed, put, replicated, seed_mesh, to_host
+from negres.training.checks import check_scale_arguments, check_training_arguments, is_int
+from negres.training.contract import Batch, LossState, SeedProgram
+from negres.training.plan import (
+    Placement,
+    Plan,
+    choose_chunk,
+    choose_layout,
+    memory_budget,
+    plan_description,
+)
+from negres.training.step import SeedTrainer, all_finite, make_seed_trainer, num_examples
+
+if TYPE_CHECKING:
+    from negres.training.checkpoint import TrainingCheckpoints
+
+# Called between segments with (steps_done, total_steps, num_seeds, elapsed_seconds).
+ProgressFn = Callable[[int, int, int, float], None]
+
+# Aim for about this many progress reports in a run.
+_PROGRESS_REPORTS = 10
+# With checkpoint_every=0, save at the first progress report this long after the last save:
+# a short run then pays for one save (its final state), a long one loses at most a minute.
+_CHECKPOINT_SECONDS = 60.0
+
+
+class TrainResult(NamedTuple):
+    """What :func:`train` returns. Every per-seed array has the shape ``(H..., S, ...)``:
+    the grid's axes (none without a grid), then the seed axis.
+
+    Attributes:
+      state: the trained state of every seed (the program's pytree, leaves
+        ``(H..., S, ...)``): device arrays when the run was one unpadded chunk on one host
+        without a grid, NumPy arrays gathered on the host otherwise.
+      seed_indices: ``(S,)`` the seed index of each seed (seed ``i`` uses
+        ``fold_in(PRNGKey(seed), i)``); without a grid, of each row.
+      curves: name -> ``(H..., S, T)``: ``train_<metric>`` averaged over the ``eval_every``
+        steps before each point, ``eval_<metric>`` on the evaluation data at each point.
+      curve_steps: ``(T,)`` the optimizer step after which each curve point was taken.
+      train_time_s: wall time of planning, compilation and training.
+      diverged_at: ``(H..., S)`` the step at which each seed's loss or state stopped being
+        finite (it was frozen at its last finite state from then on); -1: never.
+      plan: how the seeds were laid out, chunked and sharded, and the step resumed from.
+      grid: name -> the values of each grid axis, in axis order; ``{}`` without a grid.
+      hyperparams: name -> ``(H..., S)`` every seed's hyperparameter values.
+    """
+
+    state: Any
+    seed_indices: np.ndarray
+    curves: dict[str, np.ndarray]
+    curve_steps: np.ndarray
+    train_time_s: float
+    diverged_at: np.ndarray
+    plan: dict[str, Any]
+    grid: dict[str, tuple[float, ...]]
+    hyperparams: dict[str, np.ndarray]
+
+    @property
+    def params(self) -> Any:
+        """The parameters ``(H..., S, ...)`` of a :func:`~negres.loss_program` state."""
+        return _loss_state(self.state).params
+
+    @property
+    def model_state(self) -> Any:
+        """The model state (BatchNorm statistics, ...) of a loss-program state."""
+        return _loss_state(self.state).model_state
+
+    @property
+    def opt_state(self) -> Any:
+        """The optimizer state of a loss-program state."""
+        return _loss_state(self.state).opt_state
+
+    def final(self, curve: str) -> np.ndarray:
+        """The last point of ``curve``: ``(H..., S)``, ready for :mod:`negres.stats`."""
+        return self.curves[curve][..., -1]
+
+
+def _loss_state(state: Any) -> LossState:
+    if not isinstance(state, LossState):
+        raise AttributeError("params, model_state and opt_state are fields of a loss_program's "
+                             f"state; this run's state is a {type(state).__name__}: use .state")
+    return state
+
+
+def points_per_segment(num_points: int, reports: int = _PROGRESS_REPORTS) -> int:
+    """The largest divisor of ``num_points`` at most ``ceil(num_points / reports)``.
+
+    A divisor keeps every segment the same length, so the segment compiles once.
+    """
+    cap = max(1, math.ceil(num_points / reports))
+    return max(d for d in range(1, cap + 1) if num_points % d == 0)
+
+
+def checkpoint_points(checkpoint_every: int, eval_every: int, num_points: int) -> int:
+    """Curve points between checkpoints: ``checkpoint_every`` steps rounded up to whole
+    points (0: progress reports, of which :func:`train` saves one a minute)."""
+    if checkpoint_every <= 0:
+        return points_per_segment(num_points)
+    return min(num_points, math.ceil(checkpoint_every / eval_every))
+
+
+def _float_dtype() -> np.dtype:
+    return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+
+
+def _host_tree(tree: Any, name: str) -> Any:
+    """``tree``'s leaves as NumPy arrays in the dtypes JAX will use (float64 only in x64)."""
+    def one(leaf: Any) -> np.ndarray:
+        array = np.asarray(leaf)
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
+                                         or array.dtype == np.bool_):
+            raise ArgumentError(name, f"a leaf of dtype {array.dtype}",
+                                "a pytree of numeric arrays")
+        return array.astype(jax.dtypes.canonicalize_dtype(array.dtype), copy=False)
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+def _checked_data(data: Batch, name: str) -> tuple[Batch, int]:
+    if not jax.tree_util.tree_leaves(data):
+        raise ArgumentError(name, data, "a pytree of arrays (an array, a tuple, a dict, ...)")
+    host = _host_tree(data, name)
+    try:
+        return host, num_examples(host)
+    except ValueError:
+        shapes = jax.tree_util.tree_map(np.shape, host)
+        raise ArgumentError(name, f"leaves of shapes {shapes}",
+                            "arrays sharing their leading (example) axis") from None
+
+
+class _Rows(NamedTuple):
+    """What each row of the flat seed axis trains: its seed index and hyperparameters."""
+
+    seed_indices: np.ndarray  # (R,)
+    hyper: dict[str, np.ndarray]  # name -> (R,)
+    grid: dict[str, tuple[float, ...]]
+    grid_shape: tuple[int, ...]
+
+
+def _expand_rows(num_seeds: int | None, seed_indices: Any,
+                 hyperparams: Mapping[str, Any] | None,
+                 grid: Mapping[str, Sequence[float]] | None) -> _Rows:
+    if seed_indices is None:
+        if num_seeds is None:
+            raise ArgumentError("num_seeds", None, "an integer >= 1 (or pass seed_indices)")
+        if not is_int(num_seeds) or num_seeds < 1:
+            raise ArgumentError("num_seeds", num_seeds, "an integer >= 1")
+        seed_indices = np.arange(num_seeds)
+    seeds = np.asarray(seed_indices)
+    if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer) \
+            or seeds.min() < 0:
+        raise ArgumentError("seed_indices", seed_indices, "a non-empty 1-D list of integers >= 0")
+    seeds = seeds.astype(np.int64)
+    dtype = _float_dtype()
+    if grid and hyperparams:
+        raise ArgumentError("hyperparams", sorted(hyperparams),
+                            "empty when a grid is given (put fixed values in the program)")
+    if not grid:
+        hyper = {}
+        for name, values in (hyperparams or {}).items():
+            array = np.asarray(values, dtype)
+            if array.shape != seeds.shape or not np.all(np.isfinite(array)):
+                raise ArgumentError(f"hyperparams[{name!r}]", values,
+                                    f"{seeds.size} finite numbers, one per seed")
+            hyper[name] = array
+        return _Rows(seeds, hyper, {}, ())
+    axes = {}
+    for name, values in grid.items():
+        array = np.asarray(values, dtype)
+        if not isinstance(name, str) or array.ndim != 1 or array.size == 0 \
+                or not np.all(np.isfinite(array)):
+            raise ArgumentError(f"grid[{name!r}]", values, "a non-empty list of finite numbers")
+        axes[name] = tuple(array.tolist())
+    points = list(itertools.product(*axes.values()))
+    hyper = {name: np.repeat(np.asarray([p[i] for p in points], dtype), seeds.size)
+             for i, name in enumerate(axes)}
+    return _Rows(np.tile(seeds, len(points)), hyper, axes,
+                 tuple(len(v) for v in axes.values()))
+
+
+class _Run(NamedTuple):
+    """A training call checked, placed and compiled: everything but the training itself."""
+
+    placement: Placement
+    plan: Plan
+    rows: _Rows
+    keys: np.ndarray  # (R, 2) every row's key, on the host
+    chunk_rows: list[np.ndarray]  # per chunk, the rows it holds (padding repeats the last)
+    chunk_keys: list[jax.Array]
+    chunk_hyper: list[Any]
+    eval_every: int
+    num_points: int
+    points_per_segment: int
+    points_per_checkpoint: int
+    curve_names: list[str]
+    init: Any
+    segment: Any
+
+
+def _check_reads(trainer: SeedTrainer, rows: _Rows, example: Batch) -> None:
+    """Refuse grid or hyperparameter names that neither the optimizer nor the program reads:
+    a misspelt name would otherwise train every point alike."""
+    if not rows.hyper:
+        return
+    read: set[str] = set()
+
+    class Recording(dict):
+        def __getitem__(self, name: str) -> Any:
+            read.add(name)
+            return super().__getitem__(name)
+
+        def get(self, name: str, default: Any = None) -> Any:
+            read.add(name)
+            return super().get(name, default)
+
+    hyper = Recording({n: np.asarray(v[0]) for n, v in rows.hyper.items()})
+    program = trainer.program
+    key = jax.ShapeDtypeStruct((2,), np.uint32)
+    state = jax.eval_shape(lambda k: program.init(k, example, hyper), key)
+    rngs = {name: key for name in program.streams}
+    jax.eval_shape(lambda s, r: program.step(s, example, r, hyper), state, rngs)
+    unread = sorted(set(rows.hyper) - read)
+    if unread:
+        where = "grid" if rows.grid else "hyperparams"
+        raise ArgumentError(where, unread, "names the optimizer injects or the program reads "
+                            "from its hyper argument; these are read by neither")
+
+
+def _prepare_run(
+    program: SeedProgram, data: Batch, *, num_seeds: int | None, steps: int,
+    batch_size: int, seed: int, eval_every: int | None, eval_data: Batch | None,
+    seed_indices: Any, grid: Mapping[str, Sequence[float]] | None,
+    hyperparams: Mapping[str, Any] | None, trainer: SeedTrainer | None, mesh: Mesh | None,
+    seeds_per_chunk: int, layout: str, seeds_per_map_step: int,
+    memory_budget_bytes: int | None, checkpoint_every: int, checkpointing: bool,
+) -> _Run:
+    if not isinstance(program, SeedProgram):
+        raise ArgumentError("program", type(program).__name__,
+                            "a negres.SeedProgram (see loss_program, linen_program, nnx_program)")
+    if not is_int(seed):
+        raise ArgumentError("seed", seed, "an integer")
+    rows = _expand_rows(num_seeds, seed_indices, hyperparams, grid)
+    host_data, num_train = _checked_data(data, "data")
+    eval_every = steps if eval_every is None else eval_every
+    check_training_arguments(num_seeds=int(rows.seed_indices.size), steps=steps,
+                             batch_size=batch_size, eval_every=eval_every, num_train=num_train)
+    check_scale_arguments(seeds_per_chunk=seeds_per_chunk, layout=layout,
+                          seeds_per_map_step=seeds_per_map_step,
+                          checkpoint_every=checkpoint_every)
+    has_eval = eval_data is not None and program.evaluate is not None
+    host_eval = _checked_data(eval_data, "eval_data")[0] if has_eval else ()
+    if trainer is None:
+        trainer = make_seed_trainer(program, batch_size=batch_size, eval_every=eval_every,
+                                    has_eval=has_eval)
+    elif (trainer.program, trainer.batch_size, trainer.eval_every, trainer.has_eval) != (
+            program, batch_size, eval_every, has_eval):
+        raise ArgumentError("trainer", "a trainer of another program or settings",
+                            "make_seed_trainer(program, batch_size=..., eval_every=..., "
+                            "has_eval=...) with this call's values")
+    example = jax.tree_util.tree_map(lambda leaf: leaf[:batch_size], host_data)
+    _check_reads(trainer, rows, example)
+
+    mesh = seed_mesh() if mesh is None else mesh
+    shared = replicated(mesh)
+    num_real = int(rows.seed_indices.size)
+    placement = Placement(trainer, mesh, put(host_data, shared), put(host_eval, shared),
+                          put(example, shared), {n: v.dtype for n, v in rows.hyper.items()})
+
+    num_points = steps // eval_every
+    between_checkpoints = checkpoint_points(checkpoint_every if checkpointing else 0,
+                                            eval_every, num_points)
+    per_segment = math.gcd(points_per_segment(num_points), between_checkpoints)
+    chosen, layout_reason = choose_layout(placement, layout, seeds_per_map_step, num_real,
+                                          rows.hyper)
+    width = seeds_per_map_step if chosen == "map" else 1
+    budget = memory_budget(mesh) if memory_budget_bytes is None else memory_budget_bytes
+    budget = agreed(-1 if budget is None else budget)  # every process runs the broadcast
+    budget = None if budget < 0 else budget
+    chunk, chunk_reason = choose_chunk(placement, chosen, width, num_real, seeds_per_chunk,
+                                       per_segment, budget)
+    num_chunks = -(-num_real // chunk)
+    plan = Plan(layout=chosen, seeds_per_map_step=width, seeds_per_chunk=chunk,
+                num_chunks=num_chunks, num_devices=mesh.size,
+                padded_seeds=num_chunks * chunk - num_real,
+                reason=f"{layout_reason}; {chunk_reason}")
+    logging.info("negres: %s", plan_description(plan))
+
+    # Padding rows repeat the last seed: they compute what it computes and are dropped.
+    all_rows = np.concatenate([np.arange(num_real),
+                               np.full(plan.padded_seeds, num_real - 1, np.int64)])
+    keys = np.asarray(seed_keys(seed, rows.seed_indices))
+    chunk_rows = [all_rows[c * chunk:(c + 1) * chunk] for c in range(num_chunks)]
+    segment = placement.segment(per_segment, chosen, width, chunk)
+    curve_names = sorted(segment.out_info[2])
+    split = placement.split
+    return _Run(
+        placement=placement, plan=plan, rows=rows, keys=keys, chunk_rows=chunk_rows,
+        chunk_keys=[put(keys[r], split) for r in chunk_rows],
+        chunk_hyper=[put({n: v[r] for n, v in rows.hyper.items()}, split) for r in chunk_rows],
+        eval_every=eval_every, num_points=num_points, points_per_segment=per_segment,
+        points_per_checkpoint=between_checkpoints, curve_names=curve_names,
+        init=placement.init(chunk), segment=segment,
+    )
+
+
+def _initial_states(run: _Run) -> list[tuple[Any, Any]]:
+    """Every chunk's freshly initialised ``(state, diverged_at)``."""
+    split = run.placement.split
+    return [(run.init(keys, hyper, run.placement.example),
+             put(np.full(rows.size, -1, np.int32), split))
+            for rows, keys, hyper in zip(run.chunk_rows, run.chunk_keys, run.chunk_hyper,
+                                         strict=True)]
+
+
+def _checkpoint_template(run: _Run) -> dict[str, Any]:
+    """The saved state's shapes, restored whole onto this process's first device: every
+    host reads all seeds, then keeps its shards (the rows saved are the real seeds only,
+    so a resumed run may chunk, pad or shard them differently)."""
+    here = SingleDeviceSharding(jax.local_devices()[0])
+    num_seeds = run.rows.seed_indices.size
+
+    def local(shape: tuple[int, ...], dtype: Any) -> jax.ShapeDtypeStruct:
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=here)
+
+    state, diverged_at = jax.tree_util.tree_map(
+        lambda a: local(a.shape, a.dtype), run.placement.abstract_state(num_seeds))
+    return {
+        "state": state, "diverged_at": diverged_at,
+        "keys": local((num_seeds, 2), np.uint32),
+        "hyper": {n: local(v.shape, v.dtype) for n, v in run.rows.hyper.items()},
+        "curves": {n: local((num_seeds, run.num_points), np.float32) for n in run.curve_names},
+    }
+
+
+def _check_resumable(metadata: dict[str, Any], fingerprint: str, seed_indices: np.ndarray,
+                     steps: int, checkpoints: TrainingCheckpoints) -> None:
+    where = f"the checkpoints in {checkpoints.directory}"
+    if metadata.get("fingerprint") != fingerprint:
+        raise ResumeError(f"{where} belong to a run of another fingerprint; resume with the "
+                          "fingerprint they were saved with, or give an empty directory")
+    if list(metadata.get("seed_indices", [])) != seed_indices.tolist():
+        raise ResumeError(f"{where} hold seeds {metadata.get('seed_indices')}, not "
+                          f"{seed_indices.tolist()}; give an empty directory to start over")
+    if metadata.get("steps") != steps:
+        raise ResumeError(f"{where} are of a {metadata.get('steps')}-step run, not {steps}; "
+                          "give an empty directory to start over")
+
+
+def _resume(run: _Run, checkpoints: TrainingCheckpoints, steps: int,
+            ) -> tuple[int, list[tuple[Any, Any]], dict[str, np.ndarray]]:
+    """``(step, every chunk's (state, diverged_at), curves so far)`` from the newest checkpoint."""
+    saved, metadata = checkpoints.restore(None, _checkpoint_template(run))
+    saved = jax.tree_util.tree_map(lambda leaf: np.array(leaf, copy=True), saved)
+    if not np.array_equal(saved["keys"], run.keys):
+        raise ResumeError(f"the checkpoints in {checkpoints.directory} were trained with "
+                          "another root seed; give an empty directory to start over")
+    for name, values in run.rows.hyper.items():
+        if not np.array_equal(saved["hyper"][name], values):
+            raise ResumeError(f"the checkpoints in {checkpoints.directory} were trained with "
+                              f"other values of {name!r}; give an empty directory to start over")
+    state = (saved["state"], saved["diverged_at"])
+    states = [put(jax.tree_util.tree_map(lambda leaf, r=rows: leaf[r], state),
+                  run.placement.split) for rows in run.chunk_rows]
+    step = int(metadata["step"])
+    logging.info("negres: resumed from the checkpoint at step %d of %d in %s",
+                 step, steps, checkpoints.directory)
+    return step, states, saved["curves"]
+
+
+def _gather_state(states: list[tuple[Any, Any]], num_real: int) -> tuple[Any, np.ndarray]:
+    """The chunks' ``(state, diverged_at)`` joined on the host, padding dropped."""
+    return jax.tree_util.tree_map(lambda *leaves: np.concatenate(leaves)[:num_real],
+                                  *[to_host(s) for s in states])
+
+
+def train(
+    program: SeedProgram,
+    data: Batch,
+    *,
+    steps: int,
+    batch_size: int,
+    num_seeds: int | None = None,
+    seed_indices: Sequence[int] | np.ndarray | None = None,
+    seed: int = 0,
+    grid: Mapping[str, Sequence[float]] | None = None,
+    hyperparams: Mapping[str, Sequence[float] | np.ndarray] | None = None,
+    eval_data: Batch | None = None,
+    eval_every: int | None = None,
+    progress: ProgressFn | None = None,
+    trainer: SeedTrainer | None = None,
+    mesh: Mesh | None = None,
+    seeds_per_chunk: int = 0,
+    layout: str = "auto",
+    seeds_per_map_step: int = 1,
+    memory_budget_bytes: int | None = None,
+    checkpoints: TrainingCheckpoints | None = None,
+    checkpoint_every: int = 0,
+    fingerprint: str = "",
+) -> TrainResult:
+    """Train ``num_seeds`` seeds of ``program`` (times every grid point) in one compiled call.
+
+    Seed ``i`` gets ``fold_in(PRNGKey(seed), i)``; its batches, and every stream the program
+    names, are drawn per ``(seed, stream, step)``. So seed ``i`` of an ``S``-seed run equals
+    seed ``i`` trained alone, at any grid point, sharded, chunked, laid out with ``lax.map``
+    or resumed from a checkpoint. A seed whose loss or state stops being finite is frozen at
+    its last finite state (its curves become NaN); the other seeds are untouched.
+
+    Args:
+      program: one seed's training (:func:`~negres.loss_program`,
+        :func:`~negres.linen_program`, :func:`~negres.nnx_program`, or your own
+        :class:`~negres.SeedProgram`).
+      data: the training set, shared by all seeds: any pytree of arrays whose leaves share
+        their leading axis ``N`` (an array, ``(x, y)``, a dict of arrays, integer tokens).
+        Each step draws ``batch_size`` examples uniformly with replacement.
+      steps: optimizer steps per seed.
+      batch_size: examples per step.
+      num_seeds: ``S``, seeds ``0..S-1``; give this or ``seed_indices``.
+      seed_indices: which seeds to train (e.g. ``range(16, 64)`` to add seeds to a study).
+      seed: the root seed.
+      grid: name -> values: train every seed at every point of the product of these
+        axes; results get shape ``(H_1, ..., H_k, S, ...)``. A name is an injected optimizer
+        hyperparameter (``learning_rate`` of a factory such as ``optax.adam``) or anything
+        the program reads from its ``hyper`` argument (e.g. a loss's label smoothing).
+      hyperparams: name -> ``(S,)`` values per row instead of a grid (rows may repeat seeds).
+      eval_data: a pytree like ``data`` evaluated whole at every curve point (needs the
+        program's ``evaluate``).
+      eval_every: steps between curve points; must divide ``steps`` (default: ``steps``).
+      progress: called between segments; ``None`` reports nothing.
+      trainer: a :class:`SeedTrainer` to reuse (default: one cached per program).
+      mesh: the devices the seed axis is split over (default: a ``seeds`` mesh of every
+        device, :func:`negres.seed_mesh`); the data is replicated.
+      seeds_per_chunk: seeds per compiled call (rounded up to whole rows of devices);
+        0 chooses from the compiled segment's memory analysis against the memory budget.
+      layout: ``"vmap"``, ``"map"`` or ``"auto"`` (see :mod:`negres.training.layout`).
+      seeds_per_map_step: seeds vmapped together at each ``lax.map`` step of ``"map"``.
+      memory_budget_bytes: per-device budget of the automatic chunk size.
+      checkpoints: where to save and resume (:class:`~negres.TrainingCheckpoints`);
+        ``None`` saves nothing. A call finding checkpoints there resumes from the newest.
+      checkpoint_every: steps between checkpoints (rounded up to curve points; 0: at the
+        first progress report a minute or more after the last save); the final state is
+        always saved.
+      fingerprint: what identifies the run in its checkpoints; resuming from checkpoints
+        of another fingerprint is refused.
+
+    Returns:
+      A :class:`TrainResult`; every per-seed array ``(H..., S, ...)``.
+
+    Raises:
+      ArgumentError: an argument that is not allowed, before anything compiles.
+      ResumeError: checkpoints of another run.
+    """
+    start = time.perf_counter()
+    if checkpoints is not None and checkpoints.latest_step() is not None:
+        # Refuse another run's checkpoints before anything compiles.
+        rows = _expand_rows(num_seeds, seed_indices, hyperparams, grid)
+        _check_resumable(checkpoints.metadata(), fingerprint, rows.seed_indices, steps,
+                         checkpoints)
+    run = _prepare_run(
+        program, data, num_seeds=num_seeds, steps=steps, batch_size=batch_size, seed=seed,
+        eval_every=eval_every, eval_data=eval_data, seed_indices=seed_indices, grid=grid,
+        hyperparams=hyperparams, trainer=trainer, mesh=mesh, seeds_per_chunk=seeds_per_chunk,
+        layout=layout, seeds_per_map_step=seeds_per_map_step,
+        memory_budget_bytes=memory_budget_bytes, checkpoint_every=checkpoint_every,
+        checkpointing=checkpoints is not None,
+    )
+    num_real, eval_every = run.rows.seed_indices.size, run.eval_every
+    curves = {n: np.full((num_real, run.num_points), np.nan, np.float32)
+              for n in run.curve_names}
+    first_point, resumed_from = 0, None
+    if checkpoints is not None and checkpoints.latest_step() is not None:
+        resumed_from, states, curves = _resume(run, checkpoints, steps)
+        first_point = resumed_from // eval_every
+    else:
+        states = _initial_states(run)
+
+    placement, chunk = run.placement, run.plan.seeds_per_chunk
+    last_save = time.perf_counter()
+    # A checkpoint of a run with other segment lengths may sit between this run's segments:
+    # then segments as long as both grids allow.
+    per_segment = math.gcd(run.points_per_segment, first_point) if first_point else \
+        run.points_per_segment
+    segment = run.segment if per_segment == run.points_per_segment else placement.segment(
+        per_segment, run.plan.layout, run.plan.seeds_per_map_step, chunk)
+    for point in range(first_point, run.num_points, per_segment):
+        start_step = put(np.asarray(point * eval_every, np.int32), placement.shared)
+        pending = []
+        for c, (keys, hyper) in enumerate(zip(run.chunk_keys, run.chunk_hyper, strict=True)):
+            *state, pieces = segment(*states[c], keys, hyper, start_step, placement.data,
+                                     placement.eval_data)
+            states[c] = tuple(state)
+            pending.append(pieces)  # fetched after every chunk is dispatched, so they overlap
+        for c, pieces in enumerate(pending):
+            pieces = to_host(pieces)
+            lo, hi = c * chunk, min((c + 1) * chunk, num_real)
+            for name in run.curve_names:
+                curves[name][lo:hi, point:point + per_segment] = pieces[name][:hi - lo]
+        done = (point + per_segment) * eval_every
+        if progress is not None:
+            jax.block_until_ready(states)
+            progress(done, steps, num_real, time.perf_counter() - start)
+        due = done == steps or (done % (run.points_per_checkpoint * eval_every) == 0 and (
+            checkpoint_every > 0 or time.perf_counter() - last_save >= _CHECKPOINT_SECONDS))
+        # Saving is collective: process 0's clock decides for every process.
+        if checkpoints is not None and agreed(int(due)):
+            state, diverged_at = _gather_state(states, num_real)
+            # Saved replicated: every host can read every seed back, whatever the mesh then.
+            saved = put({"state": state, "diverged_at": diverged_at, "keys": run.keys,
+                         "hyper": run.rows.hyper, "curves": curves}, placement.shared)
+            checkpoints.save(done, saved, {"step": done, "steps": steps,
+                                           "fingerprint": fingerprint,
+                                           "seed_indices": run.rows.seed_indices.tolist()})
+            last_save = time.perf_counter()
+    if (run.plan.num_chunks == 1 and not run.plan.padded_seeds and jax.process_count() == 1
+            and not run.rows.grid):
+        final_state, diverged_at = states[0]
+    else:
+        final_state, diverged_at = _gather_state(states, num_real)
+    jax.block_until_ready(final_state)
+    shape = run.rows.grid_shape
+    seeds = run.rows.seed_indices
+
+    def shaped(leaf: Any) -> Any:
+        return leaf.reshape(*shape, -1, *leaf.shape[1:]) if shape else leaf
+
+    return TrainResult(
+        state=jax.tree_util.tree_map(shaped, final_state),
+        seed_indices=seeds[:seeds.size // math.prod(shape)] if shape else seeds,
+        curves={n: shaped(v) for n, v in curves.items()},
+        curve_steps=eval_every * np.arange(1, run.num_points + 1),
+        train_time_s=time.perf_counter() - start,
+        diverged_at=shaped(np.asarray(to_host(diverged_at))),
+        plan=run.plan._asdict() | {"resumed_from_step": resumed_from},
+        grid=dict(run.rows.grid),
+        hyperparams={n: shaped(v) for n, v in run.rows.hyper.items()},
+    )
+
+
+def compile_training(*args: Any, **kwargs: Any) -> Plan:
+    """Check, place and compile what :func:`train` with the same arguments would run,
+    choosing its layout and chunk size, without training; returns the :class:`Plan`.
+
+    With a ``trainer`` passed in, a later :func:`train` call reuses the compiled code,
+    which keeps compilation out of timings.
+    """
+    bound = inspect.signature(train).bind(*args, **kwargs)
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    checkpointing = arguments.pop("checkpoints") is not None
+    for name in ("progress", "fingerprint"):
+        arguments.pop(name)
+    positional = [arguments.pop(n) for n in ("program", "data")]
+    return _prepare_run(*positional, checkpointing=checkpointing, **arguments).plan
+
+
+__all__ = ["ProgressFn", "ResumeError", "TrainResult", "all_finite", "compile_training",
+           "train"]

@@ -1,0 +1,294 @@
+"""The plan of a training call: where seeds live, how they are laid out and chunked.
+
+Seeded arguments (state, keys, hyperparameters) are split over the ``seeds`` mesh and
+the data every seed shares is replicated (:mod:`negres.sharding`). A convolutional
+model may run faster with its seeds one after another (``lax.map``) than side by side
+(``vmap``): :func:`choose_layout` times both where it matters. :func:`choose_chunk` keeps
+a call within the device's memory by compiling it and reading its memory analysis.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from negres.seeds import over_seeds, seed_keys
+from negres.sharding import agreed, put, replicated, seeded
+from negres.training.layout import is_convolutional, lift_over_seeds, seeds_per_unit
+from negres.training.step import SeedTrainer
+
+
+class Plan(NamedTuple):
+    """How a call lays out its seeds; logged, and written to ``results.json``.
+
+    Attributes:
+      layout: ``"vmap"`` or ``"map"`` (see :mod:`negres.layout`).
+      seeds_per_map_step: seeds vmapped at each ``lax.map`` step (``map`` only).
+      seeds_per_chunk: seeds per compiled call; the last chunk is padded.
+      num_chunks: calls per segment.
+      num_devices: devices of the ``seeds`` mesh.
+      padded_seeds: rows added to fill the last chunk (copies of the last seed, dropped).
+      reason: why this layout and chunk size.
+    """
+
+    layout: str
+    seeds_per_map_step: int
+    seeds_per_chunk: int
+    num_chunks: int
+    num_devices: int
+    padded_seeds: int
+    reason: str
+
+
+def memory_needed(compiled: Any) -> int | None:
+    """Bytes one device needs to run ``compiled`` (arguments, outputs, temporaries), or None
+    where the backend does not report it."""
+    try:
+        stats = compiled.memory_analysis()
+    except (NotImplementedError, AttributeError, jax.errors.JaxRuntimeError):
+        return None
+    if stats is None:
+        return None
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes
+               + stats.temp_size_in_bytes - stats.alias_size_in_bytes
+               + stats.generated_code_size_in_bytes)
+
+
+def memory_budget(mesh: Mesh) -> int | None:
+    """Bytes a training call may use on each device of ``mesh``: 90% of the device's limit
+    where the backend reports one (GPU, TPU); on CPU, half the machine's memory shared by
+    its local devices. None where neither is known."""
+    # A device of this process: another process's device reports nothing here.
+    device = next((d for d in mesh.devices.flat if d.process_index == jax.process_index()),
+                  jax.local_devices()[0])
+    try:
+        stats = device.memory_stats()
+    except (NotImplementedError, jax.errors.JaxRuntimeError):
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(0.9 * stats["bytes_limit"])
+    if device.platform == "cpu":
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return None
+        return total // (2 * max(1, jax.local_device_count()))
+    return None
+
+
+class Placement:
+    """Compiles the lifted pieces of one trainer for one mesh and data, with explicit
+    shardings: seeded arguments split over ``seeds``, shared ones replicated.
+
+    ``data`` and ``eval_data`` are pytrees already placed (replicated) on the mesh;
+    ``hyper`` maps each grid name to the dtype of its per-seed values.
+    """
+
+    def __init__(self, trainer: SeedTrainer, mesh: Mesh, data: Any, eval_data: Any,
+                 example: Any, hyper_dtypes: dict[str, Any]):
+        self.trainer = trainer
+        self.mesh = mesh
+        self.data = data
+        self.eval_data = eval_data
+        self.example = example
+        self.hyper_dtypes = dict(sorted(hyper_dtypes.items()))
+        self.split = seeded(mesh)
+        self.shared = replicated(mesh)
+
+    def _abstract(self, shape: tuple[int, ...], dtype: Any, sharding: Any) -> Any:
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+
+    def _shared_abstract(self, tree: Any) -> Any:
+        return jax.tree_util.tree_map(
+            lambda a: self._abstract(a.shape, a.dtype, self.shared), tree)
+
+    def abstract_inputs(self, num_seeds: int) -> tuple[Any, Any]:
+        keys = self._abstract((num_seeds, 2), jnp.uint32, self.split)
+        hyper = {n: self._abstract((num_seeds,), d, self.split)
+                 for n, d in self.hyper_dtypes.items()}
+        return keys, hyper
+
+    def abstract_state(self, num_seeds: int) -> tuple[Any, Any]:
+        """``(state, diverged_at)`` of ``num_seeds`` seeds as sharded shape structs."""
+        keys, hyper = self.abstract_inputs(num_seeds)
+        state = jax.eval_shape(self.trainer.init, keys, hyper, self.example)
+        state = jax.tree_util.tree_map(
+            lambda leaf: self._abstract(leaf.shape, leaf.dtype, self.split), state)
+        return state, self._abstract((num_seeds,), jnp.int32, self.split)
+
+    def _cached(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        shapes = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype),
+                                        (self.data, self.eval_data, self.example))
+        key = (*key, self.mesh, tuple(self.hyper_dtypes.items()),
+               jax.tree_util.tree_structure(shapes), tuple(jax.tree_util.tree_leaves(shapes)))
+        if key not in self.trainer.compiled:
+            self.trainer.compiled[key] = build()
+        return self.trainer.compiled[key]
+
+    def init(self, num_seeds: int) -> Any:
+        def build() -> Any:
+            keys, hyper = self.abstract_inputs(num_seeds)
+            jitted = jax.jit(over_seeds(self.trainer.init_one, seeded_args=(0, 1)),
+                             in_shardings=(self.split, self.split, self.shared),
+                             out_shardings=self.split)
+            return jitted.lower(keys, hyper, self._shared_abstract(self.example)).compile()
+
+        return self._cached(("init", num_seeds), build)
+
+    def _lifted(self, fn: Callable[..., Any], shared: tuple[Any, ...], layout: str,
+                width: int, num_seeds: int) -> Any:
+        lifted = lift_over_seeds(fn, (0, 1, 2, 3), layout, num_devices=self.mesh.size,
+                                 seeds_per_map_step=width)
+        shardings = (self.split,) * 4 + (self.shared,) * (1 + len(shared))
+        jitted = jax.jit(lifted, in_shardings=shardings, out_shardings=self.split)
+        state, diverged_at = self.abstract_state(num_seeds)
+        keys, hyper = self.abstract_inputs(num_seeds)
+        start = self._abstract((), jnp.int32, self.shared)
+        return jitted.lower(state, diverged_at, keys, hyper, start,
+                            *self._shared_abstract(shared)).compile()
+
+    def segment(self, num_points: int, layout: str, width: int, num_seeds: int) -> Any:
+        """Compiled ``(state, diverged_at, keys, hyper, start_step, data, eval_data)
+        -> (state, diverged_at, curves)`` for ``num_seeds`` seeds."""
+        return self._cached(
+            ("segment", num_points, layout, width, num_seeds),
+            lambda: self._lifted(self.trainer.segment_one(num_points),
+                                 (self.data, self.eval_data), layout, width, num_seeds))
+
+    def steps(self, num_steps: int, layout: str, width: int, num_seeds: int) -> Any:
+        """Compiled ``(state, diverged_at, keys, hyper, start_step, data)
+        -> (state, diverged_at)``."""
+        return self._cached(
+            ("steps", num_steps, layout, width, num_seeds),
+            lambda: self._lifted(self.trainer.steps_one(num_steps), (self.data,), layout,
+                                 width, num_seeds))
+
+
+# Layouts measured so far: conditions of one study that share a model (and differ in
+# noise or learning rate) are timed once.
+_MEASURED_LAYOUTS: dict[tuple[Any, ...], tuple[str, str]] = {}
+# Steps and seeds of the timing probe that picks the layout of a convolutional model.
+_PROBE_STEPS = 2
+# How much faster map must be in the probe to be chosen over vmap.
+_MAP_MARGIN = 1.25
+_PROBE_SEEDS_PER_DEVICE = 8
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def choose_layout(
+    placement: Placement, layout: str, width: int, num_seeds: int,
+    hyper: dict[str, np.ndarray],
+) -> tuple[str, str]:
+    """Resolve ``"auto"``: ``vmap`` for models without convolutions; for convolutional ones,
+    ``map`` if a short timed probe on this device finds it clearly faster (by
+    ``_MAP_MARGIN``), else ``vmap``. ``hyper`` holds every seed's hyperparameters; the
+    probe trains copies of the first seed's.
+
+    Returns ``(layout, reason)``.
+    """
+    if layout != "auto":
+        return layout, f"layout {layout} asked for"
+    trainer = placement.trainer
+    if trainer.convolutional is None:
+        state, diverged_at = jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), placement.abstract_state(1))
+        one_hyper = {n: jax.ShapeDtypeStruct((), d) for n, d in placement.hyper_dtypes.items()}
+        trainer.convolutional = is_convolutional(
+            trainer.steps_one(1), state, diverged_at, jax.ShapeDtypeStruct((2,), jnp.uint32),
+            one_hyper, jax.ShapeDtypeStruct((), jnp.int32), placement.data)
+    if not trainer.convolutional:
+        return "vmap", "auto: no convolution, so vmap"
+    num_devices = placement.mesh.size
+    unit = num_devices * width
+    probe_seeds = _round_up(min(num_seeds, _PROBE_SEEDS_PER_DEVICE * num_devices), unit)
+    memo = (trainer.model_key, probe_seeds, width, num_devices,
+            placement.mesh.devices.flat[0].platform,
+            tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(placement.data)))
+    if memo in _MEASURED_LAYOUTS:
+        layout, reason = _MEASURED_LAYOUTS[memo]
+        return layout, reason.replace("measured", "measured earlier in this process,", 1)
+    keys = put(np.asarray(seed_keys(0, np.arange(probe_seeds))), placement.split)
+    probe_hyper = put({n: np.full(probe_seeds, v[0], v.dtype) for n, v in hyper.items()},
+                      placement.split)
+    state = placement.init(probe_seeds)(keys, probe_hyper, placement.example)
+    diverged_at = put(np.full(probe_seeds, -1, np.int32), placement.split)
+    start = put(np.asarray(0, np.int32), placement.shared)
+    timings = {}
+    for candidate in ("vmap", "map"):
+        run = placement.steps(_PROBE_STEPS, candidate, width, probe_seeds)
+        args = (state, diverged_at, keys, probe_hyper, start, placement.data)
+        jax.block_until_ready(run(*args))  # first run: allocation, caches
+        begin = time.perf_counter()
+        jax.block_until_ready(run(*args))
+        timings[candidate] = (time.perf_counter() - begin) / (_PROBE_STEPS * probe_seeds)
+    candidates = list(timings)
+    # The layouts round differently, and a long training run amplifies rounding: a choice
+    # that flips with timing noise would make reruns of one config differ. So map must win
+    # clearly; near a tie, vmap.
+    faster = timings["map"] * _MAP_MARGIN < timings["vmap"]
+    best = candidates[agreed(candidates.index("map" if faster else "vmap"))]
+    reason = (f"auto: convolutional model, measured {probe_seeds} seeds x {_PROBE_STEPS} steps: "
+              + ", ".join(f"{k} {1e3 * v:.2f} ms/seed-step" for k, v in timings.items())
+              + f", so {best} (map needs to be {_MAP_MARGIN:g}x faster)"
+              + (" (process 0's timings decide)" if jax.process_count() > 1 else ""))
+    _MEASURED_LAYOUTS[memo] = (best, reason)
+    return best, reason
+
+
+def _balanced(num_seeds: int, chunk: int, unit: int) -> int:
+    """The smallest chunk (whole rows of ``unit``) that needs no more chunks than ``chunk``
+    does: S = 1024 in chunks of at most 65 becomes 16 chunks of 64, not 16 of 65 with
+    padding."""
+    num_chunks = -(-num_seeds // chunk)
+    return _round_up(-(-num_seeds // num_chunks), unit)
+
+
+def choose_chunk(
+    placement: Placement, layout: str, width: int, num_seeds: int, seeds_per_chunk: int,
+    num_points: int, budget: int | None,
+) -> tuple[int, str]:
+    """Seeds per compiled call: ``seeds_per_chunk`` rounded up to whole device rows, or
+    (when 0) all seeds unless the compiled segment's memory analysis exceeds ``budget``.
+
+    Returns ``(seeds_per_chunk, reason)``.
+    """
+    unit = seeds_per_unit(layout, placement.mesh.size, width)
+    everything = _round_up(num_seeds, unit)
+    if seeds_per_chunk:
+        chunk = min(everything, _round_up(seeds_per_chunk, unit))
+        return chunk, f"{chunk} seeds per chunk asked for (whole rows of {unit})"
+    chunk = everything
+    needed = memory_needed(placement.segment(num_points, layout, width, chunk))
+    if needed is None or budget is None:
+        return chunk, "all seeds in one chunk (the backend reports no memory analysis)"
+    if needed <= budget:
+        return chunk, (f"all seeds in one chunk: the compiled segment needs "
+                       f"{needed / 2**20:.1f} MiB of a {budget / 2**20:.0f} MiB budget per device")
+    first_need = needed
+    chunk = _balanced(num_seeds, max(unit, (budget * chunk // needed) // unit * unit), unit)
+    while True:
+        needed = memory_needed(placement.segment(num_points, layout, width, chunk)) or 0
+        if needed <= budget or chunk == unit:
+            break
+        chunk = _balanced(num_seeds, max(unit, (chunk // 2) // unit * unit), unit)
+    return chunk, (f"chunks of {chunk} seeds: all {everything} need {first_need / 2**20:.1f} MiB "
+                   f"per device, over the {budget / 2**20:.0f} MiB budget; a chunk needs "
+                   f"{needed / 2**20:.1f} MiB")
+
+
+def plan_description(plan: Plan) -> str:
+    """One line for the log: layout, chunks, devices and why."""
+    layout = ("vmap" if plan.layout == "vmap" else
+              f"lax.map over seeds, {plan.seeds_per_map_step} vmapped per step")
+    return (f"layout {layout}; {plan.num_chunks} chunk(s) of {plan.seeds_per_chunk} seeds on "
+            f"{plan.num_devices} device(s) ({plan.padded_seeds} padding); {plan.reason}")

@@ -1,0 +1,153 @@
+"""One seed's training loop around a :class:`~negres.training.contract.SeedProgram`.
+
+negres adds to the user's step what every seed study needs and no user should rewrite:
+batches drawn from any pytree of data by the seed's ``data`` stream, the named random
+streams of each step, divergence freezing, and curves. Training is a ``lax.scan`` over
+curve points, each a ``lax.scan`` over ``eval_every`` steps; a segment is a run of
+curve points, so a long run can report progress and save checkpoints between segments.
+Every draw is addressed by ``(seed, stream, step)``, so segments, chunks, layouts and
+resumes never change the numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from negres.seeds import over_seeds, step_key
+from negres.training.contract import Batch, Hyper, SeedProgram
+
+
+def num_examples(data: Batch) -> int:
+    """The size of the shared leading (example) axis of every leaf of ``data``."""
+    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None
+             for leaf in jax.tree_util.tree_leaves(data)}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(f"data leaves disagree on their leading (example) axis: {sizes}")
+    return int(sizes.pop())
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every float leaf of ``tree`` is finite (integer leaves always are)."""
+    leaves = [leaf for leaf in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    if not leaves:  # e.g. the empty state of plain SGD
+        return jnp.asarray(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def _select(condition: jax.Array, new: Any, old: Any) -> Any:
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(condition, a, b), new, old)
+
+
+def _int32_steps(start: jax.Array, count: int, stride: int = 1) -> jax.Array:
+    # Explicit int32: under jax_enable_x64 a bare arange is int64 and the scan carry of
+    # a resumed or segmented run would change type.
+    return jnp.asarray(start, jnp.int32) + stride * jnp.arange(count, dtype=jnp.int32)
+
+
+class SeedTrainer:
+    """The per-seed pieces of a training run, and a cache of their compiled, lifted forms.
+
+    Built by :func:`make_seed_trainer` once per program, batch size and curve spacing, and
+    reusable across :func:`negres.train` calls: compiled executables are cached per
+    (seed count, layout, mesh, data shapes).
+
+    Per seed (``state`` is the program's training state, ``diverged_at`` an int32 scalar):
+
+    * ``init_one(key (2,), hyper, example) -> state``;
+    * ``segment_one(num_points)(state, diverged_at, key, hyper, start_step, data,
+      eval_data) -> (state, diverged_at, curves {name: (num_points,)})``;
+    * ``steps_one(num_steps)(state, diverged_at, key, hyper, start_step, data)
+      -> (state, diverged_at)``: a segment without curve points.
+    """
+
+    def __init__(self, program: SeedProgram, *, batch_size: int, eval_every: int,
+                 has_eval: bool):
+        self.program = program
+        self.batch_size = batch_size
+        self.eval_every = eval_every
+        self.has_eval = has_eval and program.evaluate is not None
+        self.init = jax.jit(over_seeds(self.init_one, seeded_args=(0, 1)))
+        self.compiled: dict[tuple[Any, ...], Any] = {}
+        # What the layout timing depends on; programs with a name share it.
+        self.model_key: Hashable = (program.name or id(self), batch_size)
+        self.convolutional: bool | None = None  # found by tracing, once
+
+    def init_one(self, key: jax.Array, hyper: Hyper, example: Batch) -> Any:
+        return self.program.init(key, example, hyper)
+
+    def _guarded_step(self, carry: tuple[Any, jax.Array], key: jax.Array, hyper: Hyper,
+                      step: jax.Array, data: Batch) -> tuple[tuple[Any, jax.Array], Any]:
+        state, diverged_at = carry
+        index = jax.random.randint(step_key(key, "data", step), (self.batch_size,), 0,
+                                   num_examples(data))
+        batch = jax.tree_util.tree_map(lambda leaf: leaf[index], data)
+        rngs = {name: step_key(key, name, step) for name in self.program.streams}
+        new_state, metrics = self.program.step(state, batch, rngs, hyper)
+        alive = diverged_at < 0
+        # The whole state, optimizer moments included: an overflowing second moment
+        # would silently stop learning.
+        finite = all_finite(new_state)
+        if "loss" in metrics:
+            finite &= jnp.isfinite(metrics["loss"])
+        keep = alive & finite
+        carry = (_select(keep, new_state, state),
+                 jnp.where(alive & ~finite, step, diverged_at).astype(jnp.int32))
+        return carry, {k: jnp.where(keep, v, jnp.nan) for k, v in metrics.items()}
+
+    def _run_point(self, carry: tuple[Any, jax.Array], point_start: jax.Array,
+                   key: jax.Array, hyper: Hyper, data: Batch, eval_data: Batch) -> Any:
+        carry, metrics = jax.lax.scan(
+            lambda c, step: self._guarded_step(c, key, hyper, step, data), carry,
+            _int32_steps(point_start, self.eval_every))
+        point = {f"train_{k}": v.mean() for k, v in metrics.items()}
+        if self.has_eval:
+            alive = carry[1] < 0
+            evaluated = self.program.evaluate(carry[0], eval_data, hyper)
+            point |= {f"eval_{k}": jnp.where(alive, v, jnp.nan) for k, v in evaluated.items()}
+        return carry, point
+
+    def segment_one(self, num_points: int) -> Callable[..., Any]:
+        def run(state, diverged_at, key, hyper, start_step, data, eval_data):
+            (state, diverged_at), curves = jax.lax.scan(
+                lambda c, s: self._run_point(c, s, key, hyper, data, eval_data),
+                (state, diverged_at), _int32_steps(start_step, num_points, self.eval_every))
+            return state, diverged_at, curves
+
+        return run
+
+    def steps_one(self, num_steps: int) -> Callable[..., Any]:
+        def run(state, diverged_at, key, hyper, start_step, data):
+            carry, _ = jax.lax.scan(
+                lambda c, step: self._guarded_step(c, key, hyper, step, data),
+                (state, diverged_at), _int32_steps(start_step, num_steps))
+            return carry
+
+        return run
+
+
+# Trainers built so far, so that calling negres.train again with the same program (and
+# batch size, curve spacing) reuses its compiled code.
+_TRAINERS: dict[tuple[Any, ...], SeedTrainer] = {}
+_MAX_CACHED_TRAINERS = 32
+
+
+def make_seed_trainer(program: SeedProgram, *, batch_size: int, eval_every: int,
+                      has_eval: bool) -> SeedTrainer:
+    """The :class:`SeedTrainer` of ``program``; the same object for the same arguments."""
+    try:
+        key = (program, batch_size, eval_every, has_eval)
+        hash(key)
+    except TypeError:  # a program holding something unhashable: not cached
+        return SeedTrainer(program, batch_size=batch_size, eval_every=eval_every,
+                           has_eval=has_eval)
+    if key not in _TRAINERS:
+        if len(_TRAINERS) >= _MAX_CACHED_TRAINERS:
+            _TRAINERS.pop(next(iter(_TRAINERS)))
+        _TRAINERS[key] = SeedTrainer(program, batch_size=batch_size, eval_every=eval_every,
+                                     has_eval=has_eval)
+    return _TRAINERS[key]
