@@ -28,6 +28,66 @@ CASES = {
 }
 
 
+def _max_diff(a, b) -> float:
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b),
+                               strict=True))
+
+
+def open_path_cases(x, y, x_eval, y_eval, one_device, all_devices) -> dict:
+    """A user's linen model with BatchNorm and dropout over a grid, and an NNX model: the
+    8-device runs against one device."""
+    import flax.linen as nn
+    from flax import nnx
+
+    from negres.training.driver import train
+    from negres.training.linen import linen_program
+    from negres.training.nnx import nnx_program
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool):
+            x = nn.Dense(16, use_bias=False)(x.reshape(x.shape[0], -1))
+            x = nn.BatchNorm(use_running_average=not train)(x)
+            return nn.Dense(10)(nn.Dropout(0.1, deterministic=not train)(nn.relu(x)))
+
+    class NnxNet(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden = nnx.Linear(64, 16, use_bias=False, rngs=rngs)
+            self.norm = nnx.BatchNorm(16, rngs=rngs)
+            self.drop = nnx.Dropout(0.1, rngs=rngs)
+            self.out = nnx.Linear(16, 10, rngs=rngs)
+
+        def __call__(self, x):
+            x = self.norm(self.hidden(x.reshape(x.shape[0], -1)))
+            return self.out(self.drop(nnx.relu(x)))
+
+    def loss(logits, batch):
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+
+    data, eval_data = {"x": x, "y": y}, {"x": x_eval, "y": y_eval}
+    programs = {
+        "open_linen_grid_2x5_seeds": (
+            linen_program(Net(), loss, optax.adam, hyperparams={"learning_rate": 1e-2}),
+            {"grid": {"learning_rate": [1e-2, 3e-3]}, "num_seeds": 5}),
+        "open_nnx_5_seeds": (nnx_program(NnxNet, loss, optax.adam(1e-2)), {"num_seeds": 5}),
+    }
+    out = {}
+    for name, (program, extra) in programs.items():
+        common = dict(steps=10, batch_size=16, eval_every=5, seed=3, eval_data=eval_data) | extra
+        plain = train(program, data, mesh=one_device, **common)
+        other = train(program, data, mesh=all_devices, **common)
+        out[name] = {"params_max_abs_diff": _max_diff(plain.state, other.state),
+                     "curves_max_abs_diff": max(float(np.max(np.abs(plain.curves[c]
+                                                                   - other.curves[c])))
+                                                for c in plain.curves),
+                     "num_seeds_out": int(other.seed_indices.size),
+                     "params_rows": int(other.seed_indices.size),
+                     "shape": list(other.curves["train_loss"].shape),
+                     "plan": other.plan}
+    return out
+
+
 def main() -> None:
     task = load_task(ConfigDict({"name": "digits"}))
     x, y = task.x_train[:256], task.y_train[:256]
@@ -58,6 +118,7 @@ def main() -> None:
                      "num_seeds_out": int(other.seed_indices.size),
                      "params_rows": int(jax.tree_util.tree_leaves(other.params)[0].shape[0]),
                      "plan": other.plan}
+    out |= open_path_cases(x, y, x_eval, y_eval, one_device, all_devices)
     print(json.dumps(out))
 
 

@@ -44,7 +44,7 @@ def test_sharded_chunked_and_mapped_runs_on_8_devices_equal_the_plain_run():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["device_count"] == 8
     cases = {k: v for k, v in out.items() if k != "device_count"}
-    assert len(cases) == 5
+    assert len(cases) == 7
     for name, case in cases.items():
         assert case["params_max_abs_diff"] < ATOL, name
         assert case["curves_max_abs_diff"] < ATOL, name
@@ -59,6 +59,10 @@ def test_sharded_chunked_and_mapped_runs_on_8_devices_equal_the_plain_run():
     auto = cases["sharded_auto_chunks_small_budget"]["plan"]
     assert (auto["seeds_per_chunk"], auto["num_chunks"]) == (8, 2)
     assert "budget" in auto["reason"]
+    # The open path: a user's linen grid (2 x 5 rows on 8 devices) and an NNX model.
+    assert cases["open_linen_grid_2x5_seeds"]["shape"] == [2, 5, 2]
+    assert cases["open_linen_grid_2x5_seeds"]["plan"]["padded_seeds"] == 6
+    assert cases["open_nnx_5_seeds"]["shape"] == [5, 2]
     mix = cases["sharded_cnn_mix_5_seeds"]["plan"]
     assert (mix["layout"], mix["seeds_per_map_step"], mix["seeds_per_chunk"]) == ("map", 2, 16)
 

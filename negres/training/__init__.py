@@ -21,6 +21,7 @@ from negres.training.contract import (
 )
 from negres.training.driver import TrainResult, compile_training, train
 from negres.training.linen import linen_apply, linen_program
+from negres.training.nnx import nnx_apply, nnx_program
 from negres.training.plan import Plan
 from negres.training.step import SeedTrainer, make_seed_trainer
 
@@ -36,6 +37,8 @@ __all__ = [
     "linen_program",
     "loss_program",
     "make_seed_trainer",
+    "nnx_apply",
+    "nnx_program",
     "set_hyperparams",
     "train",
 ]

@@ -194,7 +194,7 @@ def _expand_rows(num_seeds: int | None, seed_indices: Any,
         if not isinstance(name, str) or array.ndim != 1 or array.size == 0 \
                 or not np.all(np.isfinite(array)):
             raise ArgumentError(f"grid[{name!r}]", values, "a non-empty list of finite numbers")
-        axes[name] = tuple(array.tolist())
+        axes[name] = tuple(float(v) for v in np.asarray(values, np.float64))
     points = list(itertools.product(*axes.values()))
     hyper = {name: np.repeat(np.asarray([p[i] for p in points], dtype), seeds.size)
              for i, name in enumerate(axes)}

@@ -27,13 +27,30 @@ Inputs = int | str | Callable[[Batch], Any] | None
 
 
 def pick_inputs(batch: Batch, inputs: Inputs) -> Any:
-    """What the model is called on: ``batch[inputs]``, ``inputs(batch)``, or (``None``) the
-    whole batch."""
+    """What the model is called on.
+
+    ``"auto"``: the first element of a ``(x, y, ...)`` tuple or list, the ``"x"`` entry of a
+    dict, or a bare array itself; a key or index: ``batch[inputs]``; a function:
+    ``inputs(batch)``; ``None``: the whole batch.
+    """
     if inputs is None:
         return batch
     if callable(inputs):
         return inputs(batch)
-    return batch[inputs]
+    if inputs == "auto":
+        if isinstance(batch, (tuple, list)):
+            return batch[0]
+        if isinstance(batch, Mapping):
+            if "x" in batch:
+                return batch["x"]
+            raise ArgumentError("inputs", "auto", f"a key of the batch {sorted(batch)} or a "
+                                "function of the batch (the batch has no 'x' entry)")
+        return batch
+    try:
+        return batch[inputs]
+    except (KeyError, IndexError, TypeError):
+        raise ArgumentError("inputs", inputs, "a key or index of the batch, a function of it, "
+                            "or None for the whole batch") from None
 
 
 def mode_argument(module: nn.Module, train_argument: str | None) -> Callable[[bool], dict]:
@@ -92,7 +109,7 @@ def linen_program(
     optimizer: optax.GradientTransformation | Callable[..., optax.GradientTransformation],
     *,
     hyperparams: Mapping[str, float] | None = None,
-    inputs: Inputs = 0,
+    inputs: Inputs = "auto",
     streams: tuple[str, ...] = ("dropout",),
     train_argument: str | None = "auto",
     name: str = "",
@@ -107,8 +124,8 @@ def linen_program(
       optimizer: any optax transformation, or a factory (``optax.adam``) with
         ``hyperparams``, whose numeric arguments may then vary over a grid.
       hyperparams: the factory's arguments.
-      inputs: what the module is called on: ``batch[inputs]`` (default: the first element
-        of a ``(x, y)`` batch), a function of the batch, or ``None`` for the batch itself.
+      inputs: what the module is called on (see :func:`pick_inputs`; default: ``x`` of an
+        ``(x, y)`` tuple or an ``{"x": ..., ...}`` dict).
       streams: random streams passed to the module as ``rngs`` (each step's own key).
       train_argument: how the module is told it trains (see :func:`mode_argument`).
       name: see :class:`~negres.SeedProgram`.

@@ -88,6 +88,12 @@ class SeedTrainer:
         batch = jax.tree_util.tree_map(lambda leaf: leaf[index], data)
         rngs = {name: step_key(key, name, step) for name in self.program.streams}
         new_state, metrics = self.program.step(state, batch, rngs, hyper)
+        # The state keeps the dtypes it was initialised with: under jax_enable_x64, float64
+        # data would otherwise promote float32 statistics (BatchNorm's) and change the scan
+        # carry's type. A no-op when the dtypes already agree.
+        new_state = jax.tree_util.tree_map(
+            lambda new, old: new if new.dtype == old.dtype else new.astype(old.dtype),
+            new_state, state)
         alive = diverged_at < 0
         # The whole state, optimizer moments included: an overflowing second moment
         # would silently stop learning.
