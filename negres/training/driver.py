@@ -221,16 +221,22 @@ class _Run(NamedTuple):
     segment: Any
 
 
-def _check_reads(trainer: SeedTrainer, rows: _Rows, example: Batch) -> None:
-    """Refuse grid or hyperparameter names that neither the optimizer nor the program reads:
-    a misspelt name would otherwise train every point alike."""
-    if not rows.hyper:
-        return
+def _check_program(trainer: SeedTrainer, rows: _Rows, example: Batch,
+                   eval_example: Batch | None) -> None:
+    """Trace the program once, abstractly, before anything compiles: its step must return
+    ``(state, metrics)`` with the state's structure and scalar metrics; and every grid or
+    hyperparameter name must be read by the optimizer or the program (a misspelt name
+    would otherwise train every grid point alike)."""
     read: set[str] = set()
 
     class Recording(dict):
         def __getitem__(self, name: str) -> Any:
             read.add(name)
+            if name not in self:
+                raise ArgumentError(
+                    "grid" if rows.grid else "hyperparams", sorted(self),
+                    f"values for every name the program reads: it reads hyper[{name!r}] "
+                    f"(give it with grid= or hyperparams=, or read it with hyper.get)")
             return super().__getitem__(name)
 
         def get(self, name: str, default: Any = None) -> Any:
@@ -242,7 +248,25 @@ def _check_reads(trainer: SeedTrainer, rows: _Rows, example: Batch) -> None:
     key = jax.ShapeDtypeStruct((2,), np.uint32)
     state = jax.eval_shape(lambda k: program.init(k, example, hyper), key)
     rngs = {name: key for name in program.streams}
-    jax.eval_shape(lambda s, r: program.step(s, example, r, hyper), state, rngs)
+    out = jax.eval_shape(lambda s, r: program.step(s, example, r, hyper), state, rngs)
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
+        raise ArgumentError("program.step", f"a function returning {type(out).__name__}",
+                            "(state, metrics): the new state and a dict of scalar metrics")
+    new_state, metrics = out
+    if jax.tree_util.tree_structure(new_state) != jax.tree_util.tree_structure(state):
+        raise ArgumentError("program.step", "a function returning another state structure",
+                            "the new state with the structure init returns")
+    evaluated = {}
+    if eval_example is not None:
+        evaluated = jax.eval_shape(lambda s: program.evaluate(s, eval_example, hyper), state)
+        if not isinstance(evaluated, Mapping):
+            raise ArgumentError("program.evaluate", type(evaluated).__name__,
+                                "a function returning a dict of scalar metrics")
+    for where, found in (("program.step", metrics), ("program.evaluate", evaluated)):
+        shaped = {n: tuple(v.shape) for n, v in found.items() if getattr(v, "shape", ()) != ()}
+        if shaped:
+            raise ArgumentError(where, f"metrics of shapes {shaped}",
+                                "scalar metrics (average over the batch in the function)")
     unread = sorted(set(rows.hyper) - read)
     if unread:
         where = "grid" if rows.grid else "hyperparams"
@@ -282,7 +306,12 @@ def _prepare_run(
                             "make_seed_trainer(program, batch_size=..., eval_every=..., "
                             "has_eval=...) with this call's values")
     example = jax.tree_util.tree_map(lambda leaf: leaf[:batch_size], host_data)
-    _check_reads(trainer, rows, example)
+    # Checked once per trainer and shapes: a trainer reused across calls traces nothing.
+    checked = (tuple(sorted(rows.hyper)), bool(rows.grid),
+               str(jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), (example, host_eval))))
+    if checked not in trainer.checked:
+        _check_program(trainer, rows, example, host_eval if has_eval else None)
+        trainer.checked.add(checked)
 
     mesh = seed_mesh() if mesh is None else mesh
     shared = replicated(mesh)

@@ -1,0 +1,155 @@
+"""The scripts in examples/ run at toy size and their results say what the scripts claim.
+
+Each example is loaded by path (examples/ is not a package) and its ``main(argv)`` run
+in this process, so JAX is imported once for all of them.
+"""
+
+import runpy
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import negres
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load(name: str) -> dict:
+    """The example's module namespace, without running its ``__main__`` block."""
+    return runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name=f"example_{name}")
+
+
+def leading_axes(tree, count: int) -> set:
+    return {np.shape(leaf)[:count] for leaf in jax.tree_util.tree_leaves(tree)}
+
+
+def all_finite(tree) -> bool:
+    return all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def assert_same_seeds(reordered, result, order, grid_axes: int = 0) -> None:
+    """Row ``i`` of ``reordered`` (trained with ``seed_indices=order``) is seed ``order[i]``
+    of ``result``, in every state leaf and curve."""
+    def take(leaf):
+        return np.take(np.asarray(leaf), order, axis=grid_axes)
+
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(np.asarray(a), take(b), rtol=1e-6, atol=1e-6),
+        reordered.state, result.state)
+    for name, curve in result.curves.items():
+        np.testing.assert_allclose(reordered.curves[name], take(curve), rtol=1e-6, atol=1e-6)
+
+
+def check_linen_batchnorm(module: dict, out: dict) -> None:
+    result = out["result"]
+    assert out["accuracy"].shape == (2,)
+    assert np.all(out["accuracy"] > 0.5)  # 10 classes: chance is 0.1
+    assert result.curves["eval_accuracy"].shape == (2, 4)
+    assert np.all(result.diverged_at == -1)
+    assert leading_axes(result.params, 1) == {(2,)}
+    # BatchNorm statistics are per-seed model state, moved away from their initial values.
+    stats = result.model_state["batch_stats"]
+    assert leading_axes(stats, 1) == {(2,)}
+    mean = np.asarray(stats["BatchNorm_0"]["mean"])  # (S, channels), initially 0
+    assert mean.shape == (2, 16) and np.all(np.abs(mean).max(axis=-1) > 0)
+    assert not np.allclose(mean[0], mean[1])  # the seeds differ
+    attributions = out["attributions"]
+    assert attributions.shape == (2, 6, 8, 8, 1)
+    assert np.all(np.isfinite(attributions)) and np.any(attributions != 0)
+    for name, matrix in out["matrices"].items():
+        assert matrix.shape == (2, 2), name
+        np.testing.assert_allclose(np.diag(matrix), 1.0, atol=1e-5, err_msg=name)
+    assert 0.0 < out["agreement"]["spearman_abs"] <= 1.0
+    assert 0.0 <= out["agreement"]["top_k"] <= 1.0
+
+
+def check_token_dict_batches(module: dict, out: dict) -> None:
+    tokens, labels = out["train_data"]["tokens"], out["train_data"]["label"]
+    assert tokens.dtype == np.int32 and tokens.shape == (1000, 16)
+    for token in (3, 7):
+        assert set(np.unique((tokens == token).sum(axis=1))) == {1, 2, 3}
+    first_three = np.argmax(tokens == 3, axis=1)
+    first_seven = np.argmax(tokens == 7, axis=1)
+    np.testing.assert_array_equal(labels, first_three < first_seven)
+    assert 0.4 < labels.mean() < 0.6
+    result = out["result"]
+    assert result.curves["eval_accuracy"].shape == (3, 8)
+    assert out["accuracy"].shape == (3,)
+    assert np.all(out["accuracy"] > 0.6)  # two balanced classes: chance is 0.5
+    assert leading_axes(result.params, 1) == {(3,)}
+    # Seeds are addressed by index, not by row: reordered, each seed trains the same.
+    # (The same program, seed count and shapes: no new compilation.)
+    reordered = negres.train(out["program"], out["train_data"], steps=64, batch_size=64,
+                             seed_indices=[2, 0, 1], eval_data=out["test_data"], eval_every=8)
+    assert_same_seeds(reordered, result, [2, 0, 1])
+
+
+def check_custom_step(module: dict, out: dict) -> None:
+    # --rho 0 0.05 1e30: the last radius sends every seed's SAM gradient to inf.
+    result = out["result"]
+    assert list(result.grid) == ["rho"]
+    np.testing.assert_allclose(result.grid["rho"], [0.0, 0.05, 1e30], rtol=1e-6)
+    assert result.curves["eval_accuracy"].shape == (3, 2, 5)
+    assert leading_axes(result.state, 2) == {(3, 2)}
+    np.testing.assert_array_equal(result.diverged_at[:2], -1)
+    assert np.all(result.diverged_at[2] >= 0)
+    # Diverged seeds are frozen at their last finite state; their curves are NaN.
+    assert all_finite(result.state)
+    assert np.all(np.isnan(out["accuracy"][2]))
+    assert np.all(out["accuracy"][:2] > 0.5)
+
+
+def check_learning_rate_grid(module: dict, out: dict) -> None:
+    result = out["result"]
+    rates = (1e-4, 1e-3, 1e-2, 1e-1)
+    assert list(result.grid) == ["learning_rate"]
+    np.testing.assert_allclose(result.grid["learning_rate"], rates, rtol=1e-6)
+    assert result.curves["eval_accuracy"].shape == (4, 3, 6)
+    assert leading_axes(result.params, 2) == {(4, 3)}
+    # The grid reaches each seed's optimizer state.
+    injected = np.asarray(result.opt_state.hyperparams["learning_rate"])
+    np.testing.assert_allclose(injected, np.repeat(np.array(rates)[:, None], 3, 1), rtol=1e-6)
+    assert np.all(np.isfinite(out["accuracy"]))
+    assert max(s["mean"] for s in out["summaries"]) > 0.8
+    for s in out["summaries"]:
+        assert s["ci_bca"][0] <= s["mean"] <= s["ci_bca"][1]
+    assert out["best"] != out["second"]
+    assert out["comparison"]["verdict"] in ("improved", "worse", "inconclusive")
+    assert out["comparison"]["paired"] and out["comparison"]["n_x"] == 3
+    # Every grid point trains the same seeds, addressed by index: reordered, they match.
+    reordered = negres.train(out["program"], module["digits"]()[0], steps=60, batch_size=32,
+                             seed_indices=[2, 0, 1], grid={"learning_rate": rates},
+                             eval_data=module["digits"]()[1], eval_every=10)
+    assert_same_seeds(reordered, result, [2, 0, 1], grid_axes=1)
+
+
+# name -> (argv at toy size, what its printed report must contain, check of main's result)
+CASES = {
+    "linen_batchnorm": (["--steps", "40", "--seeds", "2", "--num-train", "600",
+                         "--ig-examples", "6", "--ig-steps", "8", "--layout", "vmap"],
+                        "cross-seed agreement", check_linen_batchnorm),
+    "token_dict_batches": (["--steps", "64", "--seeds", "3", "--num-train", "1000",
+                            "--num-test", "300"], "final test accuracy",
+                           check_token_dict_batches),
+    "custom_step": (["--steps", "30", "--seeds", "2", "--rho", "0", "0.05", "1e30"],
+                    "[-1, -1]", check_custom_step),
+    "learning_rate_grid": (["--steps", "60", "--seeds", "3"], "best lr",
+                           check_learning_rate_grid),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_example_runs_at_toy_size(name, capsys):
+    argv, printed, check = CASES[name]
+    module = load(name)
+    out = module["main"](argv)
+    report = capsys.readouterr().out
+    assert printed in report
+    check(module, out)
+
+
+def test_every_example_is_tested():
+    # examples/nnx_model.py is tested with the nnx programs.
+    assert {p.stem for p in EXAMPLES.glob("*.py")} - {"nnx_model"} == set(CASES)
