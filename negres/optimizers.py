@@ -53,7 +53,7 @@ def build_optimizer(optimizer_config: ConfigDict) -> optax.GradientTransformatio
     """The optimizer named by ``optimizer_config.name``, with optional gradient clipping.
 
     Its state holds ``hyperparams`` (``learning_rate``, ``weight_decay``) that
-    :func:`negres.engine.train_seeds` can set per seed.
+    :func:`negres.train` can set per seed (``hyperparams=`` or ``grid=``).
     """
     name = optimizer_config.get("name")
     if name not in OPTIMIZERS:

@@ -71,7 +71,7 @@ def learning_curves_figure(
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(name.replace("_", " "))
         ax.grid(alpha=0.3)
-    # Diverged seeds' curves are NaN from their divergence on (see negres.engine).
+    # Diverged seeds' curves are NaN from their divergence on (see negres.training.step).
     diverged = int(np.isnan(np.asarray(next(iter(curves.values())), dtype=float)[:, -1]).sum())
     note = (f"; {diverged} diverged: their lines stop there, the mean is over the others"
             if diverged else "")

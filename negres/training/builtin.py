@@ -10,7 +10,7 @@ optionally with per-seed label noise and input noise. All of it is a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -184,6 +184,6 @@ def train_seeds(
                  eval_data=eval_data, **kwargs)
 
 
-__all__: Sequence[str] = ["builtin_data", "builtin_program", "check_input_noise",
+__all__ = ["builtin_data", "builtin_program", "check_input_noise",
                           "check_label_noise", "make_apply", "make_evaluate", "noisy_labels",
                           "train_seeds"]

@@ -33,7 +33,7 @@ from negres.training.plan import (
     memory_budget,
     plan_description,
 )
-from negres.training.step import SeedTrainer, all_finite, make_seed_trainer, num_examples
+from negres.training.step import SeedTrainer, make_seed_trainer, num_examples
 
 if TYPE_CHECKING:
     from negres.training.checkpoint import TrainingCheckpoints
@@ -295,7 +295,10 @@ def _prepare_run(
     check_scale_arguments(seeds_per_chunk=seeds_per_chunk, layout=layout,
                           seeds_per_map_step=seeds_per_map_step,
                           checkpoint_every=checkpoint_every)
-    has_eval = eval_data is not None and program.evaluate is not None
+    if eval_data is not None and program.evaluate is None:
+        raise ArgumentError("eval_data", "a batch", "None for a program without evaluate "
+                            "(give the SeedProgram an evaluate function to get eval curves)")
+    has_eval = eval_data is not None
     host_eval = _checked_data(eval_data, "eval_data")[0] if has_eval else ()
     if trainer is None:
         trainer = make_seed_trainer(program, batch_size=batch_size, eval_every=eval_every,
@@ -604,6 +607,3 @@ def compile_training(*args: Any, **kwargs: Any) -> Plan:
     positional = [arguments.pop(n) for n in ("program", "data")]
     return _prepare_run(*positional, checkpointing=checkpointing, **arguments).plan
 
-
-__all__ = ["ProgressFn", "ResumeError", "TrainResult", "all_finite", "compile_training",
-           "train"]

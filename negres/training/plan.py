@@ -29,7 +29,7 @@ class Plan(NamedTuple):
     """How a call lays out its seeds; logged, and written to ``results.json``.
 
     Attributes:
-      layout: ``"vmap"`` or ``"map"`` (see :mod:`negres.layout`).
+      layout: ``"vmap"`` or ``"map"`` (see :mod:`negres.training.layout`).
       seeds_per_map_step: seeds vmapped at each ``lax.map`` step (``map`` only).
       seeds_per_chunk: seeds per compiled call; the last chunk is padded.
       num_chunks: calls per segment.
