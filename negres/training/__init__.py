@@ -7,7 +7,8 @@ from an init, a loss and an optax optimizer, or from a flax module by
 wraps the user's step in what every seed needs (batches, random streams, divergence
 freezing, curves); :mod:`~negres.training.plan` decides where seeds live (sharding,
 ``vmap`` or ``lax.map`` layout, memory-bounded chunks); :mod:`~negres.training.driver`
-runs it (:func:`train`: grids, segments, checkpoints via
+runs it (:func:`train`: the rows of a grid from :mod:`~negres.training.grid`, argument
+checks from :mod:`~negres.training.checks`, segments, checkpoints via
 :mod:`~negres.training.checkpoint`, resume). :mod:`~negres.training.builtin` is negres's
 own models and losses as one program, the one the command line trains.
 """

@@ -1,15 +1,28 @@
 """Checks of the arguments of a training call, made before anything compiles.
 
-Each raises :class:`~negres.errors.ArgumentError` naming the argument, its value and
-what is allowed; the command line translates the names into config fields.
+:func:`check_program` traces the user's program once, abstractly, so that a step of the
+wrong shape or a misspelt grid name is one line about the user's own argument rather than
+an error from deep inside a compile. Each check raises
+:class:`~negres.errors.ArgumentError` naming the argument, its value and what is allowed;
+the command line translates the names into config fields.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
 
 from negres.errors import ArgumentError
+from negres.training.contract import Batch
 from negres.training.layout import check_layout
+
+if TYPE_CHECKING:
+    from negres.training.grid import Rows
+    from negres.training.step import SeedTrainer
 
 
 def is_int(value: object) -> bool:
@@ -50,3 +63,56 @@ def check_scale_arguments(
     if not is_int(checkpoint_every) or checkpoint_every < 0:
         raise ArgumentError("checkpoint_every", checkpoint_every,
                             "an integer >= 0 (steps between checkpoints; 0: about one a minute)")
+
+
+def check_program(trainer: SeedTrainer, rows: Rows, example: Batch,
+                   eval_example: Batch | None) -> None:
+    """Trace the program once, abstractly, before anything compiles: its step must return
+    ``(state, metrics)`` with the state's structure and scalar metrics; and every grid or
+    hyperparameter name must be read by the optimizer or the program (a misspelt name
+    would otherwise train every grid point alike)."""
+    read: set[str] = set()
+
+    class Recording(dict):
+        def __getitem__(self, name: str) -> Any:
+            read.add(name)
+            if name not in self:
+                raise ArgumentError(
+                    "grid" if rows.grid else "hyperparams", sorted(self),
+                    f"values for every name the program reads: it reads hyper[{name!r}] "
+                    f"(give it with grid= or hyperparams=, or read it with hyper.get)")
+            return super().__getitem__(name)
+
+        def get(self, name: str, default: Any = None) -> Any:
+            read.add(name)
+            return super().get(name, default)
+
+    hyper = Recording({n: np.asarray(v[0]) for n, v in rows.hyper.items()})
+    program = trainer.program
+    key = jax.ShapeDtypeStruct((2,), np.uint32)
+    state = jax.eval_shape(lambda k: program.init(k, example, hyper), key)
+    rngs = {name: key for name in program.streams}
+    out = jax.eval_shape(lambda s, r: program.step(s, example, r, hyper), state, rngs)
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
+        raise ArgumentError("program.step", f"a function returning {type(out).__name__}",
+                            "(state, metrics): the new state and a dict of scalar metrics")
+    new_state, metrics = out
+    if jax.tree_util.tree_structure(new_state) != jax.tree_util.tree_structure(state):
+        raise ArgumentError("program.step", "a function returning another state structure",
+                            "the new state with the structure init returns")
+    evaluated = {}
+    if eval_example is not None:
+        evaluated = jax.eval_shape(lambda s: program.evaluate(s, eval_example, hyper), state)
+        if not isinstance(evaluated, Mapping):
+            raise ArgumentError("program.evaluate", type(evaluated).__name__,
+                                "a function returning a dict of scalar metrics")
+    for where, found in (("program.step", metrics), ("program.evaluate", evaluated)):
+        shaped = {n: tuple(v.shape) for n, v in found.items() if getattr(v, "shape", ()) != ()}
+        if shaped:
+            raise ArgumentError(where, f"metrics of shapes {shaped}",
+                                "scalar metrics (average over the batch in the function)")
+    unread = sorted(set(rows.hyper) - read)
+    if unread:
+        where = "grid" if rows.grid else "hyperparams"
+        raise ArgumentError(where, unread, "names the optimizer injects or the program reads "
+                            "from its hyper argument; these are read by neither")

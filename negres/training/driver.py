@@ -9,7 +9,6 @@ axis: every grid point trains the same seeds, all in the same compiled call.
 from __future__ import annotations
 
 import inspect
-import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,8 +22,14 @@ from jax.sharding import Mesh, SingleDeviceSharding
 from negres.errors import ArgumentError, ResumeError
 from negres.seeds import seed_keys
 from negres.sharding import agreed, put, replicated, seed_mesh, to_host
-from negres.training.checks import check_scale_arguments, check_training_arguments, is_int
+from negres.training.checks import (
+    check_program,
+    check_scale_arguments,
+    check_training_arguments,
+    is_int,
+)
 from negres.training.contract import Batch, LossState, SeedProgram
+from negres.training.grid import Rows, expand_rows
 from negres.training.plan import (
     Placement,
     Plan,
@@ -123,10 +128,6 @@ def checkpoint_points(checkpoint_every: int, eval_every: int, num_points: int) -
     return min(num_points, math.ceil(checkpoint_every / eval_every))
 
 
-def _float_dtype() -> np.dtype:
-    return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
-
-
 def _host_tree(tree: Any, name: str) -> Any:
     """``tree``'s leaves as NumPy arrays in the dtypes JAX will use (float64 only in x64)."""
     def one(leaf: Any) -> np.ndarray:
@@ -152,62 +153,12 @@ def _checked_data(data: Batch, name: str) -> tuple[Batch, int]:
                             "arrays sharing their leading (example) axis") from None
 
 
-class _Rows(NamedTuple):
-    """What each row of the flat seed axis trains: its seed index and hyperparameters."""
-
-    seed_indices: np.ndarray  # (R,)
-    hyper: dict[str, np.ndarray]  # name -> (R,)
-    grid: dict[str, tuple[float, ...]]
-    grid_shape: tuple[int, ...]
-
-
-def _expand_rows(num_seeds: int | None, seed_indices: Any,
-                 hyperparams: Mapping[str, Any] | None,
-                 grid: Mapping[str, Sequence[float]] | None) -> _Rows:
-    if seed_indices is None:
-        if num_seeds is None:
-            raise ArgumentError("num_seeds", None, "an integer >= 1 (or pass seed_indices)")
-        if not is_int(num_seeds) or num_seeds < 1:
-            raise ArgumentError("num_seeds", num_seeds, "an integer >= 1")
-        seed_indices = np.arange(num_seeds)
-    seeds = np.asarray(seed_indices)
-    if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer) \
-            or seeds.min() < 0:
-        raise ArgumentError("seed_indices", seed_indices, "a non-empty 1-D list of integers >= 0")
-    seeds = seeds.astype(np.int64)
-    dtype = _float_dtype()
-    if grid and hyperparams:
-        raise ArgumentError("hyperparams", sorted(hyperparams),
-                            "empty when a grid is given (put fixed values in the program)")
-    if not grid:
-        hyper = {}
-        for name, values in (hyperparams or {}).items():
-            array = np.asarray(values, dtype)
-            if array.shape != seeds.shape or not np.all(np.isfinite(array)):
-                raise ArgumentError(f"hyperparams[{name!r}]", values,
-                                    f"{seeds.size} finite numbers, one per seed")
-            hyper[name] = array
-        return _Rows(seeds, hyper, {}, ())
-    axes = {}
-    for name, values in grid.items():
-        array = np.asarray(values, dtype)
-        if not isinstance(name, str) or array.ndim != 1 or array.size == 0 \
-                or not np.all(np.isfinite(array)):
-            raise ArgumentError(f"grid[{name!r}]", values, "a non-empty list of finite numbers")
-        axes[name] = tuple(float(v) for v in np.asarray(values, np.float64))
-    points = list(itertools.product(*axes.values()))
-    hyper = {name: np.repeat(np.asarray([p[i] for p in points], dtype), seeds.size)
-             for i, name in enumerate(axes)}
-    return _Rows(np.tile(seeds, len(points)), hyper, axes,
-                 tuple(len(v) for v in axes.values()))
-
-
 class _Run(NamedTuple):
     """A training call checked, placed and compiled: everything but the training itself."""
 
     placement: Placement
     plan: Plan
-    rows: _Rows
+    rows: Rows
     keys: np.ndarray  # (R, 2) every row's key, on the host
     chunk_rows: list[np.ndarray]  # per chunk, the rows it holds (padding repeats the last)
     chunk_keys: list[jax.Array]
@@ -219,59 +170,6 @@ class _Run(NamedTuple):
     curve_names: list[str]
     init: Any
     segment: Any
-
-
-def _check_program(trainer: SeedTrainer, rows: _Rows, example: Batch,
-                   eval_example: Batch | None) -> None:
-    """Trace the program once, abstractly, before anything compiles: its step must return
-    ``(state, metrics)`` with the state's structure and scalar metrics; and every grid or
-    hyperparameter name must be read by the optimizer or the program (a misspelt name
-    would otherwise train every grid point alike)."""
-    read: set[str] = set()
-
-    class Recording(dict):
-        def __getitem__(self, name: str) -> Any:
-            read.add(name)
-            if name not in self:
-                raise ArgumentError(
-                    "grid" if rows.grid else "hyperparams", sorted(self),
-                    f"values for every name the program reads: it reads hyper[{name!r}] "
-                    f"(give it with grid= or hyperparams=, or read it with hyper.get)")
-            return super().__getitem__(name)
-
-        def get(self, name: str, default: Any = None) -> Any:
-            read.add(name)
-            return super().get(name, default)
-
-    hyper = Recording({n: np.asarray(v[0]) for n, v in rows.hyper.items()})
-    program = trainer.program
-    key = jax.ShapeDtypeStruct((2,), np.uint32)
-    state = jax.eval_shape(lambda k: program.init(k, example, hyper), key)
-    rngs = {name: key for name in program.streams}
-    out = jax.eval_shape(lambda s, r: program.step(s, example, r, hyper), state, rngs)
-    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
-        raise ArgumentError("program.step", f"a function returning {type(out).__name__}",
-                            "(state, metrics): the new state and a dict of scalar metrics")
-    new_state, metrics = out
-    if jax.tree_util.tree_structure(new_state) != jax.tree_util.tree_structure(state):
-        raise ArgumentError("program.step", "a function returning another state structure",
-                            "the new state with the structure init returns")
-    evaluated = {}
-    if eval_example is not None:
-        evaluated = jax.eval_shape(lambda s: program.evaluate(s, eval_example, hyper), state)
-        if not isinstance(evaluated, Mapping):
-            raise ArgumentError("program.evaluate", type(evaluated).__name__,
-                                "a function returning a dict of scalar metrics")
-    for where, found in (("program.step", metrics), ("program.evaluate", evaluated)):
-        shaped = {n: tuple(v.shape) for n, v in found.items() if getattr(v, "shape", ()) != ()}
-        if shaped:
-            raise ArgumentError(where, f"metrics of shapes {shaped}",
-                                "scalar metrics (average over the batch in the function)")
-    unread = sorted(set(rows.hyper) - read)
-    if unread:
-        where = "grid" if rows.grid else "hyperparams"
-        raise ArgumentError(where, unread, "names the optimizer injects or the program reads "
-                            "from its hyper argument; these are read by neither")
 
 
 def _prepare_run(
@@ -287,7 +185,7 @@ def _prepare_run(
                             "a negres.SeedProgram (see loss_program, linen_program, nnx_program)")
     if not is_int(seed):
         raise ArgumentError("seed", seed, "an integer")
-    rows = _expand_rows(num_seeds, seed_indices, hyperparams, grid)
+    rows = expand_rows(num_seeds, seed_indices, hyperparams, grid)
     host_data, num_train = _checked_data(data, "data")
     eval_every = steps if eval_every is None else eval_every
     check_training_arguments(num_seeds=int(rows.seed_indices.size), steps=steps,
@@ -313,7 +211,7 @@ def _prepare_run(
     checked = (tuple(sorted(rows.hyper)), bool(rows.grid),
                str(jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), (example, host_eval))))
     if checked not in trainer.checked:
-        _check_program(trainer, rows, example, host_eval if has_eval else None)
+        check_program(trainer, rows, example, host_eval if has_eval else None)
         trainer.checked.add(checked)
 
     mesh = seed_mesh() if mesh is None else mesh
@@ -508,7 +406,7 @@ def train(
     start = time.perf_counter()
     if checkpoints is not None and checkpoints.latest_step() is not None:
         # Refuse another run's checkpoints before anything compiles.
-        rows = _expand_rows(num_seeds, seed_indices, hyperparams, grid)
+        rows = expand_rows(num_seeds, seed_indices, hyperparams, grid)
         _check_resumable(checkpoints.metadata(), fingerprint, rows.seed_indices, steps,
                          checkpoints)
     run = _prepare_run(

@@ -73,7 +73,7 @@ class SeedTrainer:
         self.has_eval = has_eval and program.evaluate is not None
         self.init = jax.jit(over_seeds(self.init_one, seeded_args=(0, 1)))
         self.compiled: dict[tuple[Any, ...], Any] = {}
-        self.checked: set[Any] = set()  # what driver._check_program has traced already
+        self.checked: set[Any] = set()  # what checks.check_program has traced already
         # What the layout timing depends on; programs with a name share it.
         self.model_key: Hashable = (program.name or id(self), batch_size)
         self.convolutional: bool | None = None  # found by tracing, once
