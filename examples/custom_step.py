@@ -91,9 +91,12 @@ def main(argv: list[str] | None = None) -> dict:
     train_data, test_data = digits()
 
     program = sam_program(MLP(), optax.sgd(args.learning_rate, momentum=0.9))
+    # About 5 curve points; eval_every must divide the number of steps.
+    curve_spacing = max(d for d in range(1, max(1, args.steps // 5) + 1)
+                        if args.steps % d == 0)
     result = negres.train(program, train_data, steps=args.steps, batch_size=args.batch_size,
                           num_seeds=args.seeds, grid={"rho": args.rho},
-                          eval_data=test_data, eval_every=args.steps // 5)
+                          eval_data=test_data, eval_every=curve_spacing)
     accuracy = result.final("eval_accuracy")  # (len(rho), S)
 
     print(f"{len(args.rho)} rho x {args.seeds} seeds x {args.steps} steps in one call: "

@@ -63,10 +63,13 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     train_data, val_data = digits()
 
+    # About 6 curve points; eval_every must divide the number of steps.
+    curve_spacing = max(d for d in range(1, max(1, args.steps // 6) + 1)
+                        if args.steps % d == 0)
     program = negres.linen_program(MLP(), loss, optax.adam, hyperparams={"learning_rate": 1e-3})
     result = negres.train(program, train_data, steps=args.steps, batch_size=args.batch_size,
                           num_seeds=args.seeds, grid={"learning_rate": args.learning_rates},
-                          eval_data=val_data, eval_every=args.steps // 6)
+                          eval_data=val_data, eval_every=curve_spacing)
     accuracy = result.final("eval_accuracy")                     # (4, S)
     rates = result.grid["learning_rate"]
     summaries = [negres.stats.describe(acc, seed=0) for acc in accuracy]

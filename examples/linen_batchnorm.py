@@ -74,9 +74,12 @@ def main(argv: list[str] | None = None) -> dict:
     # --- the core: model, loss, one train call for every seed, attributions across seeds
     model = CNN()
     program = negres.linen_program(model, smoothed_cross_entropy, optax.adam(3e-3))
+    # About 4 curve points; eval_every must divide the number of steps.
+    curve_spacing = max(d for d in range(1, max(1, args.steps // 4) + 1)
+                        if args.steps % d == 0)
     result = negres.train(program, (x_train, y_train), steps=args.steps,
                           batch_size=args.batch_size, num_seeds=args.seeds,
-                          eval_data=(x_test, y_test), eval_every=args.steps // 4,
+                          eval_data=(x_test, y_test), eval_every=curve_spacing,
                           layout=args.layout)
     accuracy = result.final("eval_accuracy")                       # (S,)
 

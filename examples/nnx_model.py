@@ -68,9 +68,12 @@ def main(argv: list[str] | None = None) -> dict:
     # --- the core: the model's program, one train call for every seed
     program = negres.nnx_program(make_model, cross_entropy, optax.adam,
                                  hyperparams={"learning_rate": 1e-2})
+    # About 5 curve points; eval_every must divide the number of steps.
+    curve_spacing = max(d for d in range(1, max(1, args.steps // 5) + 1)
+                        if args.steps % d == 0)
     result = negres.train(program, (x_train, y_train), steps=args.steps,
                           batch_size=args.batch_size, num_seeds=args.seeds,
-                          eval_data=(x_test, y_test), eval_every=max(1, args.steps // 5))
+                          eval_data=(x_test, y_test), eval_every=curve_spacing)
     accuracy = result.final("eval_accuracy")                        # (S,)
     variables = {"params": result.params, "model_state": result.model_state}
     logits = negres.over_seeds(negres.nnx_apply(make_model))(variables, x_test)  # (S, N, 10)

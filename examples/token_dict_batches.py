@@ -70,9 +70,12 @@ def main(argv: list[str] | None = None) -> dict:
     train_data, test_data = make_data(args.num_train, seed=0), make_data(args.num_test, seed=1)
 
     program = negres.linen_program(TokenMLP(), loss, optax.adam(3e-3), inputs="tokens")
+    # About 8 curve points; eval_every must divide the number of steps.
+    curve_spacing = max(d for d in range(1, max(1, args.steps // 8) + 1)
+                        if args.steps % d == 0)
     result = negres.train(program, train_data, steps=args.steps, batch_size=args.batch_size,
                           num_seeds=args.seeds, eval_data=test_data,
-                          eval_every=args.steps // 8)
+                          eval_every=curve_spacing)
     accuracy = result.final("eval_accuracy")  # (S,)
 
     print(f"data: {', '.join(f'{k} {v.dtype} {v.shape}' for k, v in train_data.items())}; "
