@@ -24,16 +24,13 @@ from negres.losses import LOSSES, SCORE_NAMES
 from negres.seeds import stream_key
 from negres.training.contract import SeedProgram, loss_program
 from negres.training.driver import TrainResult, train
+from negres.training.linen import linen_apply
 
 
 def make_apply(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
     """One seed's deterministic forward pass ``(params, x (B, *input_shape)) -> (B, K)`` of a
-    built-in model."""
-
-    def apply_fn(params: Any, x: jax.Array) -> jax.Array:
-        return model.apply({"params": params}, x, train=False)
-
-    return apply_fn
+    built-in model (they all take ``train``)."""
+    return linen_apply(model, train_argument="train")
 
 
 def make_evaluate(
@@ -126,6 +123,7 @@ def builtin_program(
     check_label_noise(label_noise, kind, num_classes)
     check_input_noise(input_noise)
     loss_fn, score = LOSSES[kind], SCORE_NAMES[kind]
+    evaluate_set = make_evaluate(model, kind)
 
     def init(key: jax.Array, batch: dict[str, jax.Array]) -> tuple[Any, Any]:
         x = jnp.zeros((1, *batch["x"].shape[1:]), jnp.float32)
@@ -146,7 +144,7 @@ def builtin_program(
         return value, (model_state, {score: score_value})
 
     def evaluate(params, model_state, batch):
-        value, score_value = make_evaluate(model, kind)(params, batch["x"], batch["y"])
+        value, score_value = evaluate_set(params, batch["x"], batch["y"])
         return {"loss": value, score: score_value}
 
     streams = ("dropout", "input_noise") if input_noise > 0 else ("dropout",)
@@ -184,6 +182,5 @@ def train_seeds(
                  eval_data=eval_data, **kwargs)
 
 
-__all__ = ["builtin_data", "builtin_program", "check_input_noise",
-                          "check_label_noise", "make_apply", "make_evaluate", "noisy_labels",
-                          "train_seeds"]
+__all__ = ["builtin_data", "builtin_program", "check_input_noise", "check_label_noise",
+           "make_apply", "make_evaluate", "noisy_labels", "train_seeds"]

@@ -123,11 +123,6 @@ def _hyperparam_paths(opt_state: Any) -> dict[str, list[tuple[Any, ...]]]:
     return found
 
 
-def optimizer_hyperparams(opt_state: Any) -> frozenset[str]:
-    """The names of the hyperparameters injected into ``opt_state`` (may vary per seed)."""
-    return frozenset(_hyperparam_paths(opt_state))
-
-
 def set_hyperparams(opt_state: Any, hyper: Mapping[str, jax.Array]) -> Any:
     """``opt_state`` with each injected hyperparameter named in ``hyper`` set to its value.
 
