@@ -13,9 +13,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import ConfigDict, config_flags
 
-from negres import experiment, sharding
+from negres import sharding
 from negres.errors import ConfigError
-from negres.results_io import WorkdirError
+from negres.study import experiment
+from negres.study.workdir import WorkdirError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file (configs/NAME.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results.json, report.md and plots.")

@@ -51,7 +51,7 @@ from compare_common import (
     write_json,
 )
 
-from negres.saliency import attribute, attribute_over_seeds
+from negres.measures.saliency import attribute, attribute_over_seeds
 from negres.seeds import take_rows, take_seed
 from negres.training.builtin import make_apply, train_seeds
 

@@ -60,7 +60,7 @@ from compare_common import (
 )
 from torch.func import functional_call, stack_module_state
 
-from negres.losses import LOSSES
+from negres.measures.losses import LOSSES
 from negres.seeds import over_seeds, seed_key, stream_key, take_rows, take_seed
 from negres.training.builtin import builtin_data, builtin_program, make_evaluate, train_seeds
 from negres.training.driver import compile_training

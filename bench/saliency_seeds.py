@@ -24,8 +24,8 @@ from ml_collections import ConfigDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from negres.measures.saliency import attribute, attribute_over_seeds
 from negres.models import build_model
-from negres.saliency import attribute, attribute_over_seeds
 from negres.seeds import take_seed
 from negres.tasks import load_task
 from negres.training.builtin import make_apply, train_seeds

@@ -54,8 +54,20 @@ _ATTRIBUTES: dict[str, str] = {
     "Task": "negres.tasks",
     "load_task": "negres.tasks",
 }
-_SUBMODULES = ("agreement", "findings", "interpretability", "models", "saliency", "stats",
-               "training")
+# Short names of the modules a researcher reaches for, as attributes of negres.
+_SUBMODULES: dict[str, str] = {
+    "agreement": "negres.measures.agreement",
+    "evaluators": "negres.evaluators",
+    "findings": "negres.reporting.findings",
+    "interpretability": "negres.measures.interpretability",
+    "metrics": "negres.measures.metrics",
+    "models": "negres.models",
+    "saliency": "negres.measures.saliency",
+    "shifts": "negres.tasks.shifts",
+    "stats": "negres.statistics",
+    "statistics": "negres.statistics",
+    "training": "negres.training",
+}
 
 __all__ = [
     "TASKS",
@@ -72,6 +84,7 @@ __all__ = [
     "agreement",
     "builtin_program",
     "compile_training",
+    "evaluators",
     "findings",
     "initialize_distributed",
     "interpretability",
@@ -82,6 +95,7 @@ __all__ = [
     "make_apply",
     "make_evaluate",
     "make_seed_trainer",
+    "metrics",
     "models",
     "nnx_apply",
     "nnx_program",
@@ -91,6 +105,8 @@ __all__ = [
     "seed_key",
     "seed_keys",
     "seed_mesh",
+    "shifts",
+    "statistics",
     "stats",
     "stream_key",
     "take_seed",
@@ -102,7 +118,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        return importlib.import_module(f"negres.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     if name in _ATTRIBUTES:
         value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
         globals()[name] = value  # later lookups skip this function
@@ -115,11 +131,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from negres import agreement, findings, interpretability, models, saliency, stats, training
+    from negres import evaluators, models, statistics, training
+    from negres import statistics as stats
     from negres.errors import ArgumentError, ConfigError, ResumeError
+    from negres.measures import agreement, interpretability, metrics, saliency
+    from negres.reporting import findings
     from negres.seeds import num_seeds_of, over_seeds, seed_key, seed_keys, stream_key, take_seed
     from negres.sharding import initialize_distributed, seed_mesh
-    from negres.tasks import TASKS, Task, load_task
+    from negres.tasks import TASKS, Task, load_task, shifts
     from negres.training.builtin import builtin_program, make_apply, make_evaluate, train_seeds
     from negres.training.checkpoint import TrainingCheckpoints
     from negres.training.contract import LossState, SeedProgram, loss_program

@@ -11,8 +11,8 @@ import pytest
 import scipy.stats
 from numpy.testing import assert_allclose, assert_array_equal
 
-from negres import agreement
 from negres.errors import ConfigError
+from negres.measures import agreement
 from negres.models import MLP, Linear
 from negres.seeds import take_seed
 

@@ -10,8 +10,8 @@ import pytest
 from ml_collections import ConfigDict
 
 import negres
-from negres.agreement import layer_order
 from negres.errors import ConfigError
+from negres.measures.agreement import layer_order
 from negres.models import AttentionClassifier, build_model, check_model_input
 from negres.seeds import seed_key, stream_key
 

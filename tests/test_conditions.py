@@ -3,8 +3,8 @@
 import pytest
 from ml_collections import ConfigDict
 
-from negres.conditions import expand_conditions
 from negres.errors import ConfigError
+from negres.study.conditions import expand_conditions
 
 
 def base() -> ConfigDict:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from negres.config import validate_config
 from negres.errors import ConfigError
+from negres.study.config import validate_config
 
 CONFIGS = sorted(p for p in Path(__file__).resolve().parents[1].glob("configs/*.py")
                  if p.stem != "__init__")

@@ -202,7 +202,7 @@ def test_label_noise_hurts_training_fit_but_not_the_clean_labels(small_digits):
 
 def test_learning_rates_ride_the_seed_axis(small_digits):
     """Rows with different learning rates in one call equal separate runs at each rate."""
-    from negres.optimizers import build_optimizer
+    from negres.training.optimizers import build_optimizer
 
     model = build_model(ConfigDict(MODEL_CONFIGS["linear"]), 10)
     optimizer = build_optimizer(ConfigDict({"name": "adam", "learning_rate": 0.01}))

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from tests_configs import tiny_config
 
-from negres import experiment
-from negres.attribution_study import attribution_study
+from negres.evaluators.attributions import attribution_study
+from negres.evaluators.robustness import robustness_study
 from negres.models import build_model
-from negres.optimizers import build_optimizer
-from negres.robustness_study import robustness_study
 from negres.seeds import seed_keys, stream_key, take_rows
+from negres.study import experiment
 from negres.training.builtin import train_seeds
+from negres.training.optimizers import build_optimizer
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_report_and_plots_are_written_and_rebuilt_from_results_alone(study):
 
 
 def test_results_json_round_trips_non_finite_values(tmp_path):
-    from negres.results_io import read_json, write_json_atomic
+    from negres.study.workdir import read_json, write_json_atomic
 
     write_json_atomic(tmp_path / "r.json", {"a": np.array([1.0, np.nan, np.inf])})
     values = read_json(tmp_path / "r.json")["a"]
@@ -160,6 +160,6 @@ def test_regression_study_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("top_k,num_features,expected", [(10, 64, 10), (10, 5, 2), (3, 2, 1)])
 def test_top_k_is_capped_so_agreement_is_not_trivial(top_k, num_features, expected):
-    from negres.attribution_study import top_k_used
+    from negres.evaluators.attributions import top_k_used
 
     assert top_k_used(top_k, num_features) == expected

@@ -13,8 +13,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import r2_score
 from sklearn.preprocessing import StandardScaler
 
-from negres import interpretability as interp
 from negres.errors import ConfigError
+from negres.measures import interpretability as interp
 from negres.seeds import over_seeds
 
 S, N, M, D = 3, 256, 200, 6

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from negres import plots
+from negres.reporting import plots
 
 RNG = np.random.default_rng(0)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from negres import saliency
+from negres.measures import saliency
 from negres.models import MLP, Linear
 from negres.seeds import take_seed
 

@@ -17,14 +17,14 @@ import pytest
 from conftest import tree_allclose
 from ml_collections import ConfigDict
 
-from negres.analysis import analyze, without_diverged
 from negres.errors import ArgumentError, ResumeError
 from negres.models import build_model
-from negres.optimizers import build_optimizer
 from negres.seeds import take_seed
+from negres.statistics.study import analyze, without_diverged
 from negres.training.builtin import builtin_program, train_seeds
 from negres.training.checkpoint import TrainingCheckpoints
 from negres.training.layout import check_layout, is_convolutional, lift_over_seeds
+from negres.training.optimizers import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 # Single-seed results and many-seed rows differ by float reassociation only.
@@ -356,7 +356,7 @@ def test_two_processes_train_their_share_and_gather_the_single_process_result(tm
 def test_a_study_flags_diverged_seeds_and_leaves_them_out_of_its_statistics(tmp_path):
     from tests_configs import tiny_config
 
-    from negres import experiment
+    from negres.study import experiment
 
     config = tiny_config()
     config.optimizer.name = "sgd"

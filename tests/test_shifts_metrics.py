@@ -7,12 +7,12 @@ import pytest
 from ml_collections import ConfigDict
 from sklearn.metrics import confusion_matrix as sk_confusion
 
-from negres import metrics, shifts
 from negres.errors import ConfigError
+from negres.evaluators.robustness import robustness_study
+from negres.measures import metrics
 from negres.models import Linear
-from negres.robustness_study import robustness_study
 from negres.seeds import seed_keys, stream_key, take_rows
-from negres.tasks import Task
+from negres.tasks import Task, shifts
 
 KEY = jax.random.PRNGKey(0)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from negres import stats
+from negres.statistics import inference as stats
 
 # ------------------------------------------------------------------------ describe
 

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from tests_configs import load_config
 
-from negres import experiment, findings, report
-from negres.conditions import expand_conditions
+from negres.reporting import findings
+from negres.reporting import write as report
+from negres.study import experiment
+from negres.study.conditions import expand_conditions
 from negres.tasks import load_task
 
 
@@ -144,7 +146,7 @@ def test_a_finding_whose_conditions_were_removed_says_so():
 
 def _rule_results(conflict_accuracy: float, reversed_accuracy: float) -> dict:
     """Results of a rule/shortcut study with the given shortcut-world numbers, 12 seeds."""
-    from negres.analysis import analyze
+    from negres.statistics.study import analyze
 
     rng = np.random.default_rng(0)
 

@@ -10,14 +10,15 @@ import optax
 import pytest
 from ml_collections import ConfigDict
 
-from negres import analysis, saliency
-from negres.conditions import references_of
 from negres.errors import ArgumentError, ConfigError
+from negres.evaluators.subsets import subset_scores, subset_study
+from negres.evaluators.truth import true_contributions, truth_study
+from negres.measures import saliency
 from negres.models import Linear
-from negres.subset_study import subset_scores, subset_study
+from negres.statistics import study as analysis
+from negres.study.conditions import references_of
 from negres.tasks import load_task
 from negres.training import builtin as engine
-from negres.truth_study import true_contributions, truth_study
 
 COEFFICIENTS = np.array([3.0, 2.0, -1.5, 0.0, 0.0])
 
@@ -136,7 +137,7 @@ def test_a_bad_compared_with_names_the_field(reference):
 def test_a_bad_compared_with_stops_a_study_before_anything_is_trained(tmp_path):
     from tests_configs import tiny_config
 
-    from negres import experiment
+    from negres.study import experiment
 
     config = tiny_config()
     config.conditions = ({"name": "a"}, {"name": "b", "compared_with": "nope"})

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from negres.summary import metric_table, seed_table
+from negres.reporting.terminal import metric_table, seed_table
 
 
 def test_seed_table_rows_and_spread():

@@ -8,8 +8,8 @@ import tensorflow_datasets as tfds
 from ml_collections import ConfigDict
 
 from negres.errors import ConfigError
+from negres.evaluators.robustness import robustness_study
 from negres.models import build_model
-from negres.robustness_study import robustness_study
 from negres.seeds import seed_keys
 from negres.tasks import load_task
 from negres.tasks.tfds_datasets import DatasetNotPreparedError, available_corruptions
@@ -93,7 +93,7 @@ def test_missing_dataset_says_where_it_looked_and_what_to_run(tmp_path):
 def test_cifar10_corrupted_config_runs_end_to_end_on_mock_data(mocked, tmp_path):
     from tests_configs import load_config
 
-    from negres import experiment
+    from negres.study import experiment
 
     config = load_config("cifar10_corrupted")
     config.num_seeds = 2

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from negres.errors import ArgumentError
-from negres.losses import LOSSES, SCORE_NAMES
+from negres.measures.losses import LOSSES, SCORE_NAMES
 from negres.seeds import stream_key
 from negres.training.contract import SeedProgram, loss_program
 from negres.training.driver import TrainResult, train

@@ -27,7 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from negres.errors import ResumeError
-from negres.results_io import to_jsonable
+from negres.study.workdir import to_jsonable
 
 # Differences listed in a mismatch message before the rest are only counted.
 _MISMATCHES_SHOWN = 3

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from negres import plots
-from negres.analysis import without_diverged
-from negres.report_markdown import build_report
+from negres.reporting import plots
+from negres.reporting.markdown import build_report
+from negres.statistics.study import without_diverged
 
 REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"

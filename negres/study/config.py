@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from ml_collections import ConfigDict
 
 from negres.errors import ArgumentError, ConfigError
-from negres.findings import FINDINGS
 from negres.models import MODELS
-from negres.optimizers import OPTIMIZERS
+from negres.reporting.findings import FINDINGS
 from negres.tasks import TASKS
 from negres.training.checks import check_training_arguments
+from negres.training.optimizers import OPTIMIZERS
 
 # Fields each section may hold; a name outside these is a typo, and a typo silently
 # ignored would run a different study than the one the user wrote.

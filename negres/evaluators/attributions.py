@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from negres import agreement, interpretability, saliency
 from negres.errors import ConfigError
+from negres.measures import agreement, interpretability, saliency
 from negres.seeds import over_seeds, stream_key
 from negres.tasks import Task
 

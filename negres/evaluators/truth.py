@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from negres import saliency
+from negres.measures import saliency
 from negres.seeds import over_seeds
 from negres.tasks import Task
 

@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from negres import metrics
+from negres.measures import metrics
 from negres.seeds import over_seeds, stream_key
-from negres.shifts import get_shift
 from negres.tasks import Task
+from negres.tasks.shifts import get_shift
 
 
 def check_robustness_config(evaluation: ConfigDict, task: Task) -> None:

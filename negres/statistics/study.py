@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from negres import stats
+from negres.statistics import inference as stats
 
 # Metric names whose value should go down; every other metric should go up.
 _LOWER_IS_BETTER_MARKERS = (

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from negres import stats
+from negres.statistics import inference as stats
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

@@ -18,18 +18,23 @@ import optax
 from absl import logging
 from ml_collections import ConfigDict
 
-from negres import report
-from negres.analysis import analyze, without_diverged
-from negres.attribution_study import attribution_study, check_attribution_config
-from negres.conditions import expand_conditions, references_of
-from negres.config import as_config_fields, validate_config
 from negres.errors import ResumeError
-from negres.findings import finding_of
-from negres.interpretability import surrogate_fidelity_over_seeds
-from negres.losses import SCORE_NAMES
+from negres.evaluators.attributions import attribution_study, check_attribution_config
+from negres.evaluators.robustness import check_robustness_config, robustness_study
+from negres.evaluators.subsets import subset_study
+from negres.evaluators.truth import truth_study
+from negres.measures.interpretability import surrogate_fidelity_over_seeds
+from negres.measures.losses import SCORE_NAMES
 from negres.models import build_model, check_model_input
-from negres.optimizers import VMAPPABLE_HYPERPARAMS, build_optimizer, hyperparams_of
-from negres.results_io import (
+from negres.reporting import write as report
+from negres.reporting.findings import finding_of
+from negres.reporting.terminal import metric_table, seed_table
+from negres.seeds import over_seeds, seed_keys, stream_key, take_rows
+from negres.sharding import barrier, is_main_process
+from negres.statistics.study import analyze, without_diverged
+from negres.study.conditions import expand_conditions, references_of
+from negres.study.config import as_config_fields, validate_config
+from negres.study.workdir import (
     CONFIG_FILE,
     RESULTS_FILE,
     WorkdirError,
@@ -38,11 +43,6 @@ from negres.results_io import (
     to_jsonable,
     write_json_atomic,
 )
-from negres.robustness_study import check_robustness_config, robustness_study
-from negres.seeds import over_seeds, seed_keys, stream_key, take_rows
-from negres.sharding import barrier, is_main_process
-from negres.subset_study import subset_study
-from negres.summary import metric_table, seed_table
 from negres.tasks import Task, load_task
 from negres.training.builtin import (
     builtin_data,
@@ -55,7 +55,7 @@ from negres.training.builtin import (
 from negres.training.checkpoint import TrainingCheckpoints
 from negres.training.checks import check_scale_arguments, check_training_arguments
 from negres.training.driver import TrainResult, train
-from negres.truth_study import truth_study
+from negres.training.optimizers import VMAPPABLE_HYPERPARAMS, build_optimizer, hyperparams_of
 
 ATTRIBUTIONS_DIR = "attributions"
 CHECKPOINTS_DIR = "checkpoints"

@@ -1,0 +1,10 @@
+"""Pure functions that measure models and compare seeds, on arrays with the seed axis first.
+
+``metrics`` scores outputs against labels (accuracy, cross-entropy, calibration, confusion);
+``losses`` holds the training losses of the built-in tasks; ``saliency`` computes gradient
+attributions (gradient, gradient x input, integrated gradients, SmoothGrad, exact Shapley)
+for one seed or all of them; ``agreement`` compares attributions across seeds (rank
+correlations, top-k overlap, max-sensitivity, the randomisation sanity check);
+``interpretability`` holds proxies of how interpretable a model is (sparsity, linear
+surrogate fidelity). Nothing here reads a config or a task: evaluators do that.
+"""

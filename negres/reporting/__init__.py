@@ -1,0 +1,9 @@
+"""Turning a study's results into words and pictures, after the statistics are done.
+
+``write`` writes ``report.md`` and the plots of a workdir from its ``results.json``;
+``markdown`` builds the report's text and tables; ``plots`` draws the figures (learning
+curves, shift sweeps, per-seed strips, agreement heatmaps, saliency grids, frontiers);
+``findings`` states, per documented study, in one sentence computed from the results,
+whether the document's finding reproduces; ``terminal`` prints per-seed tables on the
+command line. Every function here reads results; none trains or evaluates.
+"""
