@@ -55,7 +55,7 @@ def get_config():
     config.evaluation.attribution_examples = 64
     config.evaluation.top_k = 8
     config.evaluation.randomization_check = False
-    config.evaluation.surrogate_fidelity = True
+    config.evaluation.evaluators = ("robustness", "attributions", "surrogate_fidelity")
     config.evaluation.save_attributions = 8
     conditions = []
     for dataset, models in SWEEP.items():

@@ -1,4 +1,8 @@
-"""The default study: an MLP on scikit-learn's bundled digits, 16 seeds, on a CPU in seconds."""
+"""The default study: an MLP on scikit-learn's bundled digits, 16 seeds, on a CPU in seconds.
+
+Generated from the fields' declarations (negres.study.config): edit those, then run
+``python -m negres.study.config --write-default``.
+"""
 
 from ml_collections import ConfigDict
 
@@ -7,17 +11,25 @@ def get_config() -> ConfigDict:
     config = ConfigDict()
     config.seed = 0  # root seed; seed i trains with fold_in(PRNGKey(seed), i)
     config.num_seeds = 16  # S: seeds trained together in one compiled call
+    config.title = "digits MLP, 16 seeds"  # heading of report.md
+    config.finding = ""  # a name in negres.reporting.findings.FINDINGS: the one-sentence finding
+    config.conditions = ()  # e.g. ({'name': 'mlp'}, {'name': 'linear', 'model.name': 'linear'})
+    config.baseline = ""  # condition compared against; '' is the first
 
     config.task = ConfigDict()
-    config.task.name = "digits"  # a name in negres.tasks.TASKS
+    config.task.name = "digits"  # a task of negres.tasks.TASKS
+    # 0: all training examples; else that many, drawn once with subset_seed and shared by every seed
+    config.task.train_subset = 0
+    config.task.subset_seed = 0  # draws the train_subset examples
     config.task.test_fraction = 0.2  # share of examples held out for testing (stratified)
     config.task.split_seed = 0  # the train/test split; the same for every seed
 
     config.model = ConfigDict()
-    config.model.name = "mlp"  # linear | mlp | cnn
+    config.model.name = "mlp"  # linear | mlp | cnn | attention
     config.model.hidden_sizes = (64,)  # mlp: widths of the hidden layers
     config.model.activation = "relu"  # relu | gelu | tanh | sigmoid | silu
-    config.model.dropout_rate = 0.0  # mlp/cnn: dropout after hidden layers, per-seed masks
+    # mlp/cnn/attention: dropout after hidden layers, per-seed masks
+    config.model.dropout_rate = 0.0
     config.model.channels = (16, 32)  # cnn: channels of the convolutions
     config.model.kernel_size = 3  # cnn: kernel width (and height for images)
     config.model.strides = 1  # cnn: stride of every convolution
@@ -32,7 +44,7 @@ def get_config() -> ConfigDict:
 
     config.optimizer = ConfigDict()
     config.optimizer.name = "adam"  # adam | adamw | sgd
-    config.optimizer.learning_rate = 1e-2  # step size
+    config.optimizer.learning_rate = 0.01  # step size
     config.optimizer.momentum = 0.0  # sgd only; 0 is plain SGD
     config.optimizer.weight_decay = 0.0  # adamw only: decoupled weight decay
     config.optimizer.grad_clip_norm = 0.0  # clip gradients to this global norm; 0 is off
@@ -49,32 +61,36 @@ def get_config() -> ConfigDict:
     config.train.checkpoint_every = 0  # steps between checkpoints; 0: about one a minute
 
     config.evaluation = ConfigDict()
-    config.evaluation.shifts = ("gaussian_noise",)  # names in negres.shifts.SHIFTS or the task's
+    # evaluators run after training, in order, names in negres.evaluators.REGISTRY (performance
+    # always runs first)
+    config.evaluation.evaluators = (
+        "robustness", "attributions", "subsets", "truth", "multiplicity")
+    # names in ['channel_shift', 'covariate_scale', 'gaussian_noise', 'occlusion'] or the task's own
+    # shifts
+    config.evaluation.shifts = ("gaussian_noise",)
     config.evaluation.severities = (0.0, 0.1, 0.2, 0.3, 0.5)  # severity sweep of every shift
     config.evaluation.shared_shift_noise = True  # every seed sees the same shifted test set
-    config.evaluation.attribution_methods = ("integrated_gradients",)  # negres.saliency names
+    # attribution methods, names in negres.measures.saliency.ATTRIBUTION_METHODS
+    config.evaluation.attribution_methods = ("integrated_gradients",)
     config.evaluation.attribution_examples = 64  # first N test examples attributed per seed
     config.evaluation.attribution_target = "predicted"  # predicted | label: the output explained
     config.evaluation.ig_steps = 32  # integrated gradients: midpoint-rule steps
     config.evaluation.smoothgrad_samples = 16  # smoothgrad: noisy copies per example
     config.evaluation.smoothgrad_noise = 0.15  # smoothgrad: noise std as a share of input range
     config.evaluation.shapley_background = 0  # shapley: background rows (0: zero baseline)
-    config.evaluation.top_k = 10  # top-k agreement between seeds
+    config.evaluation.top_k = 10  # top-k agreement between seeds (capped at half the features)
     config.evaluation.max_sensitivity = False  # stability of attributions under perturbation
     config.evaluation.sensitivity_radius = 0.05  # max-sensitivity: L-inf radius of perturbations
     config.evaluation.sensitivity_samples = 8  # max-sensitivity: perturbations per example
     config.evaluation.randomization_check = True  # cascading parameter-randomisation check
     config.evaluation.save_attributions = 16  # examples whose attributions are saved as .npy
-    config.evaluation.surrogate_fidelity = False  # fit a linear surrogate to every seed
+    # multiplicity: save the S x S churn matrix of every shifted test set at every severity (the
+    # clean one is always saved)
+    config.evaluation.multiplicity_matrices = True
 
     config.stats = ConfigDict()
     config.stats.level = 0.95  # confidence level of intervals and tests
     config.stats.num_resamples = 2000  # bootstrap resamples
     config.stats.num_permutations = 2000  # permutation-test permutations
     config.stats.paired_conditions = False  # compare conditions seed by seed (same seed index)
-
-    config.title = "digits MLP, 16 seeds"  # heading of report.md
-    config.finding = ""  # a name in negres.findings.FINDINGS: the one-sentence finding
-    config.conditions = ()  # e.g. ({"name": "mlp"}, {"name": "linear", "model.name": "linear"})
-    config.baseline = ""  # condition compared against; "" is the first
     return config

@@ -13,12 +13,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from ml_collections import ConfigDict
 
+from negres import fields
 from negres.errors import ConfigError
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -236,28 +238,8 @@ class AttentionClassifier(nn.Module):
         return nn.Dense(self.num_outputs, name="head")(h)
 
 
-def _positive_ints(field: str, value: object) -> tuple[int, ...]:
-    values = (value,) if isinstance(value, int) else tuple(value)  # type: ignore[arg-type]
-    if not values or any(not isinstance(v, int) or v < 1 for v in values):
-        raise ConfigError(field, value, "a non-empty tuple of positive integers")
-    return values
-
-
-def _positive_int(field: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(field, value, "a positive integer")
-    return value
-
-
-def _bool(field: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(field, value, "True or False")
-    return value
-
-
 def _check_patches(patch_size: int, input_shape: Sequence[int]) -> None:
     """Raise unless ``input_shape`` is ``(L, C)`` or ``(H, W, C)`` with patch-divisible lengths."""
-    patch_size = _positive_int("model.patch_size", patch_size)
     input_shape = tuple(input_shape)
     if len(input_shape) not in (2, 3):
         raise ConfigError(
@@ -275,20 +257,6 @@ def _check_patches(patch_size: int, input_shape: Sequence[int]) -> None:
         )
 
 
-def _activation(model_config: ConfigDict, default: str = "relu") -> str:
-    name = model_config.get("activation", default)
-    if name not in ACTIVATIONS:
-        raise ConfigError("model.activation", name, f"one of {sorted(ACTIVATIONS)}")
-    return name
-
-
-def _dropout(model_config: ConfigDict) -> float:
-    rate = model_config.get("dropout_rate", 0.0)
-    if not 0.0 <= rate < 1.0:
-        raise ConfigError("model.dropout_rate", rate, "a number in [0, 1)")
-    return float(rate)
-
-
 def make_linear(model_config: ConfigDict, num_outputs: int) -> nn.Module:
     return Linear(num_outputs=num_outputs)
 
@@ -296,35 +264,27 @@ def make_linear(model_config: ConfigDict, num_outputs: int) -> nn.Module:
 def make_mlp(model_config: ConfigDict, num_outputs: int) -> nn.Module:
     return MLP(
         num_outputs=num_outputs,
-        hidden_sizes=_positive_ints("model.hidden_sizes", model_config.get("hidden_sizes", (64,))),
-        activation=_activation(model_config),
-        dropout_rate=_dropout(model_config),
+        hidden_sizes=tuple(model_config.hidden_sizes),
+        activation=model_config.activation,
+        dropout_rate=float(model_config.dropout_rate),
     )
 
 
 def make_cnn(model_config: ConfigDict, num_outputs: int) -> nn.Module:
     return CNN(
         num_outputs=num_outputs,
-        channels=_positive_ints("model.channels", model_config.get("channels", (16, 32))),
-        kernel_size=_positive_ints("model.kernel_size", model_config.get("kernel_size", 3))[0],
-        strides=_positive_ints("model.strides", model_config.get("strides", 1))[0],
-        dense_size=_positive_ints("model.dense_size", model_config.get("dense_size", 64))[0],
-        activation=_activation(model_config),
-        dropout_rate=_dropout(model_config),
-        conv_impl=_conv_impl(model_config),
+        channels=tuple(model_config.channels),
+        kernel_size=model_config.kernel_size,
+        strides=model_config.strides,
+        dense_size=model_config.dense_size,
+        activation=model_config.activation,
+        dropout_rate=float(model_config.dropout_rate),
+        conv_impl=model_config.conv_impl,
     )
 
 
-def _conv_impl(model_config: ConfigDict) -> str:
-    impl = model_config.get("conv_impl", "lax")
-    if impl not in CONV_IMPLS:
-        raise ConfigError("model.conv_impl", impl, f"one of {list(CONV_IMPLS)}")
-    return impl
-
-
 def make_attention(model_config: ConfigDict, num_outputs: int) -> nn.Module:
-    embed_dim = _positive_int("model.embed_dim", model_config.get("embed_dim", 32))
-    num_heads = _positive_int("model.num_heads", model_config.get("num_heads", 4))
+    embed_dim, num_heads = model_config.embed_dim, model_config.num_heads
     if embed_dim % num_heads:
         raise ConfigError(
             "model.num_heads", num_heads,
@@ -332,16 +292,14 @@ def make_attention(model_config: ConfigDict, num_outputs: int) -> nn.Module:
         )
     return AttentionClassifier(
         num_outputs=num_outputs,
-        patch_size=_positive_int("model.patch_size", model_config.get("patch_size", 4)),
+        patch_size=model_config.patch_size,
         embed_dim=embed_dim,
         num_heads=num_heads,
-        mlp_dim=_positive_int("model.mlp_dim", model_config.get("mlp_dim", 64)),
-        attention=_bool("model.attention", model_config.get("attention", True)),
-        freeze_embeddings=_bool(
-            "model.freeze_embeddings", model_config.get("freeze_embeddings", False)
-        ),
-        activation=_activation(model_config, default="gelu"),
-        dropout_rate=_dropout(model_config),
+        mlp_dim=model_config.mlp_dim,
+        attention=model_config.attention,
+        freeze_embeddings=model_config.freeze_embeddings,
+        activation=model_config.activation,
+        dropout_rate=float(model_config.dropout_rate),
     )
 
 
@@ -353,12 +311,59 @@ MODELS: dict[str, Callable[[ConfigDict, int], nn.Module]] = {
 }
 
 
+def _positive(name: str, default: Any, doc: str) -> fields.Field:
+    return fields.integer(name, default, doc, minimum=1, maximum=1 << 20)
+
+
+def _widths(name: str, default: tuple[int, ...], doc: str) -> fields.Field:
+    return fields.sequence(name, default, doc,
+                           lambda v: fields.is_int(v) and 1 <= v <= 1 << 20,
+                           "positive integers", min_len=1)
+
+
+# Every model's fields in one section (a study may sweep models); each reads its own.
+FIELDS = (
+    fields.choice("name", "mlp", "linear | mlp | cnn | attention", ("linear", "mlp", "cnn",
+                                                                     "attention")),
+    _widths("hidden_sizes", (64,), "mlp: widths of the hidden layers"),
+    fields.choice("activation", "relu", "relu | gelu | tanh | sigmoid | silu",
+                  tuple(ACTIVATIONS)),
+    fields.number("dropout_rate", 0.0, "mlp/cnn/attention: dropout after hidden layers, "
+                  "per-seed masks", 0.0, 1.0, high_open=True),
+    _widths("channels", (16, 32), "cnn: channels of the convolutions"),
+    _positive("kernel_size", 3, "cnn: kernel width (and height for images)"),
+    _positive("strides", 1, "cnn: stride of every convolution"),
+    _positive("dense_size", 64, "cnn: width of the dense layer after the convolutions"),
+    fields.choice("conv_impl", "lax", "cnn: lax (nn.Conv) | matmul (same numbers; faster "
+                  "on CPU)", CONV_IMPLS),
+    _positive("patch_size", 4, "attention: patch side of the patch embedding"),
+    _positive("embed_dim", 32, "attention: token width"),
+    _positive("num_heads", 4, "attention: heads; must divide embed_dim"),
+    _positive("mlp_dim", 64, "attention: hidden width of the token-wise MLP"),
+    fields.boolean("attention", True, "attention: False removes the self-attention block"),
+    fields.boolean("freeze_embeddings", False,
+                   "attention: keep patch/position embeddings at init"),
+)
+
+
+DEFAULTS = {f.name: f.default for f in FIELDS}
+
+
 def build_model(model_config: ConfigDict, num_outputs: int) -> nn.Module:
-    """The model named by ``model_config.name``, validated, with ``num_outputs`` outputs."""
+    """The model named by ``model_config.name``, checked against :data:`FIELDS` and
+    completed with their defaults, with ``num_outputs`` outputs."""
     name = model_config.get("name")
     if name not in MODELS:
         raise ConfigError("model.name", name, f"one of {sorted(MODELS)}")
-    return MODELS[name](model_config, num_outputs)
+    known = {f.name for f in FIELDS}
+    for key in model_config:
+        if key not in known:
+            raise ConfigError(f"model.{key}", model_config[key],
+                              f"a model field, one of {sorted(known)}")
+    fields.check_section(model_config, FIELDS, "model")
+    completed = ConfigDict(model_config.to_dict())
+    fields.fill_defaults(completed, FIELDS)
+    return MODELS[name](completed, num_outputs)
 
 
 def check_model_input(model_config: ConfigDict, input_shape: Sequence[int]) -> None:
@@ -372,4 +377,4 @@ def check_model_input(model_config: ConfigDict, input_shape: Sequence[int]) -> N
       input_shape: the shape of one example, without the batch axis.
     """
     if model_config.get("name") == "attention":
-        _check_patches(model_config.get("patch_size", 4), input_shape)
+        _check_patches(model_config.get("patch_size", DEFAULTS["patch_size"]), input_shape)

@@ -1,4 +1,4 @@
-"""The README's commands and library example stay true."""
+"""The README's commands and library example stay true; the links of README and docs/ resolve."""
 
 import re
 import runpy
@@ -59,3 +59,16 @@ def test_ci_runs_the_readme_test_command():
 
 def test_ci_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(REPO / ".ci" / "run")], check=True)
+
+
+def test_readme_and_docs_links_resolve():
+    """README stays a short front page; every relative link of it and of docs/ resolves."""
+    assert len(README.splitlines()) < 250
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    assert len(pages) > 1
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            path = target.partition("#")[0]
+            if path and not re.match(r"[a-z]+:", path):
+                assert (page.parent / path).exists(), f"{page.name}: {target}"

@@ -7,13 +7,28 @@ import pytest
 from ml_collections import ConfigDict
 
 from negres.errors import ConfigError
-from negres.tasks.digits import make_digits
+from negres.tasks import load_task
 from negres.tasks.rule_shortcut import (
+    NUM_DIGIT_CLASSES,
+    PATCH_COLS,
     PATCH_FLAT_INDICES,
-    decode_patch,
-    make_digits_shortcut,
-    make_rule_shortcut,
+    PATCH_ROWS,
+    rule_text,
 )
+
+
+def make_rule_shortcut(**fields):
+    return load_task(ConfigDict({"name": "rule_shortcut", **fields}))
+
+
+def make_digits_shortcut(**fields):
+    return load_task(ConfigDict({"name": "digits_shortcut", **fields}))
+
+
+def decode_patch(x: jax.Array | np.ndarray) -> np.ndarray:
+    """The class each image's patch codes, int ``(N,)`` for images ``(N, 8, 8, 1)``."""
+    values = np.asarray(x)[:, PATCH_ROWS, PATCH_COLS, 0].mean(axis=(1, 2))
+    return np.rint(values * NUM_DIGIT_CLASSES).astype(np.int32) - 1
 
 
 def binomial_tolerance(p: float, n: int, sds: float = 4.0) -> float:
@@ -27,24 +42,24 @@ def sign_agreement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tabular():
-    return make_rule_shortcut(ConfigDict({"num_distractors": 2}))
+    return make_rule_shortcut(num_distractors=2)
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return make_digits_shortcut(ConfigDict({}))
+    return make_digits_shortcut()
 
 
 @pytest.mark.parametrize("threshold", [0.3, 0.5])
 def test_labels_follow_the_rule(threshold):
-    task = make_rule_shortcut(ConfigDict({"rule_threshold": threshold}))
+    task = make_rule_shortcut(rule_threshold=threshold)
     for x, y in [(task.x_train, task.y_train), (task.x_test, task.y_test)]:
         rule = ((x[:, 0] > threshold) & (x[:, 1] > threshold)).astype(np.int32)
         np.testing.assert_array_equal(y, rule)
         assert y.dtype == np.int32 and x.dtype == np.float32
         p = (1 - threshold) ** 2
         assert abs(y.mean() - p) <= binomial_tolerance(p, len(y))
-    assert task.known["rule"] == f"IF core_a > {threshold} AND core_b > {threshold} THEN 1 ELSE 0"
+    assert rule_text(threshold) == f"IF core_a > {threshold} AND core_b > {threshold} THEN 1 ELSE 0"
 
 
 def test_tabular_layout(tabular):
@@ -57,20 +72,19 @@ def test_tabular_layout(tabular):
 
 @pytest.mark.parametrize("agreement", [0.0, 0.5, 0.95, 1.0])
 def test_shortcut_agreement_rate_and_subsets(agreement):
-    task = make_rule_shortcut(ConfigDict({"shortcut_agreement": agreement, "data_seed": 3}))
+    task = make_rule_shortcut(shortcut_agreement=agreement, data_seed=3)
     for x, y in [(task.x_train, task.y_train), (task.x_test, task.y_test)]:
         share = sign_agreement(x, y).mean()
         assert abs(share - agreement) <= binomial_tolerance(agreement, len(y))
-    subsets = task.known["test_subsets"]
+    subsets = task.test_subsets
     agrees, conflicts = subsets["shortcut_agrees"], subsets["shortcut_conflicts"]
     assert agrees.shape == conflicts.shape == (task.num_test,)
     np.testing.assert_array_equal(agrees ^ conflicts, np.ones(task.num_test, bool))
     np.testing.assert_array_equal(agrees, sign_agreement(task.x_test, task.y_test))
-    assert task.known["shortcut_agreement"] == agreement
 
 
 def test_data_seed_changes_data_and_is_reproducible():
-    a, b, c = (make_rule_shortcut(ConfigDict({"data_seed": s})) for s in (0, 0, 1))
+    a, b, c = (make_rule_shortcut(data_seed=s) for s in (0, 0, 1))
     np.testing.assert_array_equal(a.x_train, b.x_train)
     assert not np.array_equal(a.x_train, c.x_train)
 
@@ -120,7 +134,7 @@ def test_intermediate_severity_changes_that_share(task_name, changed_per_redraw,
 
 
 def test_digits_patch_codes_label_or_wrong_class(digits):
-    subsets = digits.known["test_subsets"]
+    subsets = digits.test_subsets
     codes = decode_patch(digits.x_test)
     agrees = subsets["shortcut_agrees"]
     np.testing.assert_array_equal(codes[agrees], digits.y_test[agrees])
@@ -134,7 +148,7 @@ def test_digits_patch_codes_label_or_wrong_class(digits):
 
 
 def test_digits_other_pixels_are_the_original_digits(digits):
-    original = make_digits(ConfigDict({}))
+    original = load_task(ConfigDict({"name": "digits"}))
     np.testing.assert_array_equal(digits.y_train, original.y_train)
     np.testing.assert_array_equal(digits.y_test, original.y_test)
     for planted, plain in [(digits.x_train, original.x_train), (digits.x_test, original.x_test)]:
@@ -159,6 +173,6 @@ def test_digits_other_pixels_are_the_original_digits(digits):
 ])
 def test_bad_config_raises_naming_the_field(make, field, value):
     with pytest.raises(ConfigError) as error:
-        make(ConfigDict({field: value}))
+        make(**{field: value})
     assert error.value.field == f"task.{field}"
     assert field in str(error.value)

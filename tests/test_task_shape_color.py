@@ -5,11 +5,16 @@ import pytest
 from ml_collections import ConfigDict
 
 from negres.errors import ConfigError
-from negres.tasks.shape_color import make_shape_color
+from negres.tasks import load_task
+from negres.tasks.shape_color import HELD_OUT_PAIRS
+
+
+def make_shape_color(**fields):
+    return load_task(ConfigDict({"name": "shape_color", **fields}))
 
 
 def _make(**fields):
-    return make_shape_color(ConfigDict({"num_train": 600, "num_test": 320, **fields}))
+    return make_shape_color(**{"num_train": 600, "num_test": 320, **fields})
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,7 @@ def test_shapes_dtypes_and_range(by_shape):
     for x in (by_shape.x_train, by_shape.x_test):
         assert x.min() >= 0.0 and x.max() <= 1.0
     assert set(np.unique(by_shape.y_train)) == {0, 1, 2, 3}
-    assert by_shape.known["test_shape"].dtype == np.int32
+    assert by_shape.y_test.dtype == np.int32
     assert len(by_shape.feature_names) == 12 * 12 * 3
     assert _make(image_size=16).x_train.shape == (600, 16, 16, 3)
 
@@ -58,27 +63,25 @@ def test_determinism(by_shape):
 def test_same_images_different_labels(by_shape, by_color):
     np.testing.assert_array_equal(by_shape.x_train, by_color.x_train)
     np.testing.assert_array_equal(by_shape.x_test, by_color.x_test)
-    np.testing.assert_array_equal(by_shape.y_test, by_shape.known["test_shape"])
-    np.testing.assert_array_equal(by_color.y_test, by_color.known["test_color"])
     assert not np.array_equal(by_shape.y_train, by_color.y_train)
-    assert by_color.known["target"] == "color"
+    assert not np.array_equal(by_shape.y_test, by_color.y_test)
 
 
 def test_no_held_out_pair_in_training(by_shape, by_color):
     shape, color = by_shape.y_train, by_color.y_train
     assert not np.any(color == (shape + 2) % 4)
-    assert sorted(by_shape.known["held_out"]) == [(0, 2), (1, 3), (2, 0), (3, 1)]
+    assert sorted(HELD_OUT_PAIRS) == [(0, 2), (1, 3), (2, 0), (3, 1)]
     # Every seen pair does occur, so "held out" is the only gap.
     seen = {(int(s), int(c)) for s, c in zip(shape, color, strict=True)}
     assert len(seen) == 12
 
 
-def test_test_pairs_balanced_and_subsets_marked(by_shape):
-    known = by_shape.known
-    shape, color = known["test_shape"], known["test_color"]
+def test_test_pairs_balanced_and_subsets_marked(by_shape, by_color):
+    # The images are the same for either target: the labels are the test pairs.
+    shape, color = by_shape.y_test, by_color.y_test
     counts = np.bincount(shape * 4 + color, minlength=16)
     np.testing.assert_array_equal(counts, np.full(16, 320 // 16))
-    subsets = known["test_subsets"]
+    subsets = by_shape.test_subsets
     held, seen = subsets["held_out_combinations"], subsets["seen_combinations"]
     assert held.dtype == bool and held.shape == (320,)
     np.testing.assert_array_equal(held, color == (shape + 2) % 4)
@@ -90,10 +93,10 @@ def test_test_pairs_balanced_and_subsets_marked(by_shape):
 
 @pytest.mark.parametrize("correlation", [0.5, 0.9])
 def test_training_correlation_within_binomial_tolerance(correlation):
-    shape = make_shape_color(ConfigDict({"num_train": 2000, "num_test": 16,
-                                         "correlation": correlation, "target": "shape"}))
-    color = make_shape_color(ConfigDict({"num_train": 2000, "num_test": 16,
-                                         "correlation": correlation, "target": "color"}))
+    shape = make_shape_color(num_train=2000, num_test=16, correlation=correlation,
+                             target="shape")
+    color = make_shape_color(num_train=2000, num_test=16, correlation=correlation,
+                             target="color")
     paired_share = np.mean(shape.y_train == color.y_train)
     tolerance = 4 * np.sqrt(correlation * (1 - correlation) / 2000)  # 4 standard errors
     assert abs(paired_share - correlation) < tolerance
@@ -156,5 +159,5 @@ def test_shape_recoverable_from_foreground_mask(by_shape):
 )
 def test_bad_config_raises_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"task.{field}") as info:
-        make_shape_color(ConfigDict({field: value}))
+        make_shape_color(**{field: value})
     assert info.value.field == f"task.{field}"

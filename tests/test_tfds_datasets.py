@@ -8,10 +8,11 @@ import tensorflow_datasets as tfds
 from ml_collections import ConfigDict
 
 from negres.errors import ConfigError
-from negres.evaluators.robustness import robustness_study
+from negres.evaluators import robustness
+from negres.evaluators.protocol import EvaluationContext
 from negres.models import build_model
 from negres.seeds import seed_keys
-from negres.tasks import load_task
+from negres.tasks import ShiftSet, load_task
 from negres.tasks.tfds_datasets import DatasetNotPreparedError, available_corruptions
 from negres.training.builtin import train_seeds
 
@@ -40,32 +41,35 @@ def test_cifar10_corruptions_become_shift_sets_that_robustness_evaluates(mocked)
         "name": "cifar10", "num_train": 16, "num_test": 8,
         "corruptions": ("gaussian_noise", "frosted_glass_blur"),
         "corruption_severities": (1, 3)}))
-    sets = task.known["shift_sets"]
+    sets = task.shift_sets
     assert set(sets) == {"gaussian_noise", "frosted_glass_blur"}
     for shift_set in sets.values():
-        assert shift_set["x"].shape == (2, 8, 32, 32, 3) and shift_set["x"].dtype == np.uint8
-        assert shift_set["y"].shape == (2, 8)
-        np.testing.assert_array_equal(shift_set["severities"], [1, 3])
+        assert isinstance(shift_set, ShiftSet)
+        assert shift_set.x.shape == (2, 8, 32, 32, 3) and shift_set.x.dtype == np.uint8
+        assert shift_set.y.shape == (2, 8)
+        assert shift_set.severities == (1.0, 3.0)
     model = build_model(ConfigDict({"name": "linear"}), 10)
     trained = train_seeds(model, optax.sgd(0.1), task.x_train, task.y_train, num_seeds=2,
                           steps=2, batch_size=8)
-    evaluation = ConfigDict({"shifts": (), "severities": (0.0,), "shared_shift_noise": True})
-    out = robustness_study(model, task, trained.params, seed_keys(0, [0, 1]), evaluation,
-                           jax.random.PRNGKey(0))
-    curve = out["robustness"]["corrupted_gaussian_noise"]
+    settings = ConfigDict({"shifts": (), "severities": (0.0,), "shared_shift_noise": True})
+    out = robustness.evaluate(EvaluationContext(
+        apply=lambda p, x: model.apply({"params": p}, x), params=trained.params, task=task,
+        settings=settings, seed_keys=seed_keys(0, [0, 1]), shared_key=jax.random.PRNGKey(0)))
+    curve = out.per_seed["curves"]["corrupted_gaussian_noise"]
     assert curve["accuracy"].shape == (2, 2)
     # The accuracy on a shift set is that of the model on the set's own images and labels.
-    x = sets["gaussian_noise"]["x"][1].astype(np.float32) / 255.0
+    x = sets["gaussian_noise"].x[1].astype(np.float32) / 255.0
     logits = model.apply({"params": jax.tree_util.tree_map(lambda p: p[0], trained.params)}, x)
-    expected = np.mean(np.argmax(logits, -1) == sets["gaussian_noise"]["y"][1])
+    expected = np.mean(np.argmax(logits, -1) == sets["gaussian_noise"].y[1])
     assert curve["accuracy"][0, 1] == pytest.approx(expected)
-    assert out["metrics"]["corrupted_gaussian_noise_mean_accuracy"].shape == (2,)
+    assert out.metrics["corrupted_gaussian_noise_mean_accuracy"].values.shape == (2,)
 
 
 def test_mnist_corrupted_has_one_level_per_corruption(mocked):
     task = load_task(ConfigDict({"name": "mnist", "num_train": 8, "num_test": 4,
                                  "corruptions": ("shot_noise", "identity")}))
-    assert task.known["shift_sets"]["shot_noise"]["x"].shape == (1, 4, 28, 28, 1)
+    assert task.shift_sets["shot_noise"].x.shape == (1, 4, 28, 28, 1)
+    assert task.shift_sets["shot_noise"].severities == (1.0,)
     assert "canny_edges" in available_corruptions("mnist")
     assert "frosted_glass_blur" in available_corruptions("cifar10")
 
@@ -74,6 +78,9 @@ def test_mnist_corrupted_has_one_level_per_corruption(mocked):
     ({"name": "cifar10", "corruptions": ("sunburn",)}, "task.corruptions"),
     ({"name": "fashion_mnist", "corruptions": ("fog",)}, "task.corruptions"),
     ({"name": "cifar10", "corruption_severities": (0,)}, "task.corruption_severities"),
+    ({"name": "cifar10", "corruption_severities": (1.0,)}, "task.corruption_severities"),
+    ({"name": "mnist", "corruption_severities": (1,)}, "task.corruption_severities"),
+    ({"name": "cifar10", "num_train": -1}, "task.num_train"),
 ])
 def test_bad_corruption_settings_name_the_field(mocked, config, field):
     with pytest.raises(ConfigError) as err:

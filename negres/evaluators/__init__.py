@@ -1,1 +1,152 @@
-"""TODO."""
+"""Evaluators: what is measured on every trained seed, one module each, built by name.
+
+Each module here holds one :class:`~negres.evaluators.protocol.Evaluator` (its config
+fields and defaults, a check run before anything compiles, the evaluation on an apply
+function and stacked parameters, and its part of the report) and is registered by one
+line in :data:`REGISTRY`. ``performance`` scores every seed on the test and training sets;
+``robustness`` sweeps shifts by severity; ``attributions`` computes saliency maps and their
+cross-seed agreement and sanity checks; ``subsets`` scores named test subsets; ``truth``
+compares attributions with a known generating function; ``surrogate_fidelity`` fits a
+linear surrogate to each seed; ``multiplicity`` measures how often seeds of equal accuracy
+disagree on single predictions. The study runs the evaluators its config names
+(``evaluation.evaluators``); statistics, the report and the plots are generic over what
+they return (:mod:`negres.evaluators.protocol`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from negres.errors import ConfigError
+from negres.evaluators.protocol import (
+    DIRECTIONS,
+    Direction,
+    Evaluation,
+    EvaluationContext,
+    Evaluator,
+    Metric,
+)
+
+# Name -> the module holding its EVALUATOR. Adding an evaluator: one file, one line here.
+REGISTRY: dict[str, str] = {
+    "performance": "negres.evaluators.performance",
+    "robustness": "negres.evaluators.robustness",
+    "attributions": "negres.evaluators.attributions",
+    "subsets": "negres.evaluators.subsets",
+    "truth": "negres.evaluators.truth",
+    "surrogate_fidelity": "negres.evaluators.surrogate",
+    "multiplicity": "negres.evaluators.multiplicity",
+}
+# Always run first: every other evaluator and the report rely on its test score.
+ALWAYS = ("performance",)
+
+
+def get_evaluator(name: str) -> Evaluator:
+    """The registered evaluator ``name``."""
+    if name not in REGISTRY:
+        raise ConfigError("evaluation.evaluators", name, f"names in {sorted(REGISTRY)}")
+    return importlib.import_module(REGISTRY[name]).EVALUATOR
+
+
+def resolve(names: Iterable[str]) -> list[Evaluator]:
+    """The evaluators to run, in order: :data:`ALWAYS` first, each after what it requires.
+
+    Raises :class:`ConfigError` naming ``evaluation.evaluators`` for an unknown name, a
+    repeated one, or one whose requirement is not listed.
+    """
+    names = list(names)
+    if len(set(names)) != len(names):
+        raise ConfigError("evaluation.evaluators", tuple(names), "names without repeats")
+    ordered = [n for n in ALWAYS if n not in names] + names
+    for position, name in enumerate(ordered):
+        for needed in get_evaluator(name).requires:
+            if needed not in ordered[:position]:
+                raise ConfigError("evaluation.evaluators", tuple(names),
+                                  f"a tuple in which {needed!r} comes before {name!r} "
+                                  f"(which needs it)")
+    return [get_evaluator(n) for n in ordered]
+
+
+def all_fields() -> list[Any]:
+    """Every registered evaluator's fields, in registry order, each name once."""
+    seen: dict[str, Any] = {}
+    for name in REGISTRY:
+        for field in get_evaluator(name).fields:
+            seen.setdefault(field.name, field)
+    return list(seen.values())
+
+
+def run_evaluators(evaluators: Sequence[Evaluator], context: EvaluationContext
+                   ) -> dict[str, Evaluation]:
+    """Run ``evaluators`` in order; each sees the results of those it requires."""
+    done: dict[str, Evaluation] = {}
+    for evaluator in evaluators:
+        earlier = {name: done[name] for name in evaluator.requires}
+        done[evaluator.name] = evaluator.evaluate(dataclasses.replace(context, earlier=earlier))
+    return done
+
+
+def as_results(evaluations: Mapping[str, Evaluation]) -> dict[str, Any]:
+    """Evaluations as a condition's entries of ``results.json``.
+
+    Returns:
+      ``metrics`` (name -> ``(S,)``), ``metric_info`` (name -> ``{"direction", "labels",
+      ["pairwise"], "evaluator"}``) and ``evaluations`` (evaluator -> ``{"per_seed",
+      "pairwise", "shared"}``).
+    """
+    metrics: dict[str, np.ndarray] = {}
+    info: dict[str, dict[str, Any]] = {}
+    saved: dict[str, dict[str, Any]] = {}
+    for name, evaluation in evaluations.items():
+        for metric, value in evaluation.metrics.items():
+            if metric in metrics:
+                raise ValueError(f"evaluator {name!r} returned metric {metric!r}, which "
+                                 f"{info[metric]['evaluator']!r} returned already")
+            if value.direction not in DIRECTIONS:
+                raise ValueError(f"evaluator {name!r}: metric {metric!r} has direction "
+                                 f"{value.direction!r}, not one of {DIRECTIONS}")
+            metrics[metric] = np.asarray(value.values)
+            info[metric] = {"direction": value.direction, "labels": dict(value.labels),
+                            "evaluator": name}
+            if value.pairwise is not None:
+                info[metric]["pairwise"] = value.pairwise
+        saved[name] = {"per_seed": evaluation.per_seed, "pairwise": evaluation.pairwise,
+                       "shared": evaluation.shared}
+    return {"metrics": metrics, "metric_info": info, "evaluations": saved}
+
+
+def evaluators_of(results: Mapping[str, Any]) -> list[Evaluator]:
+    """The evaluators that ran in a study (its ``results.json``), in the order they ran."""
+    names = dict.fromkeys(n for c in results["conditions"].values()
+                          for n in (c.get("evaluations") or {}))
+    return [get_evaluator(n) for n in names]
+
+
+def direction_of(condition: Mapping[str, Any], metric: str) -> Direction:
+    """The declared direction of ``metric`` in a condition's results (``"none"`` if
+    undeclared: a metric nobody said how to read gets no verdict)."""
+    return (condition.get("metric_info") or {}).get(metric, {}).get("direction", "none")
+
+
+__all__ = [
+    "ALWAYS",
+    "DIRECTIONS",
+    "REGISTRY",
+    "Direction",
+    "Evaluation",
+    "EvaluationContext",
+    "Evaluator",
+    "Metric",
+    "all_fields",
+    "as_results",
+    "direction_of",
+    "evaluators_of",
+    "get_evaluator",
+    "resolve",
+    "run_evaluators",
+]

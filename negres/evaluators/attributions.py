@@ -3,39 +3,93 @@
 For each configured method: attributions ``(S, N, *input_shape)`` of the first ``N`` test
 examples, the completeness gap where the method promises completeness, cross-seed
 agreement matrices ``(S, S)``, and optionally max-sensitivity, the cascading
-parameter-randomisation check and shortcut diagnostics. Per-seed numbers go into
-``metrics`` so that conditions can be compared on them.
+parameter-randomisation check and shortcut diagnostics. Per-seed numbers become metrics
+labelled with their method and measure, so that conditions, and methods within a
+condition, can be compared on them. The attributions themselves are passed on to
+evaluators that require this one (``truth``) and the first examples' are saved as
+``.npy`` files for the report's saliency plots.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
+from negres import fields
 from negres.errors import ConfigError
+from negres.evaluators.protocol import (
+    Compare,
+    Direction,
+    Evaluation,
+    EvaluationContext,
+    Evaluator,
+    Metric,
+    saved_by,
+)
 from negres.measures import agreement, interpretability, saliency
+from negres.reporting.tables import COMPARISON_HEADER, comparison_rows, fmt, table
 from negres.seeds import over_seeds, stream_key
 from negres.tasks import Task
+
+FIELDS = (
+    fields.names("attribution_methods", ("integrated_gradients",),
+                 "attribution methods, names in negres.measures.saliency.ATTRIBUTION_METHODS",
+                 saliency.ATTRIBUTION_METHODS),
+    fields.integer("attribution_examples", 64, "first N test examples attributed per seed",
+                   minimum=1),
+    fields.choice("attribution_target", "predicted",
+                  "predicted | label: the output explained", ("predicted", "label")),
+    fields.integer("ig_steps", 32, "integrated gradients: midpoint-rule steps", minimum=1,
+                   maximum=100_000),
+    fields.integer("smoothgrad_samples", 16, "smoothgrad: noisy copies per example",
+                   minimum=1, maximum=100_000),
+    fields.number("smoothgrad_noise", 0.15, "smoothgrad: noise std as a share of input range",
+                  0.0, low_open=True),
+    fields.integer("shapley_background", 0, "shapley: background rows (0: zero baseline)"),
+    fields.integer("top_k", 10, "top-k agreement between seeds (capped at half the features)",
+                   minimum=1),
+    fields.boolean("max_sensitivity", False, "stability of attributions under perturbation"),
+    fields.number("sensitivity_radius", 0.05,
+                  "max-sensitivity: L-inf radius of perturbations", 0.0, low_open=True),
+    fields.integer("sensitivity_samples", 8, "max-sensitivity: perturbations per example",
+                   minimum=1, maximum=100_000),
+    fields.boolean("randomization_check", True, "cascading parameter-randomisation check"),
+    fields.integer("save_attributions", 16, "examples whose attributions are saved as .npy"),
+)
 
 # Measures whose per-seed mean agreement becomes a metric (all five are kept as matrices).
 AGREEMENT_METRICS = ("spearman_abs", "top_k")
 # Methods whose attributions should add up to f(x) - f(baseline).
 _COMPLETE_METHODS = ("integrated_gradients", "shapley")
+# Which way each per-seed measure is better. Sparser attributions count as more
+# interpretable (the proxy's premise); a randomisation correlation near 0 passes.
+MEASURE_DIRECTIONS: dict[str, Direction] = {
+    "sparsity": "higher",
+    "completeness_gap": "lower",
+    "agreement_spearman_abs": "higher",
+    "agreement_top_k": "higher",
+    "max_sensitivity": "lower",
+    "randomization_spearman": "lower",
+    "shortcut_share": "lower",
+    "right_for_wrong_reasons": "lower",
+}
+ATTRIBUTIONS_DIR = "attributions"
 
 
-def method_options(method: str, evaluation: ConfigDict, task: Task) -> dict[str, Any]:
+def method_options(method: str, settings: ConfigDict, task: Task) -> dict[str, Any]:
     """The keyword options of ``method`` taken from the ``evaluation`` config section."""
     if method == "integrated_gradients":
-        return {"steps": int(evaluation.ig_steps)}
+        return {"steps": int(settings.ig_steps)}
     if method == "smoothgrad":
-        return {"samples": int(evaluation.smoothgrad_samples),
-                "noise_level": float(evaluation.smoothgrad_noise)}
+        return {"samples": int(settings.smoothgrad_samples),
+                "noise_level": float(settings.smoothgrad_noise)}
     if method == "shapley":
         num_features = int(np.prod(task.input_shape))
         if num_features > saliency.MAX_SHAPLEY_FEATURES:
@@ -44,134 +98,270 @@ def method_options(method: str, evaluation: ConfigDict, task: Task) -> dict[str,
                 f"exact Shapley values only for inputs of at most "
                 f"{saliency.MAX_SHAPLEY_FEATURES} features; task {task.name} has {num_features}",
             )
-        rows = int(evaluation.shapley_background)
+        rows = int(settings.shapley_background)
         return {"background": jnp.asarray(task.x_train[:rows])} if rows > 0 else {}
     return {}
 
 
-def top_k_used(top_k: int, num_features: int) -> int:
-    """``top_k`` capped at half the features: a top-k set covering (nearly) every feature
-    agrees between any two seeds by construction and would report agreement that means
-    nothing (for 5 features, k = 10 would always give 1)."""
-    return max(1, min(top_k, num_features // 2))
-
-
-def check_attribution_config(evaluation: ConfigDict, task: Task) -> None:
+def check(settings: ConfigDict, task: Task) -> None:
     """Raise :class:`ConfigError` for a method or setting the task cannot take."""
-    for method in evaluation.attribution_methods:
-        if method not in saliency.ATTRIBUTION_METHODS:
-            raise ConfigError("evaluation.attribution_methods", method,
-                              f"names in {sorted(saliency.ATTRIBUTION_METHODS)}")
-        method_options(method, evaluation, task)
-    target = evaluation.attribution_target
-    if target not in ("predicted", "label"):
-        raise ConfigError("evaluation.attribution_target", target, "'predicted' or 'label'")
-    if not 1 <= evaluation.attribution_examples <= task.num_test:
-        raise ConfigError("evaluation.attribution_examples", evaluation.attribution_examples,
+    for method in settings.attribution_methods:
+        method_options(method, settings, task)
+    if settings.attribution_examples > task.num_test:
+        raise ConfigError("evaluation.attribution_examples", settings.attribution_examples,
                           f"an integer from 1 to the test set size ({task.num_test})")
+    if settings.shapley_background > task.num_train:
+        raise ConfigError("evaluation.shapley_background", settings.shapley_background,
+                          f"an integer from 0 to the training set size ({task.num_train})")
 
 
-def _target(evaluation: ConfigDict, task: Task, n: int) -> Any:
-    if evaluation.attribution_target == "label" and task.kind == "classification":
+def _target(settings: ConfigDict, task: Task, n: int) -> Any:
+    if settings.attribution_target == "label" and task.kind == "classification":
         return jnp.asarray(task.y_test[:n], jnp.int32)
     return saliency.PREDICTED
 
 
-def attribution_study(
-    model: nn.Module,
-    task: Task,
-    params: Any,
-    seed_keys: jax.Array,
-    evaluation: ConfigDict,
-    shared_key: jax.Array,
-) -> dict[str, Any]:
+def _metric(method: str, measure: str, values: Any, pairwise: str | None = None) -> Metric:
+    return Metric(np.asarray(values), MEASURE_DIRECTIONS[measure],
+                  {"method": method, "measure": measure}, pairwise)
+
+
+def evaluate(context: EvaluationContext) -> Evaluation:
     """Attributions and their diagnostics for every configured method and every seed.
 
-    Args:
-      model: the trained model.
-      task: supplies the test examples and, where declared, the shortcut features.
-      params: ``(S, ...)`` trained parameters.
-      seed_keys: ``(S, 2)`` the seeds' keys; noise is drawn from their ``evaluation`` stream.
-      evaluation: the config's ``evaluation`` section.
-      shared_key: one key for the noise of noisy methods inside max-sensitivity and the
-        randomisation check, the same for every seed so that no seed's result depends on
-        which other seeds are in the run.
-
-    Returns:
-      ``metrics`` (name -> ``(S,)``: completeness gap, agreement, Gini sparsity of |a|, and the
-      optional checks), ``attributions`` (method -> ``(S, N, *input_shape)``),
-      ``agreement`` (method -> measure -> ``(S, S)``), ``agreement_summary``,
-      ``randomization`` (method -> ``{"layers", "spearman" (S, L)}``).
+    Returns an :class:`Evaluation` with metrics ``<method>_<measure>`` (each ``(S,)``,
+    labelled ``{"method", "measure"}``: completeness gap, agreement, Gini sparsity of |a|
+    and the optional checks); pairwise ``agreement``: method -> measure -> ``(S, S)``; per
+    seed ``randomization``: method -> ``(S, L)`` with the layer names shared; passed on
+    ``attributions``: method -> ``(S, N, *input_shape)``.
     """
-
-    def apply_fn(p: Any, x: jax.Array) -> jax.Array:
-        return model.apply({"params": p}, x, train=False)
-
-    n = int(evaluation.attribution_examples)
+    task, settings, params, apply_fn = context.task, context.settings, context.params, \
+        context.apply
+    n = int(settings.attribution_examples)
     x = jnp.asarray(task.x_test[:n])
-    target = _target(evaluation, task, n)
-    eval_keys = jax.vmap(lambda k: stream_key(k, "evaluation"))(seed_keys)
-    num_seeds = int(seed_keys.shape[0])
-    out: dict[str, Any] = {"metrics": {}, "attributions": {}, "agreement": {},
-                           "agreement_summary": {}, "randomization": {}}
+    target = _target(settings, task, n)
+    eval_keys = jax.vmap(lambda k: stream_key(k, "evaluation"))(context.seed_keys)
+    out = Evaluation(pairwise={"agreement": {}}, per_seed={"randomization": {}},
+                     shared={"methods": list(settings.attribution_methods),
+                             "randomization_layers": {}},
+                     passed_on={"attributions": {}})
     predictions = jax.jit(over_seeds(lambda p: jnp.argmax(apply_fn(p, x), -1)))(params)
-    for method in evaluation.attribution_methods:
-        options = method_options(method, evaluation, task)
+    for method in settings.attribution_methods:
+        options = method_options(method, settings, task)
 
         def attribution_fn(p, xs, k=None, _method=method, _options=options):
             return saliency.attribute(_method, apply_fn, p, xs, target, k, **_options)
 
         lifted = jax.jit(over_seeds(attribution_fn, seeded_args=(0, 2)))
         attributions = lifted(params, x, eval_keys)
-        out["attributions"][method] = np.asarray(attributions)
-        metrics = out["metrics"]
-        metrics[f"{method}_sparsity"] = np.asarray(
-            interpretability.attribution_sparsity_over_seeds(attributions))
+        out.passed_on["attributions"][method] = np.asarray(attributions)
+        metrics = out.metrics
+        metrics[f"{method}_sparsity"] = _metric(
+            method, "sparsity", interpretability.attribution_sparsity_over_seeds(attributions))
         if method in _COMPLETE_METHODS:
             reference = {k: v for k, v in options.items() if k in ("baseline", "background")}
             gap = jax.jit(over_seeds(
                 lambda p, a, _r=reference: jnp.abs(saliency.completeness_gap(
                     apply_fn, p, x, target, a, **_r)).mean(),
                 seeded_args=(0, 1)))(params, attributions)
-            metrics[f"{method}_completeness_gap"] = np.asarray(gap)
-        if num_seeds > 1:
-            top_k = top_k_used(int(evaluation.top_k), int(np.prod(task.input_shape)))
+            metrics[f"{method}_completeness_gap"] = _metric(method, "completeness_gap", gap)
+        if context.num_seeds > 1:
+            top_k = agreement.top_k_used(int(settings.top_k), int(np.prod(task.input_shape)))
             matrices = agreement.cross_seed_agreement(attributions, top_k=top_k)
-            out["agreement_top_k"] = top_k
-            out["agreement"][method] = {k: np.asarray(v) for k, v in matrices.items()}
-            out["agreement_summary"][method] = {}
-            for measure, matrix in matrices.items():
-                summary = agreement.summarize_agreement(matrix)
-                out["agreement_summary"][method][measure] = {
-                    "mean": float(summary["mean"]), "std": float(summary["std"])}
-                if measure in AGREEMENT_METRICS:
-                    metrics[f"{method}_agreement_{measure}"] = np.asarray(summary["per_seed"])
-        fixed_fn = functools.partial(attribution_fn, k=shared_key)
-        if evaluation.max_sensitivity:
+            out.shared["agreement_top_k"] = top_k
+            out.pairwise["agreement"][method] = {k: np.asarray(v) for k, v in matrices.items()}
+            for measure in AGREEMENT_METRICS:
+                summary = agreement.summarize_agreement(matrices[measure])
+                metrics[f"{method}_agreement_{measure}"] = _metric(
+                    method, f"agreement_{measure}", summary["per_seed"],
+                    pairwise=f"agreement/{method}/{measure}")
+        fixed_fn = functools.partial(attribution_fn, k=context.shared_key)
+        if settings.max_sensitivity:
             sensitivity = agreement.max_sensitivity_over_seeds(
                 fixed_fn, params, x, eval_keys,
-                radius=float(evaluation.sensitivity_radius),
-                num_samples=int(evaluation.sensitivity_samples),
+                radius=float(settings.sensitivity_radius),
+                num_samples=int(settings.sensitivity_samples),
             )
-            metrics[f"{method}_max_sensitivity"] = np.asarray(jnp.nanmean(sensitivity, axis=1))
-        if evaluation.randomization_check:
-            layers = agreement.layer_order(model, x[:1], train=False)
-            init = jax.jit(over_seeds(
-                lambda k: model.init(jax.random.fold_in(k, 1), x[:1], train=False)["params"]))
+            metrics[f"{method}_max_sensitivity"] = _metric(
+                method, "max_sensitivity", jnp.nanmean(sensitivity, axis=1))
+        if settings.randomization_check and context.init is not None:
+            init = jax.jit(over_seeds(lambda k: context.init(jax.random.fold_in(k, 1))))
             random_params = init(eval_keys)
             spearman = agreement.cascading_randomization_over_seeds(
-                fixed_fn, params, random_params, x, layer_names=layers)
-            out["randomization"][method] = {
-                "layers": list(agreement.randomization_layer_names(params, layers)),
-                "spearman": np.asarray(spearman)}
-            metrics[f"{method}_randomization_spearman"] = np.asarray(spearman[:, -1])
+                fixed_fn, params, random_params, x, layer_names=context.layers)
+            out.shared["randomization_layers"][method] = list(
+                agreement.randomization_layer_names(params, context.layers))
+            out.per_seed["randomization"][method] = np.asarray(spearman)
+            metrics[f"{method}_randomization_spearman"] = _metric(
+                method, "randomization_spearman", spearman[:, -1])
         if task.shortcut_features:
             shortcuts = tuple(task.shortcut_features)
-            metrics[f"{method}_shortcut_share"] = np.asarray(
+            metrics[f"{method}_shortcut_share"] = _metric(
+                method, "shortcut_share",
                 agreement.shortcut_share_over_seeds(attributions, shortcuts))
             if task.kind == "classification":
                 correct = predictions == jnp.asarray(task.y_test[:n])[None, :]
-                metrics[f"{method}_right_for_wrong_reasons"] = np.asarray(
+                metrics[f"{method}_right_for_wrong_reasons"] = _metric(
+                    method, "right_for_wrong_reasons",
                     agreement.right_for_wrong_reasons_rate_over_seeds(
                         attributions, shortcuts, correct))
+    if context.workdir is not None:
+        out.shared["files"] = save_attributions(
+            context.workdir, context.condition, task, out.passed_on["attributions"],
+            int(settings.save_attributions))
     return out
+
+
+def save_attributions(workdir: Path, condition: str, task: Task,
+                      attributions: Mapping[str, np.ndarray], count: int) -> dict[str, str]:
+    """Write the first ``count`` examples' attributions ``(S, count, *input_shape)`` as .npy.
+
+    Returns method -> path relative to ``workdir``.
+    """
+    from negres.reporting.write import safe_name
+
+    if count <= 0 or not attributions:
+        return {}
+    directory = workdir / ATTRIBUTIONS_DIR
+    directory.mkdir(exist_ok=True)
+    n = min(count, next(iter(attributions.values())).shape[1])
+    # Per condition: conditions of one study may differ in task (inputs) or target (labels).
+    prefix = safe_name(condition)
+    np.save(directory / f"{prefix}__inputs.npy", task.x_test[:n])
+    np.save(directory / f"{prefix}__labels.npy", task.y_test[:n])
+    saved = {}
+    for method, values in attributions.items():
+        path = directory / f"{prefix}__{method}.npy"
+        np.save(path, values[:, :n])
+        saved[method] = str(path.relative_to(workdir))
+    return saved
+
+
+def statistics(condition: Mapping[str, Any], compare: Compare) -> dict[str, dict[str, Any]]:
+    """Each method against the condition's first, per measure, paired by seed: the methods
+    explain the same trained seeds, so seed ``i``'s numbers are a pair."""
+    by_measure: dict[str, dict[str, str]] = {}
+    for metric, info in (condition.get("metric_info") or {}).items():
+        labels = info.get("labels") or {}
+        if info.get("evaluator") == "attributions" and "method" in labels:
+            by_measure.setdefault(labels["measure"], {})[labels["method"]] = metric
+    families = {}
+    for measure, metrics in by_measure.items():
+        methods = list(metrics)
+        if len(methods) < 2:
+            continue
+        reference = methods[0]
+        y = np.asarray(condition["metrics"][metrics[reference]], dtype=float)
+        families[measure] = {
+            method: compare(np.asarray(condition["metrics"][metrics[method]], dtype=float), y,
+                            MEASURE_DIRECTIONS[measure]) | {"reference": reference}
+            for method in methods[1:]}
+    return families
+
+
+def _agreement_rows(condition: Mapping[str, Any]) -> list[list[str]]:
+    rows = []
+    for method, matrices in saved_by(condition, "attributions")["pairwise"].get(
+            "agreement", {}).items():
+        cells = [method]
+        for matrix in matrices.values():
+            matrix = np.asarray(matrix, dtype=float)
+            off_diagonal = matrix[~np.eye(len(matrix), dtype=bool)]
+            cells.append(f"{fmt(float(np.nanmean(off_diagonal)), 3)} ± "
+                         f"{fmt(float(np.nanstd(off_diagonal)), 3)}"
+                         if np.isfinite(off_diagonal).any() else "–")
+        rows.append(cells)
+    return rows
+
+
+def _randomization_rows(condition: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    saved = saved_by(condition, "attributions")
+    checks = saved["per_seed"].get("randomization", {})
+    layers = saved["shared"].get("randomization_layers", {})
+    rows, header = [], []
+    for method, values in checks.items():
+        values = np.asarray(values, dtype=float)
+        if values.ndim != 2 or values.shape[0] == 0:
+            continue
+        rows.append([method] + [fmt(float(np.nanmean(values[:, k])), 3)
+                                for k in range(values.shape[1])])
+        header = ["method"] + [f"top {k + 1} random (+{layer})"
+                               for k, layer in enumerate(layers[method])]
+    return header, rows
+
+
+def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    """Cross-seed agreement, the randomisation check, and the methods compared."""
+    conditions = results["conditions"]
+    lines = []
+    agreement_rows = {n: _agreement_rows(conditions[n]) for n in names}
+    if any(agreement_rows.values()):
+        top_k = next((saved_by(conditions[n], "attributions")["shared"].get("agreement_top_k")
+                      for n in names
+                      if saved_by(conditions[n], "attributions")["shared"].get(
+                          "agreement_top_k")), None)
+        lines += ["## Saliency across seeds", "",
+                  "Cross-seed agreement of attributions (mean ± std over pairs of seeds, "
+                  "averaged over examples; 1 is perfect agreement, 0 unrelated"
+                  + (f"; top_k uses k = {top_k}" if top_k else "") + ").", ""]
+        for name in names:
+            if not agreement_rows[name]:
+                continue
+            measures = list(next(iter(saved_by(conditions[name], "attributions")["pairwise"][
+                "agreement"].values())))
+            lines += [f"### `{name}`", ""] + table(["method", *measures], agreement_rows[name])
+            header, rows = _randomization_rows(conditions[name])
+            if rows:
+                lines += ["Parameter-randomisation sanity check (Spearman rank correlation "
+                          "of |attribution| between the trained model and the same model "
+                          "with its top layers re-initialised; a method that passes drops "
+                          "towards 0):", ""] + table(header, rows)
+    families = results["statistics"].get("within_conditions", {}).get("attributions", {})
+    families = {n: f for n, f in families.items() if f and n in names}
+    if families:
+        lines += ["## Attribution methods compared", "",
+                  "Each method minus the condition's first method on the same trained seeds "
+                  "(paired), Holm across the methods compared on each measure.", ""]
+        for condition, measures in families.items():
+            lines += [f"### `{condition}`", ""]
+            for measure, family in measures.items():
+                lines += [f"**{measure}**", ""]
+                lines += table(["method − reference", *COMPARISON_HEADER[1:]], [
+                    comparison_rows(f"{m} − {c['reference']}", c) for m, c in family.items()])
+    return lines
+
+
+def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
+    """Agreement heatmaps, and the saved attributions of the same examples across seeds."""
+    from negres.reporting import plots as figures
+    from negres.reporting.write import plot_path, saliency_plot
+
+    written = []
+    for name, condition in results["conditions"].items():
+        saved = saved_by(condition, "attributions")
+        for method, matrices in saved["pairwise"].get("agreement", {}).items():
+            path, relative = plot_path(workdir, "agreement", name, method)
+            figures.agreement_heatmap(
+                np.asarray(matrices["spearman_abs"]), path,
+                title=f"Cross-seed agreement of {method}: {name}",
+                measure_name="Spearman rank correlation of |attribution|")
+            written.append((f"Cross-seed agreement of {method} attributions: {name}", relative))
+        for method, file in saved["shared"].get("files", {}).items():
+            path, relative = plot_path(workdir, "saliency", name, method)
+            if saliency_plot(results, workdir, file, path, name, method):
+                written.append(
+                    (f"{method} attributions of the same examples across seeds: {name}",
+                     relative))
+    return written
+
+
+EVALUATOR = Evaluator(
+    name="attributions",
+    fields=FIELDS,
+    evaluate=evaluate,
+    check=check,
+    report=report,
+    plots=plots,
+    statistics=statistics,
+    doc="saliency maps of every seed, their agreement across seeds and sanity checks",
+)

@@ -4,28 +4,59 @@ For one seed and one shift, the whole severity sweep is one vmapped computation;
 seeds are lifted with :func:`negres.seeds.over_seeds`. When every seed sees the same
 shifted test set (``shared_shift_noise``, the default) the shifted inputs do not depend
 on the seed, so JAX computes them once and the seeds' results are paired: seed-to-seed
-differences are differences of models, not of noise draws.
+differences are differences of models, not of noise draws. Real shifted test sets a task
+brings (CIFAR-10-C) are swept level by level. Every seed's predicted classes on every
+shifted set are passed on to evaluators that require this one (``multiplicity``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
+from negres import fields
+from negres.evaluators.protocol import (
+    Compare,
+    Evaluation,
+    EvaluationContext,
+    Evaluator,
+    Metric,
+    saved_by,
+)
 from negres.measures import metrics
+from negres.measures.losses import SCORE_NAMES
+from negres.reporting.tables import (
+    COMPARISON_HEADER,
+    comparison_rows,
+    fmt,
+    interval,
+    table,
+    with_range,
+)
 from negres.seeds import over_seeds, stream_key
-from negres.tasks import Task
-from negres.tasks.shifts import get_shift
+from negres.statistics.inference import bootstrap_mean_ci
+from negres.tasks import ShiftSet, Task
+from negres.tasks.shifts import SHIFTS, get_shift
+
+FIELDS = (
+    fields.names("shifts", ("gaussian_noise",),
+                 f"names in {sorted(SHIFTS)} or the task's own shifts"),
+    fields.sequence("severities", (0.0, 0.1, 0.2, 0.3, 0.5), "severity sweep of every shift",
+                    lambda v: fields.is_number(v) and v >= 0, "finite severities >= 0",
+                    min_len=1, unique=True),
+    fields.boolean("shared_shift_noise", True, "every seed sees the same shifted test set"),
+)
 
 
-def check_robustness_config(evaluation: ConfigDict, task: Task) -> None:
+def check(settings: ConfigDict, task: Task) -> None:
     """Raise :class:`negres.errors.ConfigError` for a shift name the task cannot use."""
-    for name in evaluation.shifts:
+    for name in settings.shifts:
         get_shift(name, task)
 
 
@@ -37,102 +68,104 @@ def _evaluate_outputs(outputs: jax.Array, y: jax.Array, kind: str) -> dict[str, 
         "accuracy": metrics.accuracy(outputs, y),
         "loss": metrics.cross_entropy(outputs, y),
         "ece": metrics.expected_calibration_error(outputs, y),
+        "confusion": metrics.confusion_matrix(outputs, y, outputs.shape[-1]),
+        "predictions": jnp.argmax(outputs, -1).astype(jnp.int32),
     }
 
 
-def robustness_study(
-    model: nn.Module,
-    task: Task,
-    params: Any,
-    seed_keys: jax.Array,
-    evaluation: ConfigDict,
-    shared_key: jax.Array,
-) -> dict[str, Any]:
+def evaluate(context: EvaluationContext) -> Evaluation:
     """Clean calibration and confusion, and every configured shift's severity sweep.
 
-    Args:
-      model: the trained model.
-      task: supplies the test set and any task-specific shifts.
-      params: ``(S, ...)`` trained parameters.
-      seed_keys: ``(S, 2)`` the seeds' keys (their ``evaluation`` stream draws the shift
-        noise when ``evaluation.shared_shift_noise`` is off).
-      evaluation: the config's ``evaluation`` section (``shifts``, ``severities``).
-      shared_key: the key of the shift noise shared by every seed.
-
-    Returns:
-      ``metrics``: ``test_ece`` (classification) and ``<shift>_mean_<score>`` (the score
-      averaged over the non-zero severities), each ``(S,)``; ``robustness``: shift ->
-      ``{"severities": (K,), <score>, "loss", ["ece"], "gap": (S, K)}`` where ``gap`` is
-      clean minus shifted accuracy (shifted minus clean MSE for regression), so a larger gap
-      is always a larger loss of performance; ``confusion``: ``"clean"`` and each shift at
-      its largest severity, ``(S, C, C)``.
+    Returns an :class:`Evaluation` with metrics ``test_ece`` (classification) and
+    ``<shift>_mean_<score>`` (the score averaged over the non-zero severities), each
+    ``(S,)``; per seed ``curves``: shift -> ``{<score>, "loss", ["ece"], "gap": (S, K)}``
+    where ``gap`` is clean minus shifted accuracy (shifted minus clean MSE for
+    regression), so a larger gap is always a larger loss of performance, and
+    ``confusion``: ``"clean"`` and each shift at its largest severity, ``(S, C, C)``;
+    shared ``severities``: shift -> ``(K,)``. Passed on: ``predictions`` set -> ``(S, K,
+    N)``, ``labels`` set -> ``(K, N)``, ``severities`` set -> ``(K,)`` (classification).
     """
+    task, settings, params = context.task, context.settings, context.params
     kind = task.kind
-    score = "mse" if kind == "regression" else "accuracy"
+    score = SCORE_NAMES[kind]
     x = jnp.asarray(task.x_test)
     y = jnp.asarray(task.y_test)
-    severities = jnp.asarray(evaluation.severities, jnp.float32)
-    eval_keys = jax.vmap(lambda k: stream_key(k, "evaluation"))(seed_keys)
-    shared = bool(evaluation.shared_shift_noise)
+    severities = jnp.asarray(settings.severities, jnp.float32)
+    eval_keys = jax.vmap(lambda k: stream_key(k, "evaluation"))(context.seed_keys)
+    shared = bool(settings.shared_shift_noise)
+    shared_key = context.shared_key
+    apply_fn = context.apply
 
-    def apply_fn(p: Any, xs: jax.Array) -> jax.Array:
-        return model.apply({"params": p}, xs, train=False)
-
-    def clean_one(p: Any) -> dict[str, jax.Array]:
-        outputs = apply_fn(p, x)
-        result = _evaluate_outputs(outputs, y, kind)
-        if kind == "classification":
-            result["confusion"] = metrics.confusion_matrix(outputs, y, task.num_outputs)
-        return result
-
-    clean = jax.jit(over_seeds(clean_one))(params)
-    out: dict[str, Any] = {"metrics": {}, "robustness": {}, "confusion": {}}
-    if kind == "classification":
-        out["metrics"]["test_ece"] = np.asarray(clean["ece"])
-        out["confusion"]["clean"] = np.asarray(clean["confusion"])
-    for index, name in enumerate(evaluation.shifts):
+    clean = jax.jit(over_seeds(lambda p: _evaluate_outputs(apply_fn(p, x), y, kind)))(params)
+    out = Evaluation(per_seed={"curves": {}, "confusion": {}}, shared={"severities": {}})
+    classification = kind == "classification"
+    if classification:
+        out.metrics["test_ece"] = Metric(np.asarray(clean["ece"]), "lower",
+                                         {"set": "clean", "measure": "ece"})
+        out.per_seed["confusion"]["clean"] = np.asarray(clean["confusion"])
+        out.passed_on = {"predictions": {"clean": np.asarray(clean["predictions"])[:, None]},
+                         "labels": {"clean": np.asarray(task.y_test)[None]},
+                         "severities": {"clean": np.zeros(1)}}
+    clean_score = np.asarray(clean[score])[:, None]
+    nonzero = np.asarray(settings.severities) > 0
+    for index, name in enumerate(settings.shifts):
         shift = get_shift(name, task)
 
         def sweep_one(p: Any, seed_key: jax.Array, _shift=shift, _index=index):
             noise_key = jax.random.fold_in(shared_key if shared else seed_key, _index)
 
             def at(severity: jax.Array) -> dict[str, jax.Array]:
-                outputs = apply_fn(p, _shift(noise_key, x, severity))
-                result = _evaluate_outputs(outputs, y, kind)
-                if kind == "classification":
-                    result["confusion"] = metrics.confusion_matrix(outputs, y, task.num_outputs)
-                return result
+                return _evaluate_outputs(apply_fn(p, _shift(noise_key, x, severity)), y, kind)
 
             # Severities one after another: memory of one shifted test set, not K of them.
             return jax.lax.map(at, severities)
 
         swept = jax.jit(over_seeds(sweep_one, seeded_args=(0, 1)))(params, eval_keys)
         values = {k: np.asarray(v) for k, v in swept.items()}
-        clean_score = np.asarray(clean[score])[:, None]
         gap = values[score] - clean_score if kind == "regression" else clean_score - values[score]
-        curves = {"severities": np.asarray(evaluation.severities, float), score: values[score],
-                  "loss": values["loss"], "gap": gap}
-        if kind == "classification":
+        curves = {score: values[score], "loss": values["loss"], "gap": gap}
+        if classification:
             curves["ece"] = values["ece"]
-            out["confusion"][name] = values["confusion"][:, int(np.argmax(evaluation.severities))]
-        out["robustness"][name] = curves
-        nonzero = np.asarray(evaluation.severities) > 0
+            out.per_seed["confusion"][name] = values["confusion"][
+                :, int(np.argmax(settings.severities))]
+            _pass_on(out, name, values["predictions"], np.broadcast_to(
+                np.asarray(task.y_test), (len(settings.severities), task.num_test)),
+                settings.severities)
+        out.per_seed["curves"][name] = curves
+        out.shared["severities"][name] = np.asarray(settings.severities, float)
         if nonzero.any():
-            out["metrics"][f"{name}_mean_{score}"] = values[score][:, nonzero].mean(axis=1)
-    for name, shift_set in task.known.get("shift_sets", {}).items():
+            out.metrics[f"{name}_mean_{score}"] = Metric(
+                values[score][:, nonzero].mean(axis=1), _direction(score),
+                {"set": name, "measure": f"mean_{score}"})
+    for name, shift_set in task.shift_sets.items():
         key = f"corrupted_{name}"
-        values = _evaluate_shift_set(apply_fn, params, shift_set, kind, task.num_outputs)
-        clean_score = np.asarray(clean[score])[:, None]
-        out["robustness"][key] = {
-            "severities": np.asarray(shift_set["severities"], float), score: values[score],
-            "loss": values["loss"], "ece": values["ece"], "gap": clean_score - values[score]}
-        out["confusion"][key] = values["confusion"][:, -1]
-        out["metrics"][f"{key}_mean_{score}"] = values[score].mean(axis=1)
+        values = _evaluate_shift_set(apply_fn, params, shift_set, kind)
+        out.per_seed["curves"][key] = {
+            score: values[score], "loss": values["loss"], "ece": values["ece"],
+            "gap": clean_score - values[score]}
+        out.shared["severities"][key] = np.asarray(shift_set.severities, float)
+        out.per_seed["confusion"][key] = values["confusion"][:, -1]
+        out.metrics[f"{key}_mean_{score}"] = Metric(
+            values[score].mean(axis=1), _direction(score),
+            {"set": key, "measure": f"mean_{score}"})
+        _pass_on(out, key, values["predictions"], np.asarray(shift_set.y),
+                 shift_set.severities)
     return out
 
 
+def _direction(score: str) -> str:
+    return "lower" if score == "mse" else "higher"
+
+
+def _pass_on(out: Evaluation, name: str, predictions: np.ndarray, labels: np.ndarray,
+             severities: Sequence[float]) -> None:
+    out.passed_on["predictions"][name] = predictions
+    out.passed_on["labels"][name] = labels
+    out.passed_on["severities"][name] = np.asarray(severities, float)
+
+
 def _evaluate_shift_set(
-    apply_fn: Any, params: Any, shift_set: dict[str, np.ndarray], kind: str, num_classes: int
+    apply_fn: Any, params: Any, shift_set: ShiftSet, kind: str
 ) -> dict[str, np.ndarray]:
     """Every seed on every level of a real shifted test set; ``(S, K)`` per metric.
 
@@ -143,13 +176,123 @@ def _evaluate_shift_set(
     def one_seed(p: Any, xs: jax.Array, ys: jax.Array) -> dict[str, jax.Array]:
         def at(level: tuple[jax.Array, jax.Array]) -> dict[str, jax.Array]:
             x, y = level
-            outputs = apply_fn(p, x.astype(jnp.float32) / 255.0)
-            result = _evaluate_outputs(outputs, y, kind)
-            result["confusion"] = metrics.confusion_matrix(outputs, y, num_classes)
-            return result
+            return _evaluate_outputs(apply_fn(p, x.astype(jnp.float32) / 255.0), y, kind)
 
         return jax.lax.map(at, (xs, ys))
 
-    swept = jax.jit(over_seeds(one_seed))(params, jnp.asarray(shift_set["x"]),
-                                          jnp.asarray(shift_set["y"]))
+    swept = jax.jit(over_seeds(one_seed))(params, jnp.asarray(shift_set.x),
+                                          jnp.asarray(shift_set.y))
     return {k: np.asarray(v) for k, v in swept.items()}
+
+
+def _curves(condition: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    saved = saved_by(condition, "robustness")
+    return saved["per_seed"].get("curves") or {}, saved["shared"].get("severities") or {}
+
+
+def statistics(condition: Mapping[str, Any], compare: Compare) -> dict[str, dict[str, Any]]:
+    """Each shift at each non-zero severity against the clean test set, paired by seed."""
+    curves, severities = _curves(condition)
+    score = "mse" if "test_mse" in condition["metrics"] else "accuracy"
+    clean = np.asarray(condition["metrics"][f"test_{score}"], float)
+    family = {}
+    for shift, values in curves.items():
+        values = np.asarray(values[score], float)
+        for k, severity in enumerate(severities[shift]):
+            if severity != 0:
+                family[f"{shift}@{severity:g}"] = compare(
+                    values[:, k], clean, _direction(score)) | {"shift": shift,
+                                                               "severity": float(severity)}
+    return {"shift_vs_clean": family} if family else {}
+
+
+def _severity_table(curves: Mapping[str, Any], severities: Mapping[str, Any],
+                    metric: str) -> list[str]:
+    lines = []
+    for shift, values in curves.items():
+        values = np.asarray(values[metric], dtype=float)
+        rows = []
+        for k, severity in enumerate(severities[shift]):
+            column = values[:, k]
+            ci = bootstrap_mean_ci(column, num_resamples=2000)
+            rows.append([fmt(severity, 3), fmt(float(np.nanmean(column))),
+                         interval([float(ci["bca_low"]), float(ci["bca_high"])]),
+                         fmt(float(np.nanmin(column))), fmt(float(np.nanmax(column)))])
+        lines += [f"*{shift}* ({metric} by severity)", ""]
+        lines += table(["severity", "mean", "95% CI (BCa)", "min seed", "max seed"], rows)
+    return lines
+
+
+def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    """Per condition: the score by severity, and each shifted set against the clean one."""
+    score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
+    within = results["statistics"].get("within_conditions", {}).get("robustness", {})
+    shown = [n for n in names if n in within or _curves(results["conditions"][n])[0]]
+    if not shown:
+        return []
+    lines = ["## Robustness under shift", "",
+             f"Shifted minus clean test {score}, the same seeds evaluated twice (paired), "
+             "Holm across the shifted sets of each condition.", ""]
+    for name in shown:
+        lines += [f"### `{name}`", ""]
+        lines += _severity_table(*_curves(results["conditions"][name]), score)
+        family = within.get(name, {}).get("shift_vs_clean", {})
+        if family:
+            lines += table(["shift", *COMPARISON_HEADER[1:]],
+                           [comparison_rows(s, c) for s, c in family.items()])
+    return lines
+
+
+def confusion_report(condition: Mapping[str, Any], max_classes: int = 4) -> list[str]:
+    """Row-normalised confusion matrices (mean over seeds) for tasks with few classes."""
+    lines = []
+    for name, matrices in (saved_by(condition, "robustness")["per_seed"].get("confusion")
+                           or {}).items():
+        counts = np.asarray(matrices, dtype=float)  # (S, C, C)
+        if counts.ndim != 3 or counts.shape[0] == 0 or counts.shape[-1] > max_classes:
+            continue
+        rates = counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1.0)
+        mean, low, high = rates.mean(0), rates.min(0), rates.max(0)
+        classes = range(counts.shape[-1])
+        rows = [[f"true {i}", *[with_range(mean[i, j], low[i, j], high[i, j]) for j in classes]]
+                for i in classes]
+        label = "clean test set" if name == "clean" else f"{name}, largest severity"
+        lines += [f"*Confusion, {label}* (share of each true class predicted as each class; "
+                  "mean over seeds, seed range):", ""]
+        lines += table(["", *[f"pred {j}" for j in classes]], rows)
+    return lines
+
+
+def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
+    """The score under every shift by severity, every seed, one plot per condition."""
+    from negres.reporting import plots as figures
+    from negres.reporting.write import plot_path
+
+    score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
+    written = []
+    for name, condition in results["conditions"].items():
+        curves, severities = _curves(condition)
+        if not curves:
+            continue
+        # One axis of severities: the shifts swept over the first shift's severities.
+        first = list(severities[next(iter(curves))])
+        same = {s: v for s, v in curves.items() if list(severities[s]) == first}
+        path, relative = plot_path(workdir, "robustness", name)
+        figures.robustness_curves(
+            np.asarray(first), {s: np.asarray(v[score]) for s, v in same.items()}, path,
+            metric_name=f"test {score}", clean=np.asarray(condition["metrics"][f"test_{score}"]))
+        written.append((f"Test {score} under shift, by severity: {name}", relative))
+    return written
+
+
+EVALUATOR = Evaluator(
+    name="robustness",
+    fields=FIELDS,
+    evaluate=evaluate,
+    check=check,
+    report=report,
+    condition_report=confusion_report,
+    plots=plots,
+    statistics=statistics,
+    doc="every seed's score, loss and calibration under each shift, severity by severity",
+)

@@ -1,6 +1,6 @@
 """Scores on named subsets of the test set, for every seed.
 
-A task can declare subsets of its test examples in ``Task.known["test_subsets"]`` (name ->
+A task can declare subsets of its test examples in ``Task.test_subsets`` (name ->
 boolean mask ``(N_test,)``): the examples where a planted shortcut contradicts the rule,
 or the shape-colour combinations never seen in training. A whole-test-set accuracy can
 hide a failure on a small subset; these per-seed numbers show it.
@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from negres.evaluators.performance import SCORE_DIRECTIONS
+from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric, saved_by
+from negres.measures.losses import SCORE_NAMES
 from negres.seeds import over_seeds
-from negres.tasks import Task
 
 
 def subset_scores(
@@ -50,37 +51,48 @@ def subset_scores(
     return out
 
 
-def subset_study(
-    model: nn.Module, task: Task, params: Any
-) -> dict[str, Any]:
-    """Every seed's score and loss on every declared test subset.
+def evaluate(context: EvaluationContext) -> Evaluation:
+    """Every seed's score and loss on every test subset the task declares.
 
-    Args:
-      model: the trained model.
-      task: its ``known["test_subsets"]`` names the subsets; none declared gives nothing.
-      params: ``(S, ...)`` trained parameters.
-
-    Returns:
-      ``metrics``: ``subset_<name>_<score>`` and ``subset_<name>_loss``, each ``(S,)``;
-      ``subsets``: name -> number of test examples in it.
+    Returns metrics ``subset_<name>_<score>`` and ``subset_<name>_loss``, each ``(S,)``,
+    labelled ``{"subset", "measure"}``, and shared ``sizes``: name -> number of test
+    examples in it. A task that declares no subsets gives an empty evaluation.
     """
-    declared: Mapping[str, np.ndarray] = task.known.get("test_subsets", {})
+    task = context.task
+    declared: Mapping[str, np.ndarray] = task.test_subsets
     if not declared:
-        return {"metrics": {}, "subsets": {}}
+        return Evaluation()
     names = list(declared)
     masks = jnp.asarray(np.stack([np.asarray(declared[n], bool) for n in names]))
     x, y = jnp.asarray(task.x_test), jnp.asarray(task.y_test)
-
-    def one_seed(p: Any) -> dict[str, jax.Array]:
-        outputs = model.apply({"params": p}, x, train=False)
-        return subset_scores(outputs, y, masks, task.kind)
-
-    values = jax.jit(over_seeds(one_seed))(params)
-    score = "mse" if task.kind == "regression" else "accuracy"
-    out: dict[str, Any] = {"metrics": {}, "subsets": {}}
+    values = jax.jit(over_seeds(
+        lambda p: subset_scores(context.apply(p, x), y, masks, task.kind)))(context.params)
+    score = SCORE_NAMES[task.kind]
+    out = Evaluation(shared={"sizes": {}})
     for i, name in enumerate(names):
-        out["metrics"][f"subset_{name}_{score}"] = np.asarray(values[score][:, i])
-        out["metrics"][f"subset_{name}_loss"] = np.asarray(values["loss"][:, i])
-        out["subsets"][name] = int(np.asarray(declared[name], bool).sum())
+        out.metrics[f"subset_{name}_{score}"] = Metric(
+            np.asarray(values[score][:, i]), SCORE_DIRECTIONS[score],
+            {"subset": name, "measure": score})
+        out.metrics[f"subset_{name}_loss"] = Metric(
+            np.asarray(values["loss"][:, i]), "lower", {"subset": name, "measure": "loss"})
+        out.shared["sizes"][name] = int(np.asarray(declared[name], bool).sum())
     return out
 
+
+def condition_report(condition: Mapping[str, Any]) -> list[str]:
+    """Which subsets the ``subset_*`` metrics are of, and their sizes."""
+    sizes = saved_by(condition, "subsets")["shared"].get("sizes") or {}
+    if not sizes:
+        return []
+    return ["Test subsets (`subset_*` metrics): " + ", ".join(
+        f"`{s}` ({count} examples)" for s, count in sizes.items()), ""]
+
+
+EVALUATOR = Evaluator(
+    name="subsets",
+    fields=(),
+    evaluate=evaluate,
+    condition_report=condition_report,
+    doc="every seed's score on the named test subsets a task declares (e.g. where a "
+        "shortcut contradicts the rule)",
+)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from negres.evaluators.protocol import saved_by
+
 Results = Mapping[str, Any]
 
 
@@ -53,7 +55,7 @@ def additive_attributions(results: Results) -> str:
     """Doc 002: additive attributions (SHAP) cannot show an interaction between x0 and x1."""
     add, inter = "additive", "interaction"
     metric = "shapley_truth_error"
-    truth = results["conditions"][inter]["truth"]["interactions"]["x0*x1"]
+    truth = saved_by(results["conditions"][inter], "truth")["shared"]["interactions"]["x0*x1"]
     partial = "interaction_x0*x1_mixed_partial"
     gxi = "gradient_x_input_truth_error"
     shapley_err = _mean(results, inter, metric)
@@ -74,8 +76,9 @@ def additive_attributions(results: Results) -> str:
 
 
 def _shift_at_largest(results: Results, condition: str) -> tuple[str, Mapping[str, Any]]:
-    family = results["statistics"]["shift_effects"][condition]
-    name = max(family, key=lambda k: float(k.rsplit("@", 1)[1]))
+    family = results["statistics"]["within_conditions"]["robustness"][condition][
+        "shift_vs_clean"]
+    name = max(family, key=lambda k: float(family[k]["severity"]))
     return name, family[name]
 
 
@@ -103,7 +106,8 @@ def rule_shortcut(results: Results) -> str:
         claim = "Partly reproduces"
     else:
         claim = "Does not reproduce"
-    count = results["conditions"][shortcut]["subsets"].get("shortcut_conflicts", 0)
+    count = saved_by(results["conditions"][shortcut], "subsets")["shared"].get(
+        "sizes", {}).get("shortcut_conflicts", 0)
     return (
         f"{claim}: with a shortcut that agrees with the label on "
         f"{results['config']['task'].get('shortcut_agreement', 0.95):.0%} of examples, "
@@ -133,7 +137,9 @@ def shape_color(results: Results) -> str:
         "color fails on unseen combinations while shape holds" if color_worse
         else "shape, not color, is the factor that fails on unseen combinations"
         if shape_gap > color_gap + 0.05 else "neither factor fails clearly more than the other")
-    chance = 1.0 / len(results["conditions"][shape_full]["confusion"]["clean"][0])
+    confusion = saved_by(results["conditions"][shape_full], "robustness")["per_seed"][
+        "confusion"]["clean"]
+    chance = 1.0 / len(confusion[0])
     held_shape = _summary(results, shape_full, held)
     if held_shape["ci_bca"][1] < chance:
         first += (f", below chance ({chance:.2f}): the shape model names the shape that "
@@ -201,7 +207,7 @@ def saliency_stability(results: Results) -> str:
     fully re-initialised model.
     """
     clean = "clean"
-    methods = results["conditions"][clean]["attribution_methods"]
+    methods = saved_by(results["conditions"][clean], "attributions")["shared"]["methods"]
     metric = "{}_agreement_spearman_abs"
     agreement = {m: _mean(results, clean, metric.format(m)) for m in methods}
     worst, best = min(agreement, key=agreement.get), max(agreement, key=agreement.get)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,3 +56,39 @@ def metric_table(metrics: Mapping[str, Sequence[float]]) -> str:
         lines.append(f"{name:<{width}} {finite.mean():>10.4f} {std:>10.4f} {finite.min():>10.4f} "
                      f"{finite.max():>10.4f} {finite.size:>6}")
     return "\n".join(lines)
+
+
+def print_summary(results: Mapping[str, Any]) -> None:
+    """Per-seed tables of the headline metrics and the verdicts, on the terminal.
+
+    The tables show the seeds the statistics use; each condition says how many it left out
+    and why (its own diverged seeds, or, with paired conditions, seeds that diverged in
+    another condition).
+    """
+    from negres.statistics.study import without_diverged
+
+    score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
+    paired = results["statistics"]["settings"].get("paired_conditions", False)
+    shown, excluded = without_diverged(results["conditions"], paired=paired)
+    for name, condition in shown.items():
+        metrics = condition["metrics"]
+        left_out = excluded["count"][name]
+        own = excluded["own"][name]
+        note = ""
+        if left_out:
+            note = f"; {left_out} of {results['conditions'][name]['num_seeds']} left out below"
+            note += (f" ({own} diverged here, {left_out - own} in another condition)"
+                     if left_out > own else " (diverged)")
+        print(f"\n{name}: {results['conditions'][name]['num_seeds']} seeds, trained in "
+              f"{condition['train_time_s']:.1f}s, evaluated in "
+              f"{condition['evaluation_time_s']:.1f}s on {results['device']['platform']}"
+              + note)
+        headline = [f"test_{score}", "test_loss"]
+        print(seed_table(condition["seed_indices"], {m: metrics[m] for m in headline}))
+        evaluator_metrics = {m: v for m, v in metrics.items() if m not in headline}
+        print("\nevery per-seed metric, across seeds:")
+        print(metric_table(evaluator_metrics))
+    for metric, family in results["statistics"]["comparisons"].items():
+        for name, c in family.items():
+            print(f"{metric}: {name} vs {c.get('reference', results['baseline'])}: "
+                  f"{c['difference']:+.4f} -> {c['verdict']}")

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from negres.evaluators import evaluators_of
+from negres.evaluators.protocol import saved_by
 from negres.reporting import plots
 from negres.reporting.markdown import build_report
 from negres.statistics.study import without_diverged
@@ -23,19 +25,25 @@ def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
-def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
-    """Every plot of the study; returns ``(caption, path relative to workdir)``."""
+def plot_path(workdir: Path, kind: str, *parts: str) -> tuple[Path, str]:
+    """``(absolute path, path relative to workdir)`` of the plot ``kind_part1_part2.png``."""
     directory = workdir / PLOTS_DIR
     directory.mkdir(exist_ok=True)
+    path = directory / ("_".join([kind, *(safe_name(p) for p in parts)]) + ".png")
+    return path, str(path.relative_to(workdir))
+
+
+def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
+    """Every plot of the study; returns ``(caption, path relative to workdir)``.
+
+    The test score per seed and the learning curves of every condition, then each
+    evaluator's plots, in the order the evaluators ran.
+    """
     written: list[tuple[str, str]] = []
     score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
-
-    def add(caption: str, path: Path) -> None:
-        written.append((caption, str(path.relative_to(workdir))))
-
     conditions = results["conditions"]
     if conditions:
-        path = directory / f"test_{score}_by_condition.png"
+        path, relative = plot_path(workdir, f"test_{score}_by_condition")
         plots.seed_strip(
             {name: np.asarray(c["metrics"][f"test_{score}"]) for name, c in conditions.items()},
             path, metric_name=f"test {score}",
@@ -43,73 +51,23 @@ def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, st
             if any((c.get("diverged") or {}).get("count") for c in conditions.values())
             else f"Test {score} per seed and condition",
         )
-        add(f"Test {score} of every seed, per condition", path)
-    for task_name, names in _frontier_groups(conditions).items():
-        for proxy, label in FRONTIER_PROXIES.items():
-            if not all(proxy in conditions[n]["metrics"] for n in names):
-                continue
-            path = directory / f"frontier_{safe_name(task_name)}_{proxy}.png"
-            short = {n: n.removeprefix(f"{task_name}/") for n in names}  # the title says it
-            plots.frontier(
-                {short[n]: np.asarray(conditions[n]["metrics"][f"test_{score}"], float)
-                 for n in names},
-                {short[n]: np.asarray(conditions[n]["metrics"][proxy], float) for n in names},
-                path, x_label=f"test {score} (performance)", y_label=label,
-                title=f"Interpretability against performance: {task_name}",
-            )
-            add(f"Interpretability–performance frontier on {task_name}: {label}", path)
+        written.append((f"Test {score} of every seed, per condition", relative))
     for name, condition in conditions.items():
         curves = condition["curves"]
-        path = directory / f"learning_curves_{safe_name(name)}.png"
+        path, relative = plot_path(workdir, "learning_curves", name)
         plots.learning_curves(
             np.asarray(curves["step"]),
             {k: np.asarray(v) for k, v in curves.items() if k != "step"},
             path, title=f"Learning curves: {name}",
         )
-        add(f"Learning curves of every seed: {name}", path)
-        if condition.get("robustness"):
-            path = directory / f"robustness_{safe_name(name)}.png"
-            shifts = condition["robustness"]
-            severities = np.asarray(next(iter(shifts.values()))["severities"])
-            plots.robustness_curves(
-                severities, {s: np.asarray(v[score]) for s, v in shifts.items()}, path,
-                metric_name=f"test {score}",
-                clean=np.asarray(condition["metrics"][f"test_{score}"]),
-            )
-            add(f"Test {score} under shift, by severity: {name}", path)
-        for method, matrices in condition.get("agreement", {}).items():
-            path = directory / f"agreement_{safe_name(name)}_{safe_name(method)}.png"
-            plots.agreement_heatmap(
-                np.asarray(matrices["spearman_abs"]), path,
-                title=f"Cross-seed agreement of {method}: {name}",
-                measure_name="Spearman rank correlation of |attribution|",
-            )
-            add(f"Cross-seed agreement of {method} attributions: {name}", path)
-        for method, relative in condition.get("attribution_files", {}).items():
-            path = directory / f"saliency_{safe_name(name)}_{safe_name(method)}.png"
-            if _saliency_plot(results, workdir, relative, path, name, method):
-                add(f"{method} attributions of the same examples across seeds: {name}", path)
+        written.append((f"Learning curves of every seed: {name}", relative))
+    for evaluator in evaluators_of(results):
+        if evaluator.plots is not None:
+            written += evaluator.plots(results, workdir)
     return written
 
 
-# Per-seed interpretability proxies drawn against test performance, one plot each.
-FRONTIER_PROXIES = {
-    "linear_surrogate_fidelity": "linear-surrogate fidelity",
-    "integrated_gradients_agreement_spearman_abs": "cross-seed agreement of IG (Spearman)",
-    "integrated_gradients_sparsity": "IG sparsity (Gini of |attribution|)",
-}
-
-
-def _frontier_groups(conditions: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Conditions by task, for studies that measure a proxy on at least three models."""
-    groups: dict[str, list[str]] = {}
-    for name, condition in conditions.items():
-        if "linear_surrogate_fidelity" in condition["metrics"]:
-            groups.setdefault(condition.get("task", "task"), []).append(name)
-    return {task: names for task, names in groups.items() if len(names) >= 3}
-
-
-def _saliency_plot(
+def saliency_plot(
     results: Mapping[str, Any], workdir: Path, relative: str, path: Path, condition: str,
     method: str,
 ) -> bool:
@@ -139,12 +97,13 @@ def _saliency_plot(
             title=f"{method} attributions, {shown} of {attributions.shape[0]} seeds: {condition}",
         )
     else:
-        truth = results["conditions"][condition].get("truth") or {}
-        names = truth.get("features") or [f"x{i}" for i in range(input_shape[0])]
+        truth = saved_by(results["conditions"][condition], "truth")
+        names = truth["shared"].get("features") or [f"x{i}" for i in range(input_shape[0])]
         # The truth is of the attributed examples; draw it only over those same examples.
-        same_examples = truth.get("examples") == attributions.shape[1]
-        true_mean_abs = (truth.get("true_mean_abs")
-                         if same_examples and method in truth.get("methods", {}) else None)
+        same_examples = truth["shared"].get("examples") == attributions.shape[1]
+        true_mean_abs = (truth["shared"].get("true_mean_abs")
+                         if same_examples and method in truth["per_seed"].get("methods", {})
+                         else None)
         plots.feature_bars(
             np.abs(attributions).mean(axis=1), names, path,
             title=f"Mean |{method}| per feature, every seed: {condition}",

@@ -60,7 +60,8 @@ VERDICT_RULE = (
     "improved (worse): the BCa bootstrap interval of mean(x) - mean(y) at the given level lies "
     "strictly on the good (bad) side of 0, where good is > 0 if higher_is_better else < 0, AND the "
     "decision p-value max(t-test p, permutation p) (Holm-adjusted after holm_adjust) is below "
-    "alpha = 1 - level; otherwise inconclusive"
+    "alpha = 1 - level; otherwise inconclusive. A metric without a direction gets higher (lower) "
+    "under the same rule, never improved or worse"
 )
 SEEDS_NEEDED_UNPAIRED = (
     "n = 2 * ((z_{1-alpha/2} + z_{power}) * sd_pooled / delta)^2 seeds per group, rounded up, "
@@ -530,18 +531,22 @@ def seeds_needed(
 
 
 def verdict(ci: Sequence[float], p_value: float, *, level: float,
-            higher_is_better: bool) -> str:
+            higher_is_better: bool | None) -> str:
     """``"improved"``, ``"worse"`` or ``"inconclusive"`` for ``x`` against ``y``; see VERDICT_RULE.
 
     Args:
       ci: ``[low, high]`` interval of ``mean(x) - mean(y)``.
       p_value: the decision p-value (adjusted, when comparisons form a family).
       level: the confidence level; the test level is ``alpha = 1 - level``.
-      higher_is_better: True for accuracy-like metrics, False for losses and errors.
+      higher_is_better: True for accuracy-like metrics, False for losses and errors, None
+        for a metric with no better direction: its verdict only says ``"higher"`` or
+        ``"lower"`` (or ``"inconclusive"``), never improved or worse.
     """
     low, high = float(ci[0]), float(ci[1])
     if not p_value < 1.0 - level:  # also catches nan
         return "inconclusive"
+    if higher_is_better is None:
+        return "higher" if low > 0.0 else ("lower" if high < 0.0 else "inconclusive")
     if low > 0.0:
         return "improved" if higher_is_better else "worse"
     if high < 0.0:
@@ -554,7 +559,7 @@ def compare(
     y: Any,
     *,
     paired: bool,
-    higher_is_better: bool = True,
+    higher_is_better: bool | None = True,
     level: float = DEFAULT_LEVEL,
     num_resamples: int = DEFAULT_NUM_RESAMPLES,
     num_permutations: int = DEFAULT_NUM_PERMUTATIONS,
@@ -569,7 +574,9 @@ def compare(
       paired: seed ``i`` of ``x`` and of ``y`` are matched (same seed, two evaluations);
         needs ``S1 == S2``. Pairs with a non-finite value in either are dropped; unpaired,
         non-finite values are dropped from their own group.
-      higher_is_better: direction of the metric (False for losses, MSE, error rates).
+      higher_is_better: direction of the metric (False for losses, MSE, error rates; None
+        for a metric without one, which gets a "higher"/"lower" verdict, never
+        improved/worse, and no probability of improvement).
       level: confidence level of the intervals; the tests run at ``alpha = 1 - level``.
       num_resamples: bootstrap resamples for the interval of the difference.
       num_permutations: random permutations (or the enumeration threshold).
@@ -633,7 +640,7 @@ def compare(
     needed = seeds_needed(difference, effect["sd"], level=level, power=power, paired=paired)
     return {
         "paired": bool(paired),
-        "higher_is_better": bool(higher_is_better),
+        "higher_is_better": None if higher_is_better is None else bool(higher_is_better),
         "level": float(level),
         "alpha": round(1.0 - level, 12),
         "n_x": int(x_use.size),
@@ -659,7 +666,8 @@ def compare(
         "adjustment": "none",
         "num_comparisons": 1,
         "prob_x_greater": prob,
-        "prob_improvement": prob if higher_is_better else (1.0 - prob),
+        "prob_improvement": (nan if higher_is_better is None
+                             else prob if higher_is_better else 1.0 - prob),
         "effect_size_name": effect["name"],
         "effect_size": effect["value"],
         "hedges_g": effect["hedges_g"],

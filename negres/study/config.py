@@ -1,149 +1,240 @@
-"""Validation of a study config, once, before anything is loaded or compiled."""
+"""The study config's fields, defaults and validation, assembled from where they are declared.
+
+Each task, model, optimizer and evaluator declares its fields next to its code
+(:class:`negres.fields.Field`); the study adds its own top-level, ``train`` and ``stats``
+fields here. From these declarations come the validation below (every field's type and
+range, before anything is loaded or compiled), :func:`default_config` (which
+``configs/default.py`` is generated from) and the docs' field table
+(:func:`reference_table`), so a default is written once.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import json
+import textwrap
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from ml_collections import ConfigDict
 
+from negres import fields
 from negres.errors import ArgumentError, ConfigError
-from negres.models import MODELS
+from negres.evaluators import REGISTRY, all_fields, resolve
+from negres.fields import Field
+from negres.models import FIELDS as MODEL_FIELDS
 from negres.reporting.findings import FINDINGS
-from negres.tasks import TASKS
+from negres.tasks import COMMON_FIELDS as TASK_COMMON_FIELDS
+from negres.tasks import TASKS, task_fields
 from negres.training.checks import check_training_arguments
-from negres.training.optimizers import OPTIMIZERS
+from negres.training.optimizers import FIELDS as OPTIMIZER_FIELDS
 
-# Fields each section may hold; a name outside these is a typo, and a typo silently
-# ignored would run a different study than the one the user wrote.
-KNOWN_FIELDS: dict[str, frozenset[str]] = {
-    "": frozenset({"seed", "num_seeds", "task", "model", "optimizer", "train", "evaluation",
-                   "stats", "conditions", "baseline", "title", "finding"}),
-    "task": frozenset(
-        {"name", "test_fraction", "split_seed", "num_train", "num_test", "noise_std",
-         "interaction", "data_seed", "num_samples", "train_split", "shuffle_seq",
-         "train_subset", "subset_seed", "data_dir", "corruptions", "corruption_severities",
-         # rule_shortcut, digits_shortcut
-         "num_distractors", "rule_threshold", "shortcut_agreement", "shortcut_scale",
-         "shortcut_noise",
-         # shape_color
-         "target", "image_size", "correlation", "color_jitter", "background_noise"}
-    ),
-    "model": frozenset(
-        {"name", "hidden_sizes", "activation", "dropout_rate", "channels", "kernel_size",
-         "strides", "dense_size", "patch_size", "embed_dim", "num_heads", "mlp_dim",
-         "attention", "freeze_embeddings", "conv_impl"}
-    ),
-    "optimizer": frozenset(
-        {"name", "learning_rate", "momentum", "weight_decay", "grad_clip_norm"}
-    ),
-    "train": frozenset({"steps", "batch_size", "eval_every", "label_noise", "input_noise",
-                        "seeds_per_chunk", "layout", "seeds_per_map_step", "checkpoint_every"}),
-    "evaluation": frozenset(
-        {"shifts", "severities", "shared_shift_noise", "attribution_methods",
-         "attribution_examples", "attribution_target", "ig_steps", "smoothgrad_samples",
-         "smoothgrad_noise", "shapley_background", "top_k", "max_sensitivity",
-         "sensitivity_radius", "sensitivity_samples", "randomization_check", "save_attributions",
-         "surrogate_fidelity"}
-    ),
-    "stats": frozenset({"level", "num_resamples", "num_permutations", "paired_conditions"}),
-}
+# Bounds on sizes that drive memory or time, so that a typo fails now, not after training.
+MAX_SEEDS = 1 << 20
+MAX_STEPS = 1 << 31
+MAX_RESAMPLES = 1_000_000
 
-REQUIRED_SECTIONS = ("task", "model", "optimizer", "train", "evaluation", "stats")
-# Sections whose every field must be present (they have no per-name defaults).
-FULLY_REQUIRED = ("evaluation", "stats")
+TOP_FIELDS = (
+    fields.integer("seed", 0, "root seed; seed i trains with fold_in(PRNGKey(seed), i)"),
+    fields.integer("num_seeds", 16, "S: seeds trained together in one compiled call",
+                   minimum=1, maximum=MAX_SEEDS),
+    fields.text("title", "digits MLP, 16 seeds", "heading of report.md"),
+    fields.Field("finding", "", "a name in negres.reporting.findings.FINDINGS: the "
+                 "one-sentence finding", f"'' or one of {sorted(FINDINGS)}",
+                 lambda v: v == "" or v in FINDINGS),
+    fields.Field("conditions", (), "e.g. ({'name': 'mlp'}, {'name': 'linear', "
+                 "'model.name': 'linear'})", "a tuple of dicts, each with a 'name'",
+                 lambda v: isinstance(v, (tuple, list)) and all(
+                     isinstance(c, Mapping) and isinstance(c.get("name"), str) for c in v)),
+    fields.text("baseline", "", "condition compared against; '' is the first"),
+)
+TRAIN_FIELDS = (
+    fields.integer("steps", 500, "optimizer steps per seed", minimum=1, maximum=MAX_STEPS),
+    fields.integer("batch_size", 128, "examples per step, drawn uniformly with replacement",
+                   minimum=1),
+    fields.integer("eval_every", 50, "steps between learning-curve points; divides steps",
+                   minimum=1),
+    fields.number("label_noise", 0.0, "share of training labels each seed sees replaced at "
+                  "random", 0.0, 1.0),
+    fields.number("input_noise", 0.0, "std of Gaussian noise added to training inputs, per "
+                  "seed", 0.0),
+    fields.integer("seeds_per_chunk", 0, "seeds per compiled call; 0: all that fit in memory"),
+    fields.choice("layout", "auto", "auto | vmap | map: seeds side by side or in sequence",
+                  ("auto", "vmap", "map")),
+    fields.integer("seeds_per_map_step", 1, "map: seeds vmapped together at each step",
+                   minimum=1),
+    fields.integer("checkpoint_every", 0, "steps between checkpoints; 0: about one a minute"),
+)
+STATS_FIELDS = (
+    fields.number("level", 0.95, "confidence level of intervals and tests", 0.5, 1.0,
+                  high_open=True),
+    fields.integer("num_resamples", 2000, "bootstrap resamples", minimum=100,
+                   maximum=MAX_RESAMPLES),
+    fields.integer("num_permutations", 2000, "permutation-test permutations", minimum=100,
+                   maximum=MAX_RESAMPLES),
+    fields.boolean("paired_conditions", False,
+                   "compare conditions seed by seed (same seed index)"),
+)
+DEFAULT_EVALUATORS = ("robustness", "attributions", "subsets", "truth", "multiplicity")
+EVALUATORS_FIELD = fields.names(
+    "evaluators", DEFAULT_EVALUATORS, "evaluators run after training, in order, names in "
+    "negres.evaluators.REGISTRY (performance always runs first)", REGISTRY)
 
 
-def _check_known_fields(config: ConfigDict) -> None:
-    for section, allowed in KNOWN_FIELDS.items():
-        node = config if not section else config.get(section)
-        if node is None:
-            continue
-        for key in node:
-            if key not in allowed:
-                field = f"{section}.{key}" if section else key
-                allowed_text = f"a known field; this section takes {sorted(allowed)}"
-                raise ConfigError(field, node[key], allowed_text)
+def evaluation_fields() -> tuple[Field, ...]:
+    """The ``evaluation`` section: which evaluators run, then every evaluator's fields."""
+    return (EVALUATORS_FIELD, *all_fields())
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def all_task_fields() -> dict[str, Field]:
+    """Every field some task declares (a study may sweep tasks, so a task section may hold
+    fields of another task; the named task reads its own), first declaration first."""
+    declared: dict[str, Field] = {f.name: f for f in TASK_COMMON_FIELDS}
+    for name in TASKS:
+        for field in task_fields(name):
+            declared.setdefault(field.name, field)
+    return declared
+
+
+def section_fields() -> dict[str, tuple[Field, ...]]:
+    """Section -> its fields ("" is the top level; ``task``'s are those of every task)."""
+    return {
+        "": TOP_FIELDS,
+        "task": tuple(all_task_fields().values()),
+        "model": MODEL_FIELDS,
+        "optimizer": OPTIMIZER_FIELDS,
+        "train": TRAIN_FIELDS,
+        "evaluation": evaluation_fields(),
+        "stats": STATS_FIELDS,
+    }
+
+
+SECTIONS = ("task", "model", "optimizer", "train", "evaluation", "stats")
+
+
+def default_config(task: str = "digits") -> ConfigDict:
+    """Every field at its default; the task section holds ``task``'s fields."""
+    config = ConfigDict({f.name: f.default for f in TOP_FIELDS})
+    config.task = ConfigDict({f.name: f.default for f in task_fields(task)})
+    config.task.name = task
+    for section in SECTIONS[1:]:
+        config[section] = ConfigDict({f.name: f.default for f in section_fields()[section]})
+    return config
+
+
+def complete(config: ConfigDict) -> ConfigDict:
+    """A copy of ``config`` with every field it lacks set to its default (the task
+    section: the named task's fields)."""
+    completed = ConfigDict(config.to_dict())
+    declared = section_fields()
+    with completed.unlocked():
+        for section in SECTIONS:
+            if section not in completed:
+                completed[section] = ConfigDict()
+        fields.fill_defaults(completed, TOP_FIELDS)
+        name = completed.task.get("name", TASK_COMMON_FIELDS[0].default)
+        if isinstance(name, str) and name in TASKS:
+            fields.fill_defaults(completed.task, task_fields(name))
+        for section in SECTIONS[1:]:
+            fields.fill_defaults(completed[section], declared[section])
+    return completed
 
 
 def validate_config(config: ConfigDict) -> None:
-    """Raise :class:`ConfigError` for the first field that is missing or not allowed.
+    """Raise :class:`ConfigError` for the first field that is unknown or not allowed.
 
-    Checks what can be checked without data: names against the registries, counts
-    and ranges. Checks that need the data (batch size against the training set) are
-    made by the engine right after the task is loaded, still before any compile.
+    Checks what can be checked without data: every field against its declaration
+    (unknown names, types, ranges, finiteness), names against the registries, the
+    evaluators' order, and the training arguments. Checks that need the data (batch size
+    against the training set, a shift the task cannot take) run right after the task is
+    loaded, still before any compile.
     """
-    for section in REQUIRED_SECTIONS:
-        if not isinstance(config.get(section), ConfigDict):
-            raise ConfigError(section, config.get(section), "a ConfigDict section")
-    _check_known_fields(config)
-    for section in FULLY_REQUIRED:
-        missing = sorted(KNOWN_FIELDS[section] - set(config[section]))
-        if missing:
-            raise ConfigError(f"{section}.{missing[0]}", None,
-                              "a value; every field of this section is required, "
-                              "see configs/default.py")
-    if not _is_int(config.get("seed")) or config.seed < 0:
-        raise ConfigError("seed", config.get("seed"), "an integer >= 0")
-    registries = {"task": TASKS, "model": MODELS, "optimizer": OPTIMIZERS}
-    for section, registry in registries.items():
-        name = config[section].get("name")
-        if name not in registry:
-            raise ConfigError(f"{section}.name", name, f"one of {sorted(registry)}")
+    for section in SECTIONS:
+        node = config.get(section)
+        if node is not None and not isinstance(node, ConfigDict):
+            raise ConfigError(section, node, "a ConfigDict section")
+    declared = section_fields()
+    for section, section_declared in declared.items():
+        node = config if not section else config.get(section)
+        if node is None:
+            continue
+        names = {f.name for f in section_declared}
+        for key in node:
+            if section == "" and key in SECTIONS:
+                continue
+            if key not in names:
+                field = f"{section}.{key}" if section else key
+                raise ConfigError(field, node[key],
+                                  f"a known field; this section takes {sorted(names)}")
+        if section == "task":
+            name = node.get("name", TASK_COMMON_FIELDS[0].default)
+            TASK_COMMON_FIELDS[0].check(name, "task")
+            own = {f.name: f for f in task_fields(name)}
+            # A field of this task is checked by its own declaration, another task's by its.
+            for key in node:
+                (own.get(key) or all_task_fields()[key]).check(node[key], "task")
+        else:
+            fields.check_section(node, section_declared, section)
+    completed = complete(config)
+    resolve(completed.evaluation.evaluators)
     with as_config_fields():
         check_training_arguments(
-            num_seeds=config.get("num_seeds"), steps=config.train.get("steps"),
-            batch_size=config.train.get("batch_size"),
-            eval_every=config.train.get("eval_every"), num_train=None,
-        )
-    finding = config.get("finding", "")
-    if finding and finding not in FINDINGS:
-        raise ConfigError("finding", finding, f"'' or one of {sorted(FINDINGS)}")
-    _validate_evaluation(config.evaluation)
-    _validate_stats(config.stats)
-    test_fraction = config.task.get("test_fraction", 0.2)
-    if not 0.0 < test_fraction < 1.0:
-        raise ConfigError("task.test_fraction", test_fraction, "a number in (0, 1)")
+            num_seeds=completed.num_seeds, steps=completed.train.steps,
+            batch_size=completed.train.batch_size, eval_every=completed.train.eval_every,
+            num_train=None)
 
 
-def _positive_int(field: str, value: object, minimum: int = 1) -> None:
-    if not _is_int(value) or value < minimum:
-        raise ConfigError(field, value, f"an integer >= {minimum}")
+def reference_table() -> list[str]:
+    """The docs' table of every field: section, name, default, allowed values, meaning."""
+    lines = ["| field | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for section, section_declared in section_fields().items():
+        for field in section_declared:
+            name = f"{section}.{field.name}" if section else field.name
+            allowed = field.allowed.replace("|", "\\|")
+            doc = field.doc.replace("|", "\\|")
+            lines.append(f"| `{name}` | `{field.default!r}` | {allowed} | {doc} |")
+    return lines
 
 
-def _validate_evaluation(evaluation: ConfigDict) -> None:
-    """Ranges of the evaluation knobs; names are checked against the task later."""
-    for name in ("attribution_examples", "ig_steps", "smoothgrad_samples", "top_k",
-                 "sensitivity_samples"):
-        _positive_int(f"evaluation.{name}", evaluation.get(name))
-    for name in ("shapley_background", "save_attributions"):
-        _positive_int(f"evaluation.{name}", evaluation.get(name), minimum=0)
-    severities = evaluation.get("severities")
-    if not isinstance(severities, (tuple, list)) or not severities or any(
-        not isinstance(s, (int, float)) or s < 0 for s in severities
-    ):
-        raise ConfigError("evaluation.severities", severities,
-                          "a non-empty tuple of severities >= 0")
-    for name in ("shared_shift_noise", "max_sensitivity", "randomization_check",
-                 "surrogate_fidelity"):
-        if not isinstance(evaluation.get(name), bool):
-            raise ConfigError(f"evaluation.{name}", evaluation.get(name), "True or False")
-    for name in ("smoothgrad_noise", "sensitivity_radius"):
-        value = evaluation.get(name)
-        if not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"evaluation.{name}", value, "a number > 0")
+def _literal(value: Any) -> str:
+    """``value`` as Python source, strings in double quotes (the repository's style)."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (tuple, list)):
+        items = ", ".join(_literal(v) for v in value)
+        return f"({items},)" if len(value) == 1 else f"({items})"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
-def _validate_stats(stats_config: ConfigDict) -> None:
-    level = stats_config.get("level")
-    if not isinstance(level, float) or not 0.5 <= level < 1.0:
-        raise ConfigError("stats.level", level, "a confidence level in [0.5, 1), e.g. 0.95")
-    _positive_int("stats.num_resamples", stats_config.get("num_resamples"), minimum=100)
-    _positive_int("stats.num_permutations", stats_config.get("num_permutations"), minimum=100)
+def default_config_source() -> str:
+    """The text of ``configs/default.py``: every field at its default, with its meaning."""
+    config = default_config()
+    lines = ['"""The default study: an MLP on scikit-learn\'s bundled digits, 16 seeds, on a '
+             'CPU in seconds.', "",
+             "Generated from the fields' declarations (negres.study.config): edit those, "
+             "then run", "``python -m negres.study.config --write-default``.", '"""', "",
+             "from ml_collections import ConfigDict", "", "",
+             "def get_config() -> ConfigDict:", "    config = ConfigDict()"]
+    task_declared = {f.name: f for f in task_fields(config.task.name)}
+    for section, section_declared in section_fields().items():
+        if section:
+            lines += ["", f"    config.{section} = ConfigDict()"]
+        if section == "task":
+            section_declared = tuple(task_declared.values())
+        for field in section_declared:
+            target = f"config.{section}.{field.name}" if section else f"config.{field.name}"
+            value = config[section][field.name] if section else config[field.name]
+            line = f"    {target} = {_literal(value)}  # {field.doc}"
+            if len(line) > 100:  # the comment goes above, wrapped
+                lines += [f"    # {part}" for part in textwrap.wrap(field.doc, 94)]
+                line = f"    {target} = {_literal(value)}"
+            if len(line) > 100:
+                line = f"    {target} = (\n        {_literal(value)[1:]}"
+            lines.append(line)
+    lines += ["    return config", ""]
+    return "\n".join(lines)
 
 
 # A library argument -> the config field that sets it, for messages on the command line.
@@ -172,3 +263,30 @@ def as_config_fields() -> Iterator[None]:
         raise
     except ArgumentError as e:
         raise ConfigError(ARGUMENT_FIELDS.get(e.field, e.field), e.value, e.allowed) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``--write-default``: regenerate configs/default.py; ``--write-docs``: the fields
+    table of docs/config.md (between its markers)."""
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    root = Path(__file__).resolve().parents[2]
+    if "--write-default" in args:
+        (root / "configs" / "default.py").write_text(default_config_source())
+    if "--write-docs" in args:
+        path = root / "docs" / "config.md"
+        text = path.read_text()
+        start, end = "<!-- fields:start -->", "<!-- fields:end -->"
+        head, rest = text.split(start)
+        _, tail = rest.split(end)
+        path.write_text(head + start + "\n" + "\n".join(reference_table()) + "\n" + end + tail)
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["ARGUMENT_FIELDS", "as_config_fields", "complete", "default_config",
+           "default_config_source", "reference_table", "section_fields", "validate_config"]

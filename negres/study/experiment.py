@@ -1,4 +1,11 @@
-"""config -> task, model, training, evaluation, statistics, report: the only glue in negres."""
+"""config -> conditions -> one training call per group -> evaluators -> statistics -> report.
+
+The command line's study, built on the public library like any other user: negres's own
+models and losses become a :class:`negres.SeedProgram` (:func:`negres.builtin_program`),
+:func:`negres.train` trains every seed of a group of conditions in one call, and the
+evaluators the config names (:mod:`negres.evaluators`) run on the trained parameters
+through an apply function.
+"""
 
 from __future__ import annotations
 
@@ -12,28 +19,29 @@ from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
 from ml_collections import ConfigDict
 
 from negres.errors import ResumeError
-from negres.evaluators.attributions import attribution_study, check_attribution_config
-from negres.evaluators.robustness import check_robustness_config, robustness_study
-from negres.evaluators.subsets import subset_study
-from negres.evaluators.truth import truth_study
-from negres.measures.interpretability import surrogate_fidelity_over_seeds
-from negres.measures.losses import SCORE_NAMES
+from negres.evaluators import (
+    EvaluationContext,
+    Evaluator,
+    as_results,
+    resolve,
+    run_evaluators,
+)
+from negres.measures.agreement import layer_order
 from negres.models import build_model, check_model_input
 from negres.reporting import write as report
 from negres.reporting.findings import finding_of
-from negres.reporting.terminal import metric_table, seed_table
-from negres.seeds import over_seeds, seed_keys, stream_key, take_rows
+from negres.reporting.terminal import print_summary
+from negres.seeds import seed_keys, stream_key, take_rows
 from negres.sharding import barrier, is_main_process
 from negres.statistics.study import analyze, without_diverged
 from negres.study.conditions import expand_conditions, references_of
-from negres.study.config import as_config_fields, validate_config
+from negres.study.config import as_config_fields, complete, validate_config
 from negres.study.workdir import (
     CONFIG_FILE,
     RESULTS_FILE,
@@ -50,14 +58,14 @@ from negres.training.builtin import (
     check_input_noise,
     check_label_noise,
     make_apply,
-    make_evaluate,
 )
 from negres.training.checkpoint import TrainingCheckpoints
 from negres.training.checks import check_scale_arguments, check_training_arguments
 from negres.training.driver import TrainResult, train
 from negres.training.optimizers import VMAPPABLE_HYPERPARAMS, build_optimizer, hyperparams_of
 
-ATTRIBUTIONS_DIR = "attributions"
+# The version of results.json's layout; --report_only refuses another.
+SCHEMA_VERSION = 2
 CHECKPOINTS_DIR = "checkpoints"
 
 
@@ -69,6 +77,7 @@ class Condition(NamedTuple):
     task: Task
     model: nn.Module
     optimizer: optax.GradientTransformation
+    evaluators: list[Evaluator]
     overrides: dict[str, Any]
     reference: str | None  # the condition it is compared with; None: none
 
@@ -95,7 +104,7 @@ def device_description() -> dict[str, Any]:
 def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
     """Expand, validate and build every condition: all config errors surface here."""
     validate_config(config)
-    expanded, baseline = expand_conditions(config)
+    expanded, baseline = expand_conditions(complete(config))
     references = references_of(config, baseline)
     base_overrides = {c["name"]: {k: v for k, v in c.items() if k != "name"}
                       for c in (config.get("conditions") or ())}
@@ -113,17 +122,17 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
                 batch_size=variant.train.batch_size, eval_every=variant.train.eval_every,
                 num_train=task.num_train,
             )
-            check_label_noise(variant.train.get("label_noise", 0.0), task.kind,
-                              task.num_outputs)
-            check_input_noise(variant.train.get("input_noise", 0.0))
+            check_label_noise(variant.train.label_noise, task.kind, task.num_outputs)
+            check_input_noise(variant.train.input_noise)
             check_scale_arguments(**scale_settings(variant))
-        check_robustness_config(variant.evaluation, task)
-        check_attribution_config(variant.evaluation, task)
+        evaluators = resolve(variant.evaluation.evaluators)
+        for evaluator in evaluators:
+            evaluator.check(variant.evaluation, task)
         check_model_input(variant.model, task.input_shape)
         prepared.append(Condition(
             name=name, config=variant, task=task,
             model=build_model(variant.model, task.num_outputs),
-            optimizer=build_optimizer(variant.optimizer),
+            optimizer=build_optimizer(variant.optimizer), evaluators=evaluators,
             overrides=base_overrides.get(name, {}), reference=references[name],
         ))
     return prepared, baseline
@@ -131,13 +140,7 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
 
 def scale_settings(config: ConfigDict) -> dict[str, Any]:
     """The layout, chunking and checkpoint knobs of ``config.train``, with their defaults."""
-    train = config.train
-    return {
-        "seeds_per_chunk": train.get("seeds_per_chunk", 0),
-        "layout": train.get("layout", "auto"),
-        "seeds_per_map_step": train.get("seeds_per_map_step", 1),
-        "checkpoint_every": train.get("checkpoint_every", 0),
-    }
+    return {knob: config.train[knob] for knob in SCHEDULING_KNOBS}
 
 
 # Knobs that change how seeds are scheduled, not what they compute: a run may resume under
@@ -199,11 +202,11 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> l
     fingerprint = json.dumps({"graph": what_is_computed(json.loads(graph_signature(config))),
                               "seed": config.seed, "hyperparams": to_jsonable(hyperparams)},
                              sort_keys=True)
-    label_noise = config.train.get("label_noise", 0.0)
+    label_noise = config.train.label_noise
     # negres's own model and loss as a program: the same public path a library user takes.
     program = builtin_program(
         first.model, first.optimizer, kind=task.kind, label_noise=label_noise,
-        input_noise=config.train.get("input_noise", 0.0),
+        input_noise=config.train.input_noise,
         num_classes=task.num_outputs if task.kind == "classification" else None)
     try:
         with as_config_fields():
@@ -238,47 +241,29 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> l
 def evaluate_condition(
     condition: Condition, trained: TrainResult, workdir: Path, shared_with: list[str]
 ) -> dict[str, Any]:
-    """Evaluate one condition's trained seeds; per-seed numbers as ``(S,)`` arrays."""
+    """Run the condition's evaluators on its trained seeds; per-seed numbers as ``(S,)``."""
     config, task, model = condition.config, condition.task, condition.model
     start = time.perf_counter()
-    score = SCORE_NAMES[task.kind]
-    evaluate = jax.jit(over_seeds(make_evaluate(model, task.kind)))
-    metrics: dict[str, Any] = {}
-    for split, x, y in (("test", task.x_test, task.y_test), ("train", task.x_train, task.y_train)):
-        loss, value = evaluate(trained.params, x, y)
-        metrics[f"{split}_{score}"] = np.asarray(value)
-        metrics[f"{split}_loss"] = np.asarray(loss)
-    keys = seed_keys(config.seed, trained.seed_indices)
-    shared_key = stream_key(jax.random.PRNGKey(config.seed), "evaluation")
-    robustness = robustness_study(model, task, trained.params, keys, config.evaluation, shared_key)
-    metrics |= robustness.pop("metrics")
-    attributions = attribution_study(model, task, trained.params, keys, config.evaluation,
-                                     shared_key)
-    metrics |= attributions.pop("metrics")
-    subsets = subset_study(model, task, trained.params)
-    metrics |= subsets.pop("metrics")
-    truth = truth_study(model, task, trained.params, attributions["attributions"],
-                        config.evaluation)
-    metrics |= truth.pop("metrics")
-    if config.evaluation.surrogate_fidelity:
-        metrics["linear_surrogate_fidelity"] = surrogate_fidelity(model, task, trained.params)
-    saved = save_attributions(workdir, condition.name, task, attributions.pop("attributions"),
-                              config.evaluation.save_attributions if is_main_process() else 0)
+    example = task.x_test[:1]
+    context = EvaluationContext(
+        apply=make_apply(model), params=trained.params, task=task,
+        settings=config.evaluation, seed_keys=seed_keys(config.seed, trained.seed_indices),
+        shared_key=stream_key(jax.random.PRNGKey(config.seed), "evaluation"),
+        init=lambda key: model.init(key, example, train=False)["params"],
+        layers=layer_order(model, example, train=False),
+        workdir=workdir if is_main_process() else None, condition=condition.name,
+        kept=np.asarray(trained.diverged_at) < 0,
+    )
+    evaluated = as_results(run_evaluators(condition.evaluators, context))
     curves = {name.replace("eval_", "test_"): v for name, v in trained.curves.items()}
     diverged = trained.diverged_at >= 0
     return {
         "task": task.name,
         "overrides": condition.overrides,
-        "attribution_methods": list(config.evaluation.attribution_methods),
         "num_seeds": int(trained.seed_indices.size),
         "seed_indices": trained.seed_indices,
-        "metrics": metrics,
+        **evaluated,
         "curves": {"step": trained.curve_steps, **curves},
-        **robustness,
-        **attributions,
-        **subsets,
-        **truth,
-        "attribution_files": saved,
         "train_time_s": trained.train_time_s,
         "trained_in_one_call_with": shared_with,
         "training_plan": trained.plan,
@@ -290,36 +275,6 @@ def evaluate_condition(
         "hyperparams": hyperparams_of(config.optimizer),
         "evaluation_time_s": time.perf_counter() - start,
     }
-
-
-def surrogate_fidelity(model: nn.Module, task: Task, params: Any) -> np.ndarray:
-    """``(S,)`` how often a linear surrogate fitted to each seed's training-set predictions
-    agrees with that seed on the test set (R^2 of its outputs for regression)."""
-    num_classes = task.num_outputs if task.kind == "classification" else 0
-    return np.asarray(surrogate_fidelity_over_seeds(
-        make_apply(model), params, jnp.asarray(task.x_train), jnp.asarray(task.x_test),
-        num_classes))
-
-
-def save_attributions(
-    workdir: Path, condition: str, task: Task, attributions: dict[str, np.ndarray], count: int
-) -> dict[str, str]:
-    """Write the first ``count`` examples' attributions ``(S, count, *input_shape)`` as .npy."""
-    if count <= 0 or not attributions:
-        return {}
-    directory = workdir / ATTRIBUTIONS_DIR
-    directory.mkdir(exist_ok=True)
-    n = min(count, next(iter(attributions.values())).shape[1])
-    # Per condition: conditions of one study may differ in task (inputs) or target (labels).
-    prefix = report.safe_name(condition)
-    np.save(directory / f"{prefix}__inputs.npy", task.x_test[:n])
-    np.save(directory / f"{prefix}__labels.npy", task.y_test[:n])
-    saved = {}
-    for method, values in attributions.items():
-        path = directory / f"{prefix}__{method}.npy"
-        np.save(path, values[:, :n])
-        saved[method] = str(path.relative_to(workdir))
-    return saved
 
 
 def run(
@@ -338,6 +293,7 @@ def run(
     """
     start = time.perf_counter()
     conditions, baseline = prepare_conditions(config)
+    config = complete(config)
     path = prepare_workdir(workdir, overwrite)
     checkpoint_root = prepare_checkpoints(path, config, overwrite)
     barrier("negres: workdir checked")
@@ -358,8 +314,7 @@ def run(
     analysis = analyze(
         finite_results, baseline, level=stats_config.level,
         num_resamples=stats_config.num_resamples, num_permutations=stats_config.num_permutations,
-        paired=stats_config.paired_conditions,
-        robustness_metric=SCORE_NAMES[conditions[0].task.kind], seed=config.seed,
+        paired=stats_config.paired_conditions, seed=config.seed,
         references={c.name: c.reference for c in conditions},
     )
     analysis["excluded_diverged_seeds"] = excluded
@@ -367,7 +322,8 @@ def run(
     task = conditions[0].task
     # Plain lists and numbers, as results.json holds them: the finding reads the same.
     results = to_jsonable({
-        "config": config.to_dict(),
+        "schema_version": SCHEMA_VERSION,
+        "config": complete(config).to_dict(),
         "task": {"name": task.name, "kind": task.kind, "num_train": task.num_train,
                  "num_test": task.num_test, "input_shape": list(task.input_shape)},
         "baseline": baseline,
@@ -426,26 +382,3 @@ def rebuild_report(workdir: str) -> dict[str, Any]:
     report.write_report(results, path)
     print(f"report: {path / report.REPORT_FILE}")
     return results
-
-
-def print_summary(results: dict[str, Any]) -> None:
-    """Per-seed tables of the headline metrics and the verdicts, on the terminal."""
-    score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
-    paired = results["statistics"]["settings"].get("paired_conditions", False)
-    # The seeds the statistics use: diverged ones are named, not tabulated.
-    for name, condition in without_diverged(results["conditions"], paired=paired)[0].items():
-        metrics = condition["metrics"]
-        diverged = (condition.get("diverged") or {}).get("count", 0)
-        print(f"\n{name}: {condition['num_seeds']} seeds, trained in "
-              f"{condition['train_time_s']:.1f}s, evaluated in "
-              f"{condition['evaluation_time_s']:.1f}s on {results['device']['platform']}"
-              + (f"; {diverged} diverged and left out below" if diverged else ""))
-        headline = [f"test_{score}", "test_loss"]
-        print(seed_table(condition["seed_indices"], {m: metrics[m] for m in headline}))
-        evaluator_metrics = {m: v for m, v in metrics.items() if m not in headline}
-        print("\nevery per-seed metric, across seeds:")
-        print(metric_table(evaluator_metrics))
-    for metric, family in results["statistics"]["comparisons"].items():
-        for name, c in family.items():
-            print(f"{metric}: {name} vs {results['baseline']}: {c['difference']:+.4f} "
-                  f"-> {c['verdict']}")

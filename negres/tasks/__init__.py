@@ -1,31 +1,75 @@
-"""Tasks by name: each returns arrays, shifts and what is known to be true."""
+"""Tasks by name: each returns arrays, shifts and what is true by construction.
+
+Every task declares its config fields next to its builder (``FIELDS``); :func:`load_task`
+checks a task config against them, completes it with their defaults and builds the task.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 from ml_collections import ConfigDict
 
 from negres.errors import ConfigError
-from negres.tasks.base import Task, TaskKind, TaskShift
-from negres.tasks.digits import make_digits
-from negres.tasks.mnist1d import make_mnist1d
-from negres.tasks.rule_shortcut import make_digits_shortcut, make_rule_shortcut
-from negres.tasks.shape_color import make_shape_color
-from negres.tasks.synthetic_regression import make_synthetic_regression
-from negres.tasks.tfds_datasets import DATASETS, make_tfds_task
+from negres.fields import Field, check_section, choice, fill_defaults, integer
+from negres.tasks import (
+    digits,
+    mnist1d,
+    rule_shortcut,
+    shape_color,
+    synthetic_regression,
+    tfds_datasets,
+)
+from negres.tasks.base import ShiftSet, Task, TaskKind, TaskShift
 
-TASKS: dict[str, Callable[[ConfigDict], Task]] = {
-    "digits": make_digits,
-    "digits_shortcut": make_digits_shortcut,
-    "mnist1d": make_mnist1d,
-    "rule_shortcut": make_rule_shortcut,
-    "shape_color": make_shape_color,
-    "synthetic_regression": make_synthetic_regression,
-    **{name: make_tfds_task(name) for name in DATASETS},
+
+class TaskSpec(NamedTuple):
+    """A registered task: its builder and the config fields it reads besides the common ones.
+
+    Attributes:
+      build: makes the task from a task config completed with every field's default.
+      fields: the task's own fields (:data:`COMMON_FIELDS` are added by :func:`task_fields`).
+    """
+
+    build: Callable[[ConfigDict], Task]
+    fields: tuple[Field, ...]
+
+
+TASKS: dict[str, TaskSpec] = {
+    "digits": TaskSpec(digits.make_digits, digits.FIELDS),
+    "digits_shortcut": TaskSpec(rule_shortcut.make_digits_shortcut,
+                                rule_shortcut.DIGITS_SHORTCUT_FIELDS),
+    "mnist1d": TaskSpec(mnist1d.make_mnist1d, mnist1d.FIELDS),
+    "rule_shortcut": TaskSpec(rule_shortcut.make_rule_shortcut,
+                              rule_shortcut.RULE_SHORTCUT_FIELDS),
+    "shape_color": TaskSpec(shape_color.make_shape_color, shape_color.FIELDS),
+    "synthetic_regression": TaskSpec(synthetic_regression.make_synthetic_regression,
+                                     synthetic_regression.FIELDS),
+    **{name: TaskSpec(tfds_datasets.make_tfds_task(name), tfds_datasets.FIELDS[name])
+       for name in tfds_datasets.DATASETS},
 }
+
+# The fields every task takes.
+COMMON_FIELDS: tuple[Field, ...] = (
+    choice("name", "digits", "a task of negres.tasks.TASKS", sorted(TASKS)),
+    integer("train_subset", 0, "0: all training examples; else that many, drawn once with "
+            "subset_seed and shared by every seed", minimum=0),
+    integer("subset_seed", 0, "draws the train_subset examples", minimum=0),
+)
+
+
+def _spec(name: Any) -> TaskSpec:
+    if not isinstance(name, str) or name not in TASKS:
+        raise ConfigError("task.name", name, f"one of {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def task_fields(name: str) -> tuple[Field, ...]:
+    """Every config field of the task ``name``: the common ones, then its own."""
+    return COMMON_FIELDS + _spec(name).fields
 
 
 def take_train_subset(task: Task, size: int, seed: int) -> Task:
@@ -37,20 +81,38 @@ def take_train_subset(task: Task, size: int, seed: int) -> Task:
     return dataclasses.replace(task, x_train=task.x_train[keep], y_train=task.y_train[keep])
 
 
-def load_task(task_config: ConfigDict) -> Task:
+def load_task(task_config: ConfigDict | Mapping[str, Any]) -> Task:
     """Build the task named by ``task_config.name`` from the registry.
 
-    Every task also takes ``train_subset`` (0: all training examples; otherwise that many,
-    drawn once with ``subset_seed`` and shared by every seed) to study smaller training sets.
+    Refuses a field no task declares and a value the task's field does not allow
+    (:class:`ConfigError` naming ``task.<field>``); fields of other tasks are left out (a
+    config may sweep tasks through its conditions). Then builds from a copy of the config
+    completed with the defaults (``task_config`` itself is left as it is). Every task also
+    takes ``train_subset`` (0: all training examples; otherwise that many, drawn once with
+    ``subset_seed`` and shared by every seed) to study smaller training sets.
     """
     name = task_config.get("name")
-    if name not in TASKS:
-        raise ConfigError("task.name", name, f"one of {sorted(TASKS)}")
-    task = TASKS[name](task_config)
-    subset = int(task_config.get("train_subset", 0))
-    if subset:
-        task = take_train_subset(task, subset, int(task_config.get("subset_seed", 0)))
+    spec = _spec(name)
+    fields = task_fields(name)
+    declared = [field.name for field in fields]
+    # A study may sweep tasks, so a task section may hold another task's fields: those
+    # are left to that task; a name no task declares is a typo.
+    elsewhere = {f.name for other in TASKS for f in task_fields(other)}
+    for key in task_config:
+        if key not in declared and key not in elsewhere:
+            raise ConfigError(f"task.{key}", task_config[key],
+                              f"a field of task {name!r}, which takes {sorted(declared)}, "
+                              "or of another task")
+    check_section(task_config, fields, "task")
+    given = (task_config.to_dict() if isinstance(task_config, ConfigDict)
+             else dict(task_config))
+    completed = ConfigDict({k: v for k, v in given.items() if k in declared})
+    fill_defaults(completed, fields)
+    task = spec.build(completed)
+    if completed.train_subset:
+        task = take_train_subset(task, completed.train_subset, completed.subset_seed)
     return task
 
 
-__all__ = ["TASKS", "Task", "TaskKind", "TaskShift", "load_task"]
+__all__ = ["COMMON_FIELDS", "TASKS", "ShiftSet", "Task", "TaskKind", "TaskShift", "TaskSpec",
+           "load_task", "task_fields"]

@@ -7,21 +7,29 @@ from ml_collections import ConfigDict
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from negres.fields import Field, integer, number
 from negres.tasks.base import Task
+
+FIELDS: tuple[Field, ...] = (
+    number("test_fraction", 0.2, "share of examples held out for testing (stratified)",
+           0.0, 1.0, low_open=True, high_open=True),
+    # scikit-learn's random_state takes 0 .. 2**32 - 1.
+    integer("split_seed", 0, "the train/test split; the same for every seed", minimum=0,
+            maximum=2**32 - 1),
+)
 
 
 def make_digits(task_config: ConfigDict) -> Task:
     """Digits as ``(N, 8, 8, 1)`` images in [0, 1], stratified train/test split.
 
-    Config fields: ``test_fraction`` (default 0.2), ``split_seed`` (default 0).
+    Reads the fields of :data:`FIELDS` (``task_config`` completed with their defaults).
     """
-    test_fraction = float(task_config.get("test_fraction", 0.2))
-    split_seed = int(task_config.get("split_seed", 0))
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[..., None]
     y = bunch.target.astype(np.int32)
     x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_fraction, random_state=split_seed, stratify=y
+        x, y, test_size=float(task_config.test_fraction),
+        random_state=task_config.split_seed, stratify=y
     )
     names = tuple(f"pixel_{r}_{c}" for r in range(8) for c in range(8))
     return Task(

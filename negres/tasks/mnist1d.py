@@ -13,8 +13,22 @@ import numpy as np
 from ml_collections import ConfigDict
 from mnist1d.data import get_dataset_args, make_dataset
 
-from negres.errors import ConfigError
+from negres.fields import Field, boolean, integer, number
 from negres.tasks.base import Task
+from negres.tasks.common import MAX_EXAMPLES, data_seed_field
+
+FIELDS: tuple[Field, ...] = (
+    # At least 2 signals per class (10 classes).
+    integer("num_samples", 5000, "signals generated, train and test together (the package "
+            "default: 4000 train, 1000 test)", minimum=20, maximum=MAX_EXAMPLES),
+    number("train_split", 0.8, "share of the signals used for training", 0.0, 1.0,
+           low_open=True, high_open=True),
+    boolean("shuffle_seq", False, "True: the 40 positions permuted the same way for every "
+            "example (the spatially shuffled control)"),
+    # The package seeds NumPy's global generator, which takes 0 .. 2**32 - 1.
+    data_seed_field(42, "the package's generator seed (42, its default, gives the published "
+                    "dataset's settings)", maximum=2**32 - 1),
+)
 
 
 @functools.lru_cache(maxsize=4)
@@ -37,20 +51,11 @@ def _generate(num_samples: int, train_split: float, shuffle_seq: bool, data_seed
 def make_mnist1d(task_config: ConfigDict) -> Task:
     """MNIST-1D as ``(N, 40, 1)`` signals with 10 classes.
 
-    Config fields: ``num_samples`` (5000, the package default: 4000 train, 1000 test),
-    ``train_split`` (0.8), ``shuffle_seq`` (False; True permutes the 40 positions the same
-    way for every example, a control that removes spatial structure), ``data_seed`` (42,
-    the package's default, which gives the published dataset's generator settings).
+    Reads the fields of :data:`FIELDS` (``task_config`` completed with their defaults).
     """
-    num_samples = int(task_config.get("num_samples", 5000))
-    if num_samples < 20:
-        raise ConfigError("task.num_samples", num_samples, "an integer >= 20")
-    train_split = float(task_config.get("train_split", 0.8))
-    if not 0.0 < train_split < 1.0:
-        raise ConfigError("task.train_split", train_split, "a number in (0, 1)")
     x_train, y_train, x_test, y_test = _generate(
-        num_samples, train_split, bool(task_config.get("shuffle_seq", False)),
-        int(task_config.get("data_seed", 42)),
+        task_config.num_samples, float(task_config.train_split), task_config.shuffle_seq,
+        task_config.data_seed,
     )
     return Task(
         name="mnist1d",

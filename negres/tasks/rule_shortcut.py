@@ -2,7 +2,7 @@
 
 They reproduce "high accuracy hides rule violations": a model can score well in
 distribution by reading the shortcut instead of the rule, which shows up only on the test
-examples where the shortcut conflicts with the rule (``known["test_subsets"]``) or under
+examples where the shortcut conflicts with the rule (``Task.test_subsets``) or under
 the task's shift that makes the shortcut contradict the rule.
 
 ``rule_shortcut`` is tabular: the label is ``core_a > t AND core_b > t`` and the last
@@ -18,16 +18,16 @@ block is that blank (pixel (1, 1) of the top-left corner is inked in 41% of the 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from negres.errors import ConfigError
+from negres.fields import Field, integer, number
 from negres.tasks.base import Task
+from negres.tasks.common import data_seed_field, size_field, split_rows
+from negres.tasks.digits import FIELDS as DIGITS_FIELDS
 from negres.tasks.digits import make_digits
 
 NUM_DIGIT_CLASSES = 10
@@ -36,25 +36,37 @@ PATCH_ROWS = slice(2, 6)
 PATCH_COLS = slice(0, 1)
 PATCH_FLAT_INDICES = (16, 24, 32, 40)  # r * 8 + c for the patch pixels of an (8, 8, 1) image
 
+_AGREEMENT = number("shortcut_agreement", 0.95,
+                    "share of examples whose shortcut agrees with the label", 0.0, 1.0)
 
-def _read(task_config: ConfigDict, name: str, default: Any, cast: Callable[[Any], Any],
-          valid: Callable[[Any], bool], allowed: str) -> Any:
-    """``task_config.<name>`` cast and checked once; a bad value raises ConfigError."""
-    raw = task_config.get(name, default)
-    try:
-        value = cast(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"task.{name}", raw, allowed) from None
-    if cast is int and value != raw:  # 2.5 would silently become 2
-        raise ConfigError(f"task.{name}", raw, allowed)
-    if not valid(value):
-        raise ConfigError(f"task.{name}", raw, allowed)
-    return value
+RULE_SHORTCUT_FIELDS: tuple[Field, ...] = (
+    size_field("num_train", 2000, "training examples generated"),
+    size_field("num_test", 1000, "test examples generated"),
+    integer("num_distractors", 3, "uniform features that carry no information on the label",
+            minimum=0, maximum=1000),
+    # Open interval: at 0 or 1 one class would be (almost) empty.
+    number("rule_threshold", 0.3, "t of the rule core_a > t AND core_b > t", 0.0, 1.0,
+           low_open=True, high_open=True),
+    _AGREEMENT,
+    # Above 0: the shortcut's sign carries the label.
+    number("shortcut_scale", 1.0, "size of the shortcut's signed label code", 0.0,
+           low_open=True),
+    number("shortcut_noise", 0.1, "standard deviation of the Gaussian noise on the shortcut",
+           0.0),
+    data_seed_field(),
+)
+
+DIGITS_SHORTCUT_FIELDS: tuple[Field, ...] = (
+    *DIGITS_FIELDS,
+    _AGREEMENT,
+    data_seed_field(doc="which examples' patch agrees and the wrong classes; the same for "
+                    "every seed"),
+)
 
 
-def _agreement(task_config: ConfigDict) -> float:
-    return _read(task_config, "shortcut_agreement", 0.95, float, lambda v: 0.0 <= v <= 1.0,
-                 "a probability in [0, 1]")
+def rule_text(threshold: float) -> str:
+    """The rule of ``rule_shortcut`` at ``threshold``, as a reader would write it."""
+    return f"IF core_a > {threshold:g} AND core_b > {threshold:g} THEN 1 ELSE 0"
 
 
 def rule_label(x: jax.Array | np.ndarray, threshold: float) -> jax.Array:
@@ -87,28 +99,20 @@ def make_rule_shortcut(task_config: ConfigDict) -> Task:
     probability ``shortcut_agreement`` and its opposite otherwise (independent per example,
     so train and test share the agreement rate).
 
-    Config fields: ``num_train`` (2000), ``num_test`` (1000), ``num_distractors`` (3),
-    ``rule_threshold`` (0.3), ``shortcut_agreement`` (0.95), ``shortcut_scale`` (1.0),
-    ``shortcut_noise`` (0.1), ``data_seed`` (0).
+    Reads the fields of :data:`RULE_SHORTCUT_FIELDS` (``task_config`` completed with their
+    defaults).
     """
-    num_train = _read(task_config, "num_train", 2000, int, lambda v: v >= 1, "an integer >= 1")
-    num_test = _read(task_config, "num_test", 1000, int, lambda v: v >= 1, "an integer >= 1")
-    num_distractors = _read(task_config, "num_distractors", 3, int, lambda v: v >= 0,
-                            "an integer >= 0")
-    # Open interval: at 0 or 1 one class would be (almost) empty.
-    threshold = _read(task_config, "rule_threshold", 0.3, float, lambda v: 0.0 < v < 1.0,
-                      "a number in (0, 1)")
-    agreement = _agreement(task_config)
-    scale = _read(task_config, "shortcut_scale", 1.0, float, lambda v: v > 0.0,
-                  "a number > 0 (the shortcut's sign carries the label)")
-    noise = _read(task_config, "shortcut_noise", 0.1, float, lambda v: v >= 0.0, "a number >= 0")
-    data_seed = _read(task_config, "data_seed", 0, int, lambda v: True, "an integer")
+    num_train = task_config.num_train
+    num_distractors = task_config.num_distractors
+    threshold = float(task_config.rule_threshold)
+    scale = float(task_config.shortcut_scale)
+    noise = float(task_config.shortcut_noise)
 
-    rng = np.random.default_rng(data_seed)
-    n = num_train + num_test
+    rng = np.random.default_rng(task_config.data_seed)
+    n = num_train + task_config.num_test
     inputs = rng.uniform(0.0, 1.0, (n, 2 + num_distractors))
     y = np.asarray(rule_label(inputs, threshold))
-    agree = rng.random(n) < agreement
+    agree = rng.random(n) < float(task_config.shortcut_agreement)
     shortcut_label = np.where(agree, y, 1 - y)
     shortcut = scale * (2.0 * shortcut_label - 1.0) + noise * rng.standard_normal(n)
     x = np.concatenate([inputs, shortcut[:, None]], axis=1).astype(np.float32)
@@ -118,22 +122,12 @@ def make_rule_shortcut(task_config: ConfigDict) -> Task:
     test_agrees = (x[num_train:, column] > 0) == (y[num_train:] == 1)
     names = ("core_a", "core_b", *(f"distractor_{i}" for i in range(num_distractors)),
              "shortcut")
-    return Task(
-        name="rule_shortcut",
-        kind="classification",
-        x_train=x[:num_train],
-        y_train=y[:num_train],
-        x_test=x[num_train:],
-        y_test=y[num_train:],
+    return split_rows(
+        "rule_shortcut", "classification", x, y, num_train,
         num_outputs=2,
         feature_names=names,
         shortcut_features=(column,),
-        known={
-            "rule": f"IF core_a > {threshold:g} AND core_b > {threshold:g} THEN 1 ELSE 0",
-            "shortcut_agreement": agreement,
-            "test_subsets": {"shortcut_agrees": test_agrees,
-                             "shortcut_conflicts": ~test_agrees},
-        },
+        test_subsets={"shortcut_agrees": test_agrees, "shortcut_conflicts": ~test_agrees},
         shifts={"shortcut_reversal": functools.partial(
             shortcut_reversal, threshold=threshold, scale=scale, noise=noise, column=column)},
     )
@@ -142,12 +136,6 @@ def make_rule_shortcut(task_config: ConfigDict) -> Task:
 def patch_code(classes: jax.Array | np.ndarray) -> jax.Array | np.ndarray:
     """Patch intensity ``(c + 1) / 10`` of classes ``c`` (0 stays free for blank pixels)."""
     return (classes + 1) / NUM_DIGIT_CLASSES
-
-
-def decode_patch(x: jax.Array | np.ndarray) -> np.ndarray:
-    """The class each image's patch codes, int ``(N,)`` for images ``(N, 8, 8, 1)``."""
-    values = np.asarray(x)[:, PATCH_ROWS, PATCH_COLS, 0].mean(axis=(1, 2))
-    return np.rint(values * NUM_DIGIT_CLASSES).astype(np.int32) - 1
 
 
 def patch_shuffle(key: jax.Array, x: jax.Array, severity: jax.Array | float) -> jax.Array:
@@ -183,15 +171,12 @@ def make_digits_shortcut(task_config: ConfigDict) -> Task:
     The patch codes the true digit with probability ``shortcut_agreement``, otherwise a
     uniformly drawn wrong class; train and test are drawn independently.
 
-    Config fields: ``test_fraction`` (0.2), ``split_seed`` (0), ``shortcut_agreement``
-    (0.95), ``data_seed`` (0).
+    Reads the fields of :data:`DIGITS_SHORTCUT_FIELDS` (``task_config`` completed with
+    their defaults).
     """
-    _read(task_config, "test_fraction", 0.2, float, lambda v: 0.0 < v < 1.0,
-          "a number in (0, 1)")
-    agreement = _agreement(task_config)
-    data_seed = _read(task_config, "data_seed", 0, int, lambda v: True, "an integer")
+    agreement = float(task_config.shortcut_agreement)
     digits = make_digits(task_config)
-    train_key, test_key = np.random.SeedSequence(data_seed).spawn(2)
+    train_key, test_key = np.random.SeedSequence(task_config.data_seed).spawn(2)
     x_train, _ = _plant_patch(np.random.default_rng(train_key), digits.x_train,
                               digits.y_train, agreement)
     x_test, test_agrees = _plant_patch(np.random.default_rng(test_key), digits.x_test,
@@ -206,11 +191,6 @@ def make_digits_shortcut(task_config: ConfigDict) -> Task:
         num_outputs=NUM_DIGIT_CLASSES,
         feature_names=digits.feature_names,
         shortcut_features=PATCH_FLAT_INDICES,
-        known={
-            "rule": "the digit's true class",
-            "shortcut_agreement": agreement,
-            "test_subsets": {"shortcut_agrees": test_agrees,
-                             "shortcut_conflicts": ~test_agrees},
-        },
+        test_subsets={"shortcut_agrees": test_agrees, "shortcut_conflicts": ~test_agrees},
         shifts={"patch_shuffle": patch_shuffle},
     )

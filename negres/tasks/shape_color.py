@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 from ml_collections import ConfigDict
 
-from negres.errors import ConfigError
+from negres.fields import Field, choice, integer, is_int, number
 from negres.tasks.base import Task
+from negres.tasks.common import data_seed_field, size_field
 
 SHAPE_NAMES = ("square", "disk", "triangle", "plus")
 COLOR_NAMES = ("red", "green", "blue", "yellow")
@@ -27,6 +28,27 @@ BACKGROUND_LEVEL = 0.1
 # Each pixel is sampled on a SUPERSAMPLE x SUPERSAMPLE sub-grid and the shape's coverage
 # is the mean: at 12x12 a hard-edged disk is almost a square, its soft rim is what differs.
 SUPERSAMPLE = 4
+# Drawing an image takes 4 * SUPERSAMPLE**2 bytes a pixel (9 KB at 12x12) for its masks.
+MAX_IMAGES = 1_000_000
+MAX_IMAGE_SIZE = 64
+NUM_PAIRS = NUM_FACTOR_VALUES**2
+
+FIELDS: tuple[Field, ...] = (
+    choice("target", "shape", "the factor to predict", ("shape", "color")),
+    integer("image_size", 12, "image side in pixels", minimum=8, maximum=MAX_IMAGE_SIZE),
+    size_field("num_train", 2000, "training images generated", maximum=MAX_IMAGES),
+    Field("num_test", 800, "test images generated, each of the 16 shape-colour pairs "
+          "equally often",
+          f"a multiple of {NUM_PAIRS} from {NUM_PAIRS} to {MAX_IMAGES} (the {NUM_PAIRS} "
+          "shape-colour pairs are balanced)",
+          lambda v: is_int(v) and NUM_PAIRS <= v <= MAX_IMAGES and v % NUM_PAIRS == 0),
+    number("correlation", 0.8, "share of training images in their shape's own colour",
+           0.0, 1.0),
+    number("color_jitter", 0.1, "brightness and hue noise of the shape's colour", 0.0, 0.3),
+    number("background_noise", 0.05, "standard deviation of the background's pixel noise",
+           0.0, 0.3),
+    data_seed_field(),
+)
 
 
 def held_out_colors(shape: np.ndarray) -> np.ndarray:
@@ -34,32 +56,8 @@ def held_out_colors(shape: np.ndarray) -> np.ndarray:
     return (np.asarray(shape) + 2) % NUM_FACTOR_VALUES
 
 
-def _read_config(task_config: ConfigDict) -> dict:
-    """Every field with its default, checked once; raises ConfigError naming a bad field."""
-    cfg = {
-        "target": task_config.get("target", "shape"),
-        "image_size": int(task_config.get("image_size", 12)),
-        "num_train": int(task_config.get("num_train", 2000)),
-        "num_test": int(task_config.get("num_test", 800)),
-        "correlation": float(task_config.get("correlation", 0.8)),
-        "color_jitter": float(task_config.get("color_jitter", 0.1)),
-        "background_noise": float(task_config.get("background_noise", 0.05)),
-        "data_seed": int(task_config.get("data_seed", 0)),
-    }
-    checks = [
-        ("target", cfg["target"] in ("shape", "color"), "'shape' or 'color'"),
-        ("image_size", cfg["image_size"] >= 8, "an integer >= 8"),
-        ("num_train", cfg["num_train"] >= 1, "an integer >= 1"),
-        ("num_test", cfg["num_test"] >= 16 and cfg["num_test"] % 16 == 0,
-         "a positive multiple of 16 (the 16 shape-colour pairs are balanced)"),
-        ("correlation", 0.0 <= cfg["correlation"] <= 1.0, "a number in [0, 1]"),
-        ("color_jitter", 0.0 <= cfg["color_jitter"] <= 0.3, "a number in [0, 0.3]"),
-        ("background_noise", 0.0 <= cfg["background_noise"] <= 0.3, "a number in [0, 0.3]"),
-    ]
-    for field, ok, allowed in checks:
-        if not ok:
-            raise ConfigError(f"task.{field}", cfg[field], allowed)
-    return cfg
+# The (shape, colour) pairs that never occur in training.
+HELD_OUT_PAIRS = tuple((s, int(held_out_colors(s))) for s in range(NUM_FACTOR_VALUES))
 
 
 def _shape_coverage(shape: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -91,22 +89,23 @@ def _shape_coverage(shape: np.ndarray, size: int, rng: np.random.Generator) -> n
 
 
 def render(
-    shape: np.ndarray, color: np.ndarray, cfg: dict, rng: np.random.Generator
+    shape: np.ndarray, color: np.ndarray, cfg: ConfigDict, rng: np.random.Generator
 ) -> np.ndarray:
     """Images of the given shape-colour pairs, ``(N, S, S, 3)`` float32 in [0, 1].
 
     Args:
       shape, color: ``(N,)`` int factor indices.
-      cfg: the checked config from ``_read_config``.
+      cfg: the task config, completed: reads ``image_size``, ``color_jitter`` and
+        ``background_noise``.
       rng: the only source of randomness (jitter and noise).
     """
-    n, size = len(shape), cfg["image_size"]
+    n, size = len(shape), cfg.image_size
     coverage = _shape_coverage(shape, size, rng)[..., None]  # (N, S, S, 1)
-    jitter = cfg["color_jitter"]
+    jitter = float(cfg.color_jitter)
     brightness = 1.0 + jitter * rng.uniform(-1.0, 1.0, (n, 1))
     rgb = BASE_COLORS[color] * brightness + 0.5 * jitter * rng.standard_normal((n, 3))
     rgb = np.clip(rgb, 0.0, 1.0)[:, None, None, :]
-    noise = cfg["background_noise"] * rng.standard_normal((n, size, size, 3))
+    noise = float(cfg.background_noise) * rng.standard_normal((n, size, size, 3))
     background = np.clip(BACKGROUND_LEVEL + noise, 0.0, 1.0)
     return (coverage * rgb + (1.0 - coverage) * background).astype(np.float32)
 
@@ -132,42 +131,31 @@ def _test_pairs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
 def make_shape_color(task_config: ConfigDict) -> Task:
     """4 shapes x 4 colours as ``(N, S, S, 3)`` images; the label is the ``target`` factor.
 
-    Config fields: ``target`` ("shape" or "color"), ``image_size`` (12, >= 8),
-    ``num_train`` (2000), ``num_test`` (800, a multiple of 16), ``correlation`` (0.8: share
-    of training pairs with ``color == shape``), ``color_jitter`` (0.1), ``background_noise``
-    (0.05), ``data_seed`` (0). Images do not depend on ``target``, only the labels do.
+    Reads the fields of :data:`FIELDS` (``task_config`` completed with their defaults).
+    Images do not depend on ``target``, only the labels do.
     """
-    cfg = _read_config(task_config)
-    rng = np.random.default_rng(cfg["data_seed"])
-    train_shape, train_color = _training_pairs(cfg["num_train"], cfg["correlation"], rng)
-    test_shape, test_color = _test_pairs(cfg["num_test"], rng)
+    num_train = task_config.num_train
+    rng = np.random.default_rng(task_config.data_seed)
+    train_shape, train_color = _training_pairs(num_train, float(task_config.correlation), rng)
+    test_shape, test_color = _test_pairs(task_config.num_test, rng)
     x = render(np.concatenate([train_shape, test_shape]),
-               np.concatenate([train_color, test_color]), cfg, rng)
-    by_target = cfg["target"] == "shape"
+               np.concatenate([train_color, test_color]), task_config, rng)
+    by_target = task_config.target == "shape"
     held_out = test_color == held_out_colors(test_shape)
-    size = cfg["image_size"]
+    size = task_config.image_size
     return Task(
         name="shape_color",
         kind="classification",
-        x_train=x[: cfg["num_train"]],
+        x_train=x[:num_train],
         y_train=train_shape if by_target else train_color,
-        x_test=x[cfg["num_train"]:],
+        x_test=x[num_train:],
         y_test=test_shape if by_target else test_color,
         num_outputs=NUM_FACTOR_VALUES,
         feature_names=tuple(f"pixel_{r}_{c}_{ch}" for r in range(size) for c in range(size)
                             for ch in "rgb"),
-        known={
-            "factors": ("shape", "color"),
-            "target": cfg["target"],
-            "shape_names": SHAPE_NAMES,
-            "color_names": COLOR_NAMES,
-            "held_out": [(s, int(held_out_colors(s))) for s in range(NUM_FACTOR_VALUES)],
-            "test_subsets": {
-                "seen_combinations": ~held_out,
-                "held_out_combinations": held_out,
-                "paired_combinations": test_color == test_shape,
-            },
-            "test_shape": test_shape,
-            "test_color": test_color,
+        test_subsets={
+            "seen_combinations": ~held_out,
+            "held_out_combinations": held_out,
+            "paired_combinations": test_color == test_shape,
         },
     )

@@ -4,8 +4,8 @@
 Datasets must be prepared beforehand (nothing downloads here); a missing one raises an
 error that says where negres looked and what to run. Real corrupted test sets
 (``mnist_corrupted``, ``cifar10_corrupted``) are attached as shift sets:
-``Task.known["shift_sets"][corruption] = {"severities": (K,), "x": uint8 (K, N, H, W, C),
-"y": (K, N)}``, each with its own labels (TFDS does not promise the clean test order).
+``Task.shift_sets[corruption] = ShiftSet(severities (K,), x uint8 (K, N, H, W, C),
+y (K, N))``, each with its own labels (TFDS does not promise the clean test order).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from negres.errors import ConfigError
-from negres.tasks.base import Task
+from negres.fields import Field, integer, is_int, names, sequence, text
+from negres.tasks.base import ShiftSet, Task
+from negres.tasks.common import MAX_EXAMPLES
 
 # name -> (number of classes, its corrupted counterpart in TFDS, if any)
 DATASETS: dict[str, tuple[int, str | None]] = {
@@ -25,6 +27,36 @@ DATASETS: dict[str, tuple[int, str | None]] = {
     "fashion_mnist": (10, None),
     "cifar10": (10, "cifar10_corrupted"),
 }
+# Corrupted counterparts with levels 1-5, their configs named <corruption>_<severity>;
+# the others have one level per corruption.
+LEVELED = frozenset({"cifar10_corrupted"})
+SEVERITIES = (1, 2, 3, 4, 5)
+
+
+def _fields(dataset: str) -> tuple[Field, ...]:
+    """The config fields of ``dataset``: corruptions only where TFDS has corrupted
+    counterparts, severities only where those have levels."""
+    corrupted = DATASETS[dataset][1]
+    fields = (
+        text("data_dir", "", "where TFDS datasets are prepared; '' reads $TFDS_DATA_DIR or "
+             "~/tensorflow_datasets"),
+        integer("num_train", 0, "training examples read, the split's first N (0: the whole "
+                "split)", minimum=0, maximum=MAX_EXAMPLES),
+        integer("num_test", 0, "test examples read, the split's first N (0: the whole split); "
+                "also of each shift set", minimum=0, maximum=MAX_EXAMPLES),
+    )
+    if corrupted is not None:
+        fields += (names("corruptions", (), f"corruptions of {corrupted} loaded as shift "
+                         "sets"),)
+    if corrupted in LEVELED:
+        fields += (sequence("corruption_severities", SEVERITIES, "levels of each corruption "
+                            "loaded", lambda s: is_int(s) and s in SEVERITIES,
+                            "levels among 1..5", min_len=1, unique=True),)
+    return fields
+
+
+# dataset -> its config fields
+FIELDS: dict[str, tuple[Field, ...]] = {dataset: _fields(dataset) for dataset in DATASETS}
 
 
 def available_corruptions(dataset: str) -> list[str]:
@@ -35,7 +67,7 @@ def available_corruptions(dataset: str) -> list[str]:
     if corrupted is None:
         return []
     names = [c.name for c in tfds.builder_cls(corrupted).BUILDER_CONFIGS]
-    if corrupted == "cifar10_corrupted":  # configs are <corruption>_<severity>
+    if corrupted in LEVELED:
         names = [n.rsplit("_", 1)[0] for n in names]
     return sorted(set(names))
 
@@ -89,25 +121,22 @@ def _to_float(images: np.ndarray) -> np.ndarray:
 def _shift_sets(
     dataset: str, corruptions: Sequence[str], severities: Sequence[int], data_dir: str,
     limit: int,
-) -> dict[str, dict[str, np.ndarray]]:
+) -> dict[str, ShiftSet]:
     corrupted = DATASETS[dataset][1]
-    if corruptions and corrupted is None:
-        raise ConfigError("task.corruptions", tuple(corruptions),
-                          f"() for {dataset}: TFDS has no corrupted counterpart of it")
     sets = {}
     known = available_corruptions(dataset) if corruptions else []
     for corruption in corruptions:
         if corruption not in known:
             raise ConfigError("task.corruptions", corruption, f"names among {known}")
-        if dataset == "mnist":  # mnist_corrupted has one level per corruption
-            levels, configs = [1], [f"{corrupted}/{corruption}"]
-        else:
+        if corrupted in LEVELED:
             levels = list(severities)
             configs = [f"{corrupted}/{corruption}_{s}" for s in levels]
+        else:
+            levels, configs = [1], [f"{corrupted}/{corruption}"]
         pairs = [read_split(c, "test", data_dir, limit) for c in configs]
-        sets[corruption] = {"severities": np.asarray(levels, float),
-                            "x": np.stack([x for x, _ in pairs]),
-                            "y": np.stack([y for _, y in pairs])}
+        sets[corruption] = ShiftSet(severities=tuple(float(s) for s in levels),
+                                    x=np.stack([x for x, _ in pairs]),
+                                    y=np.stack([y for _, y in pairs]))
     return sets
 
 
@@ -117,21 +146,16 @@ def make_tfds_task(dataset: str):
     def make(task_config: ConfigDict) -> Task:
         """Images in [0, 1] as ``(N, H, W, C)`` float32, int32 labels.
 
-        Config fields: ``data_dir`` ("": ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``),
-        ``num_train``/``num_test`` (0: the whole split; otherwise its first N examples),
-        ``corruptions`` (names of the corrupted counterpart's corruptions to load as shift
-        sets) and ``corruption_severities`` (1-5, CIFAR-10-C only).
+        Reads the fields of ``FIELDS[dataset]`` (``task_config`` completed with their
+        defaults).
         """
-        data_dir = resolve_data_dir(str(task_config.get("data_dir", "")))
-        severities = tuple(task_config.get("corruption_severities", (1, 2, 3, 4, 5)))
-        if any(s not in (1, 2, 3, 4, 5) for s in severities):
-            raise ConfigError("task.corruption_severities", severities, "values among 1..5")
-        num_train = int(task_config.get("num_train", 0))
-        num_test = int(task_config.get("num_test", 0))
-        x_train, y_train = read_split(dataset, "train", data_dir, num_train)
-        x_test, y_test = read_split(dataset, "test", data_dir, num_test)
-        shift_sets = _shift_sets(dataset, tuple(task_config.get("corruptions", ())),
-                                 severities, data_dir, num_test)
+        data_dir = resolve_data_dir(task_config.data_dir)
+        x_train, y_train = read_split(dataset, "train", data_dir, task_config.num_train)
+        x_test, y_test = read_split(dataset, "test", data_dir, task_config.num_test)
+        corruptions = tuple(task_config.get("corruptions", ()))  # declared where any exist
+        severities = tuple(task_config.get("corruption_severities", ()))
+        shift_sets = _shift_sets(dataset, corruptions, severities, data_dir,
+                                 task_config.num_test)
         return Task(
             name=dataset,
             kind="classification",
@@ -140,8 +164,7 @@ def make_tfds_task(dataset: str):
             x_test=_to_float(x_test),
             y_test=y_test,
             num_outputs=DATASETS[dataset][0],
-            known={"shift_sets": shift_sets, "data_dir": data_dir} if shift_sets else
-            {"data_dir": data_dir},
+            shift_sets=shift_sets,
         )
 
     make.__name__ = f"make_{dataset}"

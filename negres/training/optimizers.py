@@ -13,6 +13,7 @@ from collections.abc import Callable
 import optax
 from ml_collections import ConfigDict
 
+from negres import fields
 from negres.errors import ConfigError
 
 # Hyperparameters that change numbers but not the compiled graph.
@@ -28,7 +29,7 @@ def _adamw(c: ConfigDict) -> Callable[..., optax.GradientTransformation]:
 
 
 def _sgd(c: ConfigDict) -> Callable[..., optax.GradientTransformation]:
-    momentum = c.get("momentum", 0.0)
+    momentum = c.momentum
     return lambda learning_rate, weight_decay: optax.sgd(
         learning_rate, momentum=momentum if momentum > 0 else None
     )
@@ -41,12 +42,20 @@ OPTIMIZERS: dict[str, Callable[[ConfigDict], Callable[..., optax.GradientTransfo
 }
 
 
+FIELDS = (
+    fields.choice("name", "adam", "adam | adamw | sgd", tuple(OPTIMIZERS)),
+    fields.number("learning_rate", 1e-2, "step size", 0.0, low_open=True),
+    fields.number("momentum", 0.0, "sgd only; 0 is plain SGD", 0.0, 1.0, high_open=True),
+    fields.number("weight_decay", 0.0, "adamw only: decoupled weight decay", 0.0),
+    fields.number("grad_clip_norm", 0.0, "clip gradients to this global norm; 0 is off", 0.0),
+)
+DEFAULTS = {f.name: f.default for f in FIELDS}
+
+
 def hyperparams_of(optimizer_config: ConfigDict) -> dict[str, float]:
     """The values of :data:`VMAPPABLE_HYPERPARAMS` in ``optimizer_config``."""
-    return {
-        "learning_rate": float(optimizer_config.get("learning_rate")),
-        "weight_decay": float(optimizer_config.get("weight_decay", 0.0)),
-    }
+    return {name: float(optimizer_config.get(name, DEFAULTS[name]))
+            for name in VMAPPABLE_HYPERPARAMS}
 
 
 def build_optimizer(optimizer_config: ConfigDict) -> optax.GradientTransformation:
@@ -55,22 +64,16 @@ def build_optimizer(optimizer_config: ConfigDict) -> optax.GradientTransformatio
     Its state holds ``hyperparams`` (``learning_rate``, ``weight_decay``) that
     :func:`negres.train` can set per seed (``hyperparams=`` or ``grid=``).
     """
-    name = optimizer_config.get("name")
-    if name not in OPTIMIZERS:
-        raise ConfigError("optimizer.name", name, f"one of {sorted(OPTIMIZERS)}")
-    lr = optimizer_config.get("learning_rate")
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
-        raise ConfigError("optimizer.learning_rate", lr, "a number > 0")
-    momentum = optimizer_config.get("momentum", 0.0)
-    if not 0.0 <= momentum < 1.0:
-        raise ConfigError("optimizer.momentum", momentum, "a number in [0, 1)")
-    weight_decay = optimizer_config.get("weight_decay", 0.0)
-    if weight_decay < 0:
-        raise ConfigError("optimizer.weight_decay", weight_decay, "a number >= 0")
-    clip = optimizer_config.get("grad_clip_norm", 0.0)
-    if clip < 0:
-        raise ConfigError("optimizer.grad_clip_norm", clip, "a number >= 0 (0 turns clipping off)")
-    base = OPTIMIZERS[name](optimizer_config)
+    known = {f.name for f in FIELDS}
+    for key in optimizer_config:
+        if key not in known:
+            raise ConfigError(f"optimizer.{key}", optimizer_config[key],
+                              f"an optimizer field, one of {sorted(known)}")
+    fields.check_section(optimizer_config, FIELDS, "optimizer")
+    config = ConfigDict(optimizer_config.to_dict())
+    fields.fill_defaults(config, FIELDS)
+    clip = config.grad_clip_norm
+    base = OPTIMIZERS[config.name](config)
 
     def factory(learning_rate: float, weight_decay: float) -> optax.GradientTransformation:
         transform = base(learning_rate, weight_decay)
@@ -78,4 +81,4 @@ def build_optimizer(optimizer_config: ConfigDict) -> optax.GradientTransformatio
             transform = optax.chain(optax.clip_by_global_norm(clip), transform)
         return transform
 
-    return optax.inject_hyperparams(factory)(**hyperparams_of(optimizer_config))
+    return optax.inject_hyperparams(factory)(**hyperparams_of(config))

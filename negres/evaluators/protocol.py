@@ -1,0 +1,162 @@
+"""The evaluator protocol: what an evaluator declares, what it runs on, what it returns.
+
+An evaluator is one module holding one :class:`Evaluator`: its name, the config fields it
+reads from the study's ``evaluation`` section (with defaults), the evaluators it needs
+before it, a check of its settings against the task (run before anything compiles), the
+evaluation itself, and optionally its part of the report. It runs on an
+:class:`EvaluationContext` (an apply function, the stacked parameters, the task's data
+and per-seed keys), so it works on any model, negres's own or one trained through the
+open training contract, and returns an :class:`Evaluation`:
+
+* ``metrics``: per-seed numbers ``(S,)``, each with its declared direction
+  (``"higher"`` or ``"lower"`` is better, or ``"none"``: described, never given an
+  improved/worse verdict);
+* ``per_seed`` and ``pairwise``: arrays to save whose leading axis is the seed axis
+  (``(S, ...)``) or whose two leading axes are (``(S, S, ...)``), so that seeds can be
+  left out generically (a diverged seed leaves its rows, and its rows and columns);
+* ``shared``: anything else to save (names, counts, true values);
+* ``passed_on``: what evaluators that require this one may read, not saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import jax
+import numpy as np
+from ml_collections import ConfigDict
+
+from negres.fields import Field
+from negres.tasks import Task
+
+Direction = Literal["higher", "lower", "none"]
+DIRECTIONS: tuple[Direction, ...] = ("higher", "lower", "none")
+
+# (params of one seed, inputs (N, *input_shape)) -> outputs (N, K).
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+# (x (S,), y (S,) of the same seeds, direction) -> negres.statistics.compare's dict.
+Compare = Callable[[np.ndarray, np.ndarray, "Direction"], dict[str, Any]]
+
+
+class Metric(NamedTuple):
+    """One per-seed number and which way is better.
+
+    Attributes:
+      values: ``(S,)`` one value per seed.
+      direction: ``"higher"``, ``"lower"`` or ``"none"`` (no verdict).
+      labels: what the metric is about, e.g. ``{"method": "gradient", "measure":
+        "sparsity"}``; statistics group metrics by these, never by parsing names.
+      pairwise: the ``pairwise`` entry (a ``/``-joined path) whose off-diagonal row means
+        are ``values``; with seeds left out, the values are recomputed from it.
+    """
+
+    values: np.ndarray
+    direction: Direction
+    labels: Mapping[str, str] = {}
+    pairwise: str | None = None
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What one evaluator returns for one condition's seeds (see the module docstring)."""
+
+    metrics: dict[str, Metric] = dataclasses.field(default_factory=dict)
+    per_seed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pairwise: dict[str, Any] = dataclasses.field(default_factory=dict)
+    shared: dict[str, Any] = dataclasses.field(default_factory=dict)
+    passed_on: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationContext:
+    """What every evaluator runs on.
+
+    Attributes:
+      apply: ``(params of one seed, x (N, ...)) -> outputs (N, K)`` in evaluation mode.
+      params: ``(S, ...)`` the trained parameters, seed axis first.
+      task: the data and what is true by construction.
+      settings: the ``evaluation`` config section, completed with every field's default.
+      seed_keys: ``(S, 2)`` each seed's key; evaluators draw their noise from its
+        ``evaluation`` stream (:func:`negres.seeds.stream_key`).
+      shared_key: one key for noise that every seed shares (paired comparisons).
+      init: ``key -> params`` of one freshly initialised seed, for checks that re-initialise
+        layers; None when the model cannot be re-initialised (those checks are skipped).
+      layers: the parameter collection's top-level names from input to output (the
+        randomisation check re-initialises them from the top); None: their stored order.
+      earlier: name -> :class:`Evaluation` of the evaluators this one requires.
+      workdir: where an evaluator may write files (saved attributions); None: nowhere
+        (a library call, or a process other than the first of a multi-host run).
+      condition: the condition's name, for the names of such files.
+      kept: ``(S,)`` bool, the seeds whose training stayed finite; numbers that pool seeds
+        (a majority vote) use only these. None: all.
+    """
+
+    apply: ApplyFn
+    params: Any
+    task: Task
+    settings: ConfigDict
+    seed_keys: jax.Array
+    shared_key: jax.Array
+    init: Callable[[jax.Array], Any] | None = None
+    layers: Sequence[str] | None = None
+    earlier: Mapping[str, Evaluation] = dataclasses.field(default_factory=dict)
+    workdir: Path | None = None
+    condition: str = ""
+    kept: np.ndarray | None = None
+
+    @property
+    def num_seeds(self) -> int:
+        return int(self.seed_keys.shape[0])
+
+
+def _no_check(settings: ConfigDict, task: Task) -> None:
+    del settings, task
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+    """One evaluator, registered by name in :data:`negres.evaluators.REGISTRY`.
+
+    Attributes:
+      name: its name in ``evaluation.evaluators`` and in results.
+      fields: the ``evaluation`` fields it reads, with defaults.
+      evaluate: ``context -> Evaluation``.
+      check: ``(settings, task) -> None``; raises :class:`negres.errors.ConfigError` for a
+        setting the task cannot take. Runs before anything compiles.
+      requires: evaluators that must run before this one; their results arrive in
+        ``context.earlier``.
+      report: ``(results, condition names) -> markdown lines`` for the study's report,
+        reading what this evaluator saved; None: its metrics appear in the generic tables
+        only.
+      condition_report: ``(one condition's results) -> markdown lines`` shown with that
+        condition's table.
+      plots: ``(results, workdir) -> [(caption, path relative to workdir)]``, drawn from
+        what this evaluator saved, with seeds left out as in the statistics.
+      statistics: ``(one condition's results, compare) -> {family: {label: comparison}}``:
+        paired comparisons within a condition (a shift against the clean test set, one
+        attribution method against another); ``compare(x, y, direction)`` compares two
+        ``(S,)`` arrays of the same seeds with the study's settings, and the study
+        Holm-adjusts each family.
+      doc: one line on what it measures (docs and ``--help``).
+    """
+
+    name: str
+    fields: tuple[Field, ...]
+    evaluate: Callable[[EvaluationContext], Evaluation]
+    check: Callable[[ConfigDict, Task], None] = _no_check
+    requires: tuple[str, ...] = ()
+    report: Callable[[Mapping[str, Any], Sequence[str]], list[str]] | None = None
+    condition_report: Callable[[Mapping[str, Any]], list[str]] | None = None
+    plots: Callable[[Mapping[str, Any], Any], list[tuple[str, str]]] | None = None
+    statistics: Callable[[Mapping[str, Any], Compare], dict[str, dict[str, Any]]] | None = None
+    doc: str = ""
+
+
+def saved_by(condition: Mapping[str, Any], evaluator: str) -> dict[str, Any]:
+    """What ``evaluator`` saved for one condition: ``{"per_seed", "pairwise", "shared"}``
+    (empty dicts when it did not run)."""
+    entry = (condition.get("evaluations") or {}).get(evaluator) or {}
+    return {part: entry.get(part) or {} for part in ("per_seed", "pairwise", "shared")}

@@ -1,0 +1,148 @@
+"""Config fields declared next to the code that reads them: name, default, meaning, range.
+
+A task, model, optimizer or evaluator lists its fields as :class:`Field` values; the
+study's config validation, ``configs/default.py`` and the docs' config reference are all
+built from these declarations (:mod:`negres.study.config`), so a default is written once.
+Every check refuses NaN and infinity where a finite number is meant, and booleans where a
+number is meant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ml_collections import ConfigDict
+
+from negres.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config field.
+
+    Attributes:
+      name: the field's name within its section.
+      default: its value when a config does not set it.
+      doc: what it means, in one line (shown in ``configs/default.py`` and the docs).
+      allowed: what values are allowed, in words (shown in errors and the docs).
+      accepts: whether a value is allowed.
+    """
+
+    name: str
+    default: Any
+    doc: str
+    allowed: str
+    accepts: Callable[[Any], bool]
+
+    def check(self, value: Any, section: str) -> None:
+        """Raise :class:`ConfigError` naming ``section.name`` if ``value`` is not allowed."""
+        if not self.accepts(value):
+            raise ConfigError(f"{section}.{self.name}" if section else self.name, value,
+                              self.allowed)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite real number (not a bool)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def integer(name: str, default: int, doc: str, minimum: int = 0,
+            maximum: int | None = None) -> Field:
+    """An integer in ``[minimum, maximum]``."""
+    allowed = (f"an integer from {minimum} to {maximum}" if maximum is not None
+               else f"an integer >= {minimum}")
+    return Field(name, default, doc, allowed,
+                 lambda v: is_int(v) and v >= minimum and (maximum is None or v <= maximum))
+
+
+def number(name: str, default: float, doc: str, low: float = -math.inf,
+           high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Field:
+    """A finite number in the interval from ``low`` to ``high`` (open where said)."""
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    if math.isinf(low) and math.isinf(high):
+        allowed = "a finite number"
+    elif math.isinf(high):
+        allowed = f"a finite number {'>' if low_open else '>='} {low:g}"
+    elif math.isinf(low):
+        allowed = f"a finite number {'<' if high_open else '<='} {high:g}"
+    else:
+        allowed = f"a number in {left}{low:g}, {high:g}{right}"
+
+    def accepts(v: Any) -> bool:
+        if not is_number(v):
+            return False
+        above = v > low if low_open else v >= low
+        below = v < high if high_open else v <= high
+        return above and below
+
+    return Field(name, default, doc, allowed, accepts)
+
+
+def boolean(name: str, default: bool, doc: str) -> Field:
+    return Field(name, default, doc, "True or False", lambda v: isinstance(v, bool))
+
+
+def choice(name: str, default: Any, doc: str, options: Iterable[Any]) -> Field:
+    """One of ``options``."""
+    options = tuple(options)
+    return Field(name, default, doc, f"one of {sorted(options, key=str)}",
+                 lambda v: isinstance(v, type(default)) and v in options)
+
+
+def text(name: str, default: str, doc: str) -> Field:
+    return Field(name, default, doc, "a string", lambda v: isinstance(v, str))
+
+
+def sequence(name: str, default: tuple, doc: str, item: Callable[[Any], bool],
+             item_text: str, *, min_len: int = 0, unique: bool = False,
+             max_len: int | None = None) -> Field:
+    """A tuple or list of items each accepted by ``item``."""
+    allowed = (f"a tuple of {item_text}" + (f", at least {min_len}" if min_len else "")
+               + (f", at most {max_len}" if max_len is not None else "")
+               + (", without repeats" if unique else ""))
+
+    def accepts(v: Any) -> bool:
+        if not isinstance(v, (tuple, list)) or len(v) < min_len:
+            return False
+        if max_len is not None and len(v) > max_len:
+            return False
+        if unique and len(set(map(repr, v))) != len(v):
+            return False
+        return all(item(x) for x in v)
+
+    return Field(name, default, doc, allowed, accepts)
+
+
+def names(name: str, default: tuple, doc: str, known: Iterable[str] | None = None, *,
+          min_len: int = 0) -> Field:
+    """A tuple of distinct names, from ``known`` where given (else checked elsewhere)."""
+    options = None if known is None else frozenset(known)
+    item_text = "names" if options is None else f"names in {sorted(options)}"
+    return sequence(name, default, doc,
+                    lambda x: isinstance(x, str) and (options is None or x in options),
+                    item_text, min_len=min_len, unique=True)
+
+
+def check_section(node: Mapping[str, Any] | ConfigDict, fields: Iterable[Field],
+                  section: str) -> None:
+    """Check every declared field that ``node`` holds."""
+    for field in fields:
+        if field.name in node:
+            field.check(node[field.name], section)
+
+
+def fill_defaults(node: ConfigDict, fields: Iterable[Field]) -> None:
+    """Set every declared field ``node`` lacks to its default, in place."""
+    with node.unlocked():
+        for field in fields:
+            if field.name not in node:
+                node[field.name] = field.default

@@ -1,0 +1,66 @@
+"""Markdown tables and number formats shared by the report and the evaluators' sections."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if not np.isfinite(value):
+        return "nan" if np.isnan(value) else ("∞" if value > 0 else "-∞")
+    return f"{value:.{digits}f}"
+
+
+def interval(ci: Sequence[float], digits: int = 4) -> str:
+    return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
+
+
+def with_range(mean: float, low: float, high: float, range_digits: int = 2) -> str:
+    """``mean (low–high)``: a mean over seeds (3 digits) with the seeds' range."""
+    return f"{fmt(mean, 3)} ({fmt(low, range_digits)}–{fmt(high, range_digits)})"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
+def comparison_rows(name: str, c: Mapping[str, Any]) -> list[str]:
+    needed = c.get("seeds_needed_adjusted", c["seeds_needed"])
+    return [
+        name, fmt(c["difference"]), interval(c["ci_bca"]), fmt(c["p_value_t"], 3),
+        fmt(c["p_value_permutation"], 3), fmt(c["p_value_adjusted"], 3),
+        fmt(c["prob_improvement"], 2), f"{fmt(c['effect_size'], 2)} ({c['effect_size_name']})",
+        f"**{c['verdict']}**", fmt(needed) if c["verdict"] == "inconclusive" else "–",
+    ]
+
+
+COMPARISON_HEADER = ["condition", "difference", "CI (BCa)", "p (Welch/paired t)", "p (perm.)",
+                     "p (Holm)", "P(improve)", "effect size", "verdict", "seeds needed"]
+
+
+def inconclusive_note(comparisons: Sequence[Mapping[str, Any]], power: float = 0.8) -> list[str]:
+    """The seeds a study would need to resolve its inconclusive differences."""
+    needed = [c.get("seeds_needed_adjusted", c["seeds_needed"]) for c in comparisons
+              if c["verdict"] == "inconclusive"]
+    finite = [n for n in needed if n is not None]
+    if not needed:
+        return []
+    text = (f"{len(needed)} of {len(comparisons)} differences are **inconclusive** at this "
+            f"number of seeds.")
+    if finite:
+        text += (f" Resolving a difference of the observed size at {power:.0%} power would "
+                 f"need about {min(finite)} to {max(finite)} seeds per condition "
+                 "(normal approximation, Holm-corrected level where several conditions are "
+                 "compared); a larger study may still find no difference.")
+    return [text, ""]
