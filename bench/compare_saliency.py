@@ -29,34 +29,20 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+import compare_common as common
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
 from captum.attr import IntegratedGradients
-from compare_common import (
-    BATCH_SIZE,
-    LEARNING_RATE,
-    STEPS,
-    WORKLOADS,
-    check_port,
-    fastest_torch_threads,
-    interleaved_medians,
-    machine,
-    machine_line,
-    markdown_table,
-    parse_ints,
-    port_params,
-    write_json,
-)
 
 from negres.measures.saliency import attribute, attribute_over_seeds
 from negres.seeds import take_rows, take_seed
 from negres.training.builtin import make_apply, train_seeds
 
 METHODS = ("negres", "negres loop", "Captum loop")
-WORKLOAD = WORKLOADS["mlp_digits"]
+WORKLOAD = common.WORKLOADS["mlp_digits"]
 
 
 def captum_attributions(models: list[torch.nn.Module], x: torch.Tensor,
@@ -81,14 +67,16 @@ def run(seeds_list: list[int], examples: int, ig_steps: int, repeats: int,
         rtol: float, atol: float) -> dict[str, Any]:
     data = WORKLOAD.load()
     model = WORKLOAD.flax_model()
-    trained = train_seeds(model, optax.adam(LEARNING_RATE), data.x_train, data.y_train,
-                          num_seeds=max(seeds_list), steps=STEPS, batch_size=BATCH_SIZE).params
+    trained = train_seeds(model, optax.adam(common.LEARNING_RATE), data.x_train, data.y_train,
+                          num_seeds=max(seeds_list), steps=common.STEPS,
+                          batch_size=common.BATCH_SIZE).params
     apply_fn = make_apply(model)
     x = jnp.asarray(data.x_eval[:examples])
     x_torch = torch.from_numpy(WORKLOAD.to_torch_layout(np.asarray(x)))
-    port_gap = max(check_port(WORKLOAD, take_seed(trained, s), np.asarray(x))
+    port_gap = max(common.check_port(WORKLOAD, take_seed(trained, s), np.asarray(x))
                    for s in range(max(seeds_list)))
-    every_model = [port_params(WORKLOAD, take_seed(trained, s)) for s in range(max(seeds_list))]
+    every_model = [common.port_params(WORKLOAD, take_seed(trained, s))
+                   for s in range(max(seeds_list))]
 
     over_seeds_ig = jax.jit(lambda p, xs: attribute_over_seeds(
         "integrated_gradients", apply_fn, p, xs, "predicted", steps=ig_steps, rule="midpoint"))
@@ -102,7 +90,7 @@ def run(seeds_list: list[int], examples: int, ig_steps: int, repeats: int,
         models = every_model[:num_seeds]
         jax.block_until_ready(over_seeds_ig(params, x))  # compile this S
         jax.block_until_ready(one_seed_ig(one_params[0], x))
-        threads, trial = fastest_torch_threads(
+        threads, trial = common.fastest_torch_threads(
             lambda m=models: captum_attributions(m[:1], x_torch, ig_steps))
 
         def captum_loop(m=models, n=threads):
@@ -115,7 +103,7 @@ def run(seeds_list: list[int], examples: int, ig_steps: int, repeats: int,
                 [one_seed_ig(p, x) for p in ps]),
             "Captum loop": captum_loop,
         }
-        medians, all_times, results = interleaved_medians(methods, repeats)
+        medians, all_times, results = common.interleaved_medians(methods, repeats)
 
         ours = np.asarray(results["negres"]).reshape(num_seeds, examples, -1)
         loop = np.stack([np.asarray(a) for a in results["negres loop"]]).reshape(ours.shape)
@@ -156,14 +144,14 @@ def main() -> None:
                         help="absolute tolerance as a fraction of the largest |attribution|")
     args = parser.parse_args()
 
-    info = machine()
-    out = run(parse_ints(args.seeds), args.examples, args.ig_steps, args.repeats,
+    info = common.machine()
+    out = run(common.parse_ints(args.seeds), args.examples, args.ig_steps, args.repeats,
               args.rtol, args.atol)
     print(f"\n### Integrated gradients: {WORKLOAD.description}")
     print(f"{args.ig_steps} midpoint steps, zero baseline, predicted class, {args.examples} "
           f"digits per seed; median of {args.repeats} interleaved rounds, compilation "
-          f"excluded; {machine_line(info)}\n")
-    print(markdown_table(
+          f"excluded; {common.machine_line(info)}\n")
+    print(common.markdown_table(
         ["S", "method", "torch threads", "wall s", "seeds/s", "wall / negres"],
         [(r["num_seeds"], r["method"], r["torch_threads"] or "", f"{r['wall_s']:.3f}",
           f"{r['seeds_per_s']:.1f}", f"{r['wall_over_negres']:.2f}") for r in out["rows"]]))
@@ -174,7 +162,7 @@ def main() -> None:
           f"{worst['max_abs_attribution']:.2f}); asserted rtol={args.rtol:g}, "
           f"atol={args.atol:g} x largest |attribution|; {mismatches} examples left out where "
           f"the two frameworks predict different classes")
-    path = write_json("compare_saliency", {
+    path = common.write_json("compare_saliency", {
         "workload": WORKLOAD.name, "machine": info, "examples": args.examples,
         "ig_steps": args.ig_steps, "rule": "midpoint rule (Captum's riemann_middle)",
         "baseline": "zeros", "target": "predicted", "repeats": args.repeats,

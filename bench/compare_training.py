@@ -36,28 +36,12 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+import compare_common as common
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
-from compare_common import (
-    BATCH_SIZE,
-    LEARNING_RATE,
-    STEPS,
-    WORKLOADS,
-    Workload,
-    check_port,
-    fastest_torch_threads,
-    flax_like_init_,
-    interleaved_medians,
-    machine,
-    machine_line,
-    markdown_table,
-    parse_ints,
-    port_params,
-    write_json,
-)
 from torch.func import functional_call, stack_module_state
 
 from negres.measures.losses import LOSSES
@@ -78,9 +62,9 @@ REPLAY_TOLERANCE = 1e-4
 class JaxTrainer:
     """negres's workload on JAX, three ways: one call, a loop of calls, a loop of steps."""
 
-    def __init__(self, workload: Workload, data, steps: int) -> None:
+    def __init__(self, workload: common.Workload, data, steps: int) -> None:
         self.model = workload.flax_model()
-        self.optimizer = optax.adam(LEARNING_RATE)
+        self.optimizer = optax.adam(common.LEARNING_RATE)
         self.steps = steps
         self.x = jnp.asarray(data.x_train)
         self.y = jnp.asarray(data.y_train)
@@ -94,7 +78,7 @@ class JaxTrainer:
     def negres(self, seeds: list[int]) -> Any:
         """``params (S, ...)`` of seeds ``seeds`` trained in one call."""
         return train_seeds(self.model, self.optimizer, self.x, self.y, steps=self.steps,
-                           batch_size=BATCH_SIZE, eval_every=self.steps, seed_indices=seeds,
+                           batch_size=common.BATCH_SIZE, eval_every=self.steps, seed_indices=seeds,
                            program=self.trainer).params
 
     def compile(self, seeds: list[int]) -> None:
@@ -105,7 +89,7 @@ class JaxTrainer:
         running the training once instead would cost minutes for the CNN at S = 64.
         """
         compile_training(self.trainer, builtin_data(self.x, self.y), steps=self.steps,
-                         batch_size=BATCH_SIZE, eval_every=self.steps, seed_indices=seeds)
+                         batch_size=common.BATCH_SIZE, eval_every=self.steps, seed_indices=seeds)
 
     def negres_loop(self, seeds: list[int]) -> Any:
         """The same, one ``train_seeds`` call per seed; rows stacked afterwards (untimed)."""
@@ -126,7 +110,7 @@ class JaxTrainer:
         def step(params, opt_state, key, step_index, x, y):
             # negres's draws: the batch of step t is addressed by fold_in(data key, t).
             batch_key = jax.random.fold_in(stream_key(key, "data"), step_index)
-            idx = jax.random.randint(batch_key, (BATCH_SIZE,), 0, x.shape[0])
+            idx = jax.random.randint(batch_key, (common.BATCH_SIZE,), 0, x.shape[0])
 
             def batch_loss(p):
                 return loss_fn(self.model.apply({"params": p}, x[idx], train=True), y[idx])
@@ -155,14 +139,14 @@ class JaxTrainer:
         """``(steps, batch)`` the rows negres's seed ``seed`` draws at each step."""
         data_key = stream_key(seed_key(0, seed), "data")
         draw = lambda t: jax.random.randint(  # noqa: E731
-            jax.random.fold_in(data_key, t), (BATCH_SIZE,), 0, self.x.shape[0])
+            jax.random.fold_in(data_key, t), (common.BATCH_SIZE,), 0, self.x.shape[0])
         return np.asarray(jax.vmap(draw)(jnp.arange(steps)))
 
 
 class TorchTrainer:
     """The same workload in PyTorch: a loop over seeds, and ``torch.func`` ensembling."""
 
-    def __init__(self, workload: Workload, data, steps: int) -> None:
+    def __init__(self, workload: common.Workload, data, steps: int) -> None:
         self.workload = workload
         self.steps = steps
         self.x = torch.from_numpy(workload.to_torch_layout(data.x_train))
@@ -172,7 +156,7 @@ class TorchTrainer:
 
     def _model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)
-        return flax_like_init_(self.workload.torch_model())
+        return common.flax_like_init_(self.workload.torch_model())
 
     def loop(self, seeds: list[int], steps: int | None = None) -> list[torch.nn.Module]:
         """For each seed the textbook loop: sample, forward, backward, ``Adam.step``."""
@@ -180,9 +164,9 @@ class TorchTrainer:
         n = self.x.shape[0]
         for i in seeds:
             model = self._model(i)
-            opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+            opt = torch.optim.Adam(model.parameters(), lr=common.LEARNING_RATE)
             for _ in range(self.steps if steps is None else steps):
-                idx = torch.randint(0, n, (BATCH_SIZE,))
+                idx = torch.randint(0, n, (common.BATCH_SIZE,))
                 loss = torch.nn.functional.cross_entropy(model(self.x[idx]), self.y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -200,14 +184,14 @@ class TorchTrainer:
             return functional_call(base, (p, b), (xb,))
 
         batched = torch.vmap(forward)
-        opt = torch.optim.Adam(list(params.values()), lr=LEARNING_RATE)
+        opt = torch.optim.Adam(list(params.values()), lr=common.LEARNING_RATE)
         for _ in range(self.steps if steps is None else steps):
-            idx = torch.randint(0, n, (num_seeds, BATCH_SIZE))
+            idx = torch.randint(0, n, (num_seeds, common.BATCH_SIZE))
             logits = batched(params, buffers, self.x[idx])  # (S, B, 10)
             per_example = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), self.y[idx].reshape(-1), reduction="none")
             # Summing the per-seed means gives each seed's stacked slice its own gradient.
-            loss = per_example.reshape(num_seeds, BATCH_SIZE).mean(dim=1).sum()
+            loss = per_example.reshape(num_seeds, common.BATCH_SIZE).mean(dim=1).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -216,8 +200,8 @@ class TorchTrainer:
 
     def replay(self, init_params: Any, batch_indices: np.ndarray) -> torch.nn.Module:
         """The textbook loop from ported flax ``init_params`` on the given batches."""
-        model = port_params(self.workload, init_params)
-        opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+        model = common.port_params(self.workload, init_params)
+        opt = torch.optim.Adam(model.parameters(), lr=common.LEARNING_RATE)
         for idx in torch.from_numpy(batch_indices.astype(np.int64)):
             loss = torch.nn.functional.cross_entropy(model(self.x[idx]), self.y[idx])
             opt.zero_grad(set_to_none=True)
@@ -253,7 +237,7 @@ def max_param_difference(a: Any, b: Any) -> float:
     return max(jax.tree_util.tree_leaves(diffs))
 
 
-def same_arithmetic_gap(workload: Workload, jx: JaxTrainer, tt: TorchTrainer,
+def same_arithmetic_gap(workload: common.Workload, jx: JaxTrainer, tt: TorchTrainer,
                         x_eval: np.ndarray, steps: int = REPLAY_STEPS) -> float:
     """Largest logit difference on ``x_eval``, relative to the largest logit, after ``steps``
     training steps of seed 0 in JAX and in PyTorch from the same weights on the same batches.
@@ -265,7 +249,7 @@ def same_arithmetic_gap(workload: Workload, jx: JaxTrainer, tt: TorchTrainer,
     """
     params, _ = jx._init_one(seed_key(0, 0))
     torch_model = tt.replay(params, jx.batch_indices(0, steps))
-    reference = port_params(workload, jx.step_loop([0], steps=steps)[0])
+    reference = common.port_params(workload, jx.step_loop([0], steps=steps)[0])
     x = torch.from_numpy(workload.to_torch_layout(x_eval))
     with torch.no_grad():
         ours, theirs = reference(x), torch_model(x)
@@ -275,21 +259,22 @@ def same_arithmetic_gap(workload: Workload, jx: JaxTrainer, tt: TorchTrainer,
     return gap
 
 
-def run(workload: Workload, seeds_list: list[int], steps: int, repeats: list[int],
+def run(workload: common.Workload, seeds_list: list[int], steps: int, repeats: list[int],
         max_loop_seeds: int) -> dict[str, Any]:
     data = workload.load()
     jx = JaxTrainer(workload, data, steps)
     tt = TorchTrainer(workload, data, steps)
     # Warm-up: compile the single-seed shapes and touch PyTorch's kernels once.
-    port_gap = check_port(workload, take_seed(jx.negres_loop([0])[0], 0), data.x_eval[:256])
+    port_gap = common.check_port(workload, take_seed(jx.negres_loop([0])[0], 0), data.x_eval[:256])
     arithmetic_gap = same_arithmetic_gap(workload, jx, tt, data.x_eval)
     rows, accuracies, checks, threads = [], {m: {} for m in METHODS}, [], []
     for num_seeds, rounds in zip(seeds_list, repeats, strict=True):
         seeds = list(range(num_seeds))
         loop_seeds = seeds[:max_loop_seeds]
         jx.compile(seeds)
-        loop_threads, loop_trial = fastest_torch_threads(lambda: tt.loop([0], steps=20))
-        func_threads, func_trial = fastest_torch_threads(lambda s=seeds: tt.ensemble(s, steps=3))
+        loop_threads, loop_trial = common.fastest_torch_threads(lambda: tt.loop([0], steps=20))
+        func_threads, func_trial = common.fastest_torch_threads(
+            lambda s=seeds: tt.ensemble(s, steps=3))
         threads.append({"num_seeds": num_seeds, "torch loop": loop_threads,
                         "torch.func": func_threads, "trial_s": {
                             "torch loop": loop_trial, "torch.func": func_trial}})
@@ -310,7 +295,7 @@ def run(workload: Workload, seeds_list: list[int], steps: int, repeats: list[int
             "torch.func": torch_func,
         }
         torch_threads = {"torch loop": loop_threads, "torch.func": func_threads}
-        medians, all_times, results = interleaved_medians(methods, rounds)
+        medians, all_times, results = common.interleaved_medians(methods, rounds)
         acc = {
             "negres": jx.accuracy(results["negres"]),
             "negres loop": jx.accuracy(concat_seeds(results["negres loop"])),
@@ -383,40 +368,40 @@ def drift_summary(checks: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="mlp_digits")
+    parser.add_argument("--workload", choices=sorted(common.WORKLOADS), default="mlp_digits")
     parser.add_argument("--seeds", default="1,8,64,256")
-    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--steps", type=int, default=common.STEPS)
     parser.add_argument("--repeats", default="3",
                         help="interleaved rounds: one count for every S, or one per S")
     parser.add_argument("--max-loop-seeds", type=int, default=32)
     args = parser.parse_args()
 
-    workload = WORKLOADS[args.workload]
-    seeds_list, repeats = parse_ints(args.seeds), parse_ints(args.repeats)
+    workload = common.WORKLOADS[args.workload]
+    seeds_list, repeats = common.parse_ints(args.seeds), common.parse_ints(args.repeats)
     if len(repeats) == 1:
         repeats *= len(seeds_list)
     if len(repeats) != len(seeds_list):
         parser.error(f"--repeats gives {len(repeats)} counts for {len(seeds_list)} seed counts")
-    info = machine()
+    info = common.machine()
     out = run(workload, seeds_list, args.steps, repeats, args.max_loop_seeds)
     summary = accuracy_summary(out["accuracies"])
 
     print(f"\n### Training: {workload.description}")
-    print(f"Adam {LEARNING_RATE:g}, batch {BATCH_SIZE}, {args.steps} steps; "
+    print(f"Adam {common.LEARNING_RATE:g}, batch {common.BATCH_SIZE}, {args.steps} steps; "
           f"median of interleaved rounds (the 'rounds' column), compilation excluded; "
-          f"{machine_line(info)}\n")
+          f"{common.machine_line(info)}\n")
     table = [
         (r["num_seeds"], r["method"], r["timed_seeds"], r["rounds"], r["torch_threads"] or "",
          f"{r['wall_s']:.3f}", f"{r['seeds_per_s']:.1f}", f"{r['wall_over_negres']:.2f}",
          f"{r['speed_over_negres']:.2f}", f"{r['mean_accuracy']:.3f}")
         for r in out["rows"]
     ]
-    print(markdown_table(["S", "method", "timed seeds", "rounds", "torch threads", "wall s",
+    print(common.markdown_table(["S", "method", "timed seeds", "rounds", "torch threads", "wall s",
                           "seeds/s",
                           "wall / negres", "seeds/s / negres", "mean accuracy"], table))
     print(f"\nAccuracy on {out['eval_name']}, every trained seed of every S pooled "
           f"(band: mean within {ACCURACY_BAND:.2f} of negres's):\n")
-    print(markdown_table(
+    print(common.markdown_table(
         ["method", "seeds", "mean", "sd", "min", "max", "same band"],
         [(s["method"], s["seeds"], f"{s['mean']:.3f}", f"{s['sd']:.3f}", f"{s['min']:.3f}",
           f"{s['max']:.3f}", "yes" if s["in_band"] else "NO") for s in summary]))
@@ -430,9 +415,9 @@ def main() -> None:
           f"after {out['replay_steps']} training step(s) from the same weights on the same "
           f"batches, PyTorch's and JAX's logits differ by at most "
           f"{out['replay_max_relative_logit_diff']:.1e} of the largest logit")
-    path = write_json(f"compare_training_{workload.name}", {
+    path = common.write_json(f"compare_training_{workload.name}", {
         "workload": workload.name, "description": workload.description, "machine": info,
-        "steps": args.steps, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,
+        "steps": args.steps, "batch_size": common.BATCH_SIZE, "learning_rate": common.LEARNING_RATE,
         "repeats": repeats, "max_loop_seeds": args.max_loop_seeds,
         "accuracy_band": ACCURACY_BAND, "accuracy_summary": summary, **out,
     })

@@ -27,29 +27,19 @@ import argparse
 import statistics
 from typing import Any
 
+import compare_common as common
 import jax
 import jax.numpy as jnp
 import numpy as np
-from compare_common import (
-    BATCH_SIZE,
-    STEPS,
-    WORKLOADS,
-    machine,
-    machine_line,
-    markdown_table,
-    parse_ints,
-    timed,
-    write_json,
-)
 from compare_training import JaxTrainer
 
 from negres.seeds import over_seeds, seed_keys
 
-WORKLOAD = WORKLOADS["mlp_digits"]
+WORKLOAD = common.WORKLOADS["mlp_digits"]
 DENSE_WEIGHTS = 64 * 64 + 64 * 10
 
 
-def matmul_only_flops_per_step(batch: int = BATCH_SIZE) -> int:
+def matmul_only_flops_per_step(batch: int = common.BATCH_SIZE) -> int:
     """Forward, weight-gradient and needed input-gradient matmul FLOPs of one seed's step."""
     return 4 * batch * DENSE_WEIGHTS + 2 * batch * 64 * 10
 
@@ -82,7 +72,7 @@ def run(seeds_list: list[int], repeats: int, matmul_size: int,
     jax.block_until_ready(matmul(a, b))
 
     data = WORKLOAD.load()
-    jx = JaxTrainer(WORKLOAD, data, STEPS)
+    jx = JaxTrainer(WORKLOAD, data, common.STEPS)
     rows, matmul_times = [], []
     for num_seeds in seeds_list:
         seeds = list(range(num_seeds))
@@ -91,17 +81,17 @@ def run(seeds_list: list[int], repeats: int, matmul_size: int,
         analytic = matmul_only_flops_per_step() * num_seeds
         train_times = []
         for _ in range(repeats):  # interleaved: a few matmuls, one training run
-            matmul_times += [timed(lambda: jax.block_until_ready(matmul(a, b)))[0]
+            matmul_times += [common.timed(lambda: jax.block_until_ready(matmul(a, b)))[0]
                              for _ in range(matmul_repeats)]
-            train_times.append(timed(lambda s=seeds: jax.block_until_ready(jx.negres(s)))[0])
+            train_times.append(common.timed(lambda s=seeds: jax.block_until_ready(jx.negres(s)))[0])
         wall = statistics.median(train_times)
-        flops = (per_step if per_step is not None else analytic) * STEPS
+        flops = (per_step if per_step is not None else analytic) * common.STEPS
         rows.append({"num_seeds": num_seeds, "wall_s": wall, "all_measured_s": train_times,
                      "flops_source": "cost_analysis" if per_step is not None else "analytic",
                      "flops_per_step_cost_analysis": per_step,
                      "flops_per_step_matmul_only": analytic,
                      "achieved_flops_per_s": flops / wall,
-                     "achieved_matmul_only_flops_per_s": analytic * STEPS / wall})
+                     "achieved_matmul_only_flops_per_s": analytic * common.STEPS / wall})
     peak = matmul_flops / statistics.median(matmul_times)
     for row in rows:
         row["fraction_of_peak"] = row["achieved_flops_per_s"] / peak
@@ -121,15 +111,15 @@ def main() -> None:
                         help="matmuls timed before each training run")
     args = parser.parse_args()
 
-    info = machine()
-    out = run(parse_ints(args.seeds), args.repeats, args.matmul_size, args.matmul_repeats)
+    info = common.machine()
+    out = run(common.parse_ints(args.seeds), args.repeats, args.matmul_size, args.matmul_repeats)
     mm = out["matmul"]
     print(f"\n### Fraction of peak: negres training {WORKLOAD.description}")
-    print(f"batch {BATCH_SIZE}, {STEPS} steps, median of {args.repeats}; peak = jitted float32 "
-          f"{mm['size']}x{mm['size']} matmul, {mm['flops'] / 1e9:.1f} GFLOP in "
+    print(f"batch {common.BATCH_SIZE}, {common.STEPS} steps, median of {args.repeats}; peak = "
+          f"jitted float32 {mm['size']}x{mm['size']} matmul, {mm['flops'] / 1e9:.1f} GFLOP in "
           f"{mm['median_s'] * 1e3:.0f} ms (median of {len(mm['all_measured_s'])}) = "
-          f"{mm['flops_per_s'] / 1e9:.1f} GFLOP/s; {machine_line(info)}\n")
-    print(markdown_table(
+          f"{mm['flops_per_s'] / 1e9:.1f} GFLOP/s; {common.machine_line(info)}\n")
+    print(common.markdown_table(
         ["S", "wall s", "MFLOP / step (XLA)", "MFLOP / step (matmuls)", "GFLOP/s (XLA)",
          "fraction of peak (XLA)", "fraction of peak (matmuls)"],
         [(r["num_seeds"], f"{r['wall_s']:.3f}",
@@ -140,8 +130,8 @@ def main() -> None:
     source = out["rows"][0]["flops_source"] if out["rows"] else "none"
     print(f"\nFLOPs from {source}; XLA's own count for the matmul: "
           f"{(mm['cost_analysis_flops'] or float('nan')) / 1e9:.1f} GFLOP")
-    path = write_json("fraction_of_peak", {"workload": WORKLOAD.name, "machine": info,
-                                           "steps": STEPS, "batch_size": BATCH_SIZE,
+    path = common.write_json("fraction_of_peak", {"workload": WORKLOAD.name, "machine": info,
+                                           "steps": common.STEPS, "batch_size": common.BATCH_SIZE,
                                            "repeats": args.repeats, **out})
     print(f"written {path}")
 

@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from compare_common import load_average, markdown_table
+
 BENCH = Path(__file__).resolve().parent
 BUDGET_S = 15 * 60
 
@@ -57,31 +59,25 @@ RUNS: list[tuple[str, str, list[str], list[str]]] = [
 ]
 
 
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
+# The timing columns of every training and saliency row, and their cells.
+SPEED_HEADERS = ["wall s", "seeds/s", "negres speed-up"]
 
 
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    align = [":---"] + ["---:"] * (len(headers) - 1)
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def speed_cells(row: dict[str, Any], wall_digits: int = 3) -> list[str]:
+    return [f"{row['wall_s']:.{wall_digits}f}", f"{row['seeds_per_s']:.1f}",
+            f"{row['wall_over_negres']:.2f}x"]
 
 
 def training_tables(result: dict[str, Any], headline_seeds: int) -> str:
     """The full S x method table, the accuracy bands, and the headline row set."""
     rows = result["rows"]
-    full = table(
-        ["S", "method", "seeds timed", "rounds", "wall s", "seeds/s", "negres speed-up"],
+    full = markdown_table(
+        ["S", "method", "seeds timed", "rounds", *SPEED_HEADERS],
         [[r["num_seeds"], r["method"],
           r["timed_seeds"] if r["timed_seeds"] == r["num_seeds"]
           else f"{r['timed_seeds']} (extrapolated)",
-          r["rounds"], f"{r['wall_s']:.3f}", f"{r['seeds_per_s']:.1f}",
-          f"{r['wall_over_negres']:.2f}x"] for r in rows])
-    bands = table(
+          r["rounds"], *speed_cells(r)] for r in rows])
+    bands = markdown_table(
         ["method", "seeds trained", "accuracy mean", "sd", "min", "max", "same band"],
         [[s["method"], s["seeds"], f"{s['mean']:.3f}", f"{s['sd']:.3f}", f"{s['min']:.3f}",
           f"{s['max']:.3f}", "yes" if s["in_band"] else "NO"]
@@ -89,10 +85,9 @@ def training_tables(result: dict[str, Any], headline_seeds: int) -> str:
     threads = ", ".join(f"S={t['num_seeds']}: loop {t['torch loop']}, torch.func "
                         f"{t['torch.func']}" for t in result["torch_threads"])
     at = [r for r in rows if r["num_seeds"] == headline_seeds]
-    headline = table(
-        ["method", "wall s", "seeds/s", "negres speed-up", "mean accuracy"],
-        [[r["method"], f"{r['wall_s']:.3f}", f"{r['seeds_per_s']:.1f}",
-          f"{r['wall_over_negres']:.2f}x", f"{r['mean_accuracy']:.3f}"] for r in at])
+    headline = markdown_table(
+        ["method", *SPEED_HEADERS, "mean accuracy"],
+        [[r["method"], *speed_cells(r), f"{r['mean_accuracy']:.3f}"] for r in at])
     drift = []
     for c in result["same_computation_checks"]:
         n = c["num_seeds"]
@@ -111,19 +106,17 @@ def training_tables(result: dict[str, Any], headline_seeds: int) -> str:
             f"JAX step loop train negres's first seeds with the same keys and batches; they "
             f"differ from negres's seeds only by float32 rounding (seed-batched or not, scanned "
             f"or not, XLA sums in other orders), which 200 Adam steps amplify: largest "
-            f"parameter / "
-            f"per-seed accuracy difference {', '.join(drift)}. The PyTorch twin on "
-            f"ported weights matches flax's logits to {result['port_max_logit_diff']:.1e}, "
-            f"and after {result['replay_steps']} training step(s) from the same weights on "
-            f"the same batch to {result['replay_max_relative_logit_diff']:.1e} of the "
-            f"largest logit.")
+            f"parameter / per-seed accuracy difference {', '.join(drift)}. The PyTorch twin "
+            f"on ported weights matches flax's logits to {result['port_max_logit_diff']:.1e}, "
+            f"and after {result['replay_steps']} training step(s) from the same weights on the "
+            f"same batch to {result['replay_max_relative_logit_diff']:.1e} of the largest logit.")
 
 
 def saliency_tables(result: dict[str, Any]) -> str:
+    """The S x method table of integrated gradients, and Captum's agreement with negres."""
     rows = result["rows"]
-    full = table(["S", "method", "wall s", "seeds/s", "negres speed-up"],
-                 [[r["num_seeds"], r["method"], f"{r['wall_s']:.4f}",
-                   f"{r['seeds_per_s']:.1f}", f"{r['wall_over_negres']:.2f}x"] for r in rows])
+    full = markdown_table(["S", "method", *SPEED_HEADERS],
+                          [[r["num_seeds"], r["method"], *speed_cells(r, 4)] for r in rows])
     worst = max(c["captum_max_abs_diff"] for c in result["agreement"])
     scale = max(c["max_abs_attribution"] for c in result["agreement"])
     mismatches = sum(c["target_mismatches"] for c in result["agreement"])
@@ -140,8 +133,9 @@ def saliency_tables(result: dict[str, Any]) -> str:
 
 
 def peak_table(result: dict[str, Any]) -> str:
+    """The training FLOP/s at each S against the matmul's."""
     mm = result["matmul"]
-    rows = table(
+    rows = markdown_table(
         ["S", "wall s", "MFLOP per step (XLA)", "achieved GFLOP/s", "matmul GFLOP/s",
          "fraction of peak", "matmul-only count"],
         [[r["num_seeds"], f"{r['wall_s']:.3f}",

@@ -53,26 +53,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import compare_common as common
 import flax.linen as fnn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from compare_common import (
-    BATCH_SIZE,
-    LEARNING_RATE,
-    RESULTS_DIR,
-    WORKLOADS,
-    Data,
-    interleaved_medians,
-    load_average,
-    machine,
-    machine_line,
-    markdown_table,
-    parse_ints,
-    timed,
-    write_json,
-)
 from compare_training import JaxTrainer
 from fraction_of_peak import cost_analysis_flops, matmul_only_flops_per_step, step_flops
 from jax.sharding import Mesh
@@ -84,7 +70,7 @@ from negres.training.builtin import builtin_program, train_seeds
 from negres.training.contract import SeedProgram
 from negres.training.driver import TrainResult
 
-WORKLOAD = WORKLOADS["mlp_digits"]
+WORKLOAD = common.WORKLOADS["mlp_digits"]
 DEFAULT_SEEDS = ",".join(str(2**k) for k in range(11))  # 1, 2, 4, ..., 1024
 PEAK = "matmul peak"
 ONE_CHUNK = "one chunk (auto)"
@@ -112,13 +98,13 @@ class MatmulPeak:
 
 
 def seed_runner(model: fnn.Module, optimizer: optax.GradientTransformation,
-                trainer: SeedProgram, data: Data, steps: int,
+                trainer: SeedProgram, data: common.Data, steps: int,
                 mesh: Mesh) -> Callable[..., TrainResult]:
     """``run(num_seeds, **scale)``: one blocking ``train_seeds`` call with ``trainer``."""
 
     def run(num_seeds: int, **scale: Any) -> TrainResult:
         result = train_seeds(model, optimizer, data.x_train, data.y_train,
-                             num_seeds=num_seeds, steps=steps, batch_size=BATCH_SIZE,
+                             num_seeds=num_seeds, steps=steps, batch_size=common.BATCH_SIZE,
                              program=trainer, mesh=mesh, **scale)
         jax.block_until_ready(result.params)
         return result
@@ -137,12 +123,12 @@ def time_variants(variants: dict[str, Callable[[], TrainResult]], peak: MatmulPe
                   matmul_repeats: int, repeats: int) -> dict[str, dict[str, Any]]:
     """Each variant run once untimed (compile), then ``repeats`` interleaved rounds (with
     ``matmul_repeats`` peak matmuls first in each round when ``peak`` is given)."""
-    first = {name: timed(fn)[0] for name, fn in variants.items()}
+    first = {name: common.timed(fn)[0] for name, fn in variants.items()}
     methods: dict[str, Callable[[], Any]] = {}
     if peak is not None:
         methods[PEAK] = lambda: [peak.run() for _ in range(matmul_repeats)]
     methods |= variants
-    medians, times, results = interleaved_medians(methods, repeats)
+    medians, times, results = common.interleaved_medians(methods, repeats)
     out = {name: {"wall_s": medians[name], "all_measured_s": times[name],
                   "first_call_s": first[name], "plan": results[name].plan}
            for name in variants}
@@ -160,7 +146,7 @@ def scaling(args: argparse.Namespace, mesh: Mesh, peak: MatmulPeak) -> list[dict
     run = seed_runner(jx.model, jx.optimizer, jx.trainer, data, args.steps, mesh)
     budget = args.small_budget_mib * 2**20
     rows = []
-    for num_seeds in parse_ints(args.seeds):
+    for num_seeds in common.parse_ints(args.seeds):
         variants = {ONE_CHUNK: partial(run, num_seeds)}
         if num_seeds >= 2 * args.chunk:
             variants[f"seeds_per_chunk={args.chunk}"] = partial(
@@ -190,9 +176,9 @@ def scaling(args: argparse.Namespace, mesh: Mesh, peak: MatmulPeak) -> list[dict
     return rows
 
 
-def cnn_models() -> dict[str, tuple[str, Callable[[], Data], Callable[[], fnn.Module]]]:
+def cnn_models() -> dict[str, tuple[str, Callable[[], common.Data], Callable[[], fnn.Module]]]:
     """name -> (description, data loader, flax model) of the layout section."""
-    mnist1d = WORKLOADS["cnn_mnist1d"]
+    mnist1d = common.WORKLOADS["cnn_mnist1d"]
     return {
         mnist1d.name: (mnist1d.description, mnist1d.load, mnist1d.flax_model),
         "cnn2d_digits": (
@@ -210,7 +196,7 @@ def layouts(args: argparse.Namespace, mesh: Mesh) -> list[dict[str, Any]]:
     for name in args.cnn_models.split(","):
         description, load, make_model = models[name]
         steps = args.cnn2d_steps if name == "cnn2d_digits" else args.cnn_steps
-        data, model, optimizer = load(), make_model(), optax.adam(LEARNING_RATE)
+        data, model, optimizer = load(), make_model(), optax.adam(common.LEARNING_RATE)
         trainer = builtin_program(model, optimizer)
         run = seed_runner(model, optimizer, trainer, data, steps, mesh)
         # The same CNN with its convolutions computed as matmuls (model.conv_impl).
@@ -218,7 +204,7 @@ def layouts(args: argparse.Namespace, mesh: Mesh) -> list[dict[str, Any]]:
         run_matmul = seed_runner(
             as_matmuls, optimizer,
             builtin_program(as_matmuls, optimizer), data, steps, mesh)
-        for num_seeds in parse_ints(args.cnn_seeds):
+        for num_seeds in common.parse_ints(args.cnn_seeds):
             timings = time_variants({
                 "vmap": partial(run, num_seeds, layout="vmap"),
                 "map": partial(run, num_seeds, layout="map"),
@@ -227,7 +213,7 @@ def layouts(args: argparse.Namespace, mesh: Mesh) -> list[dict[str, Any]]:
                 "vmap, matmul conv": partial(run_matmul, num_seeds, layout="vmap"),
                 "map, matmul conv": partial(run_matmul, num_seeds, layout="map"),
             }, None, 0, args.cnn_repeats)
-            auto_s, auto = timed(partial(run, num_seeds, layout="auto"))
+            auto_s, auto = common.timed(partial(run, num_seeds, layout="auto"))
             for variant, row in timings.items():
                 rows.append({"model": name, "description": description, "steps": steps,
                              "num_seeds": num_seeds, "variant": variant, **row,
@@ -248,16 +234,16 @@ def report(out: dict[str, Any]) -> str:
     lines = [
         f"### Seeds per second: negres training {WORKLOAD.description}",
         "",
-        f"batch {BATCH_SIZE}, {args['steps']} steps, median of {args['repeats']}, compilation "
-        f"excluded; {out['num_devices']} device(s) ({out['device_kind']}); peak = jitted "
-        f"float32 {peak['size']}x{peak['size']} matmul per device, measured beside each S "
+        f"batch {common.BATCH_SIZE}, {args['steps']} steps, median of {args['repeats']}, "
+        f"compilation excluded; {out['num_devices']} device(s) ({out['device_kind']}); peak = "
+        f"jitted float32 {peak['size']}x{peak['size']} matmul per device, measured beside each S "
         f"(median over the run: {peak['median_flops_per_s'] / 1e9:.1f} GFLOP/s). "
         f"FLOPs: XLA cost analysis of one step (fraction_of_peak.py's count); matmul-only "
-        f"count in the last column. {machine_line(out['machine'])}. Shared machine: load "
+        f"count in the last column. {common.machine_line(out['machine'])}. Shared machine: load "
         f"average {out['load_average_start']} at start, {out['load_average_end']} at end; "
         f"whole run {out['wall_s']:.0f} s.",
         "",
-        markdown_table(
+        common.markdown_table(
             ["S", "plan (layout, chunks x seeds)", "wall s", "seeds/s", "seed-steps/s",
              "MFLOP / seed-step (XLA)", "GFLOP/s (XLA)", "peak GFLOP/s", "fraction of peak",
              "fraction (matmuls only)"],
@@ -272,7 +258,7 @@ def report(out: dict[str, Any]) -> str:
     if chunked:
         lines += [
             "", f"#### What chunks cost (S >= {2 * args['chunk']}, timed interleaved)", "",
-            markdown_table(
+            common.markdown_table(
                 ["S", "variant", "plan (layout, chunks x seeds)", "wall s", "seeds/s",
                  "time vs one chunk"],
                 [(r["num_seeds"], r["variant"], plan_text(r["plan"]), f"{r['wall_s']:.3f}",
@@ -284,9 +270,9 @@ def report(out: dict[str, Any]) -> str:
         ]
     if out["layouts"]:
         lines += [
-            "", f"#### Layout of convolutional models (batch {BATCH_SIZE}, median of "
+            "", f"#### Layout of convolutional models (batch {common.BATCH_SIZE}, median of "
             f"{args['cnn_repeats']}, interleaved)", "",
-            markdown_table(
+            common.markdown_table(
                 ["model", "steps", "S", "layout", "plan", "wall s", "ms / seed-step",
                  "time vs vmap", "first call s (compile + run)"],
                 [(r["model"], r["steps"], r["num_seeds"], r["variant"], plan_text(r["plan"]),
@@ -305,8 +291,8 @@ def report(out: dict[str, Any]) -> str:
 
 
 def save(out: dict[str, Any], path: Path, markdown: str) -> Path:
-    if path.parent.resolve() == RESULTS_DIR.resolve():
-        path = write_json(path.stem, out)
+    if path.parent.resolve() == common.RESULTS_DIR.resolve():
+        path = common.write_json(path.stem, out)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=1, default=float))
@@ -336,15 +322,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: S in {1, 4, 16}, 20 steps, 1 repeat, the MNIST-1D "
                         "CNN only, at S = 4")
-    parser.add_argument("--out", default=str(RESULTS_DIR / "seeds_scaling.json"))
+    parser.add_argument("--out", default=str(common.RESULTS_DIR / "seeds_scaling.json"))
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.steps, args.repeats, args.chunk = "1,4,16", 20, 1, 4
         args.small_budget_mib, args.matmul_repeats = 1, 1
         args.cnn_models, args.cnn_seeds, args.cnn_steps, args.cnn_repeats = "cnn_mnist1d", "4", 2, 1
 
-    start, load_start = time.perf_counter(), load_average()
-    info = machine()
+    start, load_start = time.perf_counter(), common.load_average()
+    info = common.machine()
     mesh = seed_mesh()
     device = mesh.devices.flat[0]
     size = args.matmul_size or (2048 if device.platform == "cpu" else 8192)
@@ -357,7 +343,7 @@ def main() -> None:
     peaks = [r["peak_flops_per_s"] for r in out["scaling"]]
     out["matmul"] = {"size": size, "flops": peak.flops, "cost_analysis_flops": peak.reported_flops,
                      "median_flops_per_s": statistics.median(peaks)}
-    out |= {"load_average_start": load_start, "load_average_end": load_average(),
+    out |= {"load_average_start": load_start, "load_average_end": common.load_average(),
             "wall_s": time.perf_counter() - start}
     markdown = report(out)
     print("\n" + markdown)

@@ -17,26 +17,18 @@ grid over ``rho`` gives a paired comparison. Data: scikit-learn's 8x8 digits, fl
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
+from pathlib import Path
 
 import flax.linen as nn
 import jax
-import numpy as np
 import optax
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 import negres
 
-
-def digits():
-    """``(x_train, y_train), (x_test, y_test)``: flat ``(N, 64)`` images in [0, 1]."""
-    x, y = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        (x / 16.0).astype(np.float32), y.astype(np.int32), test_size=0.25, random_state=0,
-        stratify=y)
-    return (x_train, y_train), (x_test, y_test)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # finds _common.py however run
+from _common import arguments, curve_spacing, digits  # flat (N, 64) digits
 
 
 class MLP(nn.Module):
@@ -79,10 +71,7 @@ def sam_program(model: nn.Module, optimizer: optax.GradientTransformation, rho: 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = arguments(__doc__, steps=500)
     parser.add_argument("--learning-rate", type=float, default=0.05)
     parser.add_argument("--rho", type=float, nargs="+", default=[0.0, 0.05],
                         help="SAM radii, a grid axis (0: plain SGD)")
@@ -91,12 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
     train_data, test_data = digits()
 
     program = sam_program(MLP(), optax.sgd(args.learning_rate, momentum=0.9))
-    # About 5 curve points; eval_every must divide the number of steps.
-    curve_spacing = max(d for d in range(1, max(1, args.steps // 5) + 1)
-                        if args.steps % d == 0)
     result = negres.train(program, train_data, steps=args.steps, batch_size=args.batch_size,
                           num_seeds=args.seeds, grid={"rho": args.rho},
-                          eval_data=test_data, eval_every=curve_spacing)
+                          eval_data=test_data, eval_every=curve_spacing(args.steps, 5))
     accuracy = result.final("eval_accuracy")  # (len(rho), S)
 
     print(f"{len(args.rho)} rho x {args.seeds} seeds x {args.steps} steps in one call: "

@@ -18,27 +18,20 @@ were picked on these same numbers, which flatters the winner: confirm on fresh s
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
+from pathlib import Path
 
 import flax.linen as nn
 import numpy as np
 import optax
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 import negres
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # finds _common.py however run
+from _common import arguments, curve_spacing, digits  # flat (N, 64) digits
+
 LEARNING_RATES = [1e-4, 1e-3, 1e-2, 1e-1]
-
-
-def digits():
-    """``(x_train, y_train), (x_val, y_val)``: flat ``(N, 64)`` images in [0, 1]."""
-    x, y = load_digits(return_X_y=True)
-    x_train, x_val, y_train, y_val = train_test_split(
-        (x / 16.0).astype(np.float32), y.astype(np.int32), test_size=0.25, random_state=0,
-        stratify=y)
-    return (x_train, y_train), (x_val, y_val)
 
 
 class MLP(nn.Module):
@@ -54,22 +47,16 @@ def loss(logits, batch):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser = arguments(__doc__, steps=300, batch_size=32)
     parser.add_argument("--learning-rates", type=float, nargs="+", default=LEARNING_RATES)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    train_data, val_data = digits()
+    train_data, val_data = digits()  # the test split serves as the validation set here
 
-    # About 6 curve points; eval_every must divide the number of steps.
-    curve_spacing = max(d for d in range(1, max(1, args.steps // 6) + 1)
-                        if args.steps % d == 0)
     program = negres.linen_program(MLP(), loss, optax.adam, hyperparams={"learning_rate": 1e-3})
     result = negres.train(program, train_data, steps=args.steps, batch_size=args.batch_size,
                           num_seeds=args.seeds, grid={"learning_rate": args.learning_rates},
-                          eval_data=val_data, eval_every=curve_spacing)
+                          eval_data=val_data, eval_every=curve_spacing(args.steps, 6))
     accuracy = result.final("eval_accuracy")                     # (4, S)
     rates = result.grid["learning_rate"]
     summaries = [negres.stats.describe(acc, seed=0) for acc in accuracy]

@@ -16,26 +16,20 @@ Data: scikit-learn's 8x8 digits, as images ``(N, 8, 8, 1)``.
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
+from pathlib import Path
 
 import flax.linen as nn
 import jax
 import numpy as np
 import optax
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 import negres
 
-
-def digits(num_train: int | None = None):
-    """``(x_train, y_train), (x_test, y_test)``: images ``(N, 8, 8, 1)`` in [0, 1]."""
-    x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).reshape(-1, 8, 8, 1).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y.astype(np.int32), test_size=0.25, random_state=0, stratify=y)
-    return (x_train[:num_train], y_train[:num_train]), (x_test, y_test)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # finds _common.py however run
+from _common import arguments, curve_spacing, print_summary
+from _common import digit_images as digits  # (N, 8, 8, 1) images in [0, 1]
 
 
 class CNN(nn.Module):
@@ -56,10 +50,7 @@ def smoothed_cross_entropy(logits, batch):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = arguments(__doc__, steps=600)
     parser.add_argument("--num-train", type=int, default=None, help="default: all 1347")
     parser.add_argument("--ig-examples", type=int, default=32, help="test digits explained")
     parser.add_argument("--ig-steps", type=int, default=32, help="integral quadrature steps")
@@ -74,12 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
     # --- the core: model, loss, one train call for every seed, attributions across seeds
     model = CNN()
     program = negres.linen_program(model, smoothed_cross_entropy, optax.adam(3e-3))
-    # About 4 curve points; eval_every must divide the number of steps.
-    curve_spacing = max(d for d in range(1, max(1, args.steps // 4) + 1)
-                        if args.steps % d == 0)
     result = negres.train(program, (x_train, y_train), steps=args.steps,
                           batch_size=args.batch_size, num_seeds=args.seeds,
-                          eval_data=(x_test, y_test), eval_every=curve_spacing,
+                          eval_data=(x_test, y_test), eval_every=curve_spacing(args.steps, 4),
                           layout=args.layout)
     accuracy = result.final("eval_accuracy")                       # (S,)
 
@@ -97,9 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("seed  test accuracy  diverged_at")
     for s, (acc, div) in enumerate(zip(accuracy, result.diverged_at, strict=True)):
         print(f"{s:4d}  {acc:13.3f}  {div:11d}")
-    summary = negres.stats.describe(accuracy, seed=0)
-    low, high = summary["ci_bca"]
-    print(f"mean test accuracy {summary['mean']:.3f}, 95% bootstrap CI [{low:.3f}, {high:.3f}]")
+    print_summary(negres.stats.describe(accuracy, seed=0))
     print(f"integrated gradients of {x.shape[0]} test digits, attributions "
           f"{tuple(attributions.shape)} (seed axis first)")
     print("cross-seed agreement (mean ± std over seed pairs; 1 = identical):")

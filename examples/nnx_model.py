@@ -15,24 +15,17 @@ Data: scikit-learn's 8x8 digits, flattened to 64 pixels.
 
 from __future__ import annotations
 
-import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import optax
 from flax import nnx
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 import negres
 
-
-def digits():
-    """``(x_train, y_train), (x_test, y_test)``: pixels ``(N, 64)`` in [0, 1], labels ``(N,)``."""
-    x, y = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        (x / 16.0).astype(np.float32), y.astype(np.int32), test_size=0.25, random_state=0,
-        stratify=y)
-    return (x_train, y_train), (x_test, y_test)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # finds _common.py however run
+from _common import arguments, curve_spacing, digits, print_summary  # flat digits
 
 
 class MLP(nnx.Module):
@@ -58,22 +51,15 @@ def cross_entropy(logits, batch):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, steps=500).parse_args(argv)
     (x_train, y_train), (x_test, y_test) = digits()
 
     # --- the core: the model's program, one train call for every seed
     program = negres.nnx_program(make_model, cross_entropy, optax.adam,
                                  hyperparams={"learning_rate": 1e-2})
-    # About 5 curve points; eval_every must divide the number of steps.
-    curve_spacing = max(d for d in range(1, max(1, args.steps // 5) + 1)
-                        if args.steps % d == 0)
     result = negres.train(program, (x_train, y_train), steps=args.steps,
                           batch_size=args.batch_size, num_seeds=args.seeds,
-                          eval_data=(x_test, y_test), eval_every=curve_spacing)
+                          eval_data=(x_test, y_test), eval_every=curve_spacing(args.steps, 5))
     accuracy = result.final("eval_accuracy")                        # (S,)
     variables = {"params": result.params, "model_state": result.model_state}
     logits = negres.over_seeds(negres.nnx_apply(make_model))(variables, x_test)  # (S, N, 10)
@@ -83,9 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     for s, acc in zip(result.seed_indices, accuracy, strict=True):
         print(f"seed {s}: test accuracy {acc:.3f}")
     summary = negres.stats.describe(accuracy, seed=0)
-    low, high = summary["ci_bca"]
-    print(f"mean test accuracy {summary['mean']:.3f} over {summary['n']} seeds, "
-          f"95% bootstrap CI [{low:.3f}, {high:.3f}]")
+    print_summary(summary)
     predictions = np.asarray(logits).argmax(-1)                     # (S, N)
     agree = np.mean(np.all(predictions == predictions[0], axis=0))
     print(f"every seed predicts the same class for {agree:.1%} of the test digits")

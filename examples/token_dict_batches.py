@@ -15,14 +15,18 @@ it embeds each token and reads the concatenated embeddings with an MLP.
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
+from pathlib import Path
 
 import flax.linen as nn
 import numpy as np
 import optax
 
 import negres
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # finds _common.py however run
+from _common import arguments, curve_spacing, print_summary
 
 VOCAB, LENGTH = 10, 16
 
@@ -59,10 +63,7 @@ def loss(logits, batch):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = arguments(__doc__, steps=400)
     parser.add_argument("--num-train", type=int, default=4000)
     parser.add_argument("--num-test", type=int, default=400)
     args = parser.parse_args(argv)
@@ -70,12 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
     train_data, test_data = make_data(args.num_train, seed=0), make_data(args.num_test, seed=1)
 
     program = negres.linen_program(TokenMLP(), loss, optax.adam(3e-3), inputs="tokens")
-    # About 8 curve points; eval_every must divide the number of steps.
-    curve_spacing = max(d for d in range(1, max(1, args.steps // 8) + 1)
-                        if args.steps % d == 0)
     result = negres.train(program, train_data, steps=args.steps, batch_size=args.batch_size,
                           num_seeds=args.seeds, eval_data=test_data,
-                          eval_every=curve_spacing)
+                          eval_every=curve_spacing(args.steps, 8))
     accuracy = result.final("eval_accuracy")  # (S,)
 
     print(f"data: {', '.join(f'{k} {v.dtype} {v.shape}' for k, v in train_data.items())}; "
@@ -84,10 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("test accuracy per seed at steps " + " ".join(map(str, result.curve_steps)) + ":")
     for s, curve in enumerate(result.curves["eval_accuracy"]):
         print(f"  seed {s}: " + " ".join(f"{a:.3f}" for a in curve))
-    summary = negres.stats.describe(accuracy, seed=0)
-    low, high = summary["ci_bca"]
-    print(f"final test accuracy: mean {summary['mean']:.3f}, 95% bootstrap CI "
-          f"[{low:.3f}, {high:.3f}], min {summary['min']:.3f}, max {summary['max']:.3f}")
+    print_summary(negres.stats.describe(accuracy, seed=0), "final test accuracy")
     print(f"total {time.perf_counter() - start:.1f} s")
     return {"result": result, "accuracy": accuracy, "program": program,
             "train_data": train_data, "test_data": test_data}

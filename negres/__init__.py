@@ -49,6 +49,12 @@ _ATTRIBUTES: dict[str, str] = {
     "initialize_distributed": "negres.sharding",
     "ArgumentError": "negres.errors",
     "ConfigError": "negres.errors",
+    # evaluators on any model's trained seeds
+    "evaluate": "negres.evaluators",
+    "Evaluator": "negres.evaluators.protocol",
+    "Evaluation": "negres.evaluators.protocol",
+    "EvaluationContext": "negres.evaluators.protocol",
+    "Metric": "negres.evaluators.protocol",
     # tasks, evaluators and statistics
     "TASKS": "negres.tasks",
     "Task": "negres.tasks",
@@ -73,7 +79,11 @@ __all__ = [
     "TASKS",
     "ArgumentError",
     "ConfigError",
+    "Evaluation",
+    "EvaluationContext",
+    "Evaluator",
     "LossState",
+    "Metric",
     "Plan",
     "ResumeError",
     "SeedProgram",
@@ -84,6 +94,7 @@ __all__ = [
     "agreement",
     "builtin_program",
     "compile_training",
+    "evaluate",
     "evaluators",
     "findings",
     "initialize_distributed",
@@ -134,6 +145,8 @@ if TYPE_CHECKING:
     from negres import evaluators, models, statistics, training
     from negres import statistics as stats
     from negres.errors import ArgumentError, ConfigError, ResumeError
+    from negres.evaluators import evaluate
+    from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric
     from negres.measures import agreement, interpretability, metrics, saliency
     from negres.reporting import findings
     from negres.seeds import num_seeds_of, over_seeds, seed_key, seed_keys, stream_key, take_seed

@@ -183,10 +183,45 @@ def test_summarize_agreement_matches_numpy():
     assert_allclose(np.asarray(summary["per_seed"]), [0.3, 0.55, 0.65], atol=1e-6)
 
 
-@pytest.mark.parametrize("k", [0, 25, 2.5])
-def test_top_k_outside_the_features_is_a_config_error(k):
+@pytest.mark.parametrize("k", [0, -3, 2.5, True])
+def test_top_k_that_is_not_a_positive_integer_is_a_config_error(k):
     with pytest.raises(ConfigError, match="top_k"):
         agreement.cross_seed_agreement(np.ones((2, 3, 24), np.float32), top_k=k)
+
+
+@pytest.mark.parametrize("k", [0, 25])
+def test_uncapped_top_k_outside_the_features_is_a_config_error(k):
+    with pytest.raises(ConfigError, match="top_k"):
+        agreement.pairwise_top_k_agreement(np.ones((2, 3, 24), np.float32), k)
+
+
+@pytest.mark.parametrize(
+    ("top_k", "num_features", "expected"),
+    [(10, 64, 10), (10, 10, 5), (10, 5, 2), (3, 2, 1), (1, 1, 1), (25, 24, 12)],
+)
+def test_top_k_used_caps_at_half_the_features(top_k, num_features, expected):
+    assert agreement.top_k_used(top_k, num_features) == expected
+
+
+def test_random_attributions_on_ten_features_do_not_agree_by_construction():
+    # Uncapped, the default top_k = 10 on D = 10 features would give 1 for any two seeds.
+    # Capped at k = 5, independent random maps overlap by k / D = 0.5 in expectation.
+    stack = _stacked((8, 64, 10), seed=40)
+    matrices = agreement.cross_seed_agreement(stack)
+    off = ~np.eye(8, dtype=bool)
+    top_k = np.asarray(matrices["top_k"])[off]
+    assert top_k.mean() < 0.6
+    assert_allclose(top_k.mean(), 0.5, atol=0.05)
+    assert_allclose(np.asarray(agreement.pairwise_top_k_agreement(stack, 10))[off], 1.0)
+
+
+@pytest.mark.parametrize("top_k", [6, 10, 1000])
+def test_top_k_above_half_the_features_is_capped(top_k):
+    stack = _stacked((3, 16, 10), seed=41)  # D = 10: any k above 5 is 5
+    capped = agreement.cross_seed_agreement(stack, top_k=top_k)["top_k"]
+    at_half = agreement.cross_seed_agreement(stack, top_k=5)["top_k"]
+    assert_array_equal(np.asarray(capped), np.asarray(at_half))
+    assert_allclose(np.asarray(capped), _top_k_reference(stack, 5), atol=1e-6)
 
 
 # -------------------------------------------------------------------- max-sensitivity

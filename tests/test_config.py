@@ -6,13 +6,18 @@ from pathlib import Path
 import pytest
 
 from negres.errors import ConfigError
-from negres.study.config import validate_config
+from negres.study.config import (
+    complete,
+    default_config,
+    default_config_source,
+    reference_table,
+    section_fields,
+    validate_config,
+)
 
-CONFIGS = sorted(p for p in Path(__file__).resolve().parents[1].glob("configs/*.py")
-                 if p.stem != "__init__")
-
-
-DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.py"
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p for p in REPO.glob("configs/*.py") if p.stem != "__init__")
+DEFAULT = REPO / "configs" / "default.py"
 
 
 def load(path: Path):
@@ -61,9 +66,30 @@ def test_unknown_field_is_a_typo_not_ignored():
         validate_config(config)
 
 
-def test_missing_evaluation_field_is_named():
+def test_a_missing_field_takes_its_declared_default():
+    from negres.evaluators.attributions import FIELDS
+
     config = load(DEFAULT)
     del config.evaluation["ig_steps"]
-    with pytest.raises(ConfigError) as err:
-        validate_config(config)
-    assert err.value.field == "evaluation.ig_steps"
+    validate_config(config)
+    declared = next(f.default for f in FIELDS if f.name == "ig_steps")
+    assert complete(config).evaluation.ig_steps == declared
+
+
+def test_configs_default_is_generated_from_the_declarations():
+    """configs/default.py holds every field at its declared default with its meaning; a
+    changed default or a new field makes this fail until the file is regenerated."""
+    assert DEFAULT.read_text() == default_config_source(), (
+        "regenerate: python -m negres.study.config --write-default")
+    assert load(DEFAULT).to_dict() == default_config().to_dict()
+
+
+def test_the_docs_list_every_field_with_its_default():
+    text = (REPO / "docs" / "config.md").read_text()
+    table = text.split("<!-- fields:start -->")[1].split("<!-- fields:end -->")[0]
+    assert table.strip().splitlines() == reference_table(), (
+        "regenerate: python -m negres.study.config --write-docs")
+    for section, declared in section_fields().items():
+        for field in declared:
+            name = f"{section}.{field.name}" if section else field.name
+            assert f"| `{name}` | `{field.default!r}` |" in table, name

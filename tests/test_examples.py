@@ -1,7 +1,8 @@
 """The scripts in examples/ run at toy size and their results say what the scripts claim.
 
-Each example is loaded by path (examples/ is not a package) and its ``main(argv)`` run
-in this process, so JAX is imported once for all of them.
+Each example is loaded by path (examples/ is not a package; an example finds its shared
+helpers, examples/_common.py, through its own folder) and its ``main(argv)`` run in this
+process, so JAX is imported once for all of them.
 """
 
 import runpy
@@ -151,5 +152,23 @@ def test_example_runs_at_toy_size(name, capsys):
 
 
 def test_every_example_is_tested():
-    # examples/nnx_model.py is tested with the nnx programs.
-    assert {p.stem for p in EXAMPLES.glob("*.py")} - {"nnx_model"} == set(CASES)
+    # examples/nnx_model.py is tested with the nnx programs; _common.py is not an example.
+    examples = {p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_")}
+    assert examples - {"nnx_model"} == set(CASES)
+
+
+def test_shared_digits_and_curve_spacing():
+    common = load("_common")
+    (x_train, y_train), (x_test, y_test) = common["digits"]()
+    assert x_train.shape == (1347, 64) and x_test.shape == (450, 64) and y_test.shape == (450,)
+    assert x_train.dtype == np.float32 and y_train.dtype == np.int32
+    assert x_train.min() >= 0.0 and x_train.max() <= 1.0
+    (images, labels), (test_images, _) = common["digit_images"](100)
+    assert images.shape == (100, 8, 8, 1) and test_images.shape == (450, 8, 8, 1)
+    np.testing.assert_array_equal(images.reshape(100, 64), x_train[:100])  # the same split
+    np.testing.assert_array_equal(labels, y_train[:100])
+    np.testing.assert_array_equal(test_images.reshape(-1, 64), x_test)
+    # About `points` curve points, always a divisor of the steps (40 // 6 = 6 is not).
+    assert common["curve_spacing"](40, 6) == 5
+    assert common["curve_spacing"](600, 4) == 150
+    assert common["curve_spacing"](3, 8) == 1

@@ -4,14 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from ml_collections import ConfigDict
 from sklearn.metrics import confusion_matrix as sk_confusion
 
+from negres import evaluators, linen_apply
 from negres.errors import ConfigError
-from negres.evaluators.robustness import robustness_study
-from negres.measures import metrics
+from negres.measures import losses, metrics
 from negres.models import Linear
-from negres.seeds import seed_keys, stream_key, take_rows
+from negres.seeds import take_rows
 from negres.tasks import Task, shifts
 
 KEY = jax.random.PRNGKey(0)
@@ -54,7 +53,20 @@ def test_accuracy_loss_and_confusion_against_references():
                                -log_p[np.arange(200), labels].mean(), rtol=1e-5)
     np.testing.assert_array_equal(metrics.confusion_matrix(logits, labels, 4),
                                   sk_confusion(labels, logits.argmax(1), labels=range(4)))
-    assert float(metrics.rule_fidelity(logits, logits.argmax(1))) == 1.0
+
+
+def test_losses_are_the_means_of_the_per_example_metrics():
+    rng = np.random.default_rng(2)
+    logits = jnp.asarray(rng.normal(size=(64, 5)).astype(np.float32))
+    labels = jnp.asarray(rng.integers(0, 5, 64).astype(np.int32))
+    loss, score = jax.jit(losses.classification_loss)(logits, labels)
+    np.testing.assert_array_equal(loss, metrics.cross_entropy_per_example(logits, labels).mean())
+    np.testing.assert_array_equal(score, metrics.correct(logits, labels).mean())
+    assert metrics.correct(logits, labels).shape == (64,)
+    outputs, targets = logits[:, :1], jnp.asarray(rng.normal(size=64).astype(np.float32))
+    mse, mse_score = losses.regression_loss(outputs, targets)
+    np.testing.assert_array_equal(mse, metrics.squared_error(outputs, targets).mean())
+    assert float(mse) == float(mse_score)
 
 
 @pytest.mark.parametrize("name", sorted(shifts.SHIFTS))
@@ -97,22 +109,25 @@ def test_regression_mse_under_noise_matches_the_closed_form():
     model = Linear(num_outputs=1)
     w = np.array([[3.0], [2.0], [-1.5], [0.5], [0.0]], np.float32)
     params = {"Dense_0": {"kernel": jnp.stack([w, 2 * w]), "bias": jnp.zeros((2, 1))}}
-    evaluation = ConfigDict({"shifts": ("gaussian_noise",), "severities": (0.0, 0.2, 0.5),
-                             "shared_shift_noise": True})
-    keys = seed_keys(0, [0, 1])
-    shared = stream_key(KEY, "evaluation")
-    out = robustness_study(model, task, params, keys, evaluation, shared)
-    mse = out["robustness"]["gaussian_noise"]["mse"]  # (S, K)
+    settings = {"shifts": ("gaussian_noise",), "severities": (0.0, 0.2, 0.5),
+                "shared_shift_noise": True}
+
+    def sweep(params, seed_indices):
+        return evaluators.evaluate(linen_apply(model), params, task, evaluators=("robustness",),
+                                   settings=settings, seed_indices=seed_indices)["robustness"]
+
+    out = sweep(params, [0, 1])
+    mse = out.per_seed["curves"]["gaussian_noise"]["mse"]  # (S, K)
+    assert out.metrics["gaussian_noise_mean_mse"].direction == "lower"
     for s, scale in enumerate((1.0, 2.0)):
         w_s = scale * w[:, 0]
         clean = np.mean((x @ w_s - y) ** 2)
         for k, sigma in enumerate((0.0, 0.2, 0.5)):
             expected = clean + sigma**2 * np.sum(w_s**2)
             assert mse[s, k] == pytest.approx(expected, rel=0.02)
-    gap = out["robustness"]["gaussian_noise"]["gap"]
+    gap = out.per_seed["curves"]["gaussian_noise"]["gap"]
     np.testing.assert_allclose(gap[:, 0], 0.0, atol=1e-6)
     assert np.all(gap[:, 2] > gap[:, 1])
-    alone = robustness_study(model, task, take_rows(params, slice(1, 2)), keys[1:], evaluation,
-                             shared)
-    np.testing.assert_allclose(alone["robustness"]["gaussian_noise"]["mse"][0], mse[1],
+    alone = sweep(take_rows(params, slice(1, 2)), [1])
+    np.testing.assert_allclose(alone.per_seed["curves"]["gaussian_noise"]["mse"][0], mse[1],
                                rtol=1e-5)

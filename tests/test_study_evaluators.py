@@ -10,9 +10,11 @@ import optax
 import pytest
 from ml_collections import ConfigDict
 
+import negres
+from negres import evaluators
 from negres.errors import ArgumentError, ConfigError
-from negres.evaluators.subsets import subset_scores, subset_study
-from negres.evaluators.truth import true_contributions, truth_study
+from negres.evaluators.subsets import subset_scores
+from negres.evaluators.truth import true_contributions
 from negres.measures import saliency
 from negres.models import Linear
 from negres.statistics import study as analysis
@@ -63,9 +65,14 @@ def test_truth_study_on_the_true_function_recovers_the_truth(true_world):
                                                                                params), x, 0)] * 2))
         for m in ("gradient_x_input", "integrated_gradients", "shapley", "gradient")
     }
-    evaluation = ConfigDict({"attribution_examples": task.num_test})
-    out = truth_study(model, task, params, attributions, evaluation)
-    metrics = out["metrics"]
+    settings = ConfigDict({"attribution_examples": task.num_test, "shapley_background": 0})
+    context = evaluators.EvaluationContext(
+        apply=apply_fn, params=params, task=task, settings=settings,
+        seed_keys=jax.random.split(jax.random.PRNGKey(0), 2), shared_key=jax.random.PRNGKey(1),
+        earlier={"attributions": evaluators.Evaluation(
+            passed_on={"attributions": attributions})})
+    out = evaluators.get_evaluator("truth").evaluate(context)
+    metrics = {name: metric.values for name, metric in out.metrics.items()}
     # Shapley values and IG (exact for a quadratic with the midpoint rule) equal the truth.
     np.testing.assert_allclose(metrics["shapley_truth_error"], 0.0, atol=1e-5)
     np.testing.assert_allclose(metrics["integrated_gradients_truth_error"], 0.0, atol=1e-4)
@@ -80,7 +87,10 @@ def test_truth_study_on_the_true_function_recovers_the_truth(true_world):
                                atol=1e-4)
     np.testing.assert_allclose(metrics["interaction_x0*x2_mixed_partial"], 0.0, atol=1e-4)
     np.testing.assert_allclose(metrics["interaction_x0*x1_shapley_error"], 0.0, atol=1e-4)
-    assert out["truth"]["interactions"]["x0*x1"]["mixed_partial"] == interaction
+    assert out.shared["interactions"]["x0*x1"]["mixed_partial"] == interaction
+    # The truth of a mixed partial is a value, not an end: it has no better direction.
+    assert out.metrics["interaction_x0*x1_mixed_partial"].direction == "none"
+    assert out.metrics["shapley_truth_error"].direction == "lower"
 
 
 def test_subset_scores_match_a_numpy_reference():
@@ -102,15 +112,17 @@ def test_subset_study_gives_every_seed_its_own_subset_accuracy():
     model = Linear(num_outputs=2)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     params = jax.vmap(lambda k: model.init(k, task.x_test[:1])["params"])(keys)
-    out = subset_study(model, task, params)
-    conflicts = task.known["test_subsets"]["shortcut_conflicts"]
+    out = evaluators.evaluate(negres.linen_apply(model), params, task,
+                              evaluators=("subsets",))["subsets"]
+    conflicts = task.test_subsets["shortcut_conflicts"]
     for s in range(3):
         p = jax.tree.map(lambda v, _s=s: v[_s], params)
         predictions = np.asarray(model.apply({"params": p}, task.x_test)).argmax(1)
         np.testing.assert_allclose(
-            out["metrics"]["subset_shortcut_conflicts_accuracy"][s],
+            out.metrics["subset_shortcut_conflicts_accuracy"].values[s],
             (predictions == task.y_test)[conflicts].mean(), rtol=1e-6)
-    assert out["subsets"]["shortcut_conflicts"] == conflicts.sum()
+    assert out.shared["sizes"]["shortcut_conflicts"] == conflicts.sum()
+    assert out.metrics["subset_shortcut_conflicts_accuracy"].direction == "higher"
 
 
 def _config(conditions, baseline=""):
@@ -151,11 +163,8 @@ def test_a_bad_compared_with_stops_a_study_before_anything_is_trained(tmp_path):
 def test_comparisons_use_each_conditions_reference():
     rng = np.random.default_rng(0)
     conditions = {
-        "a/lin": {"metrics": {"acc": rng.normal(0.5, 0.01, 8)}},
-        "a/mlp": {"metrics": {"acc": rng.normal(0.9, 0.01, 8)}},
-        "b/lin": {"metrics": {"acc": rng.normal(0.1, 0.01, 8)}},
-        "b/mlp": {"metrics": {"acc": rng.normal(0.1, 0.01, 8)}},
-    }
+        name: _with_directions({"acc": rng.normal(mean, 0.01, 8)}, {"acc": "higher"})
+        for name, mean in (("a/lin", 0.5), ("a/mlp", 0.9), ("b/lin", 0.1), ("b/mlp", 0.1))}
     references = {"a/lin": None, "a/mlp": "a/lin", "b/lin": None, "b/mlp": "b/lin"}
     out = analysis.analyze(conditions, "a/lin", num_resamples=500, num_permutations=500,
                            references=references)
@@ -168,28 +177,53 @@ def test_comparisons_use_each_conditions_reference():
                                - conditions["b/lin"]["metrics"]["acc"].mean())
 
 
-@pytest.mark.parametrize("metric,higher", [
-    ("subset_shortcut_conflicts_accuracy", True),  # a subset's accuracy, not a shortcut share
-    ("integrated_gradients_shortcut_share", False),
-    ("shapley_truth_error", False),
-    ("interaction_x0*x1_shapley_error", False),
-    ("linear_surrogate_fidelity", True),
-    ("subset_held_out_combinations_loss", False),
-])
-def test_direction_of_every_study_metric(metric, higher):
-    assert analysis.higher_is_better(metric) is higher
+def _with_directions(metrics, directions, **extra):
+    return {"seed_indices": np.arange(len(next(iter(metrics.values())))), "metrics": metrics,
+            "metric_info": {m: {"direction": directions[m], "labels": {}, "evaluator": "x"}
+                            for m in metrics}, **extra}
 
 
-def test_methods_are_compared_paired_within_a_condition():
+@pytest.mark.parametrize("direction,verdict", [("higher", "improved"), ("lower", "worse"),
+                                               ("none", "higher")])
+def test_a_verdict_follows_the_declared_direction_and_none_gets_no_verdict(direction, verdict):
+    """The same clear increase is improved, worse, or merely "higher": the name of the
+    metric (here one that sounds like a loss) plays no part."""
+    rng = np.random.default_rng(2)
+    base = rng.normal(0.5, 0.01, 10)
+    conditions = {
+        "a": _with_directions({"some_loss": base}, {"some_loss": direction}),
+        "b": _with_directions({"some_loss": base + 0.2}, {"some_loss": direction}),
+    }
+    out = analysis.analyze(conditions, "a", num_resamples=500, num_permutations=500)
+    compared = out["comparisons"]["some_loss"]["b"]
+    assert compared["verdict"] == verdict
+    assert out["directions"]["some_loss"] == direction
+    if direction == "none":
+        assert compared["higher_is_better"] is None and np.isnan(compared["prob_improvement"])
+
+
+def test_an_undeclared_metric_gets_no_verdict():
+    rng = np.random.default_rng(3)
+    conditions = {"a": {"seed_indices": np.arange(8), "metrics": {"m": rng.normal(0, 1e-3, 8)}},
+                  "b": {"seed_indices": np.arange(8), "metrics": {"m": rng.normal(1, 1e-3, 8)}}}
+    out = analysis.analyze(conditions, "a", num_resamples=500, num_permutations=500)
+    assert out["comparisons"]["m"]["b"]["verdict"] == "higher"
+
+
+def test_methods_are_compared_paired_within_a_condition_by_their_labels():
     rng = np.random.default_rng(1)
     base = rng.normal(0.5, 0.05, 10)
-    result = {"attribution_methods": ["ig", "grad"], "metrics": {
-        "ig_agreement_spearman_abs": base,
-        "grad_agreement_spearman_abs": base - 0.2 + rng.normal(0, 0.001, 10),
-    }}
+    metrics = {"first": base, "second": base - 0.2 + rng.normal(0, 0.001, 10)}
+    result = {"seed_indices": np.arange(10), "metrics": metrics,
+              "evaluations": {"attributions": {}},
+              "metric_info": {name: {"direction": "higher", "evaluator": "attributions",
+                                     "labels": {"method": method,
+                                                "measure": "agreement_spearman_abs"}}
+                              for name, method in (("first", "ig"), ("second", "grad"))}}
     out = analysis.analyze({"c": result}, "c", num_resamples=500, num_permutations=500)
-    compared = out["method_comparisons"]["c"]["agreement_spearman_abs"]["grad"]
+    compared = out["within_conditions"]["attributions"]["c"]["agreement_spearman_abs"]["grad"]
     assert compared["verdict"] == "worse" and compared["paired"]
+    assert compared["reference"] == "ig"
     np.testing.assert_allclose(compared["difference"], -0.2, atol=0.002)
 
 

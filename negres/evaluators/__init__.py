@@ -53,23 +53,26 @@ def get_evaluator(name: str) -> Evaluator:
     return importlib.import_module(REGISTRY[name]).EVALUATOR
 
 
-def resolve(names: Iterable[str]) -> list[Evaluator]:
+def resolve(names: Iterable[str | Evaluator]) -> list[Evaluator]:
     """The evaluators to run, in order: :data:`ALWAYS` first, each after what it requires.
 
-    Raises :class:`ConfigError` naming ``evaluation.evaluators`` for an unknown name, a
-    repeated one, or one whose requirement is not listed.
+    Items are registered names or :class:`Evaluator` values of your own. Raises
+    :class:`ConfigError` naming ``evaluation.evaluators`` for an unknown name, a repeated
+    one, or one whose requirement does not come before it.
     """
-    names = list(names)
-    if len(set(names)) != len(names):
-        raise ConfigError("evaluation.evaluators", tuple(names), "names without repeats")
-    ordered = [n for n in ALWAYS if n not in names] + names
-    for position, name in enumerate(ordered):
-        for needed in get_evaluator(name).requires:
-            if needed not in ordered[:position]:
-                raise ConfigError("evaluation.evaluators", tuple(names),
-                                  f"a tuple in which {needed!r} comes before {name!r} "
-                                  f"(which needs it)")
-    return [get_evaluator(n) for n in ordered]
+    chosen = [n if isinstance(n, Evaluator) else get_evaluator(n) for n in names]
+    listed = tuple(e.name for e in chosen)
+    if len(set(listed)) != len(listed):
+        raise ConfigError("evaluation.evaluators", listed, "names without repeats")
+    ordered = [get_evaluator(n) for n in ALWAYS if n not in listed] + chosen
+    for position, evaluator in enumerate(ordered):
+        before = {e.name for e in ordered[:position]}
+        for needed in evaluator.requires:
+            if needed not in before:
+                raise ConfigError("evaluation.evaluators", listed,
+                                  f"a tuple in which {needed!r} comes before "
+                                  f"{evaluator.name!r} (which needs it)")
+    return ordered
 
 
 def all_fields() -> list[Any]:
@@ -89,6 +92,68 @@ def run_evaluators(evaluators: Sequence[Evaluator], context: EvaluationContext
         earlier = {name: done[name] for name in evaluator.requires}
         done[evaluator.name] = evaluator.evaluate(dataclasses.replace(context, earlier=earlier))
     return done
+
+
+def evaluate(
+    apply: Any,
+    params: Any,
+    task: Any,
+    *,
+    evaluators: Sequence[str | Evaluator] = ("robustness", "attributions", "subsets",
+                                             "truth", "multiplicity"),
+    settings: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    seed_indices: Any = None,
+    init: Any = None,
+    layers: Sequence[str] | None = None,
+) -> dict[str, Evaluation]:
+    """Run evaluators on any model's trained seeds: the library's entry point.
+
+    Args:
+      apply: ``(params of one seed, x (N, ...)) -> outputs (N, K)`` in evaluation mode
+        (:func:`negres.linen_apply`, :func:`negres.nnx_apply` or your own).
+      params: ``(S, ...)`` the trained parameters, seed axis first.
+      task: a :class:`negres.Task` holding the test (and training) data.
+      evaluators: names in :data:`REGISTRY` or :class:`Evaluator` values of your own, each
+        after those it requires; ``performance`` always runs first.
+      settings: ``evaluation`` fields to set; the rest take their declared defaults.
+      seed: the root seed; seed ``i`` draws its evaluation noise from
+        ``fold_in(PRNGKey(seed), seed_indices[i])``'s ``evaluation`` stream.
+      seed_indices: ``(S,)`` the seeds' indices (default ``0 .. S-1``).
+      init: ``key -> params`` of one fresh seed, for the randomisation check (skipped
+        without it).
+      layers: the parameters' top-level names from input to output, for that check.
+
+    Returns:
+      Evaluator name -> :class:`Evaluation`; :func:`as_results` turns them into the
+      ``metrics``/``metric_info``/``evaluations`` entries of a study's results.
+    """
+    import jax
+    from ml_collections import ConfigDict
+
+    from negres import fields
+    from negres.seeds import num_seeds_of, seed_keys, stream_key
+
+    chosen = resolve(evaluators)
+    config = ConfigDict(dict(settings or {}))
+    declared = [f for e in chosen for f in e.fields]
+    known = {f.name for f in all_fields()} | {f.name for f in declared}
+    for key in config:
+        if key not in known:
+            raise ConfigError(f"evaluation.{key}", config[key],
+                              f"an evaluator field, one of {sorted(known)}")
+    fields.check_section(config, [*all_fields(), *declared], "evaluation")
+    fields.fill_defaults(config, declared)
+    for evaluator in chosen:
+        evaluator.check(config, task)
+    if seed_indices is None:
+        seed_indices = np.arange(num_seeds_of(params))
+    context = EvaluationContext(
+        apply=apply, params=params, task=task, settings=config,
+        seed_keys=seed_keys(seed, np.asarray(seed_indices)),
+        shared_key=stream_key(jax.random.PRNGKey(seed), "evaluation"), init=init,
+        layers=layers)
+    return run_evaluators(chosen, context)
 
 
 def as_results(evaluations: Mapping[str, Evaluation]) -> dict[str, Any]:
@@ -145,6 +210,7 @@ __all__ = [
     "all_fields",
     "as_results",
     "direction_of",
+    "evaluate",
     "evaluators_of",
     "get_evaluator",
     "resolve",

@@ -4,7 +4,8 @@ Three questions about attributions (saliency maps), asked of every seed at once:
 
 * **Do the seeds agree?** :func:`cross_seed_agreement` turns a stack of attributions
   ``(S, N, *input_shape)`` into ``(S, S)`` matrices (Spearman of absolute and of signed
-  values, top-k overlap, sign agreement, cosine), each averaged over examples;
+  values, top-k overlap with ``k`` at most half the features (:func:`top_k_used`), sign
+  agreement, cosine), each averaged over examples;
   :func:`summarize_agreement` reduces one matrix to its off-diagonal mean and spread.
 * **Is the method stable and does it depend on the model?** :func:`max_sensitivity`
   (Yeh et al. 2019) and the cascading model-parameter randomisation check of
@@ -27,6 +28,7 @@ average over no defined example is NaN.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -219,9 +221,24 @@ def pairwise_sign_agreement(attributions: jax.Array, *, nonzero_only: bool = Fal
     return ((same_nonzero + both(zero, zero)) / flat.shape[-1]).mean(axis=-1)
 
 
-def _check_top_k(k: int, num_features: int) -> None:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= num_features:
-        raise ConfigError("top_k", k, f"an integer in [1, {num_features}] (the number of features)")
+def _check_top_k(k: int, num_features: int | None = None) -> None:
+    """Refuse a ``k`` that is not an integer ``>= 1`` (nor ``<= num_features`` when given)."""
+    if num_features is None:
+        upper, allowed = math.inf, "an integer >= 1"
+    else:
+        upper, allowed = num_features, f"an integer in [1, {num_features}] (the number of features)"
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= upper:
+        raise ConfigError("top_k", k, allowed)
+
+
+def top_k_used(top_k: int, num_features: int) -> int:
+    """``top_k`` capped at half the features: ``max(1, min(top_k, num_features // 2))``.
+
+    A top-k set covering (nearly) every feature agrees between any two seeds by
+    construction and would report agreement that means nothing (for 10 features, k = 10
+    always gives 1; random attributions give ``k / D`` in expectation).
+    """
+    return max(1, min(top_k, num_features // 2))
 
 
 @functools.partial(jax.jit, static_argnames=("top_k", "nonzero_only"))
@@ -245,18 +262,23 @@ def cross_seed_agreement(
     Args:
       attributions: ``(S, N, *input_shape)``, or ``(S, N, D)`` already flat; seed ``s``
         and example ``n`` must be the same input for every seed.
-      top_k: ``k`` of the top-k overlap (``1 <= k <= D``).
+      top_k: ``k`` of the top-k overlap, an integer ``>= 1``, capped at half the ``D``
+        features (:func:`top_k_used`: ``k = max(1, min(top_k, D // 2))``). Uncapped, a
+        ``k`` near ``D`` makes any two seeds agree by construction: random attributions
+        overlap by ``k / D`` in expectation, 1 at ``k = D`` (the default 10 on 10
+        features). For an uncapped ``k`` call :func:`pairwise_top_k_agreement`.
       nonzero_only: sign agreement only among features non-zero in both seeds.
 
     Returns:
       name -> ``(S, S)`` matrix, names in :data:`AGREEMENT_MEASURES`:
       ``spearman_abs`` (ranks of ``|a|``), ``spearman`` (ranks of signed ``a``),
-      ``top_k`` (``|top_k(|a|) ∩ top_k(|b|)| / k``), ``sign`` (share of equal signs),
-      ``cosine``. Every diagonal is 1.
+      ``top_k`` (``|top_k(|a|) ∩ top_k(|b|)| / k`` with the capped ``k``), ``sign``
+      (share of equal signs), ``cosine``. Every diagonal is 1.
     """
     flat = _flatten_features(attributions, 2)
-    _check_top_k(top_k, flat.shape[-1])
-    return _cross_seed_agreement(flat, int(top_k), bool(nonzero_only))
+    _check_top_k(top_k)
+    k = top_k_used(int(top_k), flat.shape[-1])
+    return _cross_seed_agreement(flat, k, bool(nonzero_only))
 
 
 @jax.jit
@@ -358,14 +380,7 @@ def _max_sensitivity(
 
 
 def max_sensitivity_over_seeds(
-    attribution_fn: AttributionFn,
-    params: Any,
-    x: jax.Array,
-    keys: jax.Array,
-    *,
-    radius: float = 0.05,
-    num_samples: int = 10,
-    sample_batch_size: int | None = None,
+    attribution_fn: AttributionFn, params: Any, x: jax.Array, keys: jax.Array, **settings: Any
 ) -> jax.Array:
     """:func:`max_sensitivity` for every seed.
 
@@ -376,17 +391,13 @@ def max_sensitivity_over_seeds(
       keys: ``(S, 2)`` one key per seed (row ``s`` gives seed ``s`` the result of the
         one-seed call with ``keys[s]``), or a single key shared by all seeds, so that
         every seed sees the same perturbations.
+      **settings: ``radius``, ``num_samples``, ``sample_batch_size`` of
+        :func:`max_sensitivity` (same defaults), shared by all seeds.
 
     Returns:
       ``(S, N)``.
     """
-    one_seed = functools.partial(
-        max_sensitivity,
-        attribution_fn,
-        radius=radius,
-        num_samples=num_samples,
-        sample_batch_size=sample_batch_size,
-    )
+    one_seed = functools.partial(max_sensitivity, attribution_fn, **settings)
     seeded = (0,) if _is_single_key(keys) else (0, 2)
     return over_seeds(one_seed, seeded_args=seeded)(params, x, keys)
 
@@ -553,9 +564,7 @@ def cascading_randomization_over_seeds(
     params: Mapping[str, Any],
     random_params: Mapping[str, Any],
     x: jax.Array,
-    *,
-    layer_names: Sequence[str] | None = None,
-    absolute: bool = True,
+    **settings: Any,
 ) -> jax.Array:
     """:func:`cascading_randomization` for every seed.
 
@@ -565,17 +574,18 @@ def cascading_randomization_over_seeds(
       random_params: ``(S, ...)`` one re-initialisation per seed, or one seed's
         re-initialisation shared by all seeds.
       x: ``(N, *input_shape)``.
-      layer_names: layers bottom-first, resolved once here (before ``vmap`` sorts keys).
-      absolute: correlate absolute values.
+      **settings: ``layer_names`` and ``absolute`` of :func:`cascading_randomization`
+        (same defaults), shared by all seeds; the layer names are resolved once here,
+        before ``vmap`` sorts the keys.
 
     Returns:
       ``(S, L)``.
     """
-    names = resolve_layer_names(params, layer_names)
+    names = resolve_layer_names(params, settings.pop("layer_names", None))
     stacked = jax.tree_util.tree_leaves(params)[0].ndim
     shared = jax.tree_util.tree_leaves(random_params)[0].ndim == stacked - 1
     one_seed = functools.partial(
-        cascading_randomization, attribution_fn, layer_names=names, absolute=absolute
+        cascading_randomization, attribution_fn, layer_names=names, **settings
     )
     seeded = (0,) if shared else (0, 1)
     return over_seeds(one_seed, seeded_args=seeded)(params, random_params, x)

@@ -50,6 +50,7 @@ predictions ``(S, N)`` and shared inputs::
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -506,11 +507,7 @@ def surrogate_fidelity_over_seeds(
     x_fit: jax.Array,
     x_test: jax.Array,
     num_classes: int,
-    ridge: float | jax.Array = 1e-2,
-    *,
-    steps: int = 500,
-    learning_rate: float | jax.Array = 0.1,
-    l2: float | jax.Array = 1e-4,
+    **settings: Any,
 ) -> jax.Array:
     """:func:`surrogate_fidelity` for every seed, one surrogate fitted per seed.
 
@@ -526,13 +523,21 @@ def surrogate_fidelity_over_seeds(
       x_fit: ``(N, *input_shape)``, shared by all seeds.
       x_test: ``(M, *input_shape)``, shared by all seeds.
       num_classes: ``K >= 2`` for classifiers (logistic surrogate), 0 for regression (R^2).
-      ridge: ``>= 0``, of the regression surrogate; shared by all seeds.
-      steps, learning_rate, l2: of the logistic surrogate, see
-        :func:`logistic_surrogate_fidelity`; shared by all seeds.
+      **settings: ``ridge`` (of the regression surrogate), ``steps``, ``learning_rate``
+        and ``l2`` (of the logistic one) of :func:`surrogate_fidelity`, by keyword, with
+        its defaults; shared by all seeds.
 
     Returns:
       ``(S,)``.
     """
+    # The one-seed function's defaults, and its refusal of unknown names.
+    bound = inspect.signature(surrogate_fidelity).bind(
+        apply_fn, params, x_fit, x_test, num_classes, **settings
+    )
+    bound.apply_defaults()
+    ridge, steps, learning_rate, l2 = (
+        bound.arguments[name] for name in ("ridge", "steps", "learning_rate", "l2")
+    )
     # Checked here, before compiling: inside the jit below the numbers are traced.
     _check_num_classes(num_classes, zero_for_regression=True)
     _check_ridge(ridge)

@@ -1,12 +1,15 @@
-"""Per-batch loss and score for each task kind (cross-entropy/accuracy, MSE)."""
+"""Per-batch loss and score for each task kind (cross-entropy/accuracy, MSE).
+
+Both are the means of :mod:`negres.measures.metrics`, the one definition of each score.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
-import optax
+
+from negres.measures import metrics
 
 # (outputs (B, K), targets (B,)) -> (loss (), score ()) where score is accuracy
 # for classification and mean squared error for regression.
@@ -15,14 +18,12 @@ LossFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 def classification_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Mean softmax cross-entropy and accuracy of ``logits (B, C)`` against ``labels (B,)``."""
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    accuracy = (jnp.argmax(logits, axis=-1) == labels).mean()
-    return loss, accuracy
+    return metrics.cross_entropy(logits, labels), metrics.accuracy(logits, labels)
 
 
 def regression_loss(outputs: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Mean squared error of ``outputs (B, 1)`` against ``targets (B,)``, twice (loss and score)."""
-    mse = jnp.mean((outputs[..., 0] - targets) ** 2)
+    mse = metrics.mean_squared_error(outputs, targets)
     return mse, mse
 
 

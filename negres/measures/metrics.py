@@ -1,7 +1,10 @@
-"""Per-seed metrics of one seed's outputs: accuracy, losses, calibration, confusion, rules.
+"""Per-seed metrics of one seed's outputs: accuracy, losses, calibration, confusion.
 
 Each function takes one seed's outputs ``(N, K)`` and targets ``(N,)``; lift with
-:func:`negres.seeds.over_seeds` for ``(S, ...)`` results.
+:func:`negres.seeds.over_seeds` for ``(S, ...)`` results. The per-example forms
+(:func:`correct`, :func:`cross_entropy_per_example`, :func:`squared_error`) are the one
+definition of each score: the means here, the training losses of
+:mod:`negres.measures.losses` and scores over subsets of examples all reduce them.
 """
 
 from __future__ import annotations
@@ -13,19 +16,34 @@ import optax
 ECE_BINS = 15
 
 
+def correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Whether each example's arg-max class is its label, ``(N,)`` bool."""
+    return jnp.argmax(logits, axis=-1) == labels
+
+
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Share of examples whose arg-max class is the label, ``()``."""
-    return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+    return jnp.mean(correct(logits, labels))
+
+
+def cross_entropy_per_example(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Softmax cross-entropy of each example against its integer label, ``(N,)``."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy, ``()``."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return cross_entropy_per_example(logits, labels).mean()
+
+
+def squared_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Squared error of each example's ``outputs (N, 1)`` against ``targets (N,)``, ``(N,)``."""
+    return (outputs[..., 0] - targets) ** 2
 
 
 def mean_squared_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     """Mean squared error of ``outputs (N, 1)`` against ``targets (N,)``, ``()``."""
-    return jnp.mean((outputs[..., 0] - targets) ** 2)
+    return jnp.mean(squared_error(outputs, targets))
 
 
 def expected_calibration_error(
@@ -39,10 +57,10 @@ def expected_calibration_error(
     """
     probabilities = jax.nn.softmax(logits, axis=-1)
     confidence = probabilities.max(axis=-1)
-    correct = (jnp.argmax(logits, axis=-1) == labels).astype(confidence.dtype)
+    hits = correct(logits, labels).astype(confidence.dtype)
     bins = jnp.clip(jnp.ceil(confidence * num_bins).astype(jnp.int32) - 1, 0, num_bins - 1)
     confidence_sum = jnp.zeros(num_bins).at[bins].add(confidence)
-    correct_sum = jnp.zeros(num_bins).at[bins].add(correct)
+    correct_sum = jnp.zeros(num_bins).at[bins].add(hits)
     return jnp.sum(jnp.abs(correct_sum - confidence_sum)) / labels.shape[0]
 
 
@@ -50,8 +68,3 @@ def confusion_matrix(logits: jax.Array, labels: jax.Array, num_classes: int) -> 
     """Counts ``(C, C)``: rows are true classes, columns predicted classes."""
     predicted = jnp.argmax(logits, axis=-1)
     return jnp.zeros((num_classes, num_classes), jnp.int32).at[labels, predicted].add(1)
-
-
-def rule_fidelity(logits: jax.Array, rule_labels: jax.Array) -> jax.Array:
-    """Share of predictions that agree with what an explicit rule says, ``()``."""
-    return jnp.mean(jnp.argmax(logits, axis=-1) == rule_labels)
