@@ -33,13 +33,14 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tables import load_average, markdown_table  # noqa: F401  (re-exported)
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -321,22 +322,6 @@ def machine_line(info: dict[str, Any]) -> str:
     return (f"{info['cpu']}, {info['cpu_count']} cores (JAX {info['jax']} on "
             f"{info['jax_device']}, torch {info['torch']}, captum {info['captum']}; "
             f"load average {load_average()})")
-
-
-def load_average() -> str:
-    """The 1-, 5- and 15-minute load averages (other jobs share the machine)."""
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub markdown table; the first column left-aligned, the rest right-aligned."""
-    align = [":---"] + ["---:"] * (len(headers) - 1)
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_json(name: str, payload: dict[str, Any]) -> Path:

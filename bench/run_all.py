@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compare_common import load_average, markdown_table
+from tables import load_average, markdown_table
 
 BENCH = Path(__file__).resolve().parent
 BUDGET_S = 15 * 60

@@ -172,7 +172,8 @@ def test_builder_defaults_and_registry():
     assert isinstance(model, AttentionClassifier)
     assert (model.num_outputs, model.patch_size, model.embed_dim, model.num_heads) == (10, 4, 32, 4)
     assert (model.mlp_dim, model.attention, model.freeze_embeddings) == (64, True, False)
-    assert (model.activation, model.dropout_rate) == ("gelu", 0.0)
+    # One declared default per field for every model (negres.models.FIELDS): relu.
+    assert (model.activation, model.dropout_rate) == ("relu", 0.0)
     built = build_model(
         ConfigDict({"name": "attention", "attention": False, "freeze_embeddings": True} | SMALL), 3
     )

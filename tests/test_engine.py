@@ -121,9 +121,9 @@ def test_linear_regression_recovers_true_coefficients(regression_task):
         x_eval=regression_task.x_test, y_eval=regression_task.y_test,
     )
     kernel = np.asarray(result.params["Dense_0"]["kernel"])[..., 0]  # (S, 5)
-    truth = regression_task.known["coefficients"]
+    truth = regression_task.coefficients
     np.testing.assert_allclose(kernel, np.broadcast_to(truth, kernel.shape), atol=0.05)
-    noise_var = regression_task.known["noise_std"] ** 2
+    noise_var = 0.1 ** 2  # the task's noise_std (its declared default)
     # Test MSE approaches the irreducible noise variance.
     assert np.all(result.curves["eval_mse"][:, -1] < noise_var + 0.01)
 

@@ -126,6 +126,24 @@ def check_learning_rate_grid(module: dict, out: dict) -> None:
     assert_same_seeds(reordered, result, [2, 0, 1], grid_axes=1)
 
 
+def check_own_evaluator(module: dict, out: dict) -> None:
+    evaluations = out["evaluations"]
+    assert list(evaluations) == ["performance", "robustness", "flips", "multiplicity"]
+    metric = evaluations["flips"].metrics["gaussian_noise_flips"]
+    assert metric.direction == "lower" and metric.values.shape == (3,)
+    # Accuracy can only change where a prediction flips: |clean - shifted| <= flips.
+    curves = evaluations["robustness"].per_seed["curves"]["gaussian_noise"]
+    drop = np.abs(curves["accuracy"][:, 0] - curves["accuracy"][:, 2])
+    assert np.all(drop <= metric.values + 1e-6) and np.all(metric.values > 0)
+    # No flips at severity 0: the shifted set is the clean one.
+    same = module["prediction_flips"](negres.EvaluationContext(
+        apply=None, params=None, task=None, seed_keys=np.zeros((3, 2)), shared_key=None,
+        settings=type("S", (), {"shifts": ("gaussian_noise",), "flip_severity": 0.0})(),
+        earlier={"robustness": evaluations["robustness"]}))
+    np.testing.assert_array_equal(same.metrics["gaussian_noise_flips"].values, 0.0)
+    assert out["churn"].shape == (3,) and np.all((out["churn"] >= 0) & (out["churn"] < 0.5))
+
+
 # name -> (argv at toy size, what its printed report must contain, check of main's result)
 CASES = {
     "linen_batchnorm": (["--steps", "40", "--seeds", "2", "--num-train", "600",
@@ -138,6 +156,8 @@ CASES = {
                     "[-1, -1]", check_custom_step),
     "learning_rate_grid": (["--steps", "60", "--seeds", "3"], "best lr",
                            check_learning_rate_grid),
+    "own_evaluator": (["--steps", "100", "--seeds", "3"], "share of flipped predictions",
+                      check_own_evaluator),
 }
 
 

@@ -3,15 +3,14 @@
 import dataclasses
 import json
 
-import jax
 import numpy as np
 import pytest
 from tests_configs import tiny_config
 
-from negres.evaluators.attributions import attribution_study
-from negres.evaluators.robustness import robustness_study
+from negres import evaluators, linen_apply
+from negres.measures.agreement import layer_order
 from negres.models import build_model
-from negres.seeds import seed_keys, stream_key, take_rows
+from negres.seeds import take_rows
 from negres.study import experiment
 from negres.training.builtin import train_seeds
 from negres.training.optimizers import build_optimizer
@@ -26,29 +25,34 @@ def trained_digits(small_digits):
     return config, model, result
 
 
+def _evaluate(config, model, task, params, seed_indices, names):
+    example = task.x_test[:1]
+    return evaluators.evaluate(
+        linen_apply(model), params, task, evaluators=names,
+        settings={k: v for k, v in config.evaluation.items() if k != "evaluators"},
+        seed_indices=seed_indices,
+        init=lambda key: model.init(key, example, train=False)["params"],
+        layers=layer_order(model, example, train=False))
+
+
 def test_evaluators_give_seed_i_what_seed_i_alone_gets(small_digits, trained_digits):
     config, model, result = trained_digits
-    evaluation = config.evaluation
-    shared = stream_key(jax.random.PRNGKey(0), "evaluation")
-    keys = seed_keys(0, result.seed_indices)
-    every = robustness_study(model, small_digits, result.params, keys, evaluation, shared)
-    every_attr = attribution_study(model, small_digits, result.params, keys, evaluation, shared)
-    alone_params = take_rows(result.params, slice(1, 2))
-    alone = robustness_study(model, small_digits, alone_params, keys[1:2], evaluation, shared)
-    alone_attr = attribution_study(model, small_digits, alone_params, keys[1:2], evaluation,
-                                   shared)
-    for name, values in alone["metrics"].items():
-        np.testing.assert_allclose(every["metrics"][name][1], values[0], atol=1e-5, rtol=1e-4)
+    names = ("robustness", "attributions")
+    every = _evaluate(config, model, small_digits, result.params, result.seed_indices, names)
+    alone = _evaluate(config, model, small_digits, take_rows(result.params, slice(1, 2)),
+                      result.seed_indices[1:2], names)
     compared = 0
-    for name, values in alone_attr["metrics"].items():
-        if "agreement" in name:  # agreement is between seeds; alone it has no partner
-            continue
-        np.testing.assert_allclose(every_attr["metrics"][name][1], values[0], atol=1e-4,
-                                   rtol=1e-3)
-        compared += 1
-    assert compared >= 2
-    for method, values in alone_attr["attributions"].items():
-        np.testing.assert_allclose(every_attr["attributions"][method][1], values[0], atol=1e-5)
+    for name in names:
+        for metric, value in alone[name].metrics.items():
+            if value.pairwise:  # agreement is between seeds; alone it has no partner
+                continue
+            np.testing.assert_allclose(every[name].metrics[metric].values[1], value.values[0],
+                                       atol=1e-4, rtol=1e-3)
+            compared += 1
+    assert compared >= 5
+    for method, values in alone["attributions"].passed_on["attributions"].items():
+        np.testing.assert_allclose(every["attributions"].passed_on["attributions"][method][1],
+                                   values[0], atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +99,8 @@ def test_report_and_plots_are_written_and_rebuilt_from_results_alone(study):
     _, workdir, _ = study
     report = (workdir / "report.md").read_text()
     for text in ("## Results per condition", "## Comparisons",
-                 "## Robustness under shift", "## Saliency across seeds", "verdict",
-                 "inconclusive"):
+                 "## Robustness under shift", "## Saliency across seeds",
+                 "## Prediction multiplicity", "verdict", "inconclusive"):
         assert text in report
     plots = sorted(p.name for p in (workdir / "plots").glob("*.png"))
     assert "test_accuracy_by_condition.png" in plots
@@ -127,12 +131,11 @@ def test_shortcut_diagnostics_run_for_tasks_that_declare_shortcuts(small_digits,
     config, model, result = trained_digits
     # Two corner pixels declared as shortcuts: digits barely use them, so their share is small.
     task = dataclasses.replace(small_digits, shortcut_features=(0, 7))
-    shared = stream_key(jax.random.PRNGKey(0), "evaluation")
-    out = attribution_study(model, task, result.params, seed_keys(0, result.seed_indices),
-                            config.evaluation, shared)
-    share = out["metrics"]["integrated_gradients_shortcut_share"]
+    out = _evaluate(config, model, task, result.params, result.seed_indices,
+                    ("attributions",))["attributions"]
+    share = out.metrics["integrated_gradients_shortcut_share"].values
     assert share.shape == (3,) and np.all((share >= 0) & (share < 0.05))
-    wrong_reasons = out["metrics"]["integrated_gradients_right_for_wrong_reasons"]
+    wrong_reasons = out.metrics["integrated_gradients_right_for_wrong_reasons"].values
     assert wrong_reasons.shape == (3,) and np.all(wrong_reasons == 0.0)
 
 
@@ -151,7 +154,8 @@ def test_regression_study_end_to_end(tmp_path):
     assert "test_ece" not in metrics
     # Exact Shapley values add up to f(x) - E[f(background)].
     assert max(metrics["shapley_completeness_gap"]) < 1e-4
-    gap = np.asarray(results["conditions"]["mlp"]["robustness"]["gaussian_noise"]["gap"])
+    gap = np.asarray(results["conditions"]["mlp"]["evaluations"]["robustness"]["per_seed"][
+        "curves"]["gaussian_noise"]["gap"])
     assert np.all(gap[:, -1] > 0)  # noise raises the MSE of every seed
     report = (tmp_path / "report.md").read_text()
     assert "test_mse" in report and "## Config" in report
@@ -160,6 +164,6 @@ def test_regression_study_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("top_k,num_features,expected", [(10, 64, 10), (10, 5, 2), (3, 2, 1)])
 def test_top_k_is_capped_so_agreement_is_not_trivial(top_k, num_features, expected):
-    from negres.evaluators.attributions import top_k_used
+    from negres.measures.agreement import top_k_used
 
     assert top_k_used(top_k, num_features) == expected

@@ -264,8 +264,7 @@ def test_report_without_results():
 
 
 def test_plot(tmp_path):
-    plot_dir = tmp_path / "plots"
-    made = EVALUATOR.plots(_results(), plot_dir)
+    made = EVALUATOR.plots(_results(), tmp_path)  # the workdir; plots go to its plots/
     assert len(made) == 1
     caption, path = made[0]
     assert path == "plots/multiplicity_churn.png"

@@ -161,9 +161,16 @@ def _condition(seeds, diverged_at, values):
     return {"seed_indices": np.asarray(seeds), "diverged_at_step": np.asarray(diverged_at),
             "metrics": {"test_accuracy": np.asarray(values, float),
                         "ig_agreement_spearman_abs": per_seed},
-            "agreement": {"ig": {"spearman_abs": agreement}},
-            "robustness": {"noise": {"severities": [0.0, 0.5],
-                                     "accuracy": np.stack([values, np.asarray(values) - 0.1], 1)}}}
+            "metric_info": {
+                "test_accuracy": {"direction": "higher", "evaluator": "performance"},
+                "ig_agreement_spearman_abs": {"direction": "higher", "evaluator": "attributions",
+                                              "pairwise": "agreement/ig/spearman_abs"}},
+            "evaluations": {
+                "attributions": {"pairwise": {"agreement": {"ig": {"spearman_abs": agreement}}}},
+                "robustness": {
+                    "per_seed": {"curves": {"noise": {
+                        "accuracy": np.stack([values, np.asarray(values) - 0.1], 1)}}},
+                    "shared": {"severities": {"noise": [0.0, 0.5]}}}}}
 
 
 def test_statistics_leave_out_diverged_seeds_and_say_how_many():
@@ -175,18 +182,22 @@ def test_statistics_leave_out_diverged_seeds_and_say_how_many():
     assert excluded["count"] == {"a": 1, "b": 1}
     assert excluded["seed_indices"] == {"a": [1], "b": [3]}
     np.testing.assert_array_equal(unpaired["a"]["metrics"]["test_accuracy"], [0.9, 0.8, 0.85])
-    assert unpaired["a"]["robustness"]["noise"]["accuracy"].shape == (3, 2)
-    assert unpaired["a"]["robustness"]["noise"]["severities"] == [0.0, 0.5]
+    robustness = unpaired["a"]["evaluations"]["robustness"]
+    assert robustness["per_seed"]["curves"]["noise"]["accuracy"].shape == (3, 2)
+    assert robustness["shared"]["severities"]["noise"] == [0.0, 0.5]  # not per seed: kept
     # Paired: a seed that diverged anywhere leaves everywhere, so rows still pair by seed.
     paired, excluded = without_diverged(conditions, paired=True)
     assert excluded["count"] == {"a": 2, "b": 2}
     np.testing.assert_array_equal(paired["b"]["metrics"]["test_accuracy"], [0.7, 0.72])
     # A seed's agreement is its mean agreement with the others: recomputed without seed 1.
-    matrix = np.asarray(conditions["a"]["agreement"]["ig"]["spearman_abs"])
+    matrix = np.asarray(
+        conditions["a"]["evaluations"]["attributions"]["pairwise"]["agreement"]["ig"][
+            "spearman_abs"])
     kept = matrix[np.ix_([0, 2, 3], [0, 2, 3])]
     expected = (kept.sum(axis=1) - np.diag(kept)) / 2
     np.testing.assert_allclose(unpaired["a"]["metrics"]["ig_agreement_spearman_abs"], expected)
-    assert unpaired["a"]["agreement"]["ig"]["spearman_abs"].shape == (3, 3)
+    assert unpaired["a"]["evaluations"]["attributions"]["pairwise"]["agreement"]["ig"][
+        "spearman_abs"].shape == (3, 3)
     summary = analyze(unpaired, "a", num_resamples=200, num_permutations=200)["summaries"]
     assert summary["a"]["test_accuracy"]["n"] == 3
     assert summary["a"]["test_accuracy"]["mean"] == pytest.approx(np.mean([0.9, 0.8, 0.85]))

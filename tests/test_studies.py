@@ -10,7 +10,7 @@ from negres.reporting import findings
 from negres.reporting import write as report
 from negres.study import experiment
 from negres.study.conditions import expand_conditions
-from negres.tasks import load_task
+from negres.tasks import TASKS, load_task
 
 
 def config_of(config, name):
@@ -126,7 +126,7 @@ def test_study_runs_end_to_end_and_states_its_finding(study, tmp_path):
         prefix = report.safe_name(name)
         labels = np.load(tmp_path / "attributions" / f"{prefix}__labels.npy")
         np.testing.assert_array_equal(labels, load_task(
-            config_of(config, name).task).y_test[:labels.size])
+            config_of(config, name).task, others=TASKS).y_test[:labels.size])
         assert f"plots/saliency_{prefix}_" in "\n".join(report_text.splitlines())
     if study == "capacity_tradeoff":  # three models on MNIST-1D: a frontier per proxy
         assert "plots/frontier_mnist1d_linear_surrogate_fidelity.png" in report_text
@@ -139,7 +139,7 @@ def test_study_runs_end_to_end_and_states_its_finding(study, tmp_path):
 
 def test_a_finding_whose_conditions_were_removed_says_so():
     results = {"config": {"finding": "rule_shortcut"}, "conditions": {},
-               "statistics": {"summaries": {}, "comparisons": {}, "shift_effects": {}}}
+               "statistics": {"summaries": {}, "comparisons": {}, "within_conditions": {}}}
     text = findings.finding_of(results)
     assert text.startswith("Not stated: finding 'rule_shortcut' needs")
 
@@ -157,12 +157,19 @@ def _rule_results(conflict_accuracy: float, reversed_accuracy: float) -> dict:
     for name, conflicts, reversed_ in (("shortcut", conflict_accuracy, reversed_accuracy),
                                        ("control", 0.97, 0.97)):
         conditions[name] = {
-            "num_seeds": 12, "subsets": {"shortcut_conflicts": 50},
+            "num_seeds": 12, "seed_indices": np.arange(12),
             "metrics": {"test_accuracy": noisy(0.98),
                         "subset_shortcut_conflicts_accuracy": noisy(conflicts)},
-            "robustness": {"shortcut_reversal": {"severities": [0.0, 1.0],
-                                                 "accuracy": np.stack([noisy(0.98),
-                                                                       noisy(reversed_)], 1)}},
+            "metric_info": {
+                "test_accuracy": {"direction": "higher", "evaluator": "performance"},
+                "subset_shortcut_conflicts_accuracy": {"direction": "higher",
+                                                       "evaluator": "subsets"}},
+            "evaluations": {
+                "subsets": {"shared": {"sizes": {"shortcut_conflicts": 50}}},
+                "robustness": {
+                    "per_seed": {"curves": {"shortcut_reversal": {
+                        "accuracy": np.stack([noisy(0.98), noisy(reversed_)], 1)}}},
+                    "shared": {"severities": {"shortcut_reversal": [0.0, 1.0]}}}},
         }
     statistics = analyze(conditions, "shortcut", num_resamples=500, num_permutations=500)
     return {"config": {"finding": "rule_shortcut", "task": {"shortcut_agreement": 0.95}},

@@ -89,15 +89,34 @@ def test_a_value_its_field_does_not_allow_is_refused(name, field, value):
     assert error.field == f"task.{field}"
 
 
-def test_a_field_of_another_task_is_left_to_it_and_a_typo_is_refused():
-    """A study may sweep tasks through its conditions, so a digits section may carry
-    mnist1d's fields; they do not change digits. A name no task declares is refused."""
-    plain = load_task(ConfigDict({"name": "digits"}))
-    swept = load_task(ConfigDict({"name": "digits", "num_samples": 100, "data_seed": 3}))
-    np.testing.assert_array_equal(plain.x_train, swept.x_train)
-    error = refusal({"name": "digits", "num_distractor": 3})
-    assert error.field == "task.num_distractor" and "'digits'" in str(error)
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_a_field_of_another_task_is_refused(name):
+    own = {field.name for field in task_fields(name)}
+    other = sorted({field.name for n in TASKS for field in task_fields(n)} - own)[0]
+    error = refusal({"name": name, other: 12345})  # no task's default
+    assert error.field == f"task.{other}"
     assert "train_subset" in str(error)  # the message lists the fields the task takes
+
+
+def test_a_study_sweeping_tasks_leaves_each_tasks_fields_to_it():
+    """A study whose conditions switch tasks shares one task section: a digits task built
+    alongside mnist1d ignores mnist1d's fields, and they do not change it."""
+    plain = load_task(ConfigDict({"name": "digits"}))
+    swept = load_task(ConfigDict({"name": "digits", "num_samples": 100, "data_seed": 3}),
+                      others=("mnist1d",))
+    np.testing.assert_array_equal(plain.x_train, swept.x_train)
+    assert refusal({"name": "digits", "num_distractor": 3}).field == "task.num_distractor"
+
+
+def test_another_tasks_field_at_its_default_is_carried_harmlessly():
+    """configs/default.py holds digits' fields; switching the task by a flag keeps them."""
+    task = load_task(ConfigDict({"name": "rule_shortcut", "test_fraction": 0.2,
+                                 "split_seed": 0, "num_train": 50, "num_test": 20}))
+    assert task.num_train == 50
+    assert refusal({"name": "rule_shortcut", "test_fraction": 0.3}).field == "task.test_fraction"
+
+
+def test_digits_refuses_an_unknown_name():
     assert refusal({"name": "no_such_task"}).field == "task.name"
     assert refusal({}).field == "task.name"
 

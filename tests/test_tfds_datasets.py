@@ -118,7 +118,8 @@ def test_cifar10_corrupted_config_runs_end_to_end_on_mock_data(mocked, tmp_path)
     config.stats.num_resamples = 200
     config.stats.num_permutations = 200
     results = experiment.run(config, str(tmp_path))
-    robustness = results["conditions"]["cnn"]["robustness"]
+    robustness = results["conditions"]["cnn"]["evaluations"]["robustness"]["per_seed"][
+        "curves"]
     assert set(robustness) == {"corrupted_gaussian_noise", "corrupted_contrast"}
     assert np.asarray(robustness["corrupted_contrast"]["accuracy"]).shape == (2, 2)
     assert "corrupted_contrast" in (tmp_path / "report.md").read_text()

@@ -340,6 +340,8 @@ def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
     for name, condition in results["conditions"].items():
         saved = saved_by(condition, "attributions")
         for method, matrices in saved["pairwise"].get("agreement", {}).items():
+            if np.asarray(matrices["spearman_abs"]).size == 0:  # every seed left out
+                continue
             path, relative = plot_path(workdir, "agreement", name, method)
             figures.agreement_heatmap(
                 np.asarray(matrices["spearman_abs"]), path,

@@ -411,7 +411,7 @@ _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
            "#17becf"]
 
 
-def plots(results: Mapping[str, Any], plot_dir: Any) -> list[tuple[str, str]]:
+def plots(results: Mapping[str, Any], workdir: Any) -> list[tuple[str, str]]:
     """``multiplicity_churn.png``: mean churn over pairs of seeds against severity, one
     panel per shift and one line per condition, with a band of ± the std over pairs; the
     clean churn dotted. ``[]`` when no condition has a shifted set."""
@@ -454,11 +454,11 @@ def plots(results: Mapping[str, Any], plot_dir: Any) -> list[tuple[str, str]]:
         ax.set_visible(False)
     fig.suptitle("Churn between seeds under shift: line = mean over pairs of seeds, "
                  "band = ± std over pairs, dotted = clean test set", fontsize=10)
-    plot_dir = Path(plot_dir)
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(plot_dir / "multiplicity_churn.png", dpi=120, bbox_inches="tight")
-    return [("Churn between pairs of seeds against shift severity",
-             f"{plot_dir.name}/multiplicity_churn.png")]
+    from negres.reporting.write import plot_path
+
+    path, relative = plot_path(Path(workdir), "multiplicity_churn")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return [("Churn between pairs of seeds against shift severity", relative)]
 
 
 EVALUATOR = Evaluator(

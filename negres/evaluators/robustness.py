@@ -211,6 +211,8 @@ def _severity_table(curves: Mapping[str, Any], severities: Mapping[str, Any],
     lines = []
     for shift, values in curves.items():
         values = np.asarray(values[metric], dtype=float)
+        if values.shape[0] == 0:  # every seed left out
+            continue
         rows = []
         for k, severity in enumerate(severities[shift]):
             column = values[:, k]
@@ -272,7 +274,7 @@ def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
     written = []
     for name, condition in results["conditions"].items():
         curves, severities = _curves(condition)
-        if not curves:
+        if not curves or not len(condition["seed_indices"]):
             continue
         # One axis of severities: the shifts swept over the first shift's severities.
         first = list(severities[next(iter(curves))])

@@ -17,6 +17,7 @@ import numpy as np
 
 from negres.evaluators.performance import SCORE_DIRECTIONS
 from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric, saved_by
+from negres.measures import metrics
 from negres.measures.losses import SCORE_NAMES
 from negres.seeds import over_seeds
 
@@ -38,13 +39,11 @@ def subset_scores(
     weights = masks.astype(jnp.float32)
     count = weights.sum(axis=1)
     if kind == "regression":
-        per_example = (outputs[:, 0] - y) ** 2
-        scores = {"mse": per_example}
-        loss = per_example
+        loss = metrics.squared_error(outputs, y)
+        scores = {"mse": loss}
     else:
-        correct = (jnp.argmax(outputs, -1) == y).astype(jnp.float32)
-        loss = -jnp.take_along_axis(jax.nn.log_softmax(outputs), y[:, None], axis=-1)[:, 0]
-        scores = {"accuracy": correct}
+        loss = metrics.cross_entropy_per_example(outputs, y)
+        scores = {"accuracy": metrics.correct(outputs, y).astype(jnp.float32)}
     out = {name: (weights @ v) / count for name, v in scores.items()}
     out["loss"] = (weights @ loss) / count
     out["count"] = count

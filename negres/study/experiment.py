@@ -109,12 +109,14 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
     base_overrides = {c["name"]: {k: v for k, v in c.items() if k != "name"}
                       for c in (config.get("conditions") or ())}
     tasks: dict[str, Task] = {}
+    # Tasks the conditions switch between share one task section: each reads its fields.
+    swept = {variant.task.name for _, variant in expanded}
     prepared = []
     for name, variant in expanded:
         validate_config(variant)
         task_key = json.dumps(variant.task.to_dict(), sort_keys=True, default=str)
         if task_key not in tasks:
-            tasks[task_key] = load_task(variant.task)
+            tasks[task_key] = load_task(variant.task, others=swept - {variant.task.name})
         task = tasks[task_key]
         with as_config_fields():
             check_training_arguments(

@@ -7,7 +7,7 @@ checks a task config against them, completes it with their defaults and builds t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -81,28 +81,48 @@ def take_train_subset(task: Task, size: int, seed: int) -> Task:
     return dataclasses.replace(task, x_train=task.x_train[keep], y_train=task.y_train[keep])
 
 
-def load_task(task_config: ConfigDict | Mapping[str, Any]) -> Task:
+def _at_a_default(key: str, value: Any) -> bool:
+    """Whether ``value`` is the default of ``key`` for a task that declares it: a config
+    built on another task's section (``configs/default.py`` holds digits') carries it
+    harmlessly."""
+    defaults = [f.default for other in TASKS for f in task_fields(other) if f.name == key]
+    return any(_same(value, d) for d in defaults)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def load_task(task_config: ConfigDict | Mapping[str, Any],
+              others: Iterable[str] = ()) -> Task:
     """Build the task named by ``task_config.name`` from the registry.
 
-    Refuses a field no task declares and a value the task's field does not allow
-    (:class:`ConfigError` naming ``task.<field>``); fields of other tasks are left out (a
-    config may sweep tasks through its conditions). Then builds from a copy of the config
-    completed with the defaults (``task_config`` itself is left as it is). Every task also
+    Refuses a field the task does not declare (another task's field at that task's default
+    passes: a config built on another task's section carries it) and a value its field
+    does not allow (:class:`ConfigError` naming ``task.<field>``), then builds from a copy
+    of the config completed with the defaults (``task_config`` is left as it is). Every task also
     takes ``train_subset`` (0: all training examples; otherwise that many, drawn once with
     ``subset_seed`` and shared by every seed) to study smaller training sets.
+
+    Args:
+      task_config: the ``task`` section.
+      others: names of other tasks the same config also builds (a study that sweeps
+        tasks through its conditions shares one task section): their fields are left to
+        them instead of refused.
     """
     name = task_config.get("name")
     spec = _spec(name)
     fields = task_fields(name)
     declared = [field.name for field in fields]
-    # A study may sweep tasks, so a task section may hold another task's fields: those
-    # are left to that task; a name no task declares is a typo.
-    elsewhere = {f.name for other in TASKS for f in task_fields(other)}
+    elsewhere = {f.name for other in others for f in task_fields(other)}
     for key in task_config:
-        if key not in declared and key not in elsewhere:
-            raise ConfigError(f"task.{key}", task_config[key],
-                              f"a field of task {name!r}, which takes {sorted(declared)}, "
-                              "or of another task")
+        if key in declared or key in elsewhere or _at_a_default(key, task_config[key]):
+            continue
+        raise ConfigError(f"task.{key}", task_config[key],
+                          f"a field of task {name!r}, which takes {sorted(declared)} (another "
+                          "task's field may stay at its default, but set it would do nothing)")
     check_section(task_config, fields, "task")
     given = (task_config.to_dict() if isinstance(task_config, ConfigDict)
              else dict(task_config))
