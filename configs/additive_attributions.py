@@ -18,25 +18,15 @@ def get_config():
     config.finding = "additive_attributions"
     config.num_seeds = 32
     config.task.name = "synthetic_regression"
-    config.task.num_train = 1000
-    config.task.num_test = 500
-    config.task.noise_std = 0.1
     config.task.interaction = 0.0  # set per condition below
-    config.task.data_seed = 0
-    config.model.name = "mlp"
     config.model.hidden_sizes = (32, 32)
     config.model.activation = "gelu"
-    config.optimizer.learning_rate = 1e-2
     config.train.steps = 2000
-    config.train.batch_size = 128
     config.train.eval_every = 100
-    config.evaluation.shifts = ("gaussian_noise",)
-    config.evaluation.severities = (0.0, 0.1, 0.2, 0.3, 0.5)
     config.evaluation.attribution_methods = ("gradient_x_input", "integrated_gradients",
                                              "shapley")
     config.evaluation.attribution_examples = 200
     config.evaluation.ig_steps = 64
-    config.evaluation.shapley_background = 0  # the truth is relative to the zero baseline
     config.evaluation.top_k = 2
     config.evaluation.save_attributions = 200  # all: the plots mark the truth
     config.conditions = (

@@ -33,14 +33,12 @@ def get_config():
     config.task.corruption_severities = (1, 2, 3, 4, 5)
     config.model.name = "cnn"
     config.model.channels = (32, 64, 64)
-    config.model.kernel_size = 3
     config.model.strides = 2
     config.model.dense_size = 128
     config.optimizer.name = "adamw"
     config.optimizer.learning_rate = 1e-3
     config.optimizer.weight_decay = 1e-4
     config.train.steps = 5000
-    config.train.batch_size = 128
     config.train.eval_every = 500
     config.evaluation.shifts = ()  # the real corruptions replace the synthetic shifts
     config.evaluation.severities = (0.0,)

@@ -12,23 +12,14 @@ def get_config():
     config.title = "MNIST-1D: logistic regression, MLP and CNN, 16 seeds each"
     config.num_seeds = 16
     config.task.name = "mnist1d"
-    config.task.num_samples = 5000  # the package default: 4000 train, 1000 test
-    config.task.train_split = 0.8
     config.task.shuffle_seq = False  # True: the spatially shuffled control
-    config.task.data_seed = 42  # the package's default generator seed
-    config.model.name = "mlp"
     config.model.hidden_sizes = (100, 100)  # the published MLP: 40 -> 100 -> 100 -> 10
     config.model.channels = (25, 25, 25)  # the published CNN: three convolutions of 25
-    config.model.kernel_size = 3
     config.model.strides = 2
-    config.model.dense_size = 64
-    config.optimizer.learning_rate = 1e-2
-    config.optimizer.weight_decay = 0.0
     config.train.steps = 4000
     config.train.batch_size = 100
     config.train.eval_every = 200
     config.train.layout = "vmap"  # pinned: the README's numbers were measured with it
-    config.evaluation.attribution_examples = 64
     config.evaluation.top_k = 5
     config.conditions = (
         {"name": "logistic", "model.name": "linear"},

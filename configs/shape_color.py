@@ -26,18 +26,7 @@ def get_config():
     config.num_seeds = 12
     config.task.name = "shape_color"
     config.task.target = "shape"  # set per condition below
-    config.task.image_size = 12
-    config.task.num_train = 2000
-    config.task.num_test = 800
-    config.task.correlation = 0.8
-    config.task.color_jitter = 0.1
-    config.task.background_noise = 0.05
-    config.task.data_seed = 0
     config.model.name = "attention"
-    config.model.patch_size = 4
-    config.model.embed_dim = 32
-    config.model.num_heads = 4
-    config.model.mlp_dim = 64
     config.model.activation = "gelu"
     config.optimizer.learning_rate = 3e-3
     config.train.steps = 800
@@ -45,7 +34,6 @@ def get_config():
     config.train.eval_every = 80
     config.evaluation.shifts = ("channel_shift",)
     config.evaluation.severities = (0.0, 0.1, 0.2, 0.3)
-    config.evaluation.attribution_methods = ("integrated_gradients",)
     config.evaluation.attribution_examples = 32
     config.evaluation.ig_steps = 16
     config.evaluation.top_k = 32

@@ -146,3 +146,20 @@ def fill_defaults(node: ConfigDict, fields: Iterable[Field]) -> None:
         for field in fields:
             if field.name not in node:
                 node[field.name] = field.default
+
+
+def completed(node: Mapping[str, Any] | ConfigDict, fields: Iterable[Field],
+              section: str) -> ConfigDict:
+    """A copy of ``node`` with every declared field, after refusing a name none of
+    ``fields`` declares and a value its field does not allow (:class:`ConfigError` naming
+    ``section.name``)."""
+    fields = tuple(fields)
+    known = {f.name for f in fields}
+    for key in node:
+        if key not in known:
+            raise ConfigError(f"{section}.{key}", node[key],
+                              f"a field of {section}, one of {sorted(known)}")
+    check_section(node, fields, section)
+    copy = ConfigDict(node.to_dict() if isinstance(node, ConfigDict) else dict(node))
+    fill_defaults(copy, fields)
+    return copy

@@ -355,15 +355,7 @@ def build_model(model_config: ConfigDict, num_outputs: int) -> nn.Module:
     name = model_config.get("name")
     if name not in MODELS:
         raise ConfigError("model.name", name, f"one of {sorted(MODELS)}")
-    known = {f.name for f in FIELDS}
-    for key in model_config:
-        if key not in known:
-            raise ConfigError(f"model.{key}", model_config[key],
-                              f"a model field, one of {sorted(known)}")
-    fields.check_section(model_config, FIELDS, "model")
-    completed = ConfigDict(model_config.to_dict())
-    fields.fill_defaults(completed, FIELDS)
-    return MODELS[name](completed, num_outputs)
+    return MODELS[name](fields.completed(model_config, FIELDS, "model"), num_outputs)
 
 
 def check_model_input(model_config: ConfigDict, input_shape: Sequence[int]) -> None:

@@ -1,16 +1,17 @@
 """Evaluators: what is measured on every trained seed, one module each, built by name.
 
-Each module here holds one :class:`~negres.evaluators.protocol.Evaluator` (its config
-fields and defaults, a check run before anything compiles, the evaluation on an apply
-function and stacked parameters, and its part of the report) and is registered by one
-line in :data:`REGISTRY`. ``performance`` scores every seed on the test and training sets;
-``robustness`` sweeps shifts by severity; ``attributions`` computes saliency maps and their
-cross-seed agreement and sanity checks; ``subsets`` scores named test subsets; ``truth``
-compares attributions with a known generating function; ``surrogate_fidelity`` fits a
-linear surrogate to each seed; ``multiplicity`` measures how often seeds of equal accuracy
-disagree on single predictions. The study runs the evaluators its config names
-(``evaluation.evaluators``); statistics, the report and the plots are generic over what
-they return (:mod:`negres.evaluators.protocol`).
+``protocol`` defines what an evaluator is and returns. Each other module here holds one
+:class:`~negres.evaluators.protocol.Evaluator` (its config fields and defaults, a check
+run before anything compiles, the evaluation on an apply function and stacked parameters,
+and its part of the report) and is registered by one line in :data:`REGISTRY`.
+``performance`` scores every seed on the test and training sets; ``robustness`` sweeps
+shifts by severity; ``attributions`` computes saliency maps and their cross-seed agreement
+and sanity checks; ``subsets`` scores named test subsets; ``truth`` compares attributions
+with a known generating function; ``surrogate_fidelity`` fits a linear surrogate to each
+seed; ``multiplicity`` measures how often seeds of equal accuracy disagree on single
+predictions. The study runs the evaluators its config names (``evaluation.evaluators``);
+statistics, the report and the plots are generic over what they return
+(:mod:`negres.evaluators.protocol`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ def resolve(names: Iterable[str | Evaluator]) -> list[Evaluator]:
     return ordered
 
 
+def default_evaluators() -> tuple[str, ...]:
+    """The evaluators a study runs when its config does not name them: every registered
+    one that runs by default, in registry order, less :data:`ALWAYS` (which runs anyway)."""
+    return tuple(n for n in REGISTRY if n not in ALWAYS and get_evaluator(n).by_default)
+
+
 def all_fields() -> list[Any]:
     """Every registered evaluator's fields, in registry order, each name once."""
     seen: dict[str, Any] = {}
@@ -99,8 +106,7 @@ def evaluate(
     params: Any,
     task: Any,
     *,
-    evaluators: Sequence[str | Evaluator] = ("robustness", "attributions", "subsets",
-                                             "truth", "multiplicity"),
+    evaluators: Sequence[str | Evaluator] | None = None,
     settings: Mapping[str, Any] | None = None,
     seed: int = 0,
     seed_indices: Any = None,
@@ -115,7 +121,8 @@ def evaluate(
       params: ``(S, ...)`` the trained parameters, seed axis first.
       task: a :class:`negres.Task` holding the test (and training) data.
       evaluators: names in :data:`REGISTRY` or :class:`Evaluator` values of your own, each
-        after those it requires; ``performance`` always runs first.
+        after those it requires; ``performance`` always runs first. Default:
+        :func:`default_evaluators`.
       settings: ``evaluation`` fields to set; the rest take their declared defaults.
       seed: the root seed; seed ``i`` draws its evaluation noise from
         ``fold_in(PRNGKey(seed), seed_indices[i])``'s ``evaluation`` stream.
@@ -134,7 +141,7 @@ def evaluate(
     from negres import fields
     from negres.seeds import num_seeds_of, seed_keys, stream_key
 
-    chosen = resolve(evaluators)
+    chosen = resolve(default_evaluators() if evaluators is None else evaluators)
     config = ConfigDict(dict(settings or {}))
     declared = [f for e in chosen for f in e.fields]
     known = {f.name for f in all_fields()} | {f.name for f in declared}
@@ -209,6 +216,7 @@ __all__ = [
     "Metric",
     "all_fields",
     "as_results",
+    "default_evaluators",
     "direction_of",
     "evaluate",
     "evaluators_of",

@@ -141,6 +141,7 @@ class Evaluator:
         ``(S,)`` arrays of the same seeds with the study's settings, and the study
         Holm-adjusts each family.
       doc: one line on what it measures (docs and ``--help``).
+      by_default: whether a study that does not name its evaluators runs this one.
     """
 
     name: str
@@ -153,6 +154,7 @@ class Evaluator:
     plots: Callable[[Mapping[str, Any], Any], list[tuple[str, str]]] | None = None
     statistics: Callable[[Mapping[str, Any], Compare], dict[str, dict[str, Any]]] | None = None
     doc: str = ""
+    by_default: bool = True
 
 
 def saved_by(condition: Mapping[str, Any], evaluator: str) -> dict[str, Any]:

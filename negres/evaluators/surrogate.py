@@ -79,4 +79,5 @@ EVALUATOR = Evaluator(
     evaluate=evaluate,
     plots=plots,
     doc="fidelity of a linear surrogate fitted to each seed's decisions",
+    by_default=False,  # a fit per seed: the capacity study asks for it
 )

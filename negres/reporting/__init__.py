@@ -1,7 +1,9 @@
 """Turning a study's results into words and pictures, after the statistics are done.
 
 ``write`` writes ``report.md`` and the plots of a workdir from its ``results.json``;
-``markdown`` builds the report's text and tables; ``plots`` draws the figures (learning
+``markdown`` builds the report's text, the generic tables every metric gets and the
+evaluators' sections in the order they ran; ``tables`` formats numbers and markdown tables
+for it and for the evaluators; ``plots`` draws the figures (learning
 curves, shift sweeps, per-seed strips, agreement heatmaps, saliency grids, frontiers);
 ``findings`` states, per documented study, in one sentence computed from the results,
 whether the document's finding reproduces; ``terminal`` prints per-seed tables on the

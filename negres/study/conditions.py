@@ -19,7 +19,7 @@ from ml_collections import ConfigDict
 from negres.errors import ConfigError
 
 # Fields a condition may not override: they define the study, not a variant of it.
-_STUDY_FIELDS = frozenset({"conditions", "baseline", "stats", "report", "finding"})
+_STUDY_FIELDS = frozenset({"conditions", "baseline", "stats", "finding"})
 # Keys of a condition that describe it rather than override the config.
 _DESCRIPTIVE_KEYS = frozenset({"name", "compared_with"})
 

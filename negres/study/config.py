@@ -20,7 +20,7 @@ from ml_collections import ConfigDict
 
 from negres import fields
 from negres.errors import ArgumentError, ConfigError
-from negres.evaluators import REGISTRY, all_fields, resolve
+from negres.evaluators import REGISTRY, all_fields, default_evaluators, resolve
 from negres.fields import Field
 from negres.models import FIELDS as MODEL_FIELDS
 from negres.reporting.findings import FINDINGS
@@ -75,10 +75,14 @@ STATS_FIELDS = (
     fields.boolean("paired_conditions", False,
                    "compare conditions seed by seed (same seed index)"),
 )
-DEFAULT_EVALUATORS = ("robustness", "attributions", "subsets", "truth", "multiplicity")
-EVALUATORS_FIELD = fields.names(
-    "evaluators", DEFAULT_EVALUATORS, "evaluators run after training, in order, names in "
-    "negres.evaluators.REGISTRY (performance always runs first)", REGISTRY)
+EVALUATORS_FIELD = fields.Field(
+    "evaluators", default_evaluators(), "evaluators run after training, in order, names in "
+    "negres.evaluators.REGISTRY (performance always runs first)",
+    f"a tuple of names in negres.evaluators.REGISTRY ({', '.join(REGISTRY)}), without "
+    "repeats",
+    # Read at check time: a registry line added later (a new evaluator) is a valid name.
+    lambda v: isinstance(v, (tuple, list)) and len(set(v)) == len(v)
+    and all(isinstance(n, str) and n in REGISTRY for n in v))
 
 
 def evaluation_fields() -> tuple[Field, ...]:
@@ -184,15 +188,28 @@ def validate_config(config: ConfigDict) -> None:
             num_train=None)
 
 
-def reference_table() -> list[str]:
-    """The docs' table of every field: section, name, default, allowed values, meaning."""
-    lines = ["| field | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+def reference_rows() -> list[tuple[str, Field]]:
+    """``(name as written in a config, field)`` of every field; a task's own fields once
+    per task (``task.num_train`` of ``rule_shortcut`` and of ``shape_color`` differ)."""
+    rows: list[tuple[str, Field]] = []
     for section, section_declared in section_fields().items():
-        for field in section_declared:
-            name = f"{section}.{field.name}" if section else field.name
-            allowed = field.allowed.replace("|", "\\|")
-            doc = field.doc.replace("|", "\\|")
-            lines.append(f"| `{name}` | `{field.default!r}` | {allowed} | {doc} |")
+        if section == "task":
+            rows += [(f"task.{f.name}", f) for f in TASK_COMMON_FIELDS]
+            for name in TASKS:
+                own = task_fields(name)[len(TASK_COMMON_FIELDS):]
+                rows += [(f"task.{f.name} ({name})", f) for f in own]
+            continue
+        rows += [(f"{section}.{f.name}" if section else f.name, f) for f in section_declared]
+    return rows
+
+
+def reference_table() -> list[str]:
+    """The docs' table of every field: name, default, allowed values, meaning."""
+    lines = ["| field | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for name, field in reference_rows():
+        allowed = field.allowed.replace("|", "\\|")
+        doc = field.doc.replace("|", "\\|")
+        lines.append(f"| `{name}` | `{field.default!r}` | {allowed} | {doc} |")
     return lines
 
 

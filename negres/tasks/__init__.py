@@ -1,6 +1,14 @@
-"""Tasks by name: each returns arrays, shifts and what is true by construction.
+"""Tasks by name: the data of a study, its shifts, and what is true by construction.
 
-Every task declares its config fields next to its builder (``FIELDS``); :func:`load_task`
+``base`` holds the :class:`Task` container (arrays, kind, and typed facts: shortcut
+features, named test subsets, the coefficients and interactions of a known target, real
+shifted test sets); ``shifts`` the generic input shifts (noise, scaling, occlusion,
+channel shift) that any task takes by name; ``common`` what the generated tasks share.
+One module per world: ``digits`` (scikit-learn's bundled digits), ``mnist1d``,
+``rule_shortcut`` (a rule and a planted shortcut, tabular or on digits), ``shape_color``,
+``synthetic_regression`` (a known additive target with interactions), ``tfds_datasets``
+(MNIST, Fashion-MNIST, CIFAR-10 and its corruptions). Every task declares its config fields
+next to its builder (``FIELDS``) and is registered in :data:`TASKS`; :func:`load_task`
 checks a task config against them, completes it with their defaults and builds the task.
 """
 

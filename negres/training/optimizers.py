@@ -14,7 +14,6 @@ import optax
 from ml_collections import ConfigDict
 
 from negres import fields
-from negres.errors import ConfigError
 
 # Hyperparameters that change numbers but not the compiled graph.
 VMAPPABLE_HYPERPARAMS = ("learning_rate", "weight_decay")
@@ -64,14 +63,7 @@ def build_optimizer(optimizer_config: ConfigDict) -> optax.GradientTransformatio
     Its state holds ``hyperparams`` (``learning_rate``, ``weight_decay``) that
     :func:`negres.train` can set per seed (``hyperparams=`` or ``grid=``).
     """
-    known = {f.name for f in FIELDS}
-    for key in optimizer_config:
-        if key not in known:
-            raise ConfigError(f"optimizer.{key}", optimizer_config[key],
-                              f"an optimizer field, one of {sorted(known)}")
-    fields.check_section(optimizer_config, FIELDS, "optimizer")
-    config = ConfigDict(optimizer_config.to_dict())
-    fields.fill_defaults(config, FIELDS)
+    config = fields.completed(optimizer_config, FIELDS, "optimizer")
     clip = config.grad_clip_norm
     base = OPTIMIZERS[config.name](config)
 
