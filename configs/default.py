@@ -86,7 +86,7 @@ def get_config() -> ConfigDict:
     config.evaluation.save_attributions = 16  # examples whose attributions are saved as .npy
     # multiplicity: save the S x S churn matrix of every shifted test set at every severity (the
     # clean one is always saved)
-    config.evaluation.multiplicity_matrices = True
+    config.evaluation.multiplicity_matrices = False
 
     config.stats = ConfigDict()
     config.stats.level = 0.95  # confidence level of intervals and tests

@@ -56,7 +56,7 @@ def test_true_contributions_split_each_product_evenly_and_sum_to_f():
     np.testing.assert_allclose(phi.sum(axis=1), f)
 
 
-def test_truth_study_on_the_true_function_recovers_the_truth(true_world):
+def test_truth_evaluator_on_the_true_function_recovers_the_truth(true_world):
     interaction, task, model, params = true_world
     apply_fn = engine.make_apply(model)
     x = jnp.asarray(task.x_test)
@@ -107,7 +107,7 @@ def test_subset_scores_match_a_numpy_reference():
         assert out["count"][i] == mask.sum()
 
 
-def test_subset_study_gives_every_seed_its_own_subset_accuracy():
+def test_subsets_evaluator_gives_every_seed_its_own_subset_accuracy():
     task = load_task(ConfigDict({"name": "rule_shortcut", "num_train": 200, "num_test": 300}))
     model = Linear(num_outputs=2)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)

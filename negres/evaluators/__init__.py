@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,12 +26,15 @@ import numpy as np
 from negres.errors import ConfigError
 from negres.evaluators.protocol import (
     DIRECTIONS,
+    ApplyFn,
     Direction,
     Evaluation,
     EvaluationContext,
     Evaluator,
     Metric,
 )
+from negres.fields import Field
+from negres.tasks import Task
 
 # Name -> the module holding its EVALUATOR. Adding an evaluator: one file, one line here.
 REGISTRY: dict[str, str] = {
@@ -82,7 +85,7 @@ def default_evaluators() -> tuple[str, ...]:
     return tuple(n for n in REGISTRY if n not in ALWAYS and get_evaluator(n).by_default)
 
 
-def all_fields() -> list[Any]:
+def all_fields() -> list[Field]:
     """Every registered evaluator's fields, in registry order, each name once."""
     seen: dict[str, Any] = {}
     for name in REGISTRY:
@@ -102,15 +105,15 @@ def run_evaluators(evaluators: Sequence[Evaluator], context: EvaluationContext
 
 
 def evaluate(
-    apply: Any,
+    apply: ApplyFn,
     params: Any,
-    task: Any,
+    task: Task,
     *,
     evaluators: Sequence[str | Evaluator] | None = None,
     settings: Mapping[str, Any] | None = None,
     seed: int = 0,
-    seed_indices: Any = None,
-    init: Any = None,
+    seed_indices: Sequence[int] | np.ndarray | None = None,
+    init: Callable[[Any], Any] | None = None,
     layers: Sequence[str] | None = None,
 ) -> dict[str, Evaluation]:
     """Run evaluators on any model's trained seeds: the library's entry point.
@@ -123,7 +126,8 @@ def evaluate(
       evaluators: names in :data:`REGISTRY` or :class:`Evaluator` values of your own, each
         after those it requires; ``performance`` always runs first. Default:
         :func:`default_evaluators`.
-      settings: ``evaluation`` fields to set; the rest take their declared defaults.
+      settings: ``evaluation`` fields to set; the rest take their declared defaults (an
+        ``evaluators`` entry, as a study's ``evaluation`` section holds, is ignored).
       seed: the root seed; seed ``i`` draws its evaluation noise from
         ``fold_in(PRNGKey(seed), seed_indices[i])``'s ``evaluation`` stream.
       seed_indices: ``(S,)`` the seeds' indices (default ``0 .. S-1``).
@@ -142,7 +146,7 @@ def evaluate(
     from negres.seeds import num_seeds_of, seed_keys, stream_key
 
     chosen = resolve(default_evaluators() if evaluators is None else evaluators)
-    config = ConfigDict(dict(settings or {}))
+    config = ConfigDict({k: v for k, v in dict(settings or {}).items() if k != "evaluators"})
     declared = [f for e in chosen for f in e.fields]
     known = {f.name for f in all_fields()} | {f.name for f in declared}
     for key in config:
@@ -174,7 +178,9 @@ def as_results(evaluations: Mapping[str, Evaluation]) -> dict[str, Any]:
     metrics: dict[str, np.ndarray] = {}
     info: dict[str, dict[str, Any]] = {}
     saved: dict[str, dict[str, Any]] = {}
+    num_seeds = _num_seeds(evaluations)
     for name, evaluation in evaluations.items():
+        _check_seed_axes(name, evaluation, num_seeds)
         for metric, value in evaluation.metrics.items():
             if metric in metrics:
                 raise ValueError(f"evaluator {name!r} returned metric {metric!r}, which "
@@ -196,7 +202,44 @@ def evaluators_of(results: Mapping[str, Any]) -> list[Evaluator]:
     """The evaluators that ran in a study (its ``results.json``), in the order they ran."""
     names = dict.fromkeys(n for c in results["conditions"].values()
                           for n in (c.get("evaluations") or {}))
-    return [get_evaluator(n) for n in names]
+    # An evaluator of the caller's own (not registered) has no report hooks to find: its
+    # metrics still get the generic tables and statistics.
+    return [get_evaluator(n) for n in names if n in REGISTRY]
+
+
+def _num_seeds(evaluations: Mapping[str, Evaluation]) -> int | None:
+    for evaluation in evaluations.values():
+        for value in evaluation.metrics.values():
+            return int(np.shape(value.values)[0]) if np.ndim(value.values) else None
+    return None
+
+
+def _leaves(tree: Any, path: str = "") -> Iterable[tuple[str, Any]]:
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            yield from _leaves(value, f"{path}/{key}" if path else str(key))
+    else:
+        yield path, tree
+
+
+def _check_seed_axes(name: str, evaluation: Evaluation, num_seeds: int | None) -> None:
+    """Refuse an evaluation whose per-seed numbers lack the seed axis: leaving seeds out
+    later would fail, or silently drop the wrong rows."""
+    if num_seeds is None:
+        return
+    for metric, value in evaluation.metrics.items():
+        if np.shape(value.values) != (num_seeds,):
+            raise ValueError(f"evaluator {name!r}: metric {metric!r} has shape "
+                             f"{np.shape(value.values)}, not ({num_seeds},) (one per seed)")
+        if value.pairwise is not None and value.pairwise not in dict(
+                _leaves(evaluation.pairwise)):
+            raise ValueError(f"evaluator {name!r}: metric {metric!r} names pairwise "
+                             f"{value.pairwise!r}, which it did not return")
+    for part, leading in (("per_seed", (num_seeds,)), ("pairwise", (num_seeds, num_seeds))):
+        for path, leaf in _leaves(getattr(evaluation, part)):
+            if np.shape(leaf)[:len(leading)] != leading:
+                raise ValueError(f"evaluator {name!r}: {part} {path!r} has shape "
+                                 f"{np.shape(leaf)}, not {leading} first")
 
 
 def direction_of(condition: Mapping[str, Any], metric: str) -> Direction:

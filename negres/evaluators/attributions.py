@@ -237,14 +237,18 @@ def save_attributions(workdir: Path, condition: str, task: Task,
     return saved
 
 
-def statistics(condition: Mapping[str, Any], compare: Compare) -> dict[str, dict[str, Any]]:
-    """Each method against the condition's first, per measure, paired by seed: the methods
-    explain the same trained seeds, so seed ``i``'s numbers are a pair."""
+def method_families(condition: Mapping[str, Any], compare: Compare,
+                    evaluator: str) -> dict[str, dict[str, Any]]:
+    """Each attribution method against the condition's first, per measure, paired by seed
+    (the methods explain the same trained seeds, so seed ``i``'s numbers are a pair), for
+    the metrics ``evaluator`` labelled with a ``method`` and a ``measure``."""
     by_measure: dict[str, dict[str, str]] = {}
+    directions: dict[str, str] = {}
     for metric, info in (condition.get("metric_info") or {}).items():
         labels = info.get("labels") or {}
-        if info.get("evaluator") == "attributions" and "method" in labels:
+        if info.get("evaluator") == evaluator and "method" in labels:
             by_measure.setdefault(labels["measure"], {})[labels["method"]] = metric
+            directions[labels["measure"]] = info.get("direction", "none")
     families = {}
     for measure, metrics in by_measure.items():
         methods = list(metrics)
@@ -254,9 +258,29 @@ def statistics(condition: Mapping[str, Any], compare: Compare) -> dict[str, dict
         y = np.asarray(condition["metrics"][metrics[reference]], dtype=float)
         families[measure] = {
             method: compare(np.asarray(condition["metrics"][metrics[method]], dtype=float), y,
-                            MEASURE_DIRECTIONS[measure]) | {"reference": reference}
+                            directions[measure]) | {"reference": reference}
             for method in methods[1:]}
     return families
+
+
+def statistics(condition: Mapping[str, Any], compare: Compare) -> dict[str, dict[str, Any]]:
+    """The attribution methods compared per measure (:func:`method_families`)."""
+    return method_families(condition, compare, "attributions")
+
+
+def method_comparison_lines(results: Mapping[str, Any], names: Sequence[str],
+                            evaluator: str) -> list[str]:
+    """Tables of :func:`method_families` of ``evaluator`` for the conditions ``names``."""
+    families = results["statistics"].get("within_conditions", {}).get(evaluator, {})
+    families = {n: f for n, f in families.items() if f and n in names}
+    lines = []
+    for condition, measures in families.items():
+        lines += [f"### `{condition}`", ""]
+        for measure, family in measures.items():
+            lines += [f"**{measure}**", ""]
+            lines += table(["method − reference", *COMPARISON_HEADER[1:]], [
+                comparison_rows(f"{m} − {c['reference']}", c) for m, c in family.items()])
+    return lines
 
 
 def _agreement_rows(condition: Mapping[str, Any]) -> list[list[str]]:
@@ -316,18 +340,12 @@ def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
                           "of |attribution| between the trained model and the same model "
                           "with its top layers re-initialised; a method that passes drops "
                           "towards 0):", ""] + table(header, rows)
-    families = results["statistics"].get("within_conditions", {}).get("attributions", {})
-    families = {n: f for n, f in families.items() if f and n in names}
-    if families:
+    compared = method_comparison_lines(results, names, "attributions")
+    if compared:
         lines += ["## Attribution methods compared", "",
                   "Each method minus the condition's first method on the same trained seeds "
                   "(paired), Holm across the methods compared on each measure.", ""]
-        for condition, measures in families.items():
-            lines += [f"### `{condition}`", ""]
-            for measure, family in measures.items():
-                lines += [f"**{measure}**", ""]
-                lines += table(["method − reference", *COMPARISON_HEADER[1:]], [
-                    comparison_rows(f"{m} − {c['reference']}", c) for m, c in family.items()])
+        lines += compared
     return lines
 
 

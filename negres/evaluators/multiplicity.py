@@ -293,7 +293,7 @@ def multiplicity_evaluation(
 # ----------------------------------------------------------------------------- evaluator
 
 FIELDS = (
-    fields.boolean("multiplicity_matrices", True,
+    fields.boolean("multiplicity_matrices", False,
                    "multiplicity: save the S x S churn matrix of every shifted test set at "
                    "every severity (the clean one is always saved)"),
 )
@@ -321,6 +321,11 @@ def evaluate(context: EvaluationContext) -> Evaluation:
         {k: v[kept] for k, v in passed["predictions"].items()}, passed["labels"],
         passed["severities"], int(context.task.num_outputs), save_matrices=save)
     every.shared = pooled.shared
+    # Agreement with the majority of the finite seeds; a diverged seed's row is NaN.
+    for name, agrees in pooled.per_seed["agrees_with_majority"].items():
+        rows = np.full((kept.size, *np.shape(agrees)[1:]), np.nan)
+        rows[kept] = agrees
+        every.per_seed["agrees_with_majority"][name] = rows
     return every
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -55,7 +56,7 @@ class Metric(NamedTuple):
 
     values: np.ndarray
     direction: Direction
-    labels: Mapping[str, str] = {}
+    labels: Mapping[str, str] = MappingProxyType({})  # read-only: one default for all
     pairwise: str | None = None
 
 
@@ -151,7 +152,7 @@ class Evaluator:
     requires: tuple[str, ...] = ()
     report: Callable[[Mapping[str, Any], Sequence[str]], list[str]] | None = None
     condition_report: Callable[[Mapping[str, Any]], list[str]] | None = None
-    plots: Callable[[Mapping[str, Any], Any], list[tuple[str, str]]] | None = None
+    plots: Callable[[Mapping[str, Any], Path], list[tuple[str, str]]] | None = None
     statistics: Callable[[Mapping[str, Any], Compare], dict[str, dict[str, Any]]] | None = None
     doc: str = ""
     by_default: bool = True

@@ -140,16 +140,17 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     for name, shift_set in task.shift_sets.items():
         key = f"corrupted_{name}"
         values = _evaluate_shift_set(apply_fn, params, shift_set, kind)
-        out.per_seed["curves"][key] = {
-            score: values[score], "loss": values["loss"], "ece": values["ece"],
-            "gap": clean_score - values[score]}
+        gap = values[score] - clean_score if kind == "regression" else clean_score - values[score]
+        out.per_seed["curves"][key] = {score: values[score], "loss": values["loss"], "gap": gap}
         out.shared["severities"][key] = np.asarray(shift_set.severities, float)
-        out.per_seed["confusion"][key] = values["confusion"][:, -1]
         out.metrics[f"{key}_mean_{score}"] = Metric(
             values[score].mean(axis=1), _direction(score),
             {"set": key, "measure": f"mean_{score}"})
-        _pass_on(out, key, values["predictions"], np.asarray(shift_set.y),
-                 shift_set.severities)
+        if classification:
+            out.per_seed["curves"][key]["ece"] = values["ece"]
+            out.per_seed["confusion"][key] = values["confusion"][:, -1]
+            _pass_on(out, key, values["predictions"], np.asarray(shift_set.y),
+                     shift_set.severities)
     return out
 
 

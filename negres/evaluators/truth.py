@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from negres.evaluators.attributions import method_comparison_lines, method_families
 from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric, saved_by
 from negres.measures import saliency
 from negres.reporting.tables import fmt, table, with_range
@@ -163,11 +164,28 @@ def condition_report(condition: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def statistics(condition: Mapping[str, Any], compare: Any) -> dict[str, dict[str, Any]]:
+    """Each method's error against the truth compared with the first method's, paired."""
+    return method_families(condition, compare, "truth")
+
+
+def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    """The methods' errors against the truth compared, per condition."""
+    compared = method_comparison_lines(results, names, "truth")
+    if not compared:
+        return []
+    return ["## Attribution methods against the truth, compared", "",
+            "Each method's error against the true contributions minus the first method's, "
+            "on the same trained seeds (paired), Holm across the methods.", "", *compared]
+
+
 EVALUATOR = Evaluator(
     name="truth",
     fields=(),
     evaluate=evaluate,
     requires=("attributions",),
     condition_report=condition_report,
+    report=report,
+    statistics=statistics,
     doc="attributions and learned interactions against a known generating function",
 )

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from negres.evaluators import direction_of, get_evaluator
+from negres.evaluators import REGISTRY, direction_of, get_evaluator
 from negres.statistics import inference as stats
 
 _HIGHER_IS_BETTER = {"higher": True, "lower": False, "none": None}
@@ -176,6 +176,8 @@ def analyze(
     within: dict[str, dict[str, Any]] = {}
     for name, result in conditions.items():
         for evaluator in (result.get("evaluations") or {}):
+            if evaluator not in REGISTRY:  # the caller's own: generic statistics only
+                continue
             hook = get_evaluator(evaluator).statistics
             if hook is None or not len(result["seed_indices"]):
                 continue

@@ -174,9 +174,15 @@ def validate_config(config: ConfigDict) -> None:
             name = node.get("name", TASK_COMMON_FIELDS[0].default)
             TASK_COMMON_FIELDS[0].check(name, "task")
             own = {f.name: f for f in task_fields(name)}
-            # A field of this task is checked by its own declaration, another task's by its.
+            # A field of this task is checked by its own declaration; another task's field
+            # passes if a task declaring it accepts the value (load_task decides the rest).
             for key in node:
-                (own.get(key) or all_task_fields()[key]).check(node[key], "task")
+                if key in own:
+                    own[key].check(node[key], "task")
+                    continue
+                declaring = [f for t in TASKS for f in task_fields(t) if f.name == key]
+                if not any(f.accepts(node[key]) for f in declaring):
+                    declaring[0].check(node[key], "task")
         else:
             fields.check_section(node, section_declared, section)
     completed = complete(config)

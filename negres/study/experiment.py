@@ -24,7 +24,7 @@ import optax
 from absl import logging
 from ml_collections import ConfigDict
 
-from negres.errors import ResumeError
+from negres.errors import ConfigError, ResumeError
 from negres.evaluators import (
     EvaluationContext,
     Evaluator,
@@ -137,6 +137,11 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
             optimizer=build_optimizer(variant.optimizer), evaluators=evaluators,
             overrides=base_overrides.get(name, {}), reference=references[name],
         ))
+    kinds = {c.task.kind for c in prepared}
+    if len(kinds) > 1:
+        mixed = {c.name: c.task.kind for c in prepared}
+        raise ConfigError("conditions", mixed, "conditions whose tasks are all classification "
+                          "or all regression (their scores, accuracy or MSE, are compared)")
     return prepared, baseline
 
 
@@ -380,6 +385,11 @@ def rebuild_report(workdir: str) -> dict[str, Any]:
     if not (path / RESULTS_FILE).is_file():
         raise WorkdirError(f"--workdir={str(path)!r} holds no {RESULTS_FILE} to report on")
     results = read_json(path / RESULTS_FILE)
+    version = results.get("schema_version", 1) if isinstance(results, dict) else None
+    if version != SCHEMA_VERSION:
+        raise WorkdirError(
+            f"--workdir={str(path)!r} holds a {RESULTS_FILE} of schema version {version}; this "
+            f"negres reports on version {SCHEMA_VERSION} (rerun the study with --overwrite)")
     results["finding"] = finding_of(results)  # the finding's wording may have been improved
     report.write_report(results, path)
     print(f"report: {path / report.REPORT_FILE}")

@@ -1,7 +1,7 @@
 """negres's own models, losses and training-data options as one adapter on the open contract.
 
 The command line trains its built-in flax models (:mod:`negres.models`, which take
-``train``) on a task's ``(x, y)`` with the task kind's loss (:mod:`negres.losses`),
+``train``) on a task's ``(x, y)`` with the task kind's loss (:mod:`negres.measures.losses`),
 optionally with per-seed label noise and input noise. All of it is a
 :class:`~negres.training.contract.SeedProgram` built here and trained by
 :func:`negres.train`, the call a library user makes.
