@@ -113,3 +113,27 @@ def test_a_new_evaluator_is_one_file_and_one_registry_line(margin_registered, tm
         experiment.run(config, str(tmp_path / "bad"))
     assert err.value.field == "evaluation.margin_scale"
     assert not (tmp_path / "bad").exists()
+
+
+def test_an_evaluation_without_its_seed_axis_is_refused_when_collected():
+    """Seeds are left out generically by their leading axis: an array without it would
+    lose the wrong rows, so it is refused with the evaluator and the path named."""
+    metric = evaluators.Metric(np.zeros(3), "higher")
+    with pytest.raises(ValueError, match=r"'mine'.*per_seed 'a/b'"):
+        evaluators.as_results({"mine": evaluators.Evaluation(
+            metrics={"m": metric}, per_seed={"a": {"b": np.zeros((2, 4))}})})
+    with pytest.raises(ValueError, match=r"pairwise 'missing'"):
+        evaluators.as_results({"mine": evaluators.Evaluation(
+            metrics={"m": metric._replace(pairwise="missing")})})
+    collected = evaluators.as_results({"mine": evaluators.Evaluation(
+        metrics={"m": metric}, pairwise={"p": np.eye(3)})})
+    assert collected["metric_info"]["m"]["direction"] == "higher"
+
+
+def test_conditions_of_classification_and_regression_are_refused_together():
+    config = tiny_config()
+    config.conditions = ({"name": "digits"},
+                         {"name": "regression", "task.name": "synthetic_regression"})
+    with pytest.raises(ConfigError) as err:
+        experiment.prepare_conditions(config)
+    assert err.value.field == "conditions" and "regression" in str(err.value)
