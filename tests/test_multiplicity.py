@@ -139,7 +139,7 @@ def test_evaluator_declaration():
     assert EVALUATOR.name == "multiplicity"
     assert EVALUATOR.requires == ("robustness",)
     assert [f.name for f in EVALUATOR.fields] == ["multiplicity_matrices"]
-    assert EVALUATOR.fields[0].default is False  # (S, S, K) per shift: large at many seeds
+    assert EVALUATOR.fields[0].default is True
 
 
 def test_evaluate_by_hand():

@@ -293,9 +293,10 @@ def multiplicity_evaluation(
 # ----------------------------------------------------------------------------- evaluator
 
 FIELDS = (
-    fields.boolean("multiplicity_matrices", False,
+    fields.boolean("multiplicity_matrices", True,
                    "multiplicity: save the S x S churn matrix of every shifted test set at "
-                   "every severity (the clean one is always saved)"),
+                   "every severity (S*S*K numbers a shift; False at hundreds of seeds keeps "
+                   "the clean one and each shift's mean)"),
 )
 
 
