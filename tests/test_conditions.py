@@ -55,3 +55,17 @@ def test_bad_conditions_name_the_field(conditions, baseline, field):
     with pytest.raises(ConfigError) as err:
         expand_conditions(config)
     assert err.value.field == field
+
+
+def test_a_condition_overrides_a_declared_field_the_base_leaves_at_its_default():
+    """The documented studies set only what differs from the defaults: a condition may
+    still override a declared field they leave out; a name nobody declares is refused."""
+    config = base()
+    config.conditions = ({"name": "a"}, {"name": "b", "model.dropout_rate": 0.1})
+    conditions, _ = expand_conditions(config)
+    assert dict(conditions)["b"].model.dropout_rate == 0.1
+    assert "dropout_rate" not in dict(conditions)["a"].model  # the default, filled later
+    config.conditions = ({"name": "a"}, {"name": "b", "model.dropout": 0.1})
+    with pytest.raises(ConfigError) as err:
+        expand_conditions(config)
+    assert err.value.field == "conditions['b'].model.dropout"

@@ -24,6 +24,15 @@ _STUDY_FIELDS = frozenset({"conditions", "baseline", "stats", "finding"})
 _DESCRIPTIVE_KEYS = frozenset({"name", "compared_with"})
 
 
+def _declared(path: list[str], leaf: str) -> bool:
+    """Whether ``path.leaf`` is a declared config field (a base config may leave it at its
+    default by not setting it; a condition may still override it)."""
+    from negres.study.config import section_fields
+
+    section = ".".join(path)
+    return section in section_fields() and leaf in {f.name for f in section_fields()[section]}
+
+
 def _set_dotted(config: ConfigDict, dotted: str, value: Any, condition: str) -> None:
     *path, leaf = dotted.split(".")
     field = f"conditions[{condition!r}].{dotted}"
@@ -33,7 +42,7 @@ def _set_dotted(config: ConfigDict, dotted: str, value: Any, condition: str) -> 
         if not isinstance(child, ConfigDict):
             raise ConfigError(field, value, "a field of the base config")
         node = child
-    if leaf not in node:
+    if leaf not in node and not _declared(path, leaf):
         raise ConfigError(field, value, "a field of the base config")
     with node.unlocked():
         node[leaf] = value
