@@ -432,7 +432,8 @@ def plots(results: Mapping[str, Any], workdir: Any) -> list[tuple[str, str]]:
 
     columns = min(len(shifts), 3)
     rows = -(-len(shifts) // columns)
-    fig = Figure(figsize=(4.4 * columns, 3.4 * rows), layout="constrained")
+    legend_width = 2.8 if len(conditions) > 3 else 0.0  # a legend beside the panels
+    fig = Figure(figsize=(4.4 * columns + legend_width, 3.6 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).reshape(-1)
     for ax, shift in zip(axes, shifts, strict=False):
         for i, (name, saved) in enumerate(conditions):
@@ -455,10 +456,13 @@ def plots(results: Mapping[str, Any], workdir: Any) -> list[tuple[str, str]]:
         ax.set_ylabel("churn (share of examples)")
         ax.set_ylim(bottom=0.0)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    if len(conditions) > 3:  # many conditions: beside the panels, clear of the lines
+        fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="outside right center")
+    else:
+        axes[0].legend(fontsize=8)
     for ax in axes[len(shifts):]:
         ax.set_visible(False)
-    fig.suptitle("Churn between seeds under shift: line = mean over pairs of seeds, "
+    fig.suptitle("Churn between seeds under shift\nline = mean over pairs of seeds, "
                  "band = ± std over pairs, dotted = clean test set", fontsize=10)
     from negres.reporting.write import plot_path
 
