@@ -45,7 +45,11 @@ def _set_dotted(config: ConfigDict, dotted: str, value: Any, condition: str) -> 
     if leaf not in node and not _declared(path, leaf):
         raise ConfigError(field, value, "a field of the base config")
     with node.unlocked():
-        node[leaf] = value
+        try:
+            node[leaf] = value
+        except TypeError:  # ml_collections keeps a field's type: 'fast' for a float
+            raise ConfigError(field, value, f"a value of the field's type "
+                                            f"({type(node[leaf]).__name__})") from None
 
 
 def expand_conditions(config: ConfigDict) -> tuple[list[tuple[str, ConfigDict]], str]:

@@ -113,7 +113,12 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
     swept = {variant.task.name for _, variant in expanded}
     prepared = []
     for name, variant in expanded:
-        validate_config(variant)
+        try:
+            validate_config(variant)
+        except ConfigError as e:  # the base passed: the condition's override is at fault
+            if len(expanded) == 1 and not config.get("conditions"):
+                raise
+            raise ConfigError(f"conditions[{name!r}].{e.field}", e.value, e.allowed) from None
         task_key = json.dumps(variant.task.to_dict(), sort_keys=True, default=str)
         if task_key not in tasks:
             tasks[task_key] = load_task(variant.task, others=swept - {variant.task.name})
