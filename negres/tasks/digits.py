@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from ml_collections import ConfigDict
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from negres.fields import Field, integer, number
 from negres.tasks.base import Task
@@ -24,6 +22,10 @@ def make_digits(task_config: ConfigDict) -> Task:
 
     Reads the fields of :data:`FIELDS` (``task_config`` completed with their defaults).
     """
+    # scikit-learn (a second of import) loads when a digits task is built, not with negres.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[..., None]
     y = bunch.target.astype(np.int32)

@@ -11,7 +11,6 @@ import functools
 
 import numpy as np
 from ml_collections import ConfigDict
-from mnist1d.data import get_dataset_args, make_dataset
 
 from negres.fields import Field, boolean, integer, number
 from negres.tasks.base import Task
@@ -33,6 +32,8 @@ FIELDS: tuple[Field, ...] = (
 
 @functools.lru_cache(maxsize=4)
 def _generate(num_samples: int, train_split: float, shuffle_seq: bool, data_seed: int):
+    from mnist1d.data import get_dataset_args, make_dataset  # loads with the first MNIST-1D
+
     args = get_dataset_args()
     args.num_samples = num_samples
     args.train_split = train_split
