@@ -141,7 +141,7 @@ class Evaluator:
         attribution method against another); ``compare(x, y, direction)`` compares two
         ``(S,)`` arrays of the same seeds with the study's settings, and the study
         Holm-adjusts each family.
-      doc: one line on what it measures (docs and ``--help``).
+      doc: one line on what it measures.
       by_default: whether a study that does not name its evaluators runs this one.
     """
 
