@@ -32,6 +32,7 @@ from negres.evaluators.protocol import (
     EvaluationContext,
     Evaluator,
     Metric,
+    at_path,
 )
 from negres.fields import Field
 from negres.tasks import Task
@@ -140,21 +141,15 @@ def evaluate(
       ``metrics``/``metric_info``/``evaluations`` entries of a study's results.
     """
     import jax
-    from ml_collections import ConfigDict
 
     from negres import fields
     from negres.seeds import num_seeds_of, seed_keys, stream_key
 
     chosen = resolve(default_evaluators() if evaluators is None else evaluators)
-    config = ConfigDict({k: v for k, v in dict(settings or {}).items() if k != "evaluators"})
-    declared = [f for e in chosen for f in e.fields]
-    known = {f.name for f in all_fields()} | {f.name for f in declared}
-    for key in config:
-        if key not in known:
-            raise ConfigError(f"evaluation.{key}", config[key],
-                              f"an evaluator field, one of {sorted(known)}")
-    fields.check_section(config, [*all_fields(), *declared], "evaluation")
-    fields.fill_defaults(config, declared)
+    own = [f for e in chosen for f in e.fields if e.name not in REGISTRY]
+    config = fields.completed(
+        {k: v for k, v in dict(settings or {}).items() if k != "evaluators"},
+        [*all_fields(), *own], "evaluation")
     for evaluator in chosen:
         evaluator.check(config, task)
     if seed_indices is None:
@@ -231,8 +226,7 @@ def _check_seed_axes(name: str, evaluation: Evaluation, num_seeds: int | None) -
         if np.shape(value.values) != (num_seeds,):
             raise ValueError(f"evaluator {name!r}: metric {metric!r} has shape "
                              f"{np.shape(value.values)}, not ({num_seeds},) (one per seed)")
-        if value.pairwise is not None and value.pairwise not in dict(
-                _leaves(evaluation.pairwise)):
+        if value.pairwise is not None and at_path(evaluation.pairwise, value.pairwise) is None:
             raise ValueError(f"evaluator {name!r}: metric {metric!r} names pairwise "
                              f"{value.pairwise!r}, which it did not return")
     for part, leading in (("per_seed", (num_seeds,)), ("pairwise", (num_seeds, num_seeds))):

@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 
 from negres import fields
-from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric
+from negres.evaluators.protocol import (
+    Evaluation,
+    EvaluationContext,
+    Evaluator,
+    Metric,
+    pairwise_row_means,
+)
 
 CLEAN = "clean"
 
@@ -86,13 +92,7 @@ def mean_churn(churn: Any) -> np.ndarray:
     Returns:
       ``(S,)`` (``(S, ...)``); NaN when ``S == 1`` (no other seed).
     """
-    churn = np.asarray(churn, dtype=np.float64)
-    num_seeds = churn.shape[0]
-    if num_seeds < 2:
-        return np.full((num_seeds, *churn.shape[2:]), np.nan)
-    off_diagonal = ~np.eye(num_seeds, dtype=bool).reshape(
-        (num_seeds, num_seeds) + (1,) * (churn.ndim - 2))
-    return np.where(off_diagonal, churn, 0.0).sum(axis=1) / (num_seeds - 1)
+    return pairwise_row_means(churn)
 
 
 def _vote_counts(predictions: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ open training contract, and returns an :class:`Evaluation`:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -156,6 +157,36 @@ class Evaluator:
     statistics: Callable[[Mapping[str, Any], Compare], dict[str, dict[str, Any]]] | None = None
     doc: str = ""
     by_default: bool = True
+
+
+def pairwise_row_means(matrix: Any) -> np.ndarray:
+    """Each seed's mean over the other seeds of a ``(S, S, ...)`` matrix: what a metric that
+    names a ``pairwise`` entry holds. NaN entries are left out; NaN with fewer than two
+    seeds.
+
+    Returns:
+      ``(S, ...)``.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    num_seeds = matrix.shape[0]
+    if num_seeds == 0:
+        return np.zeros(matrix.shape[1:])
+    off_diagonal = ~np.eye(num_seeds, dtype=bool).reshape(
+        (num_seeds, num_seeds) + (1,) * (matrix.ndim - 2))
+    with warnings.catch_warnings():  # one seed: no other to average over, NaN as it should be
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.where(off_diagonal, matrix, np.nan), axis=1)
+
+
+def at_path(tree: Mapping[str, Any], path: str) -> Any:
+    """The entry of a nested mapping at a ``/``-joined path (a ``Metric.pairwise``);
+    None when there is none."""
+    node: Any = tree
+    for part in path.split("/"):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def saved_by(condition: Mapping[str, Any], evaluator: str) -> dict[str, Any]:

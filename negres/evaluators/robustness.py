@@ -21,6 +21,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from negres import fields
+from negres.evaluators.performance import SCORE_DIRECTIONS
 from negres.evaluators.protocol import (
     Compare,
     Evaluation,
@@ -135,7 +136,7 @@ def evaluate(context: EvaluationContext) -> Evaluation:
         out.shared["severities"][name] = np.asarray(settings.severities, float)
         if nonzero.any():
             out.metrics[f"{name}_mean_{score}"] = Metric(
-                values[score][:, nonzero].mean(axis=1), _direction(score),
+                values[score][:, nonzero].mean(axis=1), SCORE_DIRECTIONS[score],
                 {"set": name, "measure": f"mean_{score}"})
     for name, shift_set in task.shift_sets.items():
         key = f"corrupted_{name}"
@@ -144,7 +145,7 @@ def evaluate(context: EvaluationContext) -> Evaluation:
         out.per_seed["curves"][key] = {score: values[score], "loss": values["loss"], "gap": gap}
         out.shared["severities"][key] = np.asarray(shift_set.severities, float)
         out.metrics[f"{key}_mean_{score}"] = Metric(
-            values[score].mean(axis=1), _direction(score),
+            values[score].mean(axis=1), SCORE_DIRECTIONS[score],
             {"set": key, "measure": f"mean_{score}"})
         if classification:
             out.per_seed["curves"][key]["ece"] = values["ece"]
@@ -152,10 +153,6 @@ def evaluate(context: EvaluationContext) -> Evaluation:
             _pass_on(out, key, values["predictions"], np.asarray(shift_set.y),
                      shift_set.severities)
     return out
-
-
-def _direction(score: str) -> str:
-    return "lower" if score == "mse" else "higher"
 
 
 def _pass_on(out: Evaluation, name: str, predictions: np.ndarray, labels: np.ndarray,
@@ -202,7 +199,7 @@ def statistics(condition: Mapping[str, Any], compare: Compare) -> dict[str, dict
         for k, severity in enumerate(severities[shift]):
             if severity != 0:
                 family[f"{shift}@{severity:g}"] = compare(
-                    values[:, k], clean, _direction(score)) | {"shift": shift,
+                    values[:, k], clean, SCORE_DIRECTIONS[score]) | {"shift": shift,
                                                                "severity": float(severity)}
     return {"shift_vs_clean": family} if family else {}
 
@@ -228,7 +225,7 @@ def _severity_table(curves: Mapping[str, Any], severities: Mapping[str, Any],
 
 def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
     """Per condition: the score by severity, and each shifted set against the clean one."""
-    score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
+    score = SCORE_NAMES[results["task"]["kind"]]
     within = results["statistics"].get("within_conditions", {}).get("robustness", {})
     shown = [n for n in names if n in within or _curves(results["conditions"][n])[0]]
     if not shown:
@@ -271,7 +268,7 @@ def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
     from negres.reporting import plots as figures
     from negres.reporting.write import plot_path
 
-    score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
+    score = SCORE_NAMES[results["task"]["kind"]]
     written = []
     for name, condition in results["conditions"].items():
         curves, severities = _curves(condition)

@@ -18,6 +18,7 @@ import numpy as np
 
 from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric
 from negres.measures.interpretability import surrogate_fidelity_over_seeds
+from negres.measures.losses import SCORE_NAMES
 
 METRIC = "linear_surrogate_fidelity"
 # Per-seed interpretability proxies drawn against test performance, one plot each.
@@ -53,7 +54,7 @@ def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
     from negres.reporting import plots as figures
     from negres.reporting.write import plot_path
 
-    score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
+    score = SCORE_NAMES[results["task"]["kind"]]
     conditions = results["conditions"]
     written = []
     for task_name, names in _frontier_groups(conditions).items():

@@ -79,13 +79,10 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
         if overrides:
             lines += ["Overrides: `" + json.dumps(overrides) + "`", ""]
         lines += diverged_lines(conditions[name], name, excluded)
-        for evaluator in evaluators:
-            if evaluator.condition_report is not None and evaluator.name != "robustness":
-                lines += evaluator.condition_report(conditions[name])
         lines += condition_table(analysis["summaries"][name], level,
                                  analysis.get("directions") or {})
         for evaluator in evaluators:
-            if evaluator.condition_report is not None and evaluator.name == "robustness":
+            if evaluator.condition_report is not None:
                 lines += evaluator.condition_report(conditions[name])
     comparisons = analysis["comparisons"]
     if comparisons:

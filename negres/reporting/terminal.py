@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from negres.measures.losses import SCORE_NAMES
+
 
 def seed_table(seed_indices: Sequence[int], columns: Mapping[str, Sequence[float]]) -> str:
     """One row per seed, then mean, std (ddof=1), min and max of each column.
@@ -67,7 +69,7 @@ def print_summary(results: Mapping[str, Any]) -> None:
     """
     from negres.statistics.study import without_diverged
 
-    score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
+    score = SCORE_NAMES[results["task"]["kind"]]
     paired = results["statistics"]["settings"].get("paired_conditions", False)
     shown, excluded = without_diverged(results["conditions"], paired=paired)
     for name, condition in shown.items():

@@ -10,6 +10,7 @@ import numpy as np
 
 from negres.evaluators import evaluators_of
 from negres.evaluators.protocol import saved_by
+from negres.measures.losses import SCORE_NAMES
 from negres.reporting import plots
 from negres.reporting.markdown import build_report
 from negres.statistics.study import without_diverged
@@ -40,7 +41,7 @@ def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, st
     evaluator's plots, in the order the evaluators ran.
     """
     written: list[tuple[str, str]] = []
-    score = "mse" if results["task"]["kind"] == "regression" else "accuracy"
+    score = SCORE_NAMES[results["task"]["kind"]]
     conditions = results["conditions"]
     if conditions:
         path, relative = plot_path(workdir, f"test_{score}_by_condition")

@@ -11,13 +11,13 @@ Nothing here reads a metric's name to decide anything.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from negres.evaluators import REGISTRY, direction_of, get_evaluator
+from negres.evaluators.protocol import at_path, pairwise_row_means
 from negres.statistics import inference as stats
 
 _HIGHER_IS_BETTER = {"higher": True, "lower": False, "none": None}
@@ -74,16 +74,6 @@ def _rows(tree: Any, keep: np.ndarray, pairwise: bool) -> Any:
     return values[np.ix_(keep, keep)] if pairwise else values[keep]
 
 
-def _row_means(matrix: np.ndarray) -> np.ndarray:
-    """Each seed's mean over the other seeds (NaN with fewer than two seeds)."""
-    if len(matrix) == 0:
-        return np.zeros(0)
-    off_diagonal = np.where(~np.eye(len(matrix), dtype=bool), matrix, np.nan)
-    with warnings.catch_warnings():  # one seed left: NaN, as it should be
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(off_diagonal, axis=1)
-
-
 def kept_rows(result: Mapping[str, Any], keep: np.ndarray) -> dict[str, Any]:
     """``result`` with only the seeds ``keep`` (``(S,)`` bool) in every per-seed array.
 
@@ -101,10 +91,8 @@ def kept_rows(result: Mapping[str, Any], keep: np.ndarray) -> dict[str, Any]:
         for name, saved in (result.get("evaluations") or {}).items()}
     for metric, info in (result.get("metric_info") or {}).items():
         if info.get("pairwise") and metric in rows["metrics"]:
-            node: Any = rows["evaluations"][info["evaluator"]]["pairwise"]
-            for part in info["pairwise"].split("/"):
-                node = node[part]
-            rows["metrics"][metric] = _row_means(np.asarray(node, dtype=float))
+            rows["metrics"][metric] = pairwise_row_means(at_path(
+                rows["evaluations"][info["evaluator"]]["pairwise"], info["pairwise"]))
     return rows
 
 

@@ -25,7 +25,7 @@ from negres.fields import Field
 from negres.models import FIELDS as MODEL_FIELDS
 from negres.reporting.findings import FINDINGS
 from negres.tasks import COMMON_FIELDS as TASK_COMMON_FIELDS
-from negres.tasks import TASKS, task_fields
+from negres.tasks import TASKS, fields_named, task_fields
 from negres.training.checks import check_training_arguments
 from negres.training.optimizers import FIELDS as OPTIMIZER_FIELDS
 
@@ -180,7 +180,7 @@ def validate_config(config: ConfigDict) -> None:
                 if key in own:
                     own[key].check(node[key], "task")
                     continue
-                declaring = [f for t in TASKS for f in task_fields(t) if f.name == key]
+                declaring = fields_named(key)
                 if not any(f.accepts(node[key]) for f in declaring):
                     declaring[0].check(node[key], "task")
         else:

@@ -89,12 +89,17 @@ def take_train_subset(task: Task, size: int, seed: int) -> Task:
     return dataclasses.replace(task, x_train=task.x_train[keep], y_train=task.y_train[keep])
 
 
+def fields_named(key: str) -> list[Field]:
+    """Every task's declaration of the field ``key`` (tasks may give it other defaults and
+    ranges, e.g. ``num_train``); empty when no task declares it."""
+    return [f for name in TASKS for f in task_fields(name) if f.name == key]
+
+
 def _at_a_default(key: str, value: Any) -> bool:
     """Whether ``value`` is the default of ``key`` for a task that declares it: a config
     built on another task's section (``configs/default.py`` holds digits') carries it
     harmlessly."""
-    defaults = [f.default for other in TASKS for f in task_fields(other) if f.name == key]
-    return any(_same(value, d) for d in defaults)
+    return any(_same(value, f.default) for f in fields_named(key))
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -146,5 +151,15 @@ def load_task(task_config: ConfigDict | Mapping[str, Any],
     return task
 
 
-__all__ = ["COMMON_FIELDS", "TASKS", "ShiftSet", "Task", "TaskKind", "TaskShift", "TaskSpec",
-           "load_task", "task_fields"]
+__all__ = [
+    "COMMON_FIELDS",
+    "TASKS",
+    "ShiftSet",
+    "Task",
+    "TaskKind",
+    "TaskShift",
+    "TaskSpec",
+    "fields_named",
+    "load_task",
+    "task_fields",
+]
