@@ -16,7 +16,7 @@ from ml_collections import ConfigDict, config_flags
 from negres import sharding
 from negres.errors import ConfigError
 from negres.study import experiment
-from negres.study.workdir import WorkdirError
+from negres.study.workdir import WorkdirError, is_disk_full, says_disk_full
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file (configs/NAME.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results.json, report.md and plots.")
@@ -24,6 +24,9 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace the results already 
 _REPORT_ONLY = flags.DEFINE_bool(
     "report_only", False, "Rebuild report.md and plots from --workdir's results.json; no training."
 )
+_ROLLBACK = flags.DEFINE_bool(
+    "rollback", False,
+    "Undo an unfinished --overwrite into --workdir: put the earlier run's results back.")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "Multi-host: host:port of process 0 (jax.distributed).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
@@ -33,23 +36,47 @@ _DISTRIBUTED = flags.DEFINE_bool(
 flags.mark_flags_as_required(["workdir"])
 
 
+def config_error(e: BaseException, path: str) -> str:
+    """One line for a config file that failed to load or to take an override."""
+    detail = " ".join(str(e).split())
+    if isinstance(e, AttributeError) and "get_config" in detail:
+        return (f"--config={path!r} defines no get_config(); a config file's get_config() "
+                "returns an ml_collections.ConfigDict (see configs/default.py)")
+    if isinstance(e, AttributeError):
+        return f"a --config.* override names a field the config lacks: {detail}"
+    return f"--config={path!r} could not be loaded: {type(e).__name__}: {detail}"
+
+
 def load_config() -> ConfigDict:
     """The config with its overrides applied, or a one-line error saying what is wrong."""
-    path = config_flags.get_config_filename(flags.FLAGS["config"])
+    flag = flags.FLAGS["config"]
+    if not flag.present:
+        sys.exit("negres: error: --config is required (e.g. --config configs/default.py)")
+    path = config_flags.get_config_filename(flag)
     # ml_collections passes what follows "file.py:" to get_config (configs/NAME.py:variant).
     if not os.path.isfile(path) and not os.path.isfile(path.split(":", 1)[0]):
         sys.exit(f"negres: error: --config={path!r}: no such file (e.g. configs/default.py)")
     try:
         config = _CONFIG.value
-        config.keys()  # config_flags loads lazily; make load and override errors surface here
-    except AttributeError as e:
-        sys.exit(f"negres: error: a --config.* override names a field the config lacks: {e}")
+        if config is not None:
+            config.keys()  # config_flags loads lazily; make load and override errors surface
     except Exception as e:
-        detail = " ".join(str(e).split())
-        sys.exit(
-            f"negres: error: --config={path!r} could not be loaded: {type(e).__name__}: {detail}"
-        )
+        sys.exit(f"negres: error: {config_error(e, path)}")
+    if not isinstance(config, ConfigDict):
+        sys.exit(f"negres: error: --config={path!r}: get_config() returned "
+                 f"{type(config).__name__ if config is not None else 'None'}; it must return an "
+                 "ml_collections.ConfigDict (see configs/default.py)")
     return config
+
+
+def config_argument(argv: list[str]) -> str:
+    """The value given to --config in ``argv`` (as ``--config=PATH`` or ``--config PATH``)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.removeprefix("--config=")
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return ""
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -61,16 +88,16 @@ def parse_flags(argv: list[str]) -> list[str]:
         # which flag failed and why.
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         sys.exit("negres: error: " + (lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"))
-    except AttributeError as e:
-        sys.exit(f"negres: error: a --config.* override names a field the config lacks: {e}")
     except Exception as e:
-        detail = " ".join(str(e).split())
-        sys.exit(f"negres: error: --config could not be loaded: {type(e).__name__}: {detail}")
+        sys.exit(f"negres: error: {config_error(e, config_argument(argv))}")
 
 
 def quiet_orbax(record: std_logging.LogRecord) -> bool:
-    """Keep orbax's warnings but not its INFO lines: it logs several per checkpoint saved."""
-    return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+    """Keep orbax's warnings but not its INFO lines: it logs several per checkpoint saved.
+    Its disk-full errors (a traceback per worker thread) become negres's one line."""
+    if "orbax" not in record.pathname:
+        return True
+    return record.levelno >= std_logging.WARNING and not says_disk_full(record.getMessage())
 
 
 def main(argv: list[str]) -> None:
@@ -84,15 +111,21 @@ def main(argv: list[str]) -> None:
         sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                         _PROCESS_ID.value)
     try:
-        if _REPORT_ONLY.value:
+        if _REPORT_ONLY.value or _ROLLBACK.value:
             if sharding.is_main_process():
-                experiment.rebuild_report(_WORKDIR.value)
+                if _ROLLBACK.value:
+                    experiment.roll_back(_WORKDIR.value)
+                else:
+                    experiment.rebuild_report(_WORKDIR.value)
             return
-        if flags.FLAGS["config"].value is None:
-            sys.exit("negres: error: --config is required (e.g. --config configs/default.py)")
         experiment.run(load_config(), _WORKDIR.value, overwrite=_OVERWRITE.value)
     except (ConfigError, WorkdirError) as e:
         sys.exit(f"negres: error: {e}")
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        sys.exit(f"negres: error: no space left on the device of {e.filename or _WORKDIR.value!r}"
+                 "; free some space and rerun the same command")
 
 
 if __name__ == "__main__":

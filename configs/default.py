@@ -11,7 +11,7 @@ def get_config() -> ConfigDict:
     config = ConfigDict()
     config.seed = 0  # root seed; seed i trains with fold_in(PRNGKey(seed), i)
     config.num_seeds = 16  # S: seeds trained together in one compiled call
-    config.title = "digits MLP, 16 seeds"  # heading of report.md
+    config.title = "digits MLP"  # heading of report.md (the seed counts follow it)
     config.finding = ""  # a name in negres.reporting.findings.FINDINGS: the one-sentence finding
     config.conditions = ()  # e.g. ({'name': 'mlp'}, {'name': 'linear', 'model.name': 'linear'})
     config.baseline = ""  # condition compared against; '' is the first

@@ -9,7 +9,7 @@ from configs import default
 
 def get_config():
     config = default.get_config()
-    config.title = "MNIST-1D: logistic regression, MLP and CNN, 16 seeds each"
+    config.title = "MNIST-1D: logistic regression, MLP and CNN"
     config.num_seeds = 16
     config.task.name = "mnist1d"
     config.task.shuffle_seq = False  # True: the spatially shuffled control

@@ -21,3 +21,7 @@ class ConfigError(ArgumentError):
 
 class ResumeError(ValueError):
     """Checkpoints a training call cannot resume from: another run's, or another shape."""
+
+
+class DiskFullError(OSError):
+    """A write ran out of disk space; the message names the directory and the space needed."""

@@ -172,7 +172,8 @@ def test_top_k_is_capped_so_agreement_is_not_trivial(top_k, num_features, expect
 def test_report_only_refuses_results_of_another_schema_in_one_line(tmp_path):
     from negres.study.workdir import WorkdirError, write_json_atomic
 
-    write_json_atomic(tmp_path / "results.json", {"config": {}, "conditions": {}})
+    write_json_atomic(tmp_path / "results.json",
+                      {"schema_version": 1, "config": {}, "conditions": {}})
     with pytest.raises(WorkdirError) as err:
         experiment.rebuild_report(str(tmp_path))
     assert "schema version 1" in str(err.value) and "\n" not in str(err.value)

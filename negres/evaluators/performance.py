@@ -1,25 +1,46 @@
-"""Each seed's score and loss on the test and the training set.
+"""Each seed's score and loss on the test and the training set, and which seeds collapsed.
 
 The score is accuracy for classification and mean squared error for regression; the loss
 is the task kind's training loss (:mod:`negres.measures.losses`). Every study runs this
 evaluator first: the report's headline numbers and the robustness sweep's clean point
 are these.
+
+A seed *collapses* when its training loss ends above its loss at initialisation while
+staying finite (Adam at a learning rate of 1e6 ends at chance accuracy with a loss of
+1e6 to 1e9): nothing non-finite flags it as diverged, so it stays in the statistics, and
+the report and the terminal name it instead.
 """
 
 from __future__ import annotations
 
-import jax
+from collections.abc import Mapping
+from typing import Any
 
-from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric
+import jax
+import numpy as np
+
+from negres.evaluators.protocol import (
+    Evaluation,
+    EvaluationContext,
+    Evaluator,
+    Metric,
+    saved_by,
+)
 from negres.measures.losses import LOSSES, SCORE_NAMES
-from negres.seeds import over_seeds
+from negres.seeds import over_seeds, stream_key
 
 # Which way each score is better.
 SCORE_DIRECTIONS = {"accuracy": "higher", "mse": "lower"}
 
+# Collapsed seeds named one by one in the report; past these, a count (thousands of seeds
+# at a runaway learning rate would fill pages).
+REPORT_SEEDS = 20
+
 
 def evaluate(context: EvaluationContext) -> Evaluation:
-    """``test_<score>``, ``test_loss``, ``train_<score>``, ``train_loss``, each ``(S,)``."""
+    """``test_<score>``, ``test_loss``, ``train_<score>``, ``train_loss``, each ``(S,)``;
+    with ``context.init``, ``per_seed`` ``initial_train_loss`` ``(S,)`` and ``collapsed``
+    ``(S,)`` bool (see :func:`collapsed_of`)."""
     task = context.task
     score = SCORE_NAMES[task.kind]
     loss_fn = LOSSES[task.kind]
@@ -32,12 +53,82 @@ def evaluate(context: EvaluationContext) -> Evaluation:
             jax.device_get(value), SCORE_DIRECTIONS[score], {"split": split, "measure": score})
         out.metrics[f"{split}_loss"] = Metric(
             jax.device_get(loss), "lower", {"split": split, "measure": "loss"})
+    if context.init is not None:
+        # Seed i's initial parameters, re-drawn: the built-in program initialises with
+        # model.init(stream_key(seed_key, "init"), ...) (negres.training.builtin), and
+        # context.seed_keys[i] is that seed_key, so this reproduces them exactly as long as
+        # init draws only from its key and the input's shape (flax's initialisers do; the
+        # example input's values are never read). A library user whose own init draws from
+        # another stream gets the loss of a fresh initialisation of the same model instead.
+        # Not jitted: a new jit per condition would compile init again (seconds for a
+        # small MLP on a CPU, mostly its truncated normal draws), while op by op the random
+        # draws' own compiled functions are cached by shape and conditions of one model
+        # share them.
+        initial_params = over_seeds(lambda k: context.init(stream_key(k, "init")))(
+            context.seed_keys)
+        # The same compiled function as the final loss: a seed that did not move compares
+        # equal, not above by rounding.
+        initial, _ = scored(initial_params, task.x_train, task.y_train)
+        initial = np.asarray(jax.device_get(initial), dtype=np.float64)
+        final = np.asarray(out.metrics["train_loss"].values, dtype=np.float64)
+        kept = (np.ones(context.num_seeds, bool) if context.kept is None
+                else np.asarray(context.kept, bool))
+        out.per_seed["initial_train_loss"] = initial
+        out.per_seed["collapsed"] = collapsed_of(initial, final, kept)
     return out
+
+
+def collapsed_of(initial: np.ndarray, final: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """``(S,)`` bool: the seeds whose final training loss is finite and above their loss at
+    initialisation. A diverged seed (not ``kept``) is never counted: it is flagged and left
+    out already, and its loss is that of the state it was frozen at."""
+    with np.errstate(invalid="ignore"):  # a NaN initial loss compares False, as it should
+        return kept & np.isfinite(final) & (final > initial)
+
+
+def collapsed_seeds(condition: Mapping[str, Any]) -> list[tuple[int, float, float]]:
+    """``(seed index, initial training loss, final training loss)`` of every collapsed seed
+    of one condition's results; empty for a ``results.json`` written before seeds were
+    checked for collapse, or by a study whose model could not be re-initialised."""
+    per_seed = saved_by(condition, "performance")["per_seed"]
+    flags, initial = per_seed.get("collapsed"), per_seed.get("initial_train_loss")
+    seeds = condition.get("seed_indices")
+    final = (condition.get("metrics") or {}).get("train_loss")
+    if flags is None or initial is None or seeds is None or final is None:
+        return []
+    # Saved as JSON booleans, or as 0/1 once seeds were left out (statistics cast to float).
+    flags = np.asarray(flags, dtype=float) > 0
+    if not (len(flags) == len(initial) == len(seeds) == len(final)):
+        return []
+    return [(int(seeds[i]), float(initial[i]), float(final[i])) for i in np.flatnonzero(flags)]
+
+
+def seed_list(collapsed: list[tuple[int, float, float]], limit: int) -> str:
+    """``"seeds 3 (2.303 → 9.15e+08), 7 (...)"``: the first ``limit`` of
+    :func:`collapsed_seeds`, each with its training loss at initialisation and at the end."""
+    named = ", ".join(f"{seed} ({initial:.4g} → {final:.4g})"
+                      for seed, initial, final in collapsed[:limit])
+    more = f" and {len(collapsed) - limit} more" if len(collapsed) > limit else ""
+    return f"seed{'s' if len(collapsed) > 1 else ''} {named}{more}"
+
+
+def condition_report(condition: Mapping[str, Any]) -> list[str]:
+    """Which seeds collapsed, with their training loss at initialisation and at the end."""
+    collapsed = collapsed_seeds(condition)
+    if not collapsed:
+        return []
+    # Nothing non-finite marks these seeds, so the statistics above include them (chance
+    # accuracy, enormous losses that move every mean): say so.
+    return [f"**{len(collapsed)} of {condition['num_seeds']} seeds collapsed** (training loss "
+            "ended above its loss at initialisation, though it stayed finite): "
+            f"{seed_list(collapsed, REPORT_SEEDS)}. Collapse leaves no seed out of the "
+            "statistics above; only a non-finite loss or parameter does.", ""]
 
 
 EVALUATOR = Evaluator(
     name="performance",
     fields=(),
     evaluate=evaluate,
+    condition_report=condition_report,
     doc="each seed's score (accuracy or MSE) and loss on the test and the training set",
 )

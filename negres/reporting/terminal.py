@@ -8,7 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from negres.evaluators.performance import collapsed_seeds, seed_list
 from negres.measures.losses import SCORE_NAMES
+
+# Collapsed seeds named one by one on the terminal; past these, a count.
+TERMINAL_SEEDS = 10
 
 
 def seed_table(seed_indices: Sequence[int], columns: Mapping[str, Sequence[float]]) -> str:
@@ -65,7 +69,8 @@ def print_summary(results: Mapping[str, Any]) -> None:
 
     The tables show the seeds the statistics use; each condition says how many it left out
     and why (its own diverged seeds, or, with paired conditions, seeds that diverged in
-    another condition).
+    another condition), and which of its seeds collapsed (stayed finite but ended with a
+    higher training loss than they started with: in the tables, unflagged otherwise).
     """
     from negres.statistics.study import without_diverged
 
@@ -85,6 +90,12 @@ def print_summary(results: Mapping[str, Any]) -> None:
               f"{condition['train_time_s']:.1f}s, evaluated in "
               f"{condition['evaluation_time_s']:.1f}s on {results['device']['platform']}"
               + note)
+        # From the unfiltered results: the flags' rows are every seed's.
+        collapsed = collapsed_seeds(results["conditions"][name])
+        if collapsed:
+            print(f"{len(collapsed)} of {results['conditions'][name]['num_seeds']} seeds "
+                  "collapsed (training loss ended above its loss at initialisation, finite): "
+                  f"{seed_list(collapsed, TERMINAL_SEEDS)}")
         headline = [f"test_{score}", "test_loss"]
         print(seed_table(condition["seed_indices"], {m: metrics[m] for m in headline}))
         evaluator_metrics = {m: v for m, v in metrics.items() if m not in headline}

@@ -14,6 +14,7 @@ from negres.measures.losses import SCORE_NAMES
 from negres.reporting import plots
 from negres.reporting.markdown import build_report
 from negres.statistics.study import without_diverged
+from negres.study.workdir import write_text_atomic
 
 REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"
@@ -124,5 +125,6 @@ def write_report(results: Mapping[str, Any], workdir: Path) -> Path:
     shown["conditions"] = without_diverged(results["conditions"], paired=paired)[0]
     written = write_plots(shown, workdir)
     path = workdir / REPORT_FILE
-    path.write_text(build_report(shown, written))
+    # Written last and whole: a report.md that exists is a finished report.
+    write_text_atomic(path, build_report(shown, written))
     return path

@@ -38,7 +38,7 @@ TOP_FIELDS = (
     fields.integer("seed", 0, "root seed; seed i trains with fold_in(PRNGKey(seed), i)"),
     fields.integer("num_seeds", 16, "S: seeds trained together in one compiled call",
                    minimum=1, maximum=MAX_SEEDS),
-    fields.text("title", "digits MLP, 16 seeds", "heading of report.md"),
+    fields.text("title", "digits MLP", "heading of report.md (the seed counts follow it)"),
     fields.Field("finding", "", "a name in negres.reporting.findings.FINDINGS: the "
                  "one-sentence finding", f"'' or one of {sorted(FINDINGS)}",
                  lambda v: v == "" or v in FINDINGS),

@@ -24,7 +24,7 @@ import optax
 from absl import logging
 from ml_collections import ConfigDict
 
-from negres.errors import ConfigError, ResumeError
+from negres.errors import ConfigError, DiskFullError, ResumeError
 from negres.evaluators import (
     EvaluationContext,
     Evaluator,
@@ -44,13 +44,22 @@ from negres.study.conditions import expand_conditions, references_of
 from negres.study.config import as_config_fields, complete, validate_config
 from negres.study.workdir import (
     CONFIG_FILE,
+    OUTPUTS,
     RESULTS_FILE,
     WorkdirError,
-    prepare_workdir,
+    check_workdir_name,
+    finish_overwrite,
+    free_space,
+    is_disk_full,
+    make_writable,
+    overwrite_pending,
     read_json,
+    readable_size,
+    set_aside,
     to_jsonable,
     write_json_atomic,
 )
+from negres.study.workdir import roll_back as roll_back_workdir
 from negres.tasks import Task, load_task
 from negres.training.builtin import (
     builtin_data,
@@ -233,6 +242,9 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> l
     except ResumeError as e:
         raise WorkdirError(f"{e} (pass --overwrite to start over, or choose another "
                            "--workdir)") from None
+    except DiskFullError as e:
+        raise WorkdirError(f"{e}; free some space and rerun the same command: it resumes "
+                           "from the last complete checkpoint") from None
     finally:
         if checkpoints is not None:
             checkpoints.close()
@@ -297,8 +309,11 @@ def run(
     Every check on the config and the workdir happens before anything is compiled.
     Training saves checkpoints under ``workdir/checkpoints`` and a run of the same config
     into the same workdir resumes from them; ``results.json`` is written once the results
-    exist. On several hosts every process trains its share of seeds and evaluates the
-    gathered parameters; process 0 alone writes.
+    exist. With ``overwrite``, the earlier run's outputs are set aside and deleted only
+    when this run has written its own (:mod:`negres.study.workdir`). A run whose results
+    are written but whose report is not (disk full) is completed by running it again:
+    the report is written, nothing is retrained. On several hosts every process trains
+    its share of seeds and evaluates the gathered parameters; process 0 alone writes.
 
     Returns:
       The contents of ``results.json``.
@@ -306,9 +321,10 @@ def run(
     start = time.perf_counter()
     conditions, baseline = prepare_conditions(config)
     config = complete(config)
-    path = prepare_workdir(workdir, overwrite)
-    checkpoint_root = prepare_checkpoints(path, config, overwrite)
-    barrier("negres: workdir checked")
+    path, report_missing = prepare_workdir(workdir, config, overwrite)
+    if report_missing:
+        return complete_report(path)
+    checkpoint_root = path / CHECKPOINTS_DIR
     condition_results = {}
     train_time_s = 0.0
     for number, group in enumerate(group_conditions(conditions)):
@@ -317,8 +333,18 @@ def run(
         parts = train_group(group, group_dir)
         train_time_s += parts[0].train_time_s
         for condition, trained in zip(group, parts, strict=True):
-            condition_results[condition.name] = evaluate_condition(
-                condition, trained, path, [n for n in names if n != condition.name])
+            try:
+                condition_results[condition.name] = evaluate_condition(
+                    condition, trained, path, [n for n in names if n != condition.name])
+            except OSError as e:  # an evaluator's files (saved attributions)
+                if not is_disk_full(e):
+                    raise
+                raise WorkdirError(
+                    f"no space left on the device of --workdir={str(path)!r} while evaluating "
+                    f"condition {condition.name!r} ({e.filename or 'its files'}; "
+                    f"{readable_size(free_space(path))} free); free some space and rerun the "
+                    "same command: it resumes from the final checkpoint and nothing is "
+                    "retrained") from None
     condition_results = {c.name: condition_results[c.name] for c in conditions}
     stats_config = config.stats
     finite_results, excluded = without_diverged(condition_results,
@@ -353,49 +379,195 @@ def run(
     results["finding"] = finding_of(results)
     if not is_main_process():
         return results
-    write_json_atomic(path / RESULTS_FILE, results)
-    results = read_json(path / RESULTS_FILE)  # the report reads what a rerun would read
-    report.write_report(results, path)
-    print_summary(results)
-    print(f"\nresults: {path / RESULTS_FILE}\nreport:  {path / report.REPORT_FILE}")
+    try:
+        write_json_atomic(path / RESULTS_FILE, results)
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        size = len(json.dumps(results, indent=1))
+        raise WorkdirError(
+            f"no space left on the device of --workdir={str(path)!r} while writing "
+            f"{RESULTS_FILE} (about {readable_size(size)}, "
+            f"{readable_size(free_space(path))} free); "
+            "free some space and rerun the same command: it resumes from the final "
+            "checkpoint and nothing is retrained") from None
+    return complete_report(path)
+
+
+def complete_report(path: Path) -> dict[str, Any]:
+    """Write the report of the finished ``results.json`` in ``path`` and end the run."""
+    results = load_results_file(path)
+    if is_main_process():
+        write_report_or_explain(results, path)
+        finish_overwrite(path)
+        print_summary(results)
+        print(f"\nresults: {path / RESULTS_FILE}\nreport:  {path / report.REPORT_FILE}")
     return results
 
 
-def prepare_checkpoints(path: Path, config: ConfigDict, overwrite: bool) -> Path:
-    """The workdir's checkpoint directory, checked against ``config`` before anything compiles.
-
-    Checkpoints left by an earlier run of the same config are kept (the run resumes from
-    them, even with other scheduling knobs, :data:`SCHEDULING_KNOBS`); those of another
-    config are refused unless ``overwrite``, which discards them. ``config.json`` is
-    written now, so that a killed run can be checked on resume.
-    """
-    root = path / CHECKPOINTS_DIR
-    saved_config = path / CONFIG_FILE
-    if overwrite:
-        if root.exists() and is_main_process():
-            shutil.rmtree(root)
-    elif (root.exists() and saved_config.exists()
-          and what_is_computed(read_json(saved_config)) != what_is_computed(config.to_dict())):
+def write_report_or_explain(results: dict[str, Any], path: Path) -> None:
+    """``report.md`` and the plots; a full disk is one line that says how to finish."""
+    try:
+        report.write_report(results, path)
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
         raise WorkdirError(
-                f"--workdir={str(path)!r} holds checkpoints of a run of another config (its "
-                f"{CONFIG_FILE}); pass --overwrite to discard them, or choose another --workdir")
-    if is_main_process():
-        write_json_atomic(saved_config, config.to_dict())
-    return root
+            f"no space left on the device of --workdir={str(path)!r} while writing the report "
+            f"({e.filename or 'plots'}; {readable_size(free_space(path))} free): {RESULTS_FILE} is "
+            "complete; free some space and rerun the same command (or --report_only) to "
+            "write report.md and the plots without retraining") from None
+
+
+def saved_config_matches(path: Path, config: ConfigDict) -> bool | None:
+    """Whether ``path``'s config.json records ``config`` (scheduling knobs aside); ``None``
+    when there is none or it cannot be read."""
+    try:
+        saved = read_json(path / CONFIG_FILE)
+    except (OSError, ValueError):  # missing, unreadable, not JSON (a UnicodeDecodeError too)
+        return None
+    if not isinstance(saved, dict):
+        return None
+    return what_is_computed(saved) == what_is_computed(config.to_dict())
+
+
+def prepare_workdir(workdir: str, config: ConfigDict, overwrite: bool) -> tuple[Path, bool]:
+    """Check ``workdir`` can take this run, and set it up, before anything compiles.
+
+    Refuses a workdir that holds finished results unless ``overwrite``, and checkpoints
+    of another config (or beside an unreadable config.json) unless ``overwrite``. Earlier
+    outputs an ``overwrite`` replaces are set aside, not deleted. ``config.json`` is
+    written now, so that a killed run can be checked on resume.
+
+    Returns:
+      ``(path, report_missing)``: ``report_missing`` when the workdir holds this config's
+      ``results.json`` but not its report (a run that failed while writing it).
+    """
+    path = check_workdir_name(workdir)
+    pending = overwrite_pending(path)
+    main = is_main_process()
+    if (path / RESULTS_FILE).exists() and (pending or not overwrite):
+        if (not (path / report.REPORT_FILE).exists()
+                and saved_config_matches(path, config)):
+            return path, True
+        if pending:
+            # The new run wrote everything but was stopped before deleting what it
+            # replaced; it stands as the workdir's finished run from here on.
+            barrier("negres: workdir read")
+            if main:
+                finish_overwrite(path)
+            pending = False
+        if not overwrite:
+            raise WorkdirError(
+                f"--workdir={str(path)!r} already holds {RESULTS_FILE}; pass --overwrite to "
+                "replace it, or choose another --workdir")
+    root = path / CHECKPOINTS_DIR
+    matches = saved_config_matches(path, config)
+    if not overwrite and root.exists() and not matches:
+        what = ("another config (its config.json)" if matches is False else
+                f"a config its {CONFIG_FILE} no longer records (missing or unreadable)")
+        raise WorkdirError(
+            f"--workdir={str(path)!r} holds checkpoints of a run of {what}; pass "
+            "--overwrite to discard them, or choose another --workdir")
+    make_writable(path)
+    barrier("negres: workdir read")
+    if main:
+        if overwrite:
+            set_aside(path)  # a no-op once an unfinished overwrite has set them aside
+            if pending and not matches:
+                # An unfinished overwrite of another config: its partial outputs go; the
+                # earlier run's stay set aside.
+                for name in OUTPUTS:
+                    if (path / name).is_dir():
+                        shutil.rmtree(path / name)
+                    elif (path / name).exists():
+                        (path / name).unlink()
+        try:
+            write_json_atomic(path / CONFIG_FILE, config.to_dict())
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            raise WorkdirError(f"no space left on the device of --workdir={str(path)!r} "
+                               f"while writing {CONFIG_FILE}; free some space") from None
+    barrier("negres: workdir checked")
+    return path, False
+
+
+# What --report_only needs of results.json, and the type each holds.
+_REQUIRED = {"config": dict, "task": dict, "baseline": str, "conditions": dict,
+             "statistics": dict, "device": dict, "wall_time_s": (int, float)}
+_REQUIRED_PER_CONDITION = {"num_seeds": int, "metrics": dict, "evaluations": dict,
+                           "curves": dict}
+
+
+def results_problem(results: Any) -> str | None:
+    """What makes ``results`` (a parsed results.json) unfit to report on; ``None``: nothing."""
+    if not isinstance(results, dict):
+        return f"that is a JSON {type(results).__name__}, not an object"
+    if "schema_version" not in results:  # results of negres before version 2, or not negres's
+        return "without 'schema_version'"
+    version = results["schema_version"]
+    if version != SCHEMA_VERSION:
+        return (f"of schema version {version}; this negres reports on version "
+                f"{SCHEMA_VERSION}")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(results.get(key), kind):
+            return f"without a valid {key!r}" if key in results else f"without {key!r}"
+    if results["baseline"] not in results["conditions"]:
+        return f"whose baseline {results['baseline']!r} is not among its conditions"
+    for name, condition in results["conditions"].items():
+        if not isinstance(condition, dict):
+            return f"whose condition {name!r} is not an object"
+        for key, kind in _REQUIRED_PER_CONDITION.items():
+            if not isinstance(condition.get(key), kind):
+                return f"whose condition {name!r} lacks a valid {key!r}"
+    if not isinstance(results["statistics"].get("settings"), dict):
+        return "without statistics settings"
+    return None
+
+
+def load_results_file(path: Path) -> dict[str, Any]:
+    """``path``'s results.json, checked; anything wrong with it is one line."""
+    file = path / RESULTS_FILE
+    if not file.is_file():
+        raise WorkdirError(f"--workdir={str(path)!r} holds no {RESULTS_FILE} to report on")
+    try:
+        results = read_json(file)
+    except UnicodeDecodeError:
+        problem = "that is not text"
+    except json.JSONDecodeError as e:
+        problem = f"that is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+    else:
+        problem = results_problem(results)
+    if problem is not None:
+        raise WorkdirError(
+            f"--workdir={str(path)!r} holds a {RESULTS_FILE} {problem}: it cannot be reported "
+            "on (rerun the study with --overwrite)")
+    return results
 
 
 def rebuild_report(workdir: str) -> dict[str, Any]:
     """Rewrite ``report.md`` and the plots from an existing ``results.json``, without training."""
-    path = Path(workdir)
-    if not (path / RESULTS_FILE).is_file():
-        raise WorkdirError(f"--workdir={str(path)!r} holds no {RESULTS_FILE} to report on")
-    results = read_json(path / RESULTS_FILE)
-    version = results.get("schema_version", 1) if isinstance(results, dict) else None
-    if version != SCHEMA_VERSION:
-        raise WorkdirError(
-            f"--workdir={str(path)!r} holds a {RESULTS_FILE} of schema version {version}; this "
-            f"negres reports on version {SCHEMA_VERSION} (rerun the study with --overwrite)")
+    path = check_workdir_name(workdir)
+    results = load_results_file(path)
     results["finding"] = finding_of(results)  # the finding's wording may have been improved
-    report.write_report(results, path)
+    try:
+        write_report_or_explain(results, path)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        if isinstance(e, WorkdirError):
+            raise
+        # A results.json that passed the checks above but was edited or damaged inside.
+        raise WorkdirError(
+            f"--workdir={str(path)!r} holds a {RESULTS_FILE} the report cannot be built from "
+            f"({type(e).__name__}: {' '.join(str(e).split())}); rerun the study with "
+            "--overwrite") from None
     print(f"report: {path / report.REPORT_FILE}")
     return results
+
+
+def roll_back(workdir: str) -> list[str]:
+    """Undo an unfinished ``--overwrite`` in ``workdir``: the earlier run's outputs return
+    and the new run's partial ones go. Returns the names put back."""
+    restored = roll_back_workdir(workdir)
+    print(f"restored in {workdir}: {', '.join(restored) or 'nothing (it held none)'}")
+    return restored
