@@ -24,6 +24,7 @@ _ATTRIBUTES: dict[str, str] = {
     "train": "negres.training.driver",
     "TrainResult": "negres.training.driver",
     "ResumeError": "negres.errors",
+    "DiskFullError": "negres.errors",
     "compile_training": "negres.training.driver",
     "Plan": "negres.training.plan",
     "SeedTrainer": "negres.training.step",
@@ -79,6 +80,7 @@ __all__ = [
     "TASKS",
     "ArgumentError",
     "ConfigError",
+    "DiskFullError",
     "Evaluation",
     "EvaluationContext",
     "Evaluator",
@@ -144,7 +146,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from negres import evaluators, models, statistics, training
     from negres import statistics as stats
-    from negres.errors import ArgumentError, ConfigError, ResumeError
+    from negres.errors import ArgumentError, ConfigError, DiskFullError, ResumeError
     from negres.evaluators import evaluate
     from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric
     from negres.measures import agreement, interpretability, metrics, saliency

@@ -17,6 +17,7 @@ from negres.models import build_model
 from negres.reporting.markdown import build_report
 from negres.reporting.terminal import print_summary
 from negres.seeds import over_seeds, seed_keys, stream_key
+from negres.statistics.study import without_diverged
 from negres.study import experiment
 from negres.training.builtin import builtin_data, builtin_program, make_apply
 
@@ -190,3 +191,28 @@ def test_collapsed_needs_a_finite_kept_seed_and_a_re_initialiser(mlp, small_digi
         shared_key=jax.random.PRNGKey(0)))
     assert without.per_seed == {}
     np.testing.assert_array_equal(without.metrics["train_loss"].values, final)
+
+
+def test_paired_statistics_say_how_many_seeds_each_condition_left_out_and_why(study, capsys):
+    """A seed that diverged in one condition leaves every paired condition: report.md and
+    the terminal say so for the conditions where it did not diverge, not "0 seeds"."""
+    results = copy.deepcopy(study[0])
+    results["statistics"]["settings"]["paired_conditions"] = True
+    runaway = results["conditions"]["runaway"]
+    runaway["diverged_at_step"] = [-1, 12, -1]
+    runaway["diverged"] = {"count": 1, "seed_indices": [1], "steps": [12]}
+    # As the study records them: the statistics' own account of what they left out.
+    results["statistics"]["excluded_diverged_seeds"] = without_diverged(
+        results["conditions"], paired=True)[1]
+    report = build_report(results, [])
+    baseline_section = report[report.index("### `baseline`"):report.index("### `runaway`")]
+    assert ("**1 more of its seeds are left out** of every statistic below (seeds 1): they "
+            "diverged in another condition") in baseline_section
+    assert "The statistics below use 2 of 3 seeds." in baseline_section
+    assert "**1 of 3 seeds diverged** (loss or parameters NaN or infinite: seed 1 at step 12)" \
+        in report
+    print_summary(results)
+    out = capsys.readouterr().out
+    assert "baseline: 3 seeds" in out and "1 of 3 left out below (0 diverged here, 1 in " \
+        "another condition)" in out
+    assert "1 of 3 left out below (diverged)" in out  # the runaway condition's own seed
