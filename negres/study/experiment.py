@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,13 +43,15 @@ from negres.study.conditions import expand_conditions, references_of
 from negres.study.config import as_config_fields, complete, validate_config
 from negres.study.workdir import (
     CONFIG_FILE,
-    OUTPUTS,
     RESULTS_FILE,
+    SCHEMA_VERSION,
     WorkdirError,
     check_workdir_name,
+    discard_outputs,
     finish_overwrite,
     free_space,
     is_disk_full,
+    load_results_file,
     make_writable,
     overwrite_pending,
     read_json,
@@ -73,8 +74,6 @@ from negres.training.checks import check_scale_arguments, check_training_argumen
 from negres.training.driver import TrainResult, train
 from negres.training.optimizers import VMAPPABLE_HYPERPARAMS, build_optimizer, hyperparams_of
 
-# The version of results.json's layout; --report_only refuses another.
-SCHEMA_VERSION = 2
 CHECKPOINTS_DIR = "checkpoints"
 
 
@@ -477,11 +476,7 @@ def prepare_workdir(workdir: str, config: ConfigDict, overwrite: bool) -> tuple[
             if pending and not matches:
                 # An unfinished overwrite of another config: its partial outputs go; the
                 # earlier run's stay set aside.
-                for name in OUTPUTS:
-                    if (path / name).is_dir():
-                        shutil.rmtree(path / name)
-                    elif (path / name).exists():
-                        (path / name).unlink()
+                discard_outputs(path)
         try:
             write_json_atomic(path / CONFIG_FILE, config.to_dict())
         except OSError as e:
@@ -491,59 +486,6 @@ def prepare_workdir(workdir: str, config: ConfigDict, overwrite: bool) -> tuple[
                                f"while writing {CONFIG_FILE}; free some space") from None
     barrier("negres: workdir checked")
     return path, False
-
-
-# What --report_only needs of results.json, and the type each holds.
-_REQUIRED = {"config": dict, "task": dict, "baseline": str, "conditions": dict,
-             "statistics": dict, "device": dict, "wall_time_s": (int, float)}
-_REQUIRED_PER_CONDITION = {"num_seeds": int, "metrics": dict, "evaluations": dict,
-                           "curves": dict}
-
-
-def results_problem(results: Any) -> str | None:
-    """What makes ``results`` (a parsed results.json) unfit to report on; ``None``: nothing."""
-    if not isinstance(results, dict):
-        return f"that is a JSON {type(results).__name__}, not an object"
-    if "schema_version" not in results:  # results of negres before version 2, or not negres's
-        return "without 'schema_version'"
-    version = results["schema_version"]
-    if version != SCHEMA_VERSION:
-        return (f"of schema version {version}; this negres reports on version "
-                f"{SCHEMA_VERSION}")
-    for key, kind in _REQUIRED.items():
-        if not isinstance(results.get(key), kind):
-            return f"without a valid {key!r}" if key in results else f"without {key!r}"
-    if results["baseline"] not in results["conditions"]:
-        return f"whose baseline {results['baseline']!r} is not among its conditions"
-    for name, condition in results["conditions"].items():
-        if not isinstance(condition, dict):
-            return f"whose condition {name!r} is not an object"
-        for key, kind in _REQUIRED_PER_CONDITION.items():
-            if not isinstance(condition.get(key), kind):
-                return f"whose condition {name!r} lacks a valid {key!r}"
-    if not isinstance(results["statistics"].get("settings"), dict):
-        return "without statistics settings"
-    return None
-
-
-def load_results_file(path: Path) -> dict[str, Any]:
-    """``path``'s results.json, checked; anything wrong with it is one line."""
-    file = path / RESULTS_FILE
-    if not file.is_file():
-        raise WorkdirError(f"--workdir={str(path)!r} holds no {RESULTS_FILE} to report on")
-    try:
-        results = read_json(file)
-    except UnicodeDecodeError:
-        problem = "that is not text"
-    except json.JSONDecodeError as e:
-        problem = f"that is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
-    else:
-        problem = results_problem(results)
-    if problem is not None:
-        raise WorkdirError(
-            f"--workdir={str(path)!r} holds a {RESULTS_FILE} {problem}: it cannot be reported "
-            "on (rerun the study with --overwrite)")
-    return results
 
 
 def rebuild_report(workdir: str) -> dict[str, Any]:

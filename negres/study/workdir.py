@@ -1,4 +1,4 @@
-"""The workdir: atomic JSON files, and overwrites that finish whole or can be undone.
+"""The workdir: atomic files, checked results, and overwrites that finish whole or roll back.
 
 An ``--overwrite`` run first moves the earlier run's outputs into ``.negres_replaced/``
 and deletes them only once its own results and report are written. Killed or failed
@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 RESULTS_FILE = "results.json"
+# The version of results.json's layout; --report_only refuses another.
+SCHEMA_VERSION = 2
 CONFIG_FILE = "config.json"
 REPLACED_DIR = ".negres_replaced"
 # Written into REPLACED_DIR once every earlier output is in it: from then on what sits at
@@ -164,6 +166,12 @@ def set_aside(path: Path) -> list[str]:
     return moved
 
 
+def discard_outputs(path: Path) -> None:
+    """Delete every output of a study at the top of ``path`` (not the set-aside ones)."""
+    for name in OUTPUTS:
+        _remove(path / name)
+
+
 def finish_overwrite(path: Path) -> None:
     """Delete the outputs an ``--overwrite`` run set aside, once its own are written."""
     if overwrite_pending(path):
@@ -185,9 +193,7 @@ def roll_back(workdir: str | os.PathLike[str]) -> list[str]:
         raise WorkdirError(f"--workdir={str(path)!r} holds no unfinished --overwrite to roll "
                            "back (nothing was set aside)")
     if (replaced / _MOVED_MARKER).exists():
-        # Everything at the top is the new run's.
-        for name in OUTPUTS:
-            _remove(path / name)
+        discard_outputs(path)  # everything at the top is the new run's
     restored = []
     for name in OUTPUTS:
         if (replaced / name).exists():
@@ -195,3 +201,56 @@ def roll_back(workdir: str | os.PathLike[str]) -> list[str]:
             restored.append(name)
     shutil.rmtree(replaced)
     return restored
+
+
+# What --report_only needs of results.json, and the type each holds.
+_REQUIRED = {"config": dict, "task": dict, "baseline": str, "conditions": dict,
+             "statistics": dict, "device": dict, "wall_time_s": (int, float)}
+_REQUIRED_PER_CONDITION = {"num_seeds": int, "metrics": dict, "evaluations": dict,
+                           "curves": dict}
+
+
+def results_problem(results: Any) -> str | None:
+    """What makes ``results`` (a parsed results.json) unfit to report on; ``None``: nothing."""
+    if not isinstance(results, dict):
+        return f"that is a JSON {type(results).__name__}, not an object"
+    if "schema_version" not in results:  # results of negres before version 2, or not negres's
+        return "without 'schema_version'"
+    version = results["schema_version"]
+    if version != SCHEMA_VERSION:
+        return (f"of schema version {version}; this negres reports on version "
+                f"{SCHEMA_VERSION}")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(results.get(key), kind):
+            return f"without a valid {key!r}" if key in results else f"without {key!r}"
+    if results["baseline"] not in results["conditions"]:
+        return f"whose baseline {results['baseline']!r} is not among its conditions"
+    for name, condition in results["conditions"].items():
+        if not isinstance(condition, dict):
+            return f"whose condition {name!r} is not an object"
+        for key, kind in _REQUIRED_PER_CONDITION.items():
+            if not isinstance(condition.get(key), kind):
+                return f"whose condition {name!r} lacks a valid {key!r}"
+    if not isinstance(results["statistics"].get("settings"), dict):
+        return "without statistics settings"
+    return None
+
+
+def load_results_file(path: Path) -> dict[str, Any]:
+    """``path``'s results.json, checked; anything wrong with it is one line."""
+    file = path / RESULTS_FILE
+    if not file.is_file():
+        raise WorkdirError(f"--workdir={str(path)!r} holds no {RESULTS_FILE} to report on")
+    try:
+        results = read_json(file)
+    except UnicodeDecodeError:
+        problem = "that is not text"
+    except json.JSONDecodeError as e:
+        problem = f"that is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+    else:
+        problem = results_problem(results)
+    if problem is not None:
+        raise WorkdirError(
+            f"--workdir={str(path)!r} holds a {RESULTS_FILE} {problem}: it cannot be reported "
+            "on (rerun the study with --overwrite)")
+    return results
