@@ -31,6 +31,7 @@ from negres.evaluators.protocol import (
     Evaluation,
     EvaluationContext,
     Evaluator,
+    MemoryUse,
     Metric,
     at_path,
 )
@@ -250,6 +251,7 @@ __all__ = [
     "Evaluation",
     "EvaluationContext",
     "Evaluator",
+    "MemoryUse",
     "Metric",
     "all_fields",
     "as_results",

@@ -30,6 +30,7 @@ from negres.evaluators.protocol import (
     Evaluation,
     EvaluationContext,
     Evaluator,
+    MemoryUse,
     Metric,
     saved_by,
 )
@@ -113,6 +114,29 @@ def check(settings: ConfigDict, task: Task) -> None:
     if settings.shapley_background > task.num_train:
         raise ConfigError("evaluation.shapley_background", settings.shapley_background,
                           f"an integer from 0 to the training set size ({task.num_train})")
+
+
+def memory(settings: ConfigDict, task: Task, num_seeds: int) -> MemoryUse:
+    """What :func:`evaluate`'s arrays take for ``num_seeds`` seeds.
+
+    Held per method: its attributions ``(S, N, *input_shape)`` float32 (passed on) and five
+    agreement matrices ``(S, S)``. Working on one method: the cross-seed agreement, whose
+    temporaries XLA's memory analysis on CPU puts at about 5 per-example matrices
+    ``(S, S, N)`` float32 and 16 copies of the attributions (ranks, sorts): 4 to 5 and
+    14 to 16 for 50 to 3,000 seeds and 4 to 256 examples; with ``max_sensitivity``, every
+    perturbed copy of the attributions at once. Saved: the agreement matrices.
+    """
+    examples = min(int(settings.attribution_examples), task.num_test)
+    one = 4 * num_seeds * examples * int(np.prod(task.input_shape))
+    methods = len(settings.attribution_methods)
+    pairs = num_seeds * num_seeds if num_seeds > 1 else 0
+    working = 5 * 4 * pairs * examples + 16 * one if pairs else one
+    if settings.max_sensitivity:
+        working = max(working, int(settings.sensitivity_samples) * one)
+    # Beside the matrices, a few numbers per seed and method: metrics and the randomisation
+    # check's correlation at every layer.
+    return MemoryUse(held=methods * (one + 5 * 4 * pairs) + working,
+                     saved=methods * (5 * pairs + 8 * num_seeds))
 
 
 def _target(settings: ConfigDict, task: Task, n: int) -> Any:
@@ -380,6 +404,7 @@ EVALUATOR = Evaluator(
     fields=FIELDS,
     evaluate=evaluate,
     check=check,
+    memory=memory,
     report=report,
     plots=plots,
     statistics=statistics,

@@ -31,15 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ml_collections import ConfigDict
 
 from negres import fields
 from negres.evaluators.protocol import (
     Evaluation,
     EvaluationContext,
     Evaluator,
+    MemoryUse,
     Metric,
     pairwise_row_means,
 )
+from negres.tasks import Task
 
 CLEAN = "clean"
 
@@ -330,6 +333,33 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     return every
 
 
+def memory(settings: ConfigDict, task: Task, num_seeds: int) -> MemoryUse:
+    """What :func:`evaluate`'s arrays take for ``num_seeds`` seeds.
+
+    Held to the end, float64: the clean churn ``(S, S)``, each shift's mean ``(S, S)``
+    and, with ``multiplicity_matrices``, each shift's ``(S, S, K)``. Working on one set at
+    a time: its churn (if not held), then either the pairs above the diagonal with their
+    two index arrays and ``np.std``'s deviations (``S * S * (K + 1)`` numbers) or about
+    five int64 vote arrays ``(S, K, N)``. Saved: the matrices held, every seed's
+    agreement with the majority at every level, and the clean vote entropy ``(N,)``.
+    """
+    if task.kind != "classification":
+        return MemoryUse(0, 0)
+    sets = [(1, task.num_test)] + [(len(settings.severities), task.num_test)] * len(
+        settings.shifts) + [(len(s.severities), int(np.shape(s.y)[-1]))
+                            for s in task.shift_sets.values()]
+    kept = bool(settings.multiplicity_matrices)
+    matrices = len(sets) + (sum(levels for levels, _ in sets[1:]) if kept else 0)
+    pairs = num_seeds * num_seeds
+    working = max(8 * pairs * levels * (index > 0 and not kept)
+                  + max(8 * pairs * (levels + 1), 5 * 8 * num_seeds * levels * examples)
+                  for index, (levels, examples) in enumerate(sets))
+    # Beside the matrices: per seed, agreement at every level and a metric per set; the
+    # clean test set's vote entropy per example.
+    saved = pairs * matrices + num_seeds * sum(k + 1 for k, _ in sets) + task.num_test
+    return MemoryUse(held=8 * pairs * matrices + working, saved=saved)
+
+
 # ---------------------------------------------------------------------------- reporting
 
 
@@ -476,6 +506,7 @@ EVALUATOR = Evaluator(
     fields=FIELDS,
     requires=("robustness",),
     evaluate=evaluate,
+    memory=memory,
     report=report,
     plots=plots,
     doc="how often seeds of equal accuracy disagree on single predictions (churn, "

@@ -114,6 +114,21 @@ class EvaluationContext:
         return int(self.seed_keys.shape[0])
 
 
+class MemoryUse(NamedTuple):
+    """What an evaluator's arrays take for a given number of seeds (:attr:`Evaluator.memory`).
+
+    Attributes:
+      held: bytes of the arrays it holds at once while it runs: what it computes, its
+        temporaries, and what it returns and passes on.
+      saved: how many numbers its ``metrics``, ``per_seed``, ``pairwise`` and ``shared``
+        hold: a study writes them to ``results.json``, where each costs far more memory
+        than in an array while the file is written and read back.
+    """
+
+    held: int
+    saved: int
+
+
 def _no_check(settings: ConfigDict, task: Task) -> None:
     del settings, task
 
@@ -144,6 +159,11 @@ class Evaluator:
         Holm-adjusts each family.
       doc: one line on what it measures.
       by_default: whether a study that does not name its evaluators runs this one.
+      memory: ``(settings, task, num_seeds) -> MemoryUse``: what its largest arrays take
+        for ``num_seeds`` seeds, so that a study refuses a seed count that cannot fit
+        before anything compiles (:func:`negres.study.memory.check_memory`). Only what
+        grows with the seeds matters (``(S, S, ...)``, ``(S, N, ...)``). None: nothing
+        worth counting.
     """
 
     name: str
@@ -157,6 +177,7 @@ class Evaluator:
     statistics: Callable[[Mapping[str, Any], Compare], dict[str, dict[str, Any]]] | None = None
     doc: str = ""
     by_default: bool = True
+    memory: Callable[[ConfigDict, Task, int], MemoryUse] | None = None
 
 
 def pairwise_row_means(matrix: Any) -> np.ndarray:

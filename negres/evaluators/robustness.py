@@ -21,12 +21,14 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from negres import fields
+from negres.errors import ConfigError
 from negres.evaluators.performance import SCORE_DIRECTIONS
 from negres.evaluators.protocol import (
     Compare,
     Evaluation,
     EvaluationContext,
     Evaluator,
+    MemoryUse,
     Metric,
     saved_by,
 )
@@ -43,7 +45,7 @@ from negres.reporting.tables import (
 from negres.seeds import over_seeds, stream_key
 from negres.statistics.inference import bootstrap_mean_ci
 from negres.tasks import ShiftSet, Task
-from negres.tasks.shifts import SHIFTS, get_shift
+from negres.tasks.shifts import SHIFTS, get_shift, occlusion
 
 FIELDS = (
     fields.names("shifts", ("gaussian_noise",),
@@ -56,9 +58,41 @@ FIELDS = (
 
 
 def check(settings: ConfigDict, task: Task) -> None:
-    """Raise :class:`negres.errors.ConfigError` for a shift name the task cannot use."""
+    """Raise :class:`negres.errors.ConfigError` for a shift name the task cannot use, or a
+    severity the built-in occlusion cannot take (it is the share of features occluded)."""
     for name in settings.shifts:
-        get_shift(name, task)
+        # A task's own shift of the same name is the task's to bound.
+        if get_shift(name, task) is occlusion and any(s > 1 for s in settings.severities):
+            raise ConfigError("evaluation.severities", tuple(settings.severities),
+                              "severities in [0, 1] when occlusion is among the shifts")
+
+
+def memory(settings: ConfigDict, task: Task, num_seeds: int) -> MemoryUse:
+    """What :func:`evaluate`'s arrays take for ``num_seeds`` seeds.
+
+    Held: per set and level (clean, each shift at each severity, each of the task's
+    shifted sets) every seed's predicted classes ``(S, K, N)`` int32, passed on to
+    ``multiplicity``, and confusion matrices ``(S, K, C, C)`` int32; for the level being
+    computed, the outputs ``(S, N, C)`` float32 and, without ``shared_shift_noise``, every
+    seed's own shifted test set ``(S, N, *input_shape)``. Saved: four curves ``(S, K)``
+    per shifted set, one confusion matrix per seed and set, one metric per seed and set.
+    """
+    classes = int(task.num_outputs)
+    shifted = [len(settings.severities)] * len(settings.shifts) + [
+        len(s.severities) for s in task.shift_sets.values()]
+    examples = [task.num_test] * (1 + len(settings.shifts)) + [
+        int(np.shape(s.y)[-1]) for s in task.shift_sets.values()]
+    confusion = classes * classes if task.kind == "classification" else 0
+    # Per level: score, loss, gap and ece, and for classification every example's
+    # predicted class and the confusion matrix.
+    per_seed = sum(4 * k * (4 + (n + confusion if confusion else 0))
+                   for k, n in zip([1, *shifted], examples, strict=True))
+    per_seed += 4 * task.num_test * classes
+    if not settings.shared_shift_noise:
+        per_seed += 4 * task.num_test * int(np.prod(task.input_shape))
+    # One metric and one confusion matrix per set (the clean one and each shifted one).
+    saved = sum(4 * k for k in shifted) + (1 + len(shifted)) * (confusion + 1)
+    return MemoryUse(held=num_seeds * per_seed, saved=num_seeds * saved)
 
 
 def _evaluate_outputs(outputs: jax.Array, y: jax.Array, kind: str) -> dict[str, jax.Array]:
@@ -290,6 +324,7 @@ EVALUATOR = Evaluator(
     fields=FIELDS,
     evaluate=evaluate,
     check=check,
+    memory=memory,
     report=report,
     condition_report=confusion_report,
     plots=plots,

@@ -41,6 +41,7 @@ from negres.sharding import barrier, is_main_process
 from negres.statistics.study import analyze, without_diverged
 from negres.study.conditions import expand_conditions, references_of
 from negres.study.config import as_config_fields, complete, validate_config
+from negres.study.memory import check_memory
 from negres.study.workdir import (
     CONFIG_FILE,
     RESULTS_FILE,
@@ -319,6 +320,7 @@ def run(
     """
     start = time.perf_counter()
     conditions, baseline = prepare_conditions(config)
+    check_memory(conditions)
     config = complete(config)
     path, report_missing = prepare_workdir(workdir, config, overwrite)
     if report_missing:

@@ -14,8 +14,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -58,14 +59,14 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` via a temporary file and a rename: no reader sees half a file, and a
-    failed write (disk full) leaves the earlier file or none."""
+def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[str]], None]) -> None:
+    # Via a temporary file and a rename: no reader sees half a file, and a failed write
+    # (disk full) leaves the earlier file or none.
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(text)
+            write(f)
         os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
@@ -74,9 +75,15 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` whole or not at all (a temporary file renamed into place)."""
+    _write_atomic(path, lambda f: f.write(text))
+
+
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:
-    """Write ``payload`` as JSON, atomically (:func:`write_text_atomic`)."""
-    write_text_atomic(path, json.dumps(to_jsonable(payload), indent=1))
+    """Write ``payload`` as JSON whole or not at all, streamed: never the whole text in
+    memory (results.json of thousands of seeds holds millions of numbers)."""
+    _write_atomic(path, lambda f: json.dump(to_jsonable(payload), f, indent=1))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
