@@ -33,3 +33,19 @@ def tree_allclose(a, b, atol: float, rtol: float = 0.0) -> None:
 
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol)
+
+
+# A Python script (python -c) that runs main.py with argv and SIGKILLs it right after the
+# checkpoint of step kill_step or later is saved: format(kill_step=..., argv=[...]).
+KILL_AFTER_CHECKPOINT = """
+import os, runpy, signal, sys
+from negres.training import checkpoint
+save = checkpoint.TrainingCheckpoints.save
+def save_then_die(self, step, state, metadata):
+    save(self, step, state, metadata)
+    if step >= {kill_step}:
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.TrainingCheckpoints.save = save_then_die
+sys.argv = {argv!r}
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""

@@ -56,6 +56,9 @@ def test_results_json_holds_every_per_seed_number(tiny_run):
     for token in ("test_accuracy", "mean", "std", "min", "max"):
         assert token in proc.stdout
     assert "train: step 20/20" in proc.stderr
+    # The heading and the line under it say how many seeds this run has.
+    report = (workdir / "report.md").read_text()
+    assert "16 seeds" not in report.split("\n\n## ")[0] and "(2 seeds)" in report
 
 
 def test_existing_results_are_refused_and_kept(tiny_run):
@@ -103,6 +106,18 @@ def test_missing_and_broken_config_files(tmp_path):
     broken.write_text("def get_config(:\n")
     proc = run_main("--config", str(broken), "--workdir", str(tmp_path / "w"))
     assert "SyntaxError" in error_line(proc)
+    without = tmp_path / "without.py"
+    without.write_text("x = 1\n")
+    proc = run_main("--config", str(without), "--workdir", str(tmp_path / "w"))
+    assert f"--config={str(without)!r} defines no get_config()" in error_line(proc)
+    none = tmp_path / "none.py"
+    none.write_text("def get_config():\n    return None\n")
+    proc = run_main("--config", str(none), "--workdir", str(tmp_path / "w"))
+    assert "get_config() returned None; it must return an ml_collections.ConfigDict" \
+        in error_line(proc)
+    proc = run_main("--config", "configs/default.py", "--workdir=")
+    assert "--workdir='' is not allowed" in error_line(proc)
+    assert not (tmp_path / "w").exists() and not (REPO / "results.json").exists()
 
 
 def test_unwritable_workdir(tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from conftest import tree_allclose
+from conftest import KILL_AFTER_CHECKPOINT, tree_allclose
 from ml_collections import ConfigDict
 
 from negres.errors import ArgumentError, ResumeError
@@ -262,18 +262,6 @@ def test_bad_scale_arguments_fail_before_compiling(mlp_setup, field, kwargs):
     assert err.value.field == field
 
 
-KILL_AFTER_CHECKPOINT = """
-import os, runpy, signal, sys
-from negres.training import checkpoint
-save = checkpoint.TrainingCheckpoints.save
-def save_then_die(self, step, state, metadata):
-    save(self, step, state, metadata)
-    if step >= {kill_step}:
-        os.kill(os.getpid(), signal.SIGKILL)
-checkpoint.TrainingCheckpoints.save = save_then_die
-sys.argv = {argv!r}
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 RESUMABLE = ["--config", "configs/default.py", "--config.num_seeds=3",
              "--config.train.steps=40", "--config.train.eval_every=10",
              "--config.train.checkpoint_every=10", "--config.evaluation.attribution_examples=8",

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import KILL_AFTER_CHECKPOINT
 
 from negres.study.workdir import (
     OUTPUTS,
@@ -35,18 +36,6 @@ LIGHT = ["--config", "configs/default.py", "--config.num_seeds=2", "--config.tra
          "--config.evaluation.smoothgrad_samples=2", "--config.evaluation.severities=(0.0,0.3)",
          "--config.evaluation.randomization_check=False",
          "--config.stats.num_resamples=200", "--config.stats.num_permutations=200"]
-KILL_AFTER_CHECKPOINT = """
-import os, runpy, signal, sys
-from negres.training import checkpoint
-save = checkpoint.TrainingCheckpoints.save
-def save_then_die(self, step, state, metadata):
-    save(self, step, state, metadata)
-    if step >= {kill_step}:
-        os.kill(os.getpid(), signal.SIGKILL)
-checkpoint.TrainingCheckpoints.save = save_then_die
-sys.argv = {argv!r}
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 
 
 def env() -> dict[str, str]:
@@ -108,22 +97,17 @@ def test_a_killed_overwrite_sets_the_earlier_run_aside_and_the_same_command_comp
     aside = snapshot(workdir / REPLACED_DIR)
     for name, content in finished[1].items():
         assert aside[name] == content, name
-    again = run(*argv)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "resumed from the checkpoint at step 20 of 40" in again.stderr
-    assert json.loads((workdir / "results.json").read_text())["config"]["seed"] == 1
-    assert not (workdir / REPLACED_DIR).exists()
     # Rerunning without --overwrite (the other natural reaction) resumes the same way.
-    workdir2 = tmp_path / "w2"
-    shutil.copytree(finished[0], workdir2)
-    argv2 = [MAIN, *LIGHT, "--config.seed=1", "--workdir", str(workdir2), "--overwrite"]
-    assert run("-c", KILL_AFTER_CHECKPOINT.format(kill_step=20, argv=argv2)).returncode == -9
-    without = run(*argv2[:-1])
-    assert without.returncode == 0, without.stderr[-3000:]
-    assert "resumed from the checkpoint at step 20 of 40" in without.stderr
-    first = json.loads((workdir / "results.json").read_text())
-    second = json.loads((workdir2 / "results.json").read_text())
-    assert first["metrics"] == second["metrics"]
+    shutil.copytree(workdir, tmp_path / "w2")
+    argv2 = [MAIN, *LIGHT, "--config.seed=1", "--workdir", str(tmp_path / "w2")]
+    for command in (argv, argv2):
+        again = run(*command)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "resumed from the checkpoint at step 20 of 40" in again.stderr
+    first, second = (json.loads((w / "results.json").read_text())
+                     for w in (workdir, tmp_path / "w2"))
+    assert first["config"]["seed"] == 1 and first["metrics"] == second["metrics"]
+    assert not (workdir / REPLACED_DIR).exists() and not (tmp_path / "w2" / REPLACED_DIR).exists()
 
 
 def test_a_killed_overwrite_rolls_back_to_the_earlier_run(finished, tmp_path):
