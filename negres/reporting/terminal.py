@@ -15,6 +15,13 @@ from negres.measures.losses import SCORE_NAMES
 TERMINAL_SEEDS = 10
 
 
+def cell(value: float, width: int) -> str:
+    """``value`` right-aligned in ``width`` characters: four decimals, or three significant
+    digits where four decimals would not fit (a collapsed seed's loss of 1e9)."""
+    text = f"{value:.4f}"
+    return f"{text if len(text) <= width else f'{value:.3g}':>{width}}"
+
+
 def seed_table(seed_indices: Sequence[int], columns: Mapping[str, Sequence[float]]) -> str:
     """One row per seed, then mean, std (ddof=1), min and max of each column.
 
@@ -28,7 +35,7 @@ def seed_table(seed_indices: Sequence[int], columns: Mapping[str, Sequence[float
     header = f"{'seed':>6} " + " ".join(f"{n:>{width}}" for n in names)
     lines = [header, "-" * len(header)]
     for row, seed in enumerate(seed_indices):
-        lines.append(f"{seed:>6} " + " ".join(f"{values[n][row]:>{width}.4f}" for n in names))
+        lines.append(f"{seed:>6} " + " ".join(cell(values[n][row], width) for n in names))
     lines.append("-" * len(header))
     spread = {
         "mean": np.nanmean,
@@ -41,8 +48,7 @@ def seed_table(seed_indices: Sequence[int], columns: Mapping[str, Sequence[float
         warnings.simplefilter("ignore", RuntimeWarning)
         for label, fn in spread.items():
             lines.append(f"{label:>6} " + " ".join(
-                f"{fn(values[n]) if values[n].size else float('nan'):>{width}.4f}"
-                for n in names))
+                cell(fn(values[n]) if values[n].size else float("nan"), width) for n in names))
     return "\n".join(lines)
 
 
@@ -59,8 +65,9 @@ def metric_table(metrics: Mapping[str, Sequence[float]]) -> str:
                          f"{0:>6}")
             continue
         std = np.std(finite, ddof=1) if finite.size > 1 else float("nan")
-        lines.append(f"{name:<{width}} {finite.mean():>10.4f} {std:>10.4f} {finite.min():>10.4f} "
-                     f"{finite.max():>10.4f} {finite.size:>6}")
+        spread = (finite.mean(), std, finite.min(), finite.max())
+        lines.append(f"{name:<{width}} " + " ".join(cell(v, 10) for v in spread)
+                     + f" {finite.size:>6}")
     return "\n".join(lines)
 
 

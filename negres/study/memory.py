@@ -34,6 +34,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from negres.errors import ConfigError
+from negres.study.workdir import readable_size
 from negres.training.builtin import builtin_program
 from negres.training.optimizers import VMAPPABLE_HYPERPARAMS
 
@@ -66,7 +67,6 @@ RESULTS_BYTES_PER_NUMBER = 220
 # show, a machine shared with other jobs).
 MEMORY_ENV = "NEGRES_MEMORY_BYTES"
 
-_UNITS = ((1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
 
 
 class EnvironmentSettingError(ConfigError):
@@ -124,14 +124,6 @@ def curve_points(condition: Condition) -> int:
     return int(condition.config.train.steps // condition.config.train.eval_every)
 
 
-def size_text(num_bytes: float) -> str:
-    """Bytes in decimal units, two significant digits: ``58 kB``, ``1.3 TB``."""
-    for scale, unit in _UNITS:
-        if num_bytes >= scale:
-            return f"{float(f'{num_bytes / scale:.2g}'):g} {unit}"
-    return f"{int(num_bytes)} bytes"
-
-
 def count_text(count: float) -> str:
     """A count in words past a million, two significant digits: ``1.2 trillion``."""
     for scale, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million")):
@@ -170,7 +162,7 @@ class _Study:
             total = sum(counts)
             points = sum(n * CURVES * curve_points(c) for c, n in zip(group, counts,
                                                                       strict=True))
-            held = f"state {size_text(state)} a seed x {total:,} seeds"
+            held = f"state {readable_size(state)} a seed x {total:,} seeds"
             train = {f"{held} x {STATE_COPIES} copies": STATE_COPIES * state * total,
                      "curves": CURVE_COPIES * 4 * points}
             evaluate = {held: state * total}
@@ -210,10 +202,10 @@ def _describe(phases: dict[str, dict[str, int]]) -> str:
             continue
         shown = [f"{count_text(size / RESULTS_BYTES_PER_NUMBER)} numbers saved"
                  if part == "numbers"
-                 else f"{part}: {size_text(size)}"
+                 else f"{part}: {readable_size(size)}"
                  for part, size in sorted(parts.items(), key=lambda item: -item[1])
                  if size >= 0.01 * total]
-        texts.append(f"{phase} {size_text(total)}: {', '.join(shown)}")
+        texts.append(f"{phase} {readable_size(total)}: {', '.join(shown)}")
     return "; ".join(texts)
 
 
@@ -263,8 +255,8 @@ def check_memory(conditions: Sequence[Condition],
         middle = (low + high) // 2
         low, high = (middle, high) if at(middle) <= limit else (low, middle)
     fits = f"at most about {_about(low):,} seeds fit" if low else "not even one seed fits"
-    raise ConfigError(field, value, f"{fits}: the study needs about {size_text(need)} "
-                      f"({_describe(phases)}) and {size_text(limit)} of memory is available")
+    raise ConfigError(field, value, f"{fits}: the study needs about {readable_size(need)} "
+                      f"({_describe(phases)}) and {readable_size(limit)} of memory is available")
 
 
 __all__ = ["MEMORY_ENV", "RESULTS_BYTES_PER_NUMBER", "STATE_COPIES", "EnvironmentSettingError",

@@ -112,11 +112,11 @@ def free_space(path: str | os.PathLike[str]) -> int:
 
 
 def readable_size(num_bytes: float) -> str:
-    """``num_bytes`` in kB, MB or GB, two or three significant digits."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    """Bytes in decimal units, two significant digits: ``58 kB``, ``1.3 TB``."""
+    for scale, unit in ((1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
         if num_bytes >= scale:
-            return f"{num_bytes / scale:.3g} {unit}"
-    return f"{num_bytes:.0f} bytes"
+            return f"{float(f'{num_bytes / scale:.2g}'):g} {unit}"
+    return f"{int(num_bytes)} bytes"
 
 
 def check_workdir_name(workdir: str | os.PathLike[str] | None) -> Path:
