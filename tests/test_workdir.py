@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 from conftest import KILL_AFTER_CHECKPOINT
+from tests_configs import tiny_config
 
+from negres.study.experiment import prepare_workdir
 from negres.study.workdir import (
     OUTPUTS,
     REPLACED_DIR,
@@ -155,6 +157,20 @@ def test_a_move_aside_stopped_half_way_continues_or_rolls_back(tmp_path, monkeyp
     monkeypatch.setattr(os, "replace", real_replace)
     set_aside(workdir)
     assert {p.name for p in workdir.iterdir()} == {REPLACED_DIR, "notes.txt"}
+    roll_back(workdir)
+    assert snapshot(workdir) == before
+    # Stopped half-way, then a study run into the workdir without --overwrite: it finishes
+    # setting the earlier outputs aside before anything else (here, before it finds
+    # nothing of its own to resume).
+    monkeypatch.setattr(os, "replace", replace_then_fail)
+    moves.clear()
+    with pytest.raises(KeyboardInterrupt):
+        set_aside(workdir)
+    monkeypatch.setattr(os, "replace", real_replace)
+    _, report_missing = prepare_workdir(str(workdir), tiny_config(), overwrite=False)
+    assert not report_missing
+    assert {p.name for p in workdir.iterdir()} == {REPLACED_DIR, "notes.txt", "config.json"}
+    assert json.loads((workdir / "config.json").read_text())["seed"] == tiny_config().seed
     roll_back(workdir)
     assert snapshot(workdir) == before
     with pytest.raises(WorkdirError, match="no unfinished --overwrite"):

@@ -447,6 +447,12 @@ def prepare_workdir(workdir: str, config: ConfigDict, overwrite: bool) -> tuple[
     path = check_workdir_name(workdir)
     pending = overwrite_pending(path)
     main = is_main_process()
+    if pending:
+        # An overwrite stopped while setting the earlier outputs aside is finished first,
+        # with or without --overwrite this time: the top must hold one run's outputs.
+        if main:
+            set_aside(path)
+        barrier("negres: earlier outputs set aside")
     if (path / RESULTS_FILE).exists() and (pending or not overwrite):
         if (not (path / report.REPORT_FILE).exists()
                 and saved_config_matches(path, config)):
