@@ -123,6 +123,22 @@ def test_a_killed_overwrite_rolls_back_to_the_earlier_run(finished, tmp_path):
                                                          "--rollback"))
 
 
+def set_aside_stopped_after_two_moves(workdir: Path, monkeypatch) -> None:
+    """set_aside, interrupted between its second and third move."""
+    real_replace, moves = os.replace, []
+
+    def replace_then_fail(src, dst):
+        if len(moves) == 2:
+            raise KeyboardInterrupt
+        moves.append(src)
+        real_replace(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", replace_then_fail)
+        with pytest.raises(KeyboardInterrupt):
+            set_aside(workdir)
+
+
 def test_a_move_aside_stopped_half_way_continues_or_rolls_back(tmp_path, monkeypatch):
     workdir = tmp_path / "w"
     workdir.mkdir()
@@ -132,29 +148,13 @@ def test_a_move_aside_stopped_half_way_continues_or_rolls_back(tmp_path, monkeyp
     (workdir / "checkpoints" / "step").write_text("state")
     (workdir / "notes.txt").write_text("the user's own file")
     before = snapshot(workdir)
-    real_replace = os.replace
-    moves = []
-
-    def replace_then_fail(src, dst):
-        if len(moves) == 2:
-            raise KeyboardInterrupt  # stopped between two moves
-        moves.append(src)
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace_then_fail)
-    with pytest.raises(KeyboardInterrupt):
-        set_aside(workdir)
-    monkeypatch.setattr(os, "replace", real_replace)
+    set_aside_stopped_after_two_moves(workdir, monkeypatch)
     assert overwrite_pending(workdir)
     assert not (workdir / "results.json").exists()  # results go first
     roll_back(workdir)
     assert snapshot(workdir) == before
     # Stopped again, then continued: everything of the study's is aside, nothing else.
-    monkeypatch.setattr(os, "replace", replace_then_fail)
-    moves.clear()
-    with pytest.raises(KeyboardInterrupt):
-        set_aside(workdir)
-    monkeypatch.setattr(os, "replace", real_replace)
+    set_aside_stopped_after_two_moves(workdir, monkeypatch)
     set_aside(workdir)
     assert {p.name for p in workdir.iterdir()} == {REPLACED_DIR, "notes.txt"}
     roll_back(workdir)
@@ -162,11 +162,7 @@ def test_a_move_aside_stopped_half_way_continues_or_rolls_back(tmp_path, monkeyp
     # Stopped half-way, then a study run into the workdir without --overwrite: it finishes
     # setting the earlier outputs aside before anything else (here, before it finds
     # nothing of its own to resume).
-    monkeypatch.setattr(os, "replace", replace_then_fail)
-    moves.clear()
-    with pytest.raises(KeyboardInterrupt):
-        set_aside(workdir)
-    monkeypatch.setattr(os, "replace", real_replace)
+    set_aside_stopped_after_two_moves(workdir, monkeypatch)
     _, report_missing = prepare_workdir(str(workdir), tiny_config(), overwrite=False)
     assert not report_missing
     assert {p.name for p in workdir.iterdir()} == {REPLACED_DIR, "notes.txt", "config.json"}
