@@ -14,10 +14,8 @@ from negres.measures.losses import SCORE_NAMES
 from negres.reporting import plots
 from negres.reporting.markdown import build_report
 from negres.statistics.study import without_diverged
-from negres.study.workdir import write_text_atomic
+from negres.study.workdir import PLOTS_DIR, REPORT_FILE, write_text_atomic
 
-REPORT_FILE = "report.md"
-PLOTS_DIR = "plots"
 # Seeds shown side by side in saliency plots.
 _SALIENCY_SEEDS = 4
 _SALIENCY_EXAMPLES = 6

@@ -44,19 +44,18 @@ from negres.study.config import as_config_fields, complete, validate_config
 from negres.study.memory import check_memory
 from negres.study.workdir import (
     CONFIG_FILE,
+    REPORT_FILE,
     RESULTS_FILE,
     SCHEMA_VERSION,
     WorkdirError,
     check_workdir_name,
     discard_outputs,
+    disk_full_explained,
     finish_overwrite,
-    free_space,
-    is_disk_full,
     load_results_file,
     make_writable,
     overwrite_pending,
     read_json,
-    readable_size,
     set_aside,
     to_jsonable,
     write_json_atomic,
@@ -72,10 +71,14 @@ from negres.training.builtin import (
 )
 from negres.training.checkpoint import TrainingCheckpoints
 from negres.training.checks import check_scale_arguments, check_training_arguments
+from negres.training.contract import SeedProgram
 from negres.training.driver import TrainResult, train
 from negres.training.optimizers import VMAPPABLE_HYPERPARAMS, build_optimizer, hyperparams_of
 
 CHECKPOINTS_DIR = "checkpoints"
+# What to do when the disk fills after training: the final checkpoint holds every seed.
+RERUN_RESUMES = ("free some space and rerun the same command: it resumes from the final "
+                 "checkpoint and nothing is retrained")
 
 
 class Condition(NamedTuple):
@@ -194,6 +197,16 @@ def group_conditions(conditions: list[Condition]) -> list[list[Condition]]:
     return list(groups.values())
 
 
+def condition_program(condition: Condition) -> SeedProgram:
+    """negres's own model and loss for ``condition`` as a program: the same public path a
+    library user takes."""
+    config, task = condition.config, condition.task
+    return builtin_program(
+        condition.model, condition.optimizer, kind=task.kind,
+        label_noise=config.train.label_noise, input_noise=config.train.input_noise,
+        num_classes=task.num_outputs if task.kind == "classification" else None)
+
+
 def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> list[TrainResult]:
     """Train every seed of every condition in ``group`` in one call; split per condition.
 
@@ -224,11 +237,7 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> l
                               "seed": config.seed, "hyperparams": to_jsonable(hyperparams)},
                              sort_keys=True)
     label_noise = config.train.label_noise
-    # negres's own model and loss as a program: the same public path a library user takes.
-    program = builtin_program(
-        first.model, first.optimizer, kind=task.kind, label_noise=label_noise,
-        input_noise=config.train.input_noise,
-        num_classes=task.num_outputs if task.kind == "classification" else None)
+    program = condition_program(first)
     try:
         with as_config_fields():
             trained = train(
@@ -334,18 +343,11 @@ def run(
         parts = train_group(group, group_dir)
         train_time_s += parts[0].train_time_s
         for condition, trained in zip(group, parts, strict=True):
-            try:
+            # An evaluator may write files of its own (saved attributions).
+            with disk_full_explained(path, f"evaluating condition {condition.name!r}",
+                                     RERUN_RESUMES):
                 condition_results[condition.name] = evaluate_condition(
                     condition, trained, path, [n for n in names if n != condition.name])
-            except OSError as e:  # an evaluator's files (saved attributions)
-                if not is_disk_full(e):
-                    raise
-                raise WorkdirError(
-                    f"no space left on the device of --workdir={str(path)!r} while evaluating "
-                    f"condition {condition.name!r} ({e.filename or 'its files'}; "
-                    f"{readable_size(free_space(path))} free); free some space and rerun the "
-                    "same command: it resumes from the final checkpoint and nothing is "
-                    "retrained") from None
     condition_results = {c.name: condition_results[c.name] for c in conditions}
     stats_config = config.stats
     finite_results, excluded = without_diverged(condition_results,
@@ -380,18 +382,9 @@ def run(
     results["finding"] = finding_of(results)
     if not is_main_process():
         return results
-    try:
+    with disk_full_explained(path, f"writing {RESULTS_FILE}", RERUN_RESUMES,
+                             needed=lambda: len(json.dumps(results, indent=1))):
         write_json_atomic(path / RESULTS_FILE, results)
-    except OSError as e:
-        if not is_disk_full(e):
-            raise
-        size = len(json.dumps(results, indent=1))
-        raise WorkdirError(
-            f"no space left on the device of --workdir={str(path)!r} while writing "
-            f"{RESULTS_FILE} (about {readable_size(size)}, "
-            f"{readable_size(free_space(path))} free); "
-            "free some space and rerun the same command: it resumes from the final "
-            "checkpoint and nothing is retrained") from None
     return complete_report(path)
 
 
@@ -402,22 +395,17 @@ def complete_report(path: Path) -> dict[str, Any]:
         write_report_or_explain(results, path)
         finish_overwrite(path)
         print_summary(results)
-        print(f"\nresults: {path / RESULTS_FILE}\nreport:  {path / report.REPORT_FILE}")
+        print(f"\nresults: {path / RESULTS_FILE}\nreport:  {path / REPORT_FILE}")
     return results
 
 
 def write_report_or_explain(results: dict[str, Any], path: Path) -> None:
     """``report.md`` and the plots; a full disk is one line that says how to finish."""
-    try:
+    with disk_full_explained(
+            path, "writing the report",
+            f"{RESULTS_FILE} is complete; free some space and rerun the same command (or "
+            "--report_only) to write report.md and the plots without retraining"):
         report.write_report(results, path)
-    except OSError as e:
-        if not is_disk_full(e):
-            raise
-        raise WorkdirError(
-            f"no space left on the device of --workdir={str(path)!r} while writing the report "
-            f"({e.filename or 'plots'}; {readable_size(free_space(path))} free): {RESULTS_FILE} is "
-            "complete; free some space and rerun the same command (or --report_only) to "
-            "write report.md and the plots without retraining") from None
 
 
 def saved_config_matches(path: Path, config: ConfigDict) -> bool | None:
@@ -454,7 +442,7 @@ def prepare_workdir(workdir: str, config: ConfigDict, overwrite: bool) -> tuple[
             set_aside(path)
         barrier("negres: earlier outputs set aside")
     if (path / RESULTS_FILE).exists() and (pending or not overwrite):
-        if (not (path / report.REPORT_FILE).exists()
+        if (not (path / REPORT_FILE).exists()
                 and saved_config_matches(path, config)):
             return path, True
         if pending:
@@ -485,13 +473,8 @@ def prepare_workdir(workdir: str, config: ConfigDict, overwrite: bool) -> tuple[
                 # An unfinished overwrite of another config: its partial outputs go; the
                 # earlier run's stay set aside.
                 discard_outputs(path)
-        try:
+        with disk_full_explained(path, f"writing {CONFIG_FILE}", "free some space"):
             write_json_atomic(path / CONFIG_FILE, config.to_dict())
-        except OSError as e:
-            if not is_disk_full(e):
-                raise
-            raise WorkdirError(f"no space left on the device of --workdir={str(path)!r} "
-                               f"while writing {CONFIG_FILE}; free some space") from None
     barrier("negres: workdir checked")
     return path, False
 
@@ -503,15 +486,15 @@ def rebuild_report(workdir: str) -> dict[str, Any]:
     results["finding"] = finding_of(results)  # the finding's wording may have been improved
     try:
         write_report_or_explain(results, path)
+    except WorkdirError:
+        raise
     except (KeyError, TypeError, ValueError, IndexError) as e:
-        if isinstance(e, WorkdirError):
-            raise
         # A results.json that passed the checks above but was edited or damaged inside.
         raise WorkdirError(
             f"--workdir={str(path)!r} holds a {RESULTS_FILE} the report cannot be built from "
             f"({type(e).__name__}: {' '.join(str(e).split())}); rerun the study with "
             "--overwrite") from None
-    print(f"report: {path / report.REPORT_FILE}")
+    print(f"report: {path / REPORT_FILE}")
     return results
 
 

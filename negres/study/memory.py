@@ -35,7 +35,6 @@ from jax.experimental import multihost_utils
 
 from negres.errors import ConfigError
 from negres.study.workdir import readable_size
-from negres.training.builtin import builtin_program
 from negres.training.optimizers import VMAPPABLE_HYPERPARAMS
 
 if TYPE_CHECKING:
@@ -107,11 +106,10 @@ def available_memory() -> int:
 def state_bytes_per_seed(condition: Condition) -> int:
     """Bytes of one seed's training state (parameters, model state, optimizer state) as
     :func:`negres.train` holds it, from the shapes of the program's ``init``."""
-    config, task = condition.config, condition.task
-    program = builtin_program(
-        condition.model, condition.optimizer, kind=task.kind,
-        label_noise=config.train.label_noise, input_noise=config.train.input_noise,
-        num_classes=task.num_outputs if task.kind == "classification" else None)
+    from negres.study.experiment import condition_program  # it imports this module
+
+    task = condition.task
+    program = condition_program(condition)
     example = {"x": jax.ShapeDtypeStruct((1, *task.input_shape), jnp.float32),
                "y": jax.ShapeDtypeStruct((1,), np.asarray(task.y_train).dtype)}
     hyper = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in VMAPPABLE_HYPERPARAMS}

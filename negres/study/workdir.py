@@ -9,18 +9,21 @@ checkpoints, and :func:`roll_back` puts the earlier outputs back.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+PLOTS_DIR = "plots"
 # The version of results.json's layout; --report_only refuses another.
 SCHEMA_VERSION = 2
 CONFIG_FILE = "config.json"
@@ -32,7 +35,7 @@ _MOVED_MARKER = "moved"
 # is moved the workdir no longer claims finished results. Files of the user's own (a log
 # they tee into the workdir) are never moved or deleted. tests/test_workdir.py checks a
 # study writes nothing else.
-OUTPUTS = (RESULTS_FILE, "report.md", "plots", "attributions", CONFIG_FILE, "checkpoints")
+OUTPUTS = (RESULTS_FILE, REPORT_FILE, PLOTS_DIR, "attributions", CONFIG_FILE, "checkpoints")
 
 
 class WorkdirError(ValueError):
@@ -117,6 +120,24 @@ def readable_size(num_bytes: float) -> str:
         if num_bytes >= scale:
             return f"{float(f'{num_bytes / scale:.2g}'):g} {unit}"
     return f"{int(num_bytes)} bytes"
+
+
+@contextlib.contextmanager
+def disk_full_explained(path: Path, doing: str, then: str,
+                        needed: Callable[[], int] | None = None) -> Iterator[None]:
+    """A full disk inside the block becomes one :class:`WorkdirError` line: the workdir,
+    what was being written (``doing``), the space needed or the file, the space free, and
+    what to do (``then``). Other errors pass through."""
+    try:
+        yield
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        detail = (f"about {readable_size(needed())} needed, " if needed is not None
+                  else f"{e.filename}; " if e.filename else "")
+        raise WorkdirError(
+            f"no space left on the device of --workdir={str(path)!r} while {doing} "
+            f"({detail}{readable_size(free_space(path))} free); {then}") from None
 
 
 def check_workdir_name(workdir: str | os.PathLike[str] | None) -> Path:
