@@ -24,6 +24,10 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace the results already 
 _REPORT_ONLY = flags.DEFINE_bool(
     "report_only", False, "Rebuild report.md and plots from --workdir's results.json; no training."
 )
+_EXTEND = flags.DEFINE_bool(
+    "extend", False,
+    "Add seeds to --workdir's finished study: train only the seeds past its num_seeds (the "
+    "config may change num_seeds and nothing else) and rebuild results and report.")
 _ROLLBACK = flags.DEFINE_bool(
     "rollback", False,
     "Undo an unfinished --overwrite into --workdir: put the earlier run's results back.")
@@ -118,7 +122,8 @@ def main(argv: list[str]) -> None:
                 else:
                     experiment.rebuild_report(_WORKDIR.value)
             return
-        experiment.run(load_config(), _WORKDIR.value, overwrite=_OVERWRITE.value)
+        experiment.run(load_config(), _WORKDIR.value, overwrite=_OVERWRITE.value,
+                       extend=_EXTEND.value)
     except (ConfigError, WorkdirError) as e:
         sys.exit(f"negres: error: {e}")
     except OSError as e:

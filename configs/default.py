@@ -93,4 +93,7 @@ def get_config() -> ConfigDict:
     config.stats.num_resamples = 2000  # bootstrap resamples
     config.stats.num_permutations = 2000  # permutation-test permutations
     config.stats.paired_conditions = False  # compare conditions seed by seed (same seed index)
+    # share of 1 - level the verdicts spend at a study's first look; the rest stays for looks after
+    # --extend (1: one look, an extended study's verdicts stay inconclusive)
+    config.stats.first_look_share = 0.8
     return config

@@ -1,12 +1,19 @@
 """Shared, small fixtures: real tasks cut to toy size so the suite stays fast on 2 CPU cores."""
 
 import dataclasses
+import tempfile
 
+import jax
 import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
 from negres.tasks import Task, load_task
+
+# Many tests build the same toy programs afresh (a study run, then its extension or its
+# resumption): JAX's persistent cache compiles each distinct program once per process.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="negres_test_jit_"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 @pytest.fixture(scope="session")

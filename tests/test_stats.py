@@ -401,3 +401,80 @@ def test_holm_adjust_recomputes_verdicts():
     assert family["borderline"]["adjustment"] == "none"  # inputs are not modified
     as_list = stats.holm_adjust(list(family.values()))
     assert [c["verdict"] for c in as_list] == [c["verdict"] for c in adjusted.values()]
+
+
+# -------------------------------------------------- default interval and sequential looks
+
+
+def _studentized_by_hand(x, y, idx_x, idx_y, level=0.95):
+    """Bootstrap-t of mean(x) - mean(y) (y None: of mean(x)) from given resample indices."""
+    def moments(v, idx):
+        drawn = v[idx]
+        return drawn.mean(axis=1), drawn.var(axis=1, ddof=1) / v.size
+
+    mx, vx = moments(x, idx_x)
+    estimate, se2 = x.mean(), x.var(ddof=1) / x.size
+    boot, boot_se2 = mx, vx
+    if y is not None:
+        my, vy = moments(y, idx_y)
+        estimate, se2 = estimate - y.mean(), se2 + y.var(ddof=1) / y.size
+        boot, boot_se2 = mx - my, vx + vy
+    t = (boot - estimate) / np.sqrt(boot_se2)
+    low, high = np.quantile(t, [(1 - level) / 2, (1 + level) / 2])
+    return [estimate - high * math.sqrt(se2), estimate - low * math.sqrt(se2)]
+
+
+def test_the_default_interval_is_the_studentized_bootstrap_computed_as_written():
+    rng = np.random.default_rng(5)
+    x, y = rng.lognormal(size=12), rng.normal(size=9)
+    b = 3000
+    out = stats.describe(x, num_resamples=b, seed=1)
+    assert out["ci_method"] == stats.DEFAULT_INTERVAL == "bootstrap_t"
+    assert out["ci"] == out["ci_bootstrap_t"]
+    idx = np.random.default_rng(1).integers(0, x.size, size=(b, x.size))
+    np.testing.assert_allclose(out["ci"], _studentized_by_hand(x, None, idx, None), rtol=1e-9)
+    t_interval = scipy_stats.t.interval(0.95, x.size - 1, x.mean(), scipy_stats.sem(x))
+    np.testing.assert_allclose(out["ci_t"], t_interval, rtol=1e-12)
+    # Unpaired difference: each group resampled in turn, Welch's standard error.
+    diff = stats.bootstrap_difference_ci(x, y, paired=False, num_resamples=b, seed=2)
+    gen = np.random.default_rng(2)
+    idx_x = gen.integers(0, x.size, size=(b, x.size))
+    idx_y = gen.integers(0, y.size, size=(b, y.size))
+    np.testing.assert_allclose([diff["bootstrap_t_low"], diff["bootstrap_t_high"]],
+                               _studentized_by_hand(x, y, idx_x, idx_y), rtol=1e-9)
+    welch = scipy_stats.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
+    np.testing.assert_allclose([diff["t_low"], diff["t_high"]], welch, rtol=1e-10)
+
+
+def test_analyze_tests_each_look_at_its_sequential_level():
+    from negres.statistics.sequential import nominal_alphas
+    from negres.statistics.study import analyze
+
+    rng = np.random.default_rng(0)
+
+    def standardized(n):
+        z = rng.normal(size=n)
+        return (z - z.mean()) / z.std(ddof=1)
+
+    # Welch's t = 0.835 / sqrt(2 / 16) = 2.36: a p-value near 0.027, between the second
+    # look's level and the first's.
+    base, shifted = standardized(16), standardized(16) + 0.835
+
+    def study(n):
+        return {name: {"seed_indices": np.arange(n), "num_seeds": n,
+                       "metrics": {"score": v[:n]}, "metric_info": {},
+                       "evaluations": {}}
+                for name, v in (("a", base), ("b", shifted))}
+
+    one = analyze(study(16), "a", num_resamples=500, num_permutations=500)
+    two = analyze(study(16), "a", num_resamples=500, num_permutations=500, looks=[8, 16])
+    first, second = nominal_alphas([16]), nominal_alphas([8, 16])
+    assert one["settings"]["sequential"]["alpha"] == first[0] == pytest.approx(0.04)
+    assert two["settings"]["sequential"]["alpha"] == second[1] < 0.04
+    p = one["comparisons"]["score"]["b"]["p_value"]
+    assert two["comparisons"]["score"]["b"]["p_value"] == p
+    assert second[1] < p < first[0], p
+    assert one["comparisons"]["score"]["b"]["verdict"] == "higher"
+    assert two["comparisons"]["score"]["b"]["verdict"] == "inconclusive"
+    needed = two["comparisons"]["score"]["b"]["seeds_next_look"]
+    assert needed > 16 and needed > two["comparisons"]["score"]["b"]["seeds_needed"]

@@ -35,7 +35,7 @@ from negres.evaluators.protocol import (
     saved_by,
 )
 from negres.measures import agreement, interpretability, saliency
-from negres.reporting.tables import COMPARISON_HEADER, comparison_rows, fmt, table
+from negres.reporting.tables import comparison_header, comparison_rows, fmt, table
 from negres.seeds import over_seeds, stream_key
 from negres.tasks import Task
 
@@ -302,7 +302,7 @@ def method_comparison_lines(results: Mapping[str, Any], names: Sequence[str],
         lines += [f"### `{condition}`", ""]
         for measure, family in measures.items():
             lines += [f"**{measure}**", ""]
-            lines += table(["method − reference", *COMPARISON_HEADER[1:]], [
+            lines += table(["method − reference", *comparison_header(list(family.values()))[1:]], [
                 comparison_rows(f"{m} − {c['reference']}", c) for m, c in family.items()])
     return lines
 

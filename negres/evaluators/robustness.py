@@ -35,7 +35,7 @@ from negres.evaluators.protocol import (
 from negres.measures import metrics
 from negres.measures.losses import SCORE_NAMES
 from negres.reporting.tables import (
-    COMPARISON_HEADER,
+    comparison_header,
     comparison_rows,
     fmt,
     interval,
@@ -272,7 +272,7 @@ def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
         lines += _severity_table(*_curves(results["conditions"][name]), score)
         family = within.get(name, {}).get("shift_vs_clean", {})
         if family:
-            lines += table(["shift", *COMPARISON_HEADER[1:]],
+            lines += table(["shift", *comparison_header(list(family.values()))[1:]],
                            [comparison_rows(s, c) for s, c in family.items()])
     return lines
 

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import stats
 
 from negres.evaluators.protocol import saved_by
+from negres.reporting.tables import ci_of
 
 Results = Mapping[str, Any]
 
@@ -30,7 +31,7 @@ def _mean(results: Results, condition: str, metric: str) -> float:
 
 def _with_ci(results: Results, condition: str, metric: str, digits: int = 3) -> str:
     s = _summary(results, condition, metric)
-    low, high = s["ci_bca"]
+    low, high = ci_of(s)
     return f"{s['mean']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
@@ -141,7 +142,7 @@ def shape_color(results: Results) -> str:
         "confusion"]["clean"]
     chance = 1.0 / len(confusion[0])
     held_shape = _summary(results, shape_full, held)
-    if held_shape["ci_bca"][1] < chance:
+    if ci_of(held_shape)[1] < chance:
         first += (f", below chance ({chance:.2f}): the shape model names the shape that "
                   "usually comes with the color it sees")
     verdicts = []

@@ -8,13 +8,17 @@ from typing import Any
 
 from negres.evaluators import evaluators_of
 from negres.reporting.tables import (
-    COMPARISON_HEADER,
+    ci_label,
+    ci_of,
+    comparison_header,
     comparison_rows,
     fmt,
     inconclusive_note,
     interval,
     table,
 )
+from negres.statistics import calibration
+from negres.statistics.inference import INTERVAL_NAMES
 
 DIRECTION_TEXT = {"higher": "higher is better", "lower": "lower is better",
                   "none": "no better direction"}
@@ -30,12 +34,71 @@ def condition_table(summaries: Mapping[str, Mapping[str, Any]], level: float,
         diverged = f" ({s['num_nonfinite']} non-finite left out)" if s["num_nonfinite"] else ""
         rows.append([
             metric, DIRECTION_MARK[directions.get(metric, "none")], fmt(s["mean"]),
-            interval(s["ci_bca"]), fmt(s["iqm"]), fmt(s["median"]),
+            interval(ci_of(s)), fmt(s["iqm"]), fmt(s["median"]),
             fmt(s["std"]), fmt(s["min"]), fmt(s["max"]), f"{s['n']}{diverged}",
         ])
-    header = ["metric", "better", "mean", f"{level:.0%} CI (BCa)", "IQM", "median", "std",
+    label = ci_label(next(iter(summaries.values()))) if summaries else "BCa"
+    header = ["metric", "better", "mean", f"{level:.0%} CI ({label})", "IQM", "median", "std",
               "min", "max", "seeds"]
     return table(header, rows)
+
+
+def interval_name(settings: Mapping[str, Any]) -> str:
+    return INTERVAL_NAMES.get(settings.get("interval_method", "bca"), "bootstrap")
+
+
+def looks_text(settings: Mapping[str, Any]) -> str:
+    """Which look of the sequential design this is, and the level its tests ran at."""
+    design = settings.get("sequential")
+    if not design:
+        return ""
+    total = 1.0 - settings["level"]
+    looks = design["looks"]
+    if design["look"] == 1:
+        return (f"Verdicts: look 1 of the study ({looks[0]} seeds); its tests run at level "
+                f"{design['alpha']:.3g} of the {total:.2g} in all, the rest kept for adding "
+                "seeds with `--extend` without inflating false positives (sequential design, "
+                "docs/statistics.md).")
+    return (f"Verdicts: look {design['look']} of the study (seeds "
+            f"{', then '.join(str(n) for n in looks)}); its tests run at the nominal level "
+            f"{design['alpha']:.3g}, which keeps the chance of a false verdict at any look "
+            f"so far within {design['alpha_spent']:.3g} of {total:.2g} (sequential design, "
+            "docs/statistics.md).")
+
+
+def coverage_text(results: Mapping[str, Any]) -> str:
+    """What the calibration says this study's intervals cover, naming those that fall short
+    for the shape of their seeds' values."""
+    analysis = results["statistics"]
+    settings = analysis["settings"]
+    method = settings.get("interval_method")
+    if method is None or settings["level"] != 0.95:
+        return ""
+    short = []
+    for condition, summaries in analysis["summaries"].items():
+        for metric, s in summaries.items():
+            known = calibration.known_coverage(method, s.get("shape", "symmetric"), s["n"])
+            if known and known[0] < 0.935:
+                short.append(f"`{metric}` of `{condition}` ({s['shape']}, {known[0]:.2f})")
+    for metric, family in analysis["comparisons"].items():
+        for condition, c in family.items():
+            known = calibration.known_coverage(method, c.get("shape", "symmetric"),
+                                               min(c["n_x"], c["n_y"]), kind="difference")
+            if known and known[0] < 0.935:
+                short.append(f"`{metric}`, `{condition}` − `{c['reference']}` ({c['shape']}, "
+                             f"{known[0]:.2f})")
+    symmetric = calibration.known_coverage(
+        method, "symmetric", int(results["conditions"][settings["baseline"]]["num_seeds"]))
+    text = (f"In negres's calibration (docs/statistics.md) these intervals covered "
+            f"{symmetric[0]:.3f} of roughly symmetric seeds at {symmetric[1]} seeds"
+            if symmetric else "")
+    if short:
+        listed = "; ".join(short[:8]) + (f"; and {len(short) - 8} more" if len(short) > 8
+                                          else "")
+        text += (("; " if text else "In negres's calibration ") + "seeds shaped like the "
+                 "following covered less than 95% (calibrated coverage in brackets), so read "
+                 f"their intervals as narrower than they look: {listed}")
+    return text + "." if text else ""
 
 
 def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -> str:
@@ -65,8 +128,10 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
         f"wall time {results['wall_time_s']:.1f} s on {results['device']['platform']} "
         f"({results['device']['kind']}).",
         "",
-        f"Intervals are {level:.0%} bootstrap intervals of the mean over seeds "
-        f"({settings['num_resamples']} resamples). Verdict rule: {settings['verdict_rule']}",
+        f"Intervals are {level:.0%} {interval_name(settings)} intervals of the mean over "
+        f"seeds ({settings['num_resamples']} resamples). {coverage_text(results)} "
+        f"{looks_text(settings)} "
+        f"Verdict rule: {settings['verdict_rule']}",
         "",
     ]
     lines += training_plan_lines(conditions)
@@ -100,7 +165,7 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
         directions = analysis.get("directions") or {}
         for metric, family in comparisons.items():
             lines += [f"**{metric}** ({DIRECTION_TEXT[directions.get(metric, 'none')]})", ""]
-            lines += table(COMPARISON_HEADER, [
+            lines += table(comparison_header(list(family.values())), [
                 comparison_rows(n if references == {baseline}
                                 else f"{n} − {c.get('reference', baseline)}", c)
                 for n, c in family.items()])

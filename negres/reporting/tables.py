@@ -35,24 +35,48 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines + [""]
 
 
+# Short names of the interval methods, for table headers.
+METHOD_LABELS = {"bootstrap_t": "bootstrap-t", "t": "t", "bca": "BCa", "percentile": "percentile"}
+
+
+def ci_of(summary: Mapping[str, Any]) -> Sequence[float]:
+    """A summary's or comparison's interval by its default method (BCa in results.json
+    files written before the method was named)."""
+    return summary["ci"] if "ci" in summary else summary["ci_bca"]
+
+
+def ci_label(summary: Mapping[str, Any]) -> str:
+    return METHOD_LABELS.get(summary.get("ci_method", "bca"), summary.get("ci_method", "bca"))
+
+
+def seeds_to_resolve(c: Mapping[str, Any]) -> int | None:
+    """Seeds per condition that would resolve an inconclusive comparison: at the next look
+    of the sequential design where the study records one, else at the fixed level (Holm-
+    corrected in a family)."""
+    if "seeds_next_look" in c:
+        return c["seeds_next_look"]
+    return c.get("seeds_needed_adjusted", c["seeds_needed"])
+
+
 def comparison_rows(name: str, c: Mapping[str, Any]) -> list[str]:
-    needed = c.get("seeds_needed_adjusted", c["seeds_needed"])
+    needed = seeds_to_resolve(c)
     return [
-        name, fmt(c["difference"]), interval(c["ci_bca"]), fmt(c["p_value_t"], 3),
+        name, fmt(c["difference"]), interval(ci_of(c)), fmt(c["p_value_t"], 3),
         fmt(c["p_value_permutation"], 3), fmt(c["p_value_adjusted"], 3),
         fmt(c["prob_improvement"], 2), f"{fmt(c['effect_size'], 2)} ({c['effect_size_name']})",
         f"**{c['verdict']}**", fmt(needed) if c["verdict"] == "inconclusive" else "–",
     ]
 
 
-COMPARISON_HEADER = ["condition", "difference", "CI (BCa)", "p (Welch/paired t)", "p (perm.)",
-                     "p (Holm)", "P(improve)", "effect size", "verdict", "seeds needed"]
+def comparison_header(comparisons: Sequence[Mapping[str, Any]]) -> list[str]:
+    label = ci_label(comparisons[0]) if comparisons else "BCa"
+    return ["condition", "difference", f"CI ({label})", "p (Welch/paired t)", "p (perm.)",
+            "p (Holm)", "P(improve)", "effect size", "verdict", "seeds needed"]
 
 
 def inconclusive_note(comparisons: Sequence[Mapping[str, Any]], power: float = 0.8) -> list[str]:
     """The seeds a study would need to resolve its inconclusive differences."""
-    needed = [c.get("seeds_needed_adjusted", c["seeds_needed"]) for c in comparisons
-              if c["verdict"] == "inconclusive"]
+    needed = [seeds_to_resolve(c) for c in comparisons if c["verdict"] == "inconclusive"]
     finite = [n for n in needed if n is not None]
     if not needed:
         return []
@@ -62,5 +86,9 @@ def inconclusive_note(comparisons: Sequence[Mapping[str, Any]], power: float = 0
         text += (f" Resolving a difference of the observed size at {power:.0%} power would "
                  f"need about {min(finite)} to {max(finite)} seeds per condition "
                  "(normal approximation, Holm-corrected level where several conditions are "
-                 "compared); a larger study may still find no difference.")
+                 "compared"
+                 + ("; at the level the sequential design keeps for the next look, so "
+                    "`--extend` to that many keeps the verdicts honest"
+                    if any("seeds_next_look" in c for c in comparisons) else "")
+                 + "); a larger study may still find no difference.")
     return [text, ""]

@@ -5,7 +5,8 @@ per-seed metric ``(S,)`` is a sample, and a finding is a statement about its
 distribution. This module turns such samples into numbers a reader can trust:
 
 * :func:`describe` summarises one metric: mean, std, median, interquartile mean and
-  a bootstrap interval of the mean (percentile and BCa). Seeds whose value is not
+  intervals of the mean (the studentized bootstrap by default; the t, BCa and percentile
+  intervals beside it). Seeds whose value is not
   finite (diverged runs) are left out and counted, never silently averaged in.
 * :func:`compare` compares two metrics (candidate ``x`` against baseline ``y``): the
   difference of means with its bootstrap interval, Welch's (or the paired) t-test, a
@@ -39,10 +40,27 @@ import numpy as np
 from scipy import special
 from scipy import stats as scipy_stats
 
+from negres.statistics import calibration
+
 DEFAULT_LEVEL = 0.95
 DEFAULT_NUM_RESAMPLES = 10_000
 DEFAULT_NUM_PERMUTATIONS = 10_000
 DEFAULT_POWER = 0.8
+# Interval methods for a mean (or a difference of means) across seeds. The defaults are
+# those whose coverage the calibration (bench/stats_calibration.py, docs/statistics.md)
+# found closest to the nominal level at 4-64 seeds: the studentized bootstrap for a mean
+# (and so for paired differences, a mean of one sample), which handles skewed seeds best;
+# Welch's t interval for the difference of two groups' means, which covered 0.944-0.986
+# where the studentized bootstrap fell to 0.91.
+INTERVAL_METHODS = ("bootstrap_t", "t", "bca", "percentile")
+DEFAULT_INTERVAL = "bootstrap_t"
+DEFAULT_DIFFERENCE_INTERVAL = "t"
+INTERVAL_NAMES = {
+    "bootstrap_t": "studentized bootstrap (bootstrap-t)",
+    "t": "t interval",
+    "bca": "BCa bootstrap",
+    "percentile": "percentile bootstrap",
+}
 
 # Enumerate every permutation rather than sample when there are at most this many and
 # at most ``num_permutations``; beyond it enumeration would cost more memory than it saves.
@@ -57,11 +75,12 @@ IQM_CONVENTION = (
     "more than the middle 50% is kept, and for n < 4 it equals the mean"
 )
 VERDICT_RULE = (
-    "improved (worse): the BCa bootstrap interval of mean(x) - mean(y) at the given level lies "
-    "strictly on the good (bad) side of 0, where good is > 0 if higher_is_better else < 0, AND the "
-    "decision p-value max(t-test p, permutation p) (Holm-adjusted after holm_adjust) is below "
-    "alpha = 1 - level; otherwise inconclusive. A metric without a direction gets higher (lower) "
-    "under the same rule, never improved or worse"
+    "improved (worse): the interval of mean(x) - mean(y) at the given level (studentized "
+    "bootstrap by default) lies strictly on the good (bad) side of 0, where good is > 0 if "
+    "higher_is_better else < 0, AND the decision p-value max(t-test p, permutation p) "
+    "(Holm-adjusted after holm_adjust) is below the test level alpha (1 - level, or the "
+    "nominal level of this look of a sequential design); otherwise inconclusive. A metric "
+    "without a direction gets higher (lower) under the same rule, never improved or worse"
 )
 SEEDS_NEEDED_UNPAIRED = (
     "n = 2 * ((z_{1-alpha/2} + z_{power}) * sd_pooled / delta)^2 seeds per group, rounded up, "
@@ -125,22 +144,40 @@ def _block_sizes(total: int, row_elements: int) -> Iterator[int]:
         yield min(step, total - start)
 
 
-def _bootstrap_means(values: np.ndarray, num_resamples: int, rng: np.random.Generator):
-    """Means of ``num_resamples`` bootstrap resamples of the rows of ``values (n, M)``: (B, M).
+def _bootstrap_moments(values: np.ndarray, num_resamples: int, rng: np.random.Generator):
+    """Means and variances (ddof=1) of ``num_resamples`` bootstrap resamples of the rows of
+    ``values (n, M)``: two ``(B, M)`` arrays.
 
     Each resample draws ``n`` seed indices with replacement; all ``M`` columns share it, so
     for curves ``(S, T)`` whole seeds are resampled. Blocks of resamples are one gather.
+    Variances are taken around the sample mean, so that they do not lose digits to a
+    large common offset (accuracies near 1).
     """
     n, m = values.shape
-    blocks = []
+    centered = values - _mean(values)
+    means, variances = [], []
     for b in _block_sizes(num_resamples, n * m):
         idx = rng.integers(0, n, size=(b, n))
-        blocks.append(np.mean(values[idx], axis=1))
-    return np.concatenate(blocks, axis=0)
+        drawn = centered[idx]
+        mean = np.mean(drawn, axis=1)
+        means.append(mean)
+        if n > 1:
+            variances.append(np.maximum(np.mean(drawn**2, axis=1) - mean**2, 0.0) * n / (n - 1))
+    boot = np.concatenate(means, axis=0) + _mean(values)
+    return boot, (np.concatenate(variances, axis=0) if n > 1 else np.zeros_like(boot))
+
+
+def _bootstrap_means(values: np.ndarray, num_resamples: int, rng: np.random.Generator):
+    """Means of ``num_resamples`` bootstrap resamples of the rows of ``values (n, M)``: (B, M)."""
+    return _bootstrap_moments(values, num_resamples, rng)[0]
 
 
 def _quantiles_of_sorted(sorted_boot: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Column-wise quantile ``q (M,)`` of ``sorted_boot (B, M)``, NumPy's default (linear) rule."""
+    """Column-wise quantile ``q (M,)`` of ``sorted_boot (B, M)``, NumPy's default (linear) rule.
+
+    Infinite replicates (a studentized replicate with no spread) give infinite quantiles,
+    never ``inf - inf``.
+    """
     num = sorted_boot.shape[0]
     valid = np.isfinite(q)
     pos = np.where(valid, np.clip(q, 0.0, 1.0), 0.0) * (num - 1)
@@ -148,7 +185,11 @@ def _quantiles_of_sorted(sorted_boot: np.ndarray, q: np.ndarray) -> np.ndarray:
     high = np.minimum(low + 1, num - 1)
     cols = np.arange(sorted_boot.shape[1])
     below, above = sorted_boot[low, cols], sorted_boot[high, cols]
-    return np.where(valid, below + (pos - low) * (above - below), np.nan)
+    with np.errstate(invalid="ignore"):
+        between = np.where(below == above, below, below + (pos - low) * (above - below))
+    # Beside an infinite replicate the quantile is that infinity: the wider, honest end.
+    between = np.where(np.isneginf(below), -np.inf, np.where(np.isposinf(above), np.inf, between))
+    return np.where(valid, between, np.nan)
 
 
 def _acceleration(centered: Sequence[np.ndarray], signs: Sequence[float]) -> np.ndarray:
@@ -167,13 +208,22 @@ def _acceleration(centered: Sequence[np.ndarray], signs: Sequence[float]) -> np.
         return np.where(den > 0, num / (6.0 * den**1.5), 0.0)
 
 
-def _intervals(boot: np.ndarray, theta_hat: np.ndarray, accel: np.ndarray, tie_tol: np.ndarray,
+def _intervals(boot: np.ndarray, boot_se: np.ndarray, theta_hat: np.ndarray,
+               se_hat: np.ndarray, df: np.ndarray, accel: np.ndarray, tie_tol: np.ndarray,
                level: float) -> dict[str, np.ndarray]:
-    """Percentile and BCa intervals per column from bootstrap replicates ``boot (B, M)``.
+    """Every interval method's ``[low, high]`` per column (:data:`INTERVAL_METHODS`).
 
-    ``tie_tol (M,)``: replicates within this distance of ``theta_hat`` count as ties (half
-    below, half above) when estimating the bias correction ``z0``, so that rounding noise in
-    the resampled means of discrete metrics (accuracies) does not bias it.
+    Args:
+      boot: ``(B, M)`` bootstrap replicates of the estimate.
+      boot_se: ``(B, M)`` each replicate's standard error, for the studentized bootstrap.
+      theta_hat, se_hat, df: ``(M,)`` the estimate, its standard error and the t
+        interval's degrees of freedom.
+      accel: ``(M,)`` BCa's acceleration.
+      tie_tol: ``(M,)`` replicates within this distance of ``theta_hat`` count as ties
+        (half below, half above) when estimating BCa's bias correction ``z0`` and as a
+        studentized 0, so that rounding noise in the resampled means of discrete metrics
+        (accuracies) does not bias them.
+      level: the confidence level.
     """
     num = boot.shape[0]
     alpha = (1.0 - level) / 2.0
@@ -186,18 +236,31 @@ def _intervals(boot: np.ndarray, theta_hat: np.ndarray, accel: np.ndarray, tie_t
     with np.errstate(divide="ignore", invalid="ignore"):
         lower = special.ndtr(z0 + (z0 + z_alpha) / (1.0 - accel * (z0 + z_alpha)))
         upper = special.ndtr(z0 + (z0 - z_alpha) / (1.0 - accel * (z0 - z_alpha)))
+        # A replicate without spread has an infinite studentized value unless it ties
+        # with the estimate; infinite quantiles give an unbounded interval, honestly.
+        away = boot - theta_hat
+        studentized = np.where(np.abs(away) <= tie_tol, 0.0, away / boot_se)
+    studentized = np.sort(studentized, axis=0)
+    t_low = _quantiles_of_sorted(studentized, np.full(columns, alpha))
+    t_high = _quantiles_of_sorted(studentized, np.full(columns, 1.0 - alpha))
+    t_quantile = scipy_stats.t.ppf(1.0 - alpha, df)
     # z0 is infinite when theta_hat lies outside every replicate (a handful of seeds):
     # BCa is then undefined and reported as nan rather than as an extreme quantile.
     lower = np.where(np.isfinite(z0), lower, np.nan)
     upper = np.where(np.isfinite(z0), upper, np.nan)
-    return {
-        "percentile_low": _quantiles_of_sorted(sorted_boot, np.full(columns, alpha)),
-        "percentile_high": _quantiles_of_sorted(sorted_boot, np.full(columns, 1.0 - alpha)),
-        "bca_low": _quantiles_of_sorted(sorted_boot, lower),
-        "bca_high": _quantiles_of_sorted(sorted_boot, upper),
-        "acceleration": accel,
-        "bias_correction": z0,
-    }
+    with np.errstate(invalid="ignore"):
+        return {
+            "bootstrap_t_low": theta_hat - t_high * se_hat,
+            "bootstrap_t_high": theta_hat - t_low * se_hat,
+            "t_low": theta_hat - t_quantile * se_hat,
+            "t_high": theta_hat + t_quantile * se_hat,
+            "bca_low": _quantiles_of_sorted(sorted_boot, lower),
+            "bca_high": _quantiles_of_sorted(sorted_boot, upper),
+            "percentile_low": _quantiles_of_sorted(sorted_boot, np.full(columns, alpha)),
+            "percentile_high": _quantiles_of_sorted(sorted_boot, np.full(columns, 1.0 - alpha)),
+            "acceleration": accel,
+            "bias_correction": z0,
+        }
 
 
 def _tie_tolerance(*samples: np.ndarray) -> np.ndarray:
@@ -223,6 +286,48 @@ def interquartile_mean(values: Any) -> float:
     return float(np.mean(x[cut : x.size - cut]))
 
 
+def _as_columns(values: Any, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim < 1:
+        raise ValueError(f"{name} must have the seed axis first, shape (S, ...); got {array.shape}")
+    trailing = array.shape[1:]
+    return array.reshape(array.shape[0], math.prod(trailing)), trailing
+
+
+def _column_var(x: np.ndarray) -> np.ndarray:
+    """Per-column sample variance (ddof=1) of ``x (n, M)``, exactly 0 for equal rows."""
+    return np.var(x - x[0], axis=0, ddof=1)
+
+
+_INTERVAL_KEYS = tuple(f"{m}_{end}" for m in ("bootstrap_t", "t", "bca", "percentile")
+                       for end in ("low", "high")) + ("acceleration", "bias_correction")
+
+
+def _finish(out: dict[str, np.ndarray] | None, estimate: np.ndarray, constant: np.ndarray,
+            finite: np.ndarray, trailing: tuple[int, ...]) -> dict[str, Any]:
+    """Intervals as nested lists of ``trailing``: a point where nothing varies, nan where a
+    column is not finite or could not be resampled (``out`` is None)."""
+    columns = estimate.shape[0]
+    if out is None:
+        out = {k: np.full(columns, np.nan) for k in _INTERVAL_KEYS}
+    else:
+        out = {k: np.where(constant, estimate, v) if k.endswith(("_low", "_high")) else v
+               for k, v in out.items()}
+        out = {k: np.where(finite, v, np.nan) for k, v in out.items()}
+    out["mean"] = estimate
+    return {k: np.asarray(v).reshape(trailing).tolist() for k, v in out.items()}
+
+
+def skewness(values: Any) -> float:
+    """Adjusted sample skewness ``G1`` of the finite values of ``values (S,)`` (scipy's
+    ``skew(bias=False)``); nan for fewer than 3 values or no spread."""
+    x = _as_1d(values, "values")
+    x = x[np.isfinite(x)]
+    if x.size < 3 or np.ptp(x) == 0.0:
+        return float("nan")
+    return float(scipy_stats.skew(x, bias=False))
+
+
 def bootstrap_mean_ci(
     values: Any,
     *,
@@ -230,7 +335,7 @@ def bootstrap_mean_ci(
     num_resamples: int = DEFAULT_NUM_RESAMPLES,
     seed: Seed = 0,
 ) -> dict[str, Any]:
-    """Bootstrap intervals of the mean over the seed axis, for every trailing element at once.
+    """Intervals of the mean over the seed axis, every method, for every trailing element.
 
     Seeds are resampled jointly for all trailing elements (for learning curves ``(S, T)``
     this resamples whole curves, as it should). Columns holding a non-finite value, and
@@ -243,36 +348,80 @@ def bootstrap_mean_ci(
       seed: int, ``numpy.random.Generator`` or JAX key for the resamples.
 
     Returns:
-      ``mean``, ``percentile_low``, ``percentile_high``, ``bca_low``, ``bca_high``,
-      ``acceleration`` and ``bias_correction`` (BCa's ``a`` and ``z0``), each a float for
-      ``(S,)`` input or nested lists of shape ``values.shape[1:]``.
+      ``mean`` and, per method of :data:`INTERVAL_METHODS`, ``{method}_low`` and
+      ``{method}_high``; BCa's ``acceleration`` and ``bias_correction`` (``a`` and ``z0``).
+      Each is a float for ``(S,)`` input or nested lists of shape ``values.shape[1:]``.
     """
     _check_level(level)
     _check_count("num_resamples", num_resamples)
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim < 1:
-        raise ValueError(f"values must have the seed axis first, shape (S, ...); got {array.shape}")
-    trailing = array.shape[1:]
-    flat = array.reshape(array.shape[0], math.prod(trailing))
+    flat, trailing = _as_columns(values, "values")
     n, columns = flat.shape
     mean = _mean(flat) if n else np.full(columns, np.nan)
-    keys = ("percentile_low", "percentile_high", "bca_low", "bca_high", "acceleration",
-            "bias_correction")
     finite = np.all(np.isfinite(flat), axis=0)
     if n < 2 or not finite.any():
-        out = {k: np.full(columns, np.nan) for k in keys}
-    else:
-        clean = np.where(finite, flat, 0.0)
-        boot = _bootstrap_means(clean, int(num_resamples), _rng(seed))
-        centered = clean - _mean(clean)
-        out = _intervals(boot, _mean(clean), _acceleration([centered], [1.0]),
-                         _tie_tolerance(clean), level)
-        constant = np.ptp(clean, axis=0) == 0.0  # every seed agrees: the interval is a point
-        for k in ("percentile_low", "percentile_high", "bca_low", "bca_high"):
-            out[k] = np.where(constant, mean, out[k])
-        out = {k: np.where(finite, v, np.nan) for k, v in out.items()}
-    out["mean"] = mean
-    return {k: np.asarray(v).reshape(trailing).tolist() for k, v in out.items()}
+        return _finish(None, mean, finite, finite, trailing)
+    clean = np.where(finite, flat, 0.0)
+    boot, boot_var = _bootstrap_moments(clean, int(num_resamples), _rng(seed))
+    centered = clean - _mean(clean)
+    out = _intervals(boot, np.sqrt(boot_var / n), _mean(clean), np.sqrt(_column_var(clean) / n),
+                     np.full(columns, n - 1.0), _acceleration([centered], [1.0]),
+                     _tie_tolerance(clean), level)
+    return _finish(out, mean, np.ptp(clean, axis=0) == 0.0, finite, trailing)
+
+
+def bootstrap_difference_ci(
+    x: Any,
+    y: Any,
+    *,
+    paired: bool,
+    level: float = DEFAULT_LEVEL,
+    num_resamples: int = DEFAULT_NUM_RESAMPLES,
+    seed: Seed = 0,
+) -> dict[str, Any]:
+    """Intervals of ``mean(x) - mean(y)``, every method, for every trailing element.
+
+    Paired, the differences of matched seeds are resampled (:func:`bootstrap_mean_ci` of
+    ``x - y``); unpaired, each group is resampled on its own and the t intervals use
+    Welch's standard error and degrees of freedom.
+
+    Args:
+      x: ``(S1, ...)`` candidate values, seed axis first.
+      y: ``(S2, ...)`` baseline values (``S2 == S1`` when paired).
+      paired: resample seed pairs instead of each group.
+      level, num_resamples, seed: as :func:`bootstrap_mean_ci`.
+
+    Returns:
+      The keys of :func:`bootstrap_mean_ci`, ``mean`` being the difference of means.
+    """
+    xs, trailing = _as_columns(x, "x")
+    ys, _ = _as_columns(y, "y")
+    if xs.shape[1] != ys.shape[1] or (paired and xs.shape[0] != ys.shape[0]):
+        raise ValueError(f"x and y must match{' in every axis (paired)' if paired else ''} "
+                         f"after the seed axis; got {np.shape(x)} and {np.shape(y)}")
+    if paired:
+        return bootstrap_mean_ci((xs - ys).reshape((xs.shape[0], *trailing)), level=level,
+                                 num_resamples=num_resamples, seed=seed)
+    _check_level(level)
+    _check_count("num_resamples", num_resamples)
+    nx, ny = xs.shape[0], ys.shape[0]
+    columns = xs.shape[1]
+    difference = (_mean(xs) - _mean(ys)) if nx and ny else np.full(columns, np.nan)
+    finite = np.all(np.isfinite(xs), axis=0) & np.all(np.isfinite(ys), axis=0)
+    if min(nx, ny) < 2 or not finite.any():
+        return _finish(None, difference, finite, finite, trailing)
+    xs, ys = np.where(finite, xs, 0.0), np.where(finite, ys, 0.0)
+    rng = _rng(seed)
+    boot_x, var_x = _bootstrap_moments(xs, int(num_resamples), rng)
+    boot_y, var_y = _bootstrap_moments(ys, int(num_resamples), rng)
+    vx, vy = _column_var(xs) / nx, _column_var(ys) / ny
+    se2 = vx + vy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(se2 > 0, se2**2 / (vx**2 / (nx - 1) + vy**2 / (ny - 1)), nx + ny - 2.0)
+    accel = _acceleration([xs - _mean(xs), ys - _mean(ys)], [1.0, -1.0])
+    out = _intervals(boot_x - boot_y, np.sqrt(var_x / nx + var_y / ny), _mean(xs) - _mean(ys),
+                     np.sqrt(se2), df, accel, _tie_tolerance(xs, ys), level)
+    constant = (np.ptp(xs, axis=0) == 0.0) & (np.ptp(ys, axis=0) == 0.0)
+    return _finish(out, difference, constant, finite, trailing)
 
 
 def describe(
@@ -293,8 +442,11 @@ def describe(
 
     Returns:
       ``n`` (finite seeds used), ``num_nonfinite``, ``mean``, ``std`` (ddof=1), ``sem``,
-      ``median``, ``iqm``, ``min``, ``max``, ``ci_percentile`` and ``ci_bca`` (``[low, high]``
-      intervals of the mean), ``level``, ``num_resamples``, ``iqm_convention``.
+      ``median``, ``iqm``, ``min``, ``max``, ``ci`` (``[low, high]`` interval of the mean by
+      the default method, named in ``ci_method``) and ``ci_{method}`` for every method of
+      :data:`INTERVAL_METHODS`, ``skewness`` and ``shape`` (of the seeds' values,
+      :func:`negres.statistics.calibration.shape_of`: intervals under-cover for skewed or
+      split ones), ``level``, ``num_resamples``, ``iqm_convention``.
     """
     raw = _as_1d(values, "values")
     x = raw[np.isfinite(raw)]
@@ -314,8 +466,11 @@ def describe(
         "max": float(np.max(x)) if n else nan,
         "level": float(level),
         "num_resamples": int(num_resamples),
-        "ci_percentile": [ci["percentile_low"], ci["percentile_high"]],
-        "ci_bca": [ci["bca_low"], ci["bca_high"]],
+        "ci": [ci[f"{DEFAULT_INTERVAL}_low"], ci[f"{DEFAULT_INTERVAL}_high"]],
+        "ci_method": DEFAULT_INTERVAL,
+        **{f"ci_{m}": [ci[f"{m}_low"], ci[f"{m}_high"]] for m in INTERVAL_METHODS},
+        "skewness": skewness(x),
+        "shape": calibration.shape_of(x),
         "iqm_convention": IQM_CONVENTION,
     }
 
@@ -531,19 +686,21 @@ def seeds_needed(
 
 
 def verdict(ci: Sequence[float], p_value: float, *, level: float,
-            higher_is_better: bool | None) -> str:
+            higher_is_better: bool | None, alpha: float | None = None) -> str:
     """``"improved"``, ``"worse"`` or ``"inconclusive"`` for ``x`` against ``y``; see VERDICT_RULE.
 
     Args:
       ci: ``[low, high]`` interval of ``mean(x) - mean(y)``.
       p_value: the decision p-value (adjusted, when comparisons form a family).
-      level: the confidence level; the test level is ``alpha = 1 - level``.
+      level: the confidence level of ``ci``.
       higher_is_better: True for accuracy-like metrics, False for losses and errors, None
         for a metric with no better direction: its verdict only says ``"higher"`` or
         ``"lower"`` (or ``"inconclusive"``), never improved or worse.
+      alpha: the test level ``p_value`` must be below; ``1 - level`` by default, less at a
+        look of a sequential design (:mod:`negres.statistics.sequential`).
     """
     low, high = float(ci[0]), float(ci[1])
-    if not p_value < 1.0 - level:  # also catches nan
+    if not p_value < (1.0 - level if alpha is None else alpha):  # also catches nan
         return "inconclusive"
     if higher_is_better is None:
         return "higher" if low > 0.0 else ("lower" if high < 0.0 else "inconclusive")
@@ -565,6 +722,7 @@ def compare(
     num_permutations: int = DEFAULT_NUM_PERMUTATIONS,
     power: float = DEFAULT_POWER,
     seed: Seed = 0,
+    alpha: float | None = None,
 ) -> dict[str, Any]:
     """Compare a candidate metric ``x`` with a baseline ``y`` across seeds.
 
@@ -583,17 +741,25 @@ def compare(
       power: target power of ``seeds_needed``.
       seed: int, ``numpy.random.Generator`` or JAX key; the bootstrap and the
         permutations draw from separate child streams.
+      alpha: the test level of the verdict and of ``seeds_needed``; ``1 - level`` by
+        default, less at a later look of a sequential design.
 
     Returns:
-      A JSON-ready dict: ``difference`` (``mean_x - mean_y``), ``ci_percentile``/``ci_bca``
-      of it, ``t``, ``df``, ``p_value_t``, ``p_value_permutation``, ``p_value`` (the decision
-      p-value, the larger of the two), ``p_value_adjusted`` (equal until :func:`holm_adjust`),
-      ``prob_x_greater`` (P(X > Y), ties 1/2), ``prob_improvement`` (the same in the good
-      direction), ``effect_size`` (``cohens_d`` or ``d_z``; ``hedges_g``), ``seeds_needed``
-      with its formula, the ``verdict`` and the rule that gave it; see the code for all keys.
+      A JSON-ready dict: ``difference`` (``mean_x - mean_y``), ``ci`` of it by the default
+      method (``ci_method``) and ``ci_{method}`` by every method, ``t``, ``df``,
+      ``p_value_t``, ``p_value_permutation``, ``p_value`` (the decision p-value, the larger
+      of the two), ``alpha`` (the test level), ``p_value_adjusted`` (equal until
+      :func:`holm_adjust`), ``prob_x_greater`` (P(X > Y), ties 1/2), ``prob_improvement``
+      (the same in the good direction), ``effect_size`` (``cohens_d`` or ``d_z``;
+      ``hedges_g``), ``seeds_needed`` with its formula, the ``verdict`` and the rule that
+      gave it; see the code for all keys.
     """
     _check_level(level)
     _check_count("num_resamples", num_resamples)
+    if alpha is None:
+        alpha = round(1.0 - level, 12)
+    elif not 0.0 <= alpha < 1.0:
+        raise ValueError(f"alpha={alpha!r} is not allowed: a test level in [0, 1)")
     x_raw, y_raw = _as_1d(x, "x"), _as_1d(y, "y")
     if paired and x_raw.size != y_raw.size:
         raise ValueError(f"paired samples must have equal sizes; got {x_raw.size} and {y_raw.size}")
@@ -607,23 +773,13 @@ def compare(
     enough = min(x_use.size, y_use.size) >= 2
     difference = float(_mean(x_use) - _mean(y_use)) if enough else nan
 
-    # Bootstrap interval of the difference: resample seed pairs (paired) or each group.
-    ci_percentile, ci_bca = [nan, nan], [nan, nan]
-    if enough and paired:
-        ci = bootstrap_mean_ci(x_use - y_use, level=level, num_resamples=num_resamples,
-                               seed=boot_rng)
-        ci_percentile = [ci["percentile_low"], ci["percentile_high"]]
-        ci_bca = [ci["bca_low"], ci["bca_high"]]
-    elif enough:
-        xs, ys = x_use[:, None], y_use[:, None]
-        boot = (_bootstrap_means(xs, num_resamples, boot_rng)
-                - _bootstrap_means(ys, num_resamples, boot_rng))
-        accel = _acceleration([xs - xs.mean(), ys - ys.mean()], [1.0, -1.0])
-        interval = _intervals(boot, np.array([difference]), accel, _tie_tolerance(xs, ys), level)
-        if np.ptp(xs) == 0 and np.ptp(ys) == 0:  # no spread at all: the interval is a point
-            ci_percentile = ci_bca = [difference, difference]
-        else:
-            ci_percentile, ci_bca = _pair(interval, "percentile"), _pair(interval, "bca")
+    # Intervals of the difference: resample seed pairs (paired) or each group.
+    method = DEFAULT_INTERVAL if paired else DEFAULT_DIFFERENCE_INTERVAL
+    intervals = {m: [nan, nan] for m in INTERVAL_METHODS}
+    if enough:
+        ci = bootstrap_difference_ci(x_use, y_use, paired=paired, level=level,
+                                     num_resamples=num_resamples, seed=boot_rng)
+        intervals = {m: [ci[f"{m}_low"], ci[f"{m}_high"]] for m in INTERVAL_METHODS}
 
     t_result = t_test(x_use, y_use, paired=paired)
     if enough:
@@ -637,12 +793,13 @@ def compare(
     prob = probability_of_improvement(x_use, y_use, paired=paired)
     effect = effect_size(x_use, y_use, paired=paired) if enough else {
         "name": "d_z" if paired else "cohens_d", "value": nan, "hedges_g": nan, "sd": nan}
-    needed = seeds_needed(difference, effect["sd"], level=level, power=power, paired=paired)
+    needed = (seeds_needed(difference, effect["sd"], level=1.0 - alpha, power=power,
+                           paired=paired) if alpha > 0 else None)
     return {
         "paired": bool(paired),
         "higher_is_better": None if higher_is_better is None else bool(higher_is_better),
         "level": float(level),
-        "alpha": round(1.0 - level, 12),
+        "alpha": float(alpha),
         "n_x": int(x_use.size),
         "n_y": int(y_use.size),
         "num_nonfinite_x": int(np.sum(~np.isfinite(x_raw))),
@@ -650,9 +807,15 @@ def compare(
         "mean_x": float(_mean(x_use)) if x_use.size else nan,
         "mean_y": float(_mean(y_use)) if y_use.size else nan,
         "difference": difference,
-        "ci_percentile": ci_percentile,
-        "ci_bca": ci_bca,
-        "ci_used": "bca",
+        "ci": intervals[method],
+        "ci_method": method,
+        **{f"ci_{m}": v for m, v in intervals.items()},
+        "ci_used": method,
+        # What the interval's coverage depends on: the differences' shape when paired, the
+        # less regular group's otherwise.
+        "shape": (calibration.shape_of(x_use - y_use) if paired else max(
+            calibration.shape_of(x_use), calibration.shape_of(y_use),
+            key=list(calibration.SHAPES).index)),
         "num_resamples": int(num_resamples),
         "t_test": "paired" if paired else "welch",
         "t": t_result["t"],
@@ -675,7 +838,8 @@ def compare(
         "seeds_needed": needed,
         "seeds_needed_power": float(power),
         "seeds_needed_formula": SEEDS_NEEDED_PAIRED if paired else SEEDS_NEEDED_UNPAIRED,
-        "verdict": verdict(ci_bca, p_value, level=level, higher_is_better=higher_is_better),
+        "verdict": verdict(intervals[method], p_value, level=level,
+                           higher_is_better=higher_is_better, alpha=alpha),
         "verdict_rule": VERDICT_RULE,
     }
 
@@ -715,9 +879,10 @@ def holm_adjust(comparisons: Mapping[str, dict] | Sequence[dict]) -> Any:
     """
     is_mapping = isinstance(comparisons, Mapping)
     items = list(comparisons.values()) if is_mapping else list(comparisons)
-    levels = {c["level"] for c in items}
+    levels = {(c["level"], c["alpha"]) for c in items}
     if len(levels) > 1:
-        raise ValueError(f"a Holm family needs one confidence level; got {sorted(levels)}")
+        raise ValueError("a Holm family needs one confidence level and test level; got "
+                         f"(level, alpha) {sorted(levels)}")
     adjusted_p = holm([c["p_value"] for c in items])
     m = len(items)
     out = []
@@ -729,10 +894,10 @@ def holm_adjust(comparisons: Mapping[str, dict] | Sequence[dict]) -> Any:
             num_comparisons=m,
             verdict_unadjusted=c["verdict"],
             verdict=verdict(c[f"ci_{c['ci_used']}"], p, level=c["level"],
-                            higher_is_better=c["higher_is_better"]),
+                            higher_is_better=c["higher_is_better"], alpha=c["alpha"]),
             seeds_needed_adjusted=seeds_needed(
-                c["difference"], c["sd"], level=1.0 - (1.0 - c["level"]) / m,
-                power=c["seeds_needed_power"], paired=c["paired"]),
+                c["difference"], c["sd"], level=1.0 - c["alpha"] / m,
+                power=c["seeds_needed_power"], paired=c["paired"]) if c["alpha"] > 0 else None,
         )
         out.append(new)
     return dict(zip(comparisons.keys(), out, strict=True)) if is_mapping else out

@@ -11,7 +11,7 @@ Nothing here reads a metric's name to decide anything.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from negres.evaluators import REGISTRY, direction_of, get_evaluator
 from negres.evaluators.protocol import at_path, pairwise_row_means
 from negres.statistics import inference as stats
+from negres.statistics import sequential
 
 _HIGHER_IS_BETTER = {"higher": True, "lower": False, "none": None}
 
@@ -106,8 +107,14 @@ def analyze(
     paired: bool = False,
     seed: int = 0,
     references: Mapping[str, str | None] | None = None,
+    looks: Sequence[int] | None = None,
+    first_look_share: float = sequential.DEFAULT_FIRST_SHARE,
 ) -> dict[str, Any]:
     """Summaries, comparisons with verdicts, and each evaluator's within-condition tests.
+
+    Verdicts follow a sequential design (:mod:`negres.statistics.sequential`): this is
+    look ``len(looks)`` of a study that may be extended with more seeds, and its tests run
+    at that look's nominal level, so that the verdicts stay honest over every look.
 
     Args:
       conditions: name -> a condition's results, with ``metrics`` (name -> ``(S,)``),
@@ -121,13 +128,35 @@ def analyze(
       seed: seeds the resampling.
       references: condition -> the condition it is compared with (``None``: none); by
         default every condition is compared with ``baseline``.
+      looks: the baseline's seed count at every look so far, this one last; by default
+        one look at its ``num_seeds``.
+      first_look_share: the share of ``1 - level`` spent at the first look.
 
     Returns:
       ``{"summaries": {condition: {metric: describe}}, "comparisons": {metric: {condition:
       compare}}, "within_conditions": {evaluator: {condition: {family: {label:
       compare}}}}, "directions": {metric: direction}, "settings": ...}``.
     """
+    if looks is None:
+        first = conditions[baseline]
+        looks = [int(first.get("num_seeds", len(first["seed_indices"])))]
+    looks = [int(n) for n in looks]
+    total = round(1.0 - level, 12)  # 0.05, not 1 - 0.95's 0.05000000000000004
+    alpha = sequential.nominal_alphas(looks, alpha=total, first_share=first_look_share)[-1]
     common = dict(level=level, num_resamples=num_resamples)
+
+    def planned(family: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The family, Holm-adjusted, with the seeds the next look would need."""
+        if len(family) > 1:
+            family = stats.holm_adjust(family)
+        for c in family.values():
+            if c["verdict"] == "inconclusive":
+                c["seeds_next_look"] = sequential.seeds_for_next_look(
+                    c["difference"], c["sd"], looks, alpha=total / len(family),
+                    first_share=first_look_share, power=c["seeds_needed_power"],
+                    paired=c["paired"])
+        return family
+
     summaries = {
         name: {m: stats.describe(v, seed=seed, **common) for m, v in result["metrics"].items()}
         for name, result in conditions.items()
@@ -152,14 +181,15 @@ def analyze(
             family[name] = stats.compare(
                 x, y, paired=paired and x.size == y.size,
                 higher_is_better=_HIGHER_IS_BETTER[direction],
-                num_permutations=num_permutations, seed=seed, **common,
+                num_permutations=num_permutations, seed=seed, alpha=alpha, **common,
             ) | {"reference": reference}
         if family:
-            comparisons[metric] = stats.holm_adjust(family) if len(family) > 1 else family
+            comparisons[metric] = planned(family)
 
     def compare_within(x: np.ndarray, y: np.ndarray, direction: str) -> dict[str, Any]:
         return stats.compare(x, y, paired=True, higher_is_better=_HIGHER_IS_BETTER[direction],
-                             num_permutations=num_permutations, seed=seed, **common)
+                             num_permutations=num_permutations, seed=seed, alpha=alpha,
+                             **common)
 
     within: dict[str, dict[str, Any]] = {}
     for name, result in conditions.items():
@@ -169,9 +199,7 @@ def analyze(
             hook = get_evaluator(evaluator).statistics
             if hook is None or not len(result["seed_indices"]):
                 continue
-            families = {f: stats.holm_adjust(c) if len(c) > 1 else c
-                        for f, c in hook(result, compare_within).items()
-                        if c}
+            families = {f: planned(c) for f, c in hook(result, compare_within).items() if c}
             if families:
                 within.setdefault(evaluator, {})[name] = families
     return {
@@ -185,5 +213,12 @@ def analyze(
             "num_permutations": num_permutations, "paired_conditions": paired,
             "verdict_rule": stats.VERDICT_RULE, "multiple_comparisons": "Holm across the "
             "conditions compared on each metric",
+            "interval_method": stats.DEFAULT_INTERVAL,
+            "sequential": {
+                "looks": looks, "look": len(looks), "alpha": alpha,
+                "alpha_spent": sequential.cumulative_alpha(
+                    len(looks), alpha=total, first_share=first_look_share),
+                "first_look_share": first_look_share, "rule": sequential.SPENDING_RULE,
+            },
         },
     }

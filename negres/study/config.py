@@ -74,6 +74,9 @@ STATS_FIELDS = (
                    maximum=MAX_RESAMPLES),
     fields.boolean("paired_conditions", False,
                    "compare conditions seed by seed (same seed index)"),
+    fields.number("first_look_share", 0.8, "share of 1 - level the verdicts spend at a "
+                  "study's first look; the rest stays for looks after --extend (1: one look, "
+                  "an extended study's verdicts stay inconclusive)", 0.0, 1.0, low_open=True),
 )
 EVALUATORS_FIELD = fields.Field(
     "evaluators", default_evaluators(), "evaluators run after training, in order, names in "

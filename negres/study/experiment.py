@@ -207,20 +207,25 @@ def condition_program(condition: Condition) -> SeedProgram:
         num_classes=task.num_outputs if task.kind == "classification" else None)
 
 
-def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> list[TrainResult]:
+def train_group(group: list[Condition], checkpoint_dir: Path | None = None,
+                seed_ranges: list[range] | None = None) -> list[TrainResult]:
     """Train every seed of every condition in ``group`` in one call; split per condition.
 
     Rows of different conditions differ only in their learning rate and weight decay,
     which sit in the per-seed optimizer state; seed ``i`` of each condition draws what
     it would draw alone. With ``checkpoint_dir``, the run saves checkpoints there and
-    resumes from the newest one it finds.
+    resumes from the newest one it finds. ``seed_ranges`` (one per condition, by default
+    ``range(num_seeds)``) names the seeds to train: an extended study trains its new
+    seeds apart from those it already has.
     """
     first = group[0]
     config, task = first.config, first.task
-    seed_indices = np.concatenate([np.arange(c.config.num_seeds) for c in group])
+    if seed_ranges is None:
+        seed_ranges = [range(c.config.num_seeds) for c in group]
+    seed_indices = np.concatenate([np.arange(r.start, r.stop) for r in seed_ranges])
     hyperparams = {
-        name: np.concatenate([np.full(c.config.num_seeds, hyperparams_of(c.config.optimizer)[name])
-                              for c in group])
+        name: np.concatenate([np.full(len(r), hyperparams_of(c.config.optimizer)[name])
+                              for c, r in zip(group, seed_ranges, strict=True)])
         for name in VMAPPABLE_HYPERPARAMS
     }
     logging.info(
@@ -258,8 +263,8 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> l
         if checkpoints is not None:
             checkpoints.close()
     parts, start = [], 0
-    for condition in group:
-        rows = slice(start, start + condition.config.num_seeds)
+    for seeds in seed_ranges:
+        rows = slice(start, start + len(seeds))
         start = rows.stop
         parts.append(trained._replace(
             state=take_rows(trained.state, rows),
@@ -269,6 +274,44 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None) -> l
             hyperparams={k: v[rows] for k, v in trained.hyperparams.items()},
         ))
     return parts
+
+
+def joined(parts: list[TrainResult]) -> TrainResult:
+    """One condition's seeds trained in several calls (the looks of an extended study) as
+    one result, in seed order."""
+    if len(parts) == 1:
+        return parts[0]
+    rows = [np.asarray(p.seed_indices) for p in parts]
+    return parts[-1]._replace(
+        state=jax.tree_util.tree_map(
+            lambda *leaves: np.concatenate([np.asarray(leaf) for leaf in leaves]),
+            *[p.state for p in parts]),
+        seed_indices=np.concatenate(rows),
+        curves={k: np.concatenate([p.curves[k] for p in parts]) for k in parts[0].curves},
+        diverged_at=np.concatenate([p.diverged_at for p in parts]),
+        hyperparams={k: np.concatenate([p.hyperparams[k] for p in parts])
+                     for k in parts[0].hyperparams},
+        train_time_s=sum(p.train_time_s for p in parts),
+    )
+
+
+def train_looks(group: list[Condition], group_dir: Path,
+                looks: list[dict[str, int]]) -> list[TrainResult]:
+    """Train ``group`` look by look: the seeds each look added train in their own call and
+    checkpoint directory (the first look's is ``group_dir``), so that extending a study
+    restores the seeds it has and trains only the new ones."""
+    parts: list[list[TrainResult]] = [[] for _ in group]
+    before = dict.fromkeys(looks[0], 0)
+    for number, counts in enumerate(looks):
+        ranges = [range(before[c.name], counts[c.name]) for c in group]
+        before = counts
+        if not any(ranges):
+            continue
+        directory = group_dir if number == 0 else group_dir.with_name(
+            f"{group_dir.name}_look{number + 1}")
+        for part, trained in zip(parts, train_group(group, directory, ranges), strict=True):
+            part.append(trained)
+    return [joined(p) for p in parts]
 
 
 def evaluate_condition(
@@ -311,7 +354,7 @@ def evaluate_condition(
 
 
 def run(
-    config: ConfigDict, workdir: str, *, overwrite: bool = False
+    config: ConfigDict, workdir: str, *, overwrite: bool = False, extend: bool = False
 ) -> dict[str, Any]:
     """Run the study that ``config`` describes and write its results into ``workdir``.
 
@@ -321,8 +364,12 @@ def run(
     exist. With ``overwrite``, the earlier run's outputs are set aside and deleted only
     when this run has written its own (:mod:`negres.study.workdir`). A run whose results
     are written but whose report is not (disk full) is completed by running it again:
-    the report is written, nothing is retrained. On several hosts every process trains
-    its share of seeds and evaluates the gathered parameters; process 0 alone writes.
+    the report is written, nothing is retrained. With ``extend``, the workdir's finished
+    study gets the seeds past its ``num_seeds`` (``config`` may differ from it in
+    ``num_seeds`` alone): only they are trained, and the statistics are those of the
+    study's next look (:mod:`negres.statistics.sequential`). On several hosts every
+    process trains its share of seeds and evaluates the gathered parameters; process 0
+    alone writes.
 
     Returns:
       The contents of ``results.json``.
@@ -331,7 +378,12 @@ def run(
     conditions, baseline = prepare_conditions(config)
     check_memory(conditions)
     config = complete(config)
-    path, report_missing = prepare_workdir(workdir, config, overwrite)
+    counts = {c.name: int(c.config.num_seeds) for c in conditions}
+    if extend:
+        path, looks, report_missing = prepare_extension(workdir, config, counts, overwrite)
+    else:
+        path, report_missing = prepare_workdir(workdir, config, overwrite)
+        looks = [counts]
     if report_missing:
         return complete_report(path)
     checkpoint_root = path / CHECKPOINTS_DIR
@@ -340,7 +392,7 @@ def run(
     for number, group in enumerate(group_conditions(conditions)):
         names = [c.name for c in group]
         group_dir = checkpoint_root / f"{number}_{report.safe_name(names[0])}"
-        parts = train_group(group, group_dir)
+        parts = train_looks(group, group_dir, looks)
         train_time_s += parts[0].train_time_s
         for condition, trained in zip(group, parts, strict=True):
             # An evaluator may write files of its own (saved attributions).
@@ -357,6 +409,8 @@ def run(
         num_resamples=stats_config.num_resamples, num_permutations=stats_config.num_permutations,
         paired=stats_config.paired_conditions, seed=config.seed,
         references={c.name: c.reference for c in conditions},
+        looks=[look[baseline] for look in looks],
+        first_look_share=stats_config.first_look_share,
     )
     analysis["excluded_diverged_seeds"] = excluded
     first = condition_results[baseline]
@@ -374,6 +428,8 @@ def run(
         "metrics": first["metrics"],
         "curves": first["curves"],
         "conditions": condition_results,
+        # Every condition's seed count at each look (the first run, then each --extend).
+        "looks": looks,
         "statistics": analysis,
         "train_time_s": train_time_s,
         "wall_time_s": time.perf_counter() - start,
@@ -420,6 +476,20 @@ def saved_config_matches(path: Path, config: ConfigDict) -> bool | None:
     return what_is_computed(saved) == what_is_computed(config.to_dict())
 
 
+def extend_hint(path: Path, config: ConfigDict) -> str:
+    """", or --extend to add seeds ..." when ``config`` differs from the finished study in
+    ``path`` only by more seeds."""
+    try:
+        previous = read_json(path / RESULTS_FILE)
+        same = not first_difference(without_seed_counts(previous["config"]),
+                                    without_seed_counts(config.to_dict()))
+        more = int(config.num_seeds) > int(previous["config"]["num_seeds"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    return (f", or --extend to add seeds {previous['config']['num_seeds']}–"
+            f"{int(config.num_seeds) - 1} to it" if same and more else "")
+
+
 def prepare_workdir(workdir: str, config: ConfigDict, overwrite: bool) -> tuple[Path, bool]:
     """Check ``workdir`` can take this run, and set it up, before anything compiles.
 
@@ -455,7 +525,7 @@ def prepare_workdir(workdir: str, config: ConfigDict, overwrite: bool) -> tuple[
         if not overwrite:
             raise WorkdirError(
                 f"--workdir={str(path)!r} already holds {RESULTS_FILE}; pass --overwrite to "
-                "replace it, or choose another --workdir")
+                f"replace it{extend_hint(path, config)}, or choose another --workdir")
     root = path / CHECKPOINTS_DIR
     matches = saved_config_matches(path, config)
     if not overwrite and root.exists() and not matches:
@@ -477,6 +547,97 @@ def prepare_workdir(workdir: str, config: ConfigDict, overwrite: bool) -> tuple[
             write_json_atomic(path / CONFIG_FILE, config.to_dict())
     barrier("negres: workdir checked")
     return path, False
+
+
+def without_seed_counts(config: dict[str, Any]) -> dict[str, Any]:
+    """What a study computes less its seed counts: what an extension must keep."""
+    config = what_is_computed(config)
+    config.pop("num_seeds", None)
+    config["conditions"] = [{k: v for k, v in c.items() if k != "num_seeds"}
+                            for c in config.get("conditions") or ()]
+    return config
+
+
+def first_difference(old: Any, new: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    """The first field (dotted) whose value differs between two configs as dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            found = first_difference(old.get(key), new.get(key),
+                                     f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+        return None
+    if (isinstance(old, list) and isinstance(new, list) and len(old) == len(new)
+            and old != new):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            found = first_difference(a, b, f"{where}[{i}]")
+            if found:
+                return found
+    return None if old == new else (where, old, new)
+
+
+def prepare_extension(workdir: str, config: ConfigDict, counts: dict[str, int],
+                      overwrite: bool) -> tuple[Path, list[dict[str, int]], bool]:
+    """Check that ``config`` extends the finished study in ``workdir``, before anything
+    compiles, and record it in ``config.json``.
+
+    Args:
+      workdir: holds the finished study (its ``results.json``).
+      config: the study's config with more seeds; nothing else may differ.
+      counts: condition -> its seed count in ``config``.
+      overwrite: must be False (``--extend`` keeps what ``--overwrite`` would replace).
+
+    Returns:
+      ``(path, looks, report_missing)``: every condition's seed count at each look, this
+      one last, and whether the extension is done but for its report (rerun after a full
+      disk).
+    """
+    path = check_workdir_name(workdir)
+    if overwrite:
+        raise WorkdirError("--extend and --overwrite exclude each other: --extend keeps the "
+                           "finished seeds, --overwrite replaces them")
+    if overwrite_pending(path):
+        raise WorkdirError(f"--workdir={str(path)!r} holds an unfinished --overwrite; rerun it "
+                           "or undo it with --rollback before --extend")
+    if not (path / RESULTS_FILE).exists():
+        raise WorkdirError(f"--workdir={str(path)!r} holds no finished study ({RESULTS_FILE}) "
+                           "to extend; run it without --extend first")
+    previous = load_results_file(path)
+    difference = first_difference(without_seed_counts(previous["config"]),
+                                  without_seed_counts(complete(config).to_dict()))
+    if difference:
+        field, old, new = difference
+        raise ConfigError(field, new, f"{old!r} as in the study in {str(path)!r}: --extend "
+                          "adds seeds to the same study, so only num_seeds may change")
+    looks = previous.get("looks") or [
+        {name: int(c["num_seeds"]) for name, c in previous["conditions"].items()}]
+    last = looks[-1]
+    for name, count in counts.items():
+        if count < last[name]:
+            raise ConfigError(_seeds_field(config, name), count,
+                              f"at least the {last[name]} seeds the study in {str(path)!r} "
+                              "has: --extend adds seeds, it never removes them")
+    if counts == last and not (path / REPORT_FILE).exists():
+        return path, looks, True  # this extension finished but for its report (disk full)
+    if counts == last:
+        raise ConfigError("num_seeds", config.num_seeds,
+                          f"more than the {max(last.values())} seeds the study in "
+                          f"{str(path)!r} has: --extend adds seeds")
+    make_writable(path)
+    barrier("negres: workdir read")
+    if is_main_process():
+        with disk_full_explained(path, f"writing {CONFIG_FILE}", "free some space"):
+            write_json_atomic(path / CONFIG_FILE, complete(config).to_dict())
+    barrier("negres: workdir checked")
+    return path, [*looks, counts], False
+
+
+def _seeds_field(config: ConfigDict, condition: str) -> str:
+    """The field that sets ``condition``'s seed count: its own override or the top level."""
+    for c in config.get("conditions") or ():
+        if c.get("name") == condition and "num_seeds" in c:
+            return f"conditions[{condition!r}].num_seeds"
+    return "num_seeds"
 
 
 def rebuild_report(workdir: str) -> dict[str, Any]:

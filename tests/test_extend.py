@@ -1,0 +1,97 @@
+"""--extend: a finished study gets more seeds; only they train, and its verdicts stay
+sequentially honest."""
+
+import shutil
+
+import numpy as np
+import pytest
+from tests_configs import tiny_config
+
+from negres.errors import ConfigError
+from negres.statistics.sequential import nominal_alphas
+from negres.study import experiment
+from negres.study.workdir import WorkdirError
+
+
+def study_config(num_seeds: int):
+    config = tiny_config()
+    config.num_seeds = num_seeds
+    config.evaluation.evaluators = ("performance", "robustness", "multiplicity")
+    config.conditions = ({"name": "fast"}, {"name": "slow", "optimizer.learning_rate": 0.003})
+    return config
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory):
+    """A 2-seed study, the same extended to 4 seeds, and a 4-seed study from the start."""
+    first = tmp_path_factory.mktemp("extended")
+    experiment.run(study_config(2), str(first))
+    finished = tmp_path_factory.mktemp("finished")
+    shutil.copytree(first, finished, dirs_exist_ok=True)
+    first_checkpoints = sorted(p.stat().st_mtime_ns for p in (first / "checkpoints").rglob("*"))
+    results = experiment.run(study_config(4), str(first), extend=True)
+    from_start = experiment.run(study_config(4), str(tmp_path_factory.mktemp("from_start")))
+    return first, finished, first_checkpoints, results, from_start
+
+
+def test_seed_i_of_an_extended_study_equals_seed_i_of_a_study_run_whole(extended):
+    _, _, _, results, from_start = extended
+    for name in ("fast", "slow"):
+        ours, whole = results["conditions"][name], from_start["conditions"][name]
+        assert ours["seed_indices"] == whole["seed_indices"] == [0, 1, 2, 3]
+        for metric, values in whole["metrics"].items():
+            np.testing.assert_allclose(ours["metrics"][metric], values, atol=2e-5,
+                                       err_msg=f"{name}/{metric}")
+        for curve, values in whole["curves"].items():
+            np.testing.assert_allclose(ours["curves"][curve], values, atol=2e-5)
+        # Pairwise numbers cross the looks: seeds 0-1 against seeds 2-3.
+        churn = ours["evaluations"]["multiplicity"]["pairwise"]["churn"]["clean"]
+        np.testing.assert_allclose(
+            churn, whole["evaluations"]["multiplicity"]["pairwise"]["churn"]["clean"],
+            atol=2e-5)
+
+
+def test_only_the_new_seeds_train_and_the_looks_are_recorded(extended):
+    workdir, _, first_checkpoints, results, _ = extended
+    # The first look's checkpoints were read, never rewritten.
+    group = workdir / "checkpoints" / "0_fast"
+    assert sorted(p.stat().st_mtime_ns for p in (workdir / "checkpoints").rglob("*")
+                  if "_look" not in str(p.relative_to(workdir))) == first_checkpoints
+    assert (group.parent / "0_fast_look2").is_dir()
+    assert results["looks"] == [{"fast": 2, "slow": 2}, {"fast": 4, "slow": 4}]
+    sequential = results["statistics"]["settings"]["sequential"]
+    assert sequential["looks"] == [2, 4] and sequential["look"] == 2
+    assert sequential["alpha"] == pytest.approx(nominal_alphas([2, 4])[1])
+    compared = results["statistics"]["comparisons"]["test_accuracy"]["slow"]
+    assert compared["alpha"] == sequential["alpha"]
+    report = (workdir / "report.md").read_text()
+    assert "look 2" in report
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: setattr(c.train, "steps", 90), "config.train.steps=90 is not allowed"),
+    (lambda c: setattr(c, "num_seeds", 1), "config.num_seeds=1 is not allowed: at least the 2"),
+    (lambda c: None, "config.num_seeds=2 is not allowed: more than the 2 seeds"),
+])
+def test_an_extension_that_is_not_one_is_refused_before_anything_runs(extended, tmp_path,
+                                                                      change, message):
+    _, finished, _, _, _ = extended
+    workdir = tmp_path / "w"
+    shutil.copytree(finished, workdir)
+    before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    config = study_config(2)
+    change(config)
+    with pytest.raises(ConfigError, match=message):
+        experiment.run(config, str(workdir), extend=True)
+    assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before
+
+
+def test_a_rerun_with_more_seeds_points_to_extend_and_extend_needs_a_study(extended,
+                                                                            tmp_path):
+    _, finished, _, _, _ = extended
+    with pytest.raises(WorkdirError, match="or --extend to add seeds 2–3 to it"):
+        experiment.run(study_config(4), str(finished))
+    with pytest.raises(WorkdirError, match="exclude each other"):
+        experiment.run(study_config(4), str(finished), extend=True, overwrite=True)
+    with pytest.raises(WorkdirError, match="holds no finished study"):
+        experiment.run(study_config(4), str(tmp_path), extend=True)
