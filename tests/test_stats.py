@@ -478,3 +478,40 @@ def test_analyze_tests_each_look_at_its_sequential_level():
     assert two["comparisons"]["score"]["b"]["verdict"] == "inconclusive"
     needed = two["comparisons"]["score"]["b"]["seeds_next_look"]
     assert needed > 16 and needed > two["comparisons"]["score"]["b"]["seeds_needed"]
+
+
+def test_the_report_names_intervals_the_calibration_found_short_for_their_shape():
+    from negres.reporting.markdown import coverage_text, intervals_text
+    from negres.statistics import calibration
+    from negres.statistics.study import analyze
+
+    rng = np.random.default_rng(0)
+    skewed = np.exp(rng.normal(size=16))
+    symmetric = rng.normal(size=16)
+    assert calibration.shape_of(skewed) == "skewed"
+    assert calibration.shape_of(symmetric) == "symmetric"
+    assert calibration.shape_of(np.r_[0.1, 0.9 + 0.001 * np.arange(15)]) == "split"
+    conditions = {name: {"seed_indices": np.arange(16), "num_seeds": 16,
+                         "metrics": {"loss": v, "accuracy": symmetric + i},
+                         "metric_info": {}, "evaluations": {}}
+                  for i, (name, v) in enumerate((("a", symmetric), ("b", skewed)))}
+    analysis = analyze(conditions, "a", num_resamples=200, num_permutations=200)
+    text = coverage_text({"statistics": analysis, "conditions": conditions})
+    lognormal = calibration.COVERAGE["mean"]["bootstrap_t"]["lognormal"][2]
+    normal = calibration.COVERAGE["mean"]["bootstrap_t"]["normal"][2]
+    assert f"covered {normal:.3f} of roughly symmetric seeds at 16 seeds" in text
+    assert f"`loss` of `b` (skewed, {lognormal:.2f})" in text
+    # Symmetric seeds' intervals are not named.
+    assert "`accuracy` of" not in text and "`loss` of `a`" not in text
+    assert "Welch" in intervals_text(analysis["settings"])
+
+
+@pytest.mark.parametrize("n_x, n_y, paired", [(8, 8, True), (4, 4, False), (3, 5, False)])
+def test_smallest_permutation_p_is_what_the_most_extreme_sample_gets(n_x, n_y, paired):
+    x = np.arange(n_x) + 100.0  # every x above every y: the most extreme labelling
+    y = np.arange(n_y, dtype=float)
+    smallest = stats.smallest_permutation_p(n_x, n_y, paired=paired, num_permutations=2000)
+    p = stats.permutation_test(x, y, paired=paired, num_permutations=2000)["p_value"]
+    assert p == pytest.approx(smallest, rel=1e-12)
+    # Drawn at random, B permutations cannot give less than 1 / (1 + B).
+    assert stats.smallest_permutation_p(12, 12, paired=True, num_permutations=500) == 1 / 501

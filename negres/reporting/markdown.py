@@ -43,8 +43,18 @@ def condition_table(summaries: Mapping[str, Mapping[str, Any]], level: float,
     return table(header, rows)
 
 
-def interval_name(settings: Mapping[str, Any]) -> str:
-    return INTERVAL_NAMES.get(settings.get("interval_method", "bca"), "bootstrap")
+def intervals_text(settings: Mapping[str, Any]) -> str:
+    """Which interval method the tables use, for means and for differences."""
+    level, resamples = settings["level"], settings["num_resamples"]
+    mean = settings.get("interval_method")
+    if mean is None:  # results.json from before the methods were named
+        return (f"Intervals are {level:.0%} BCa bootstrap intervals of the mean over seeds "
+                f"({resamples} resamples).")
+    difference = settings["difference_interval_method"]
+    return (f"Intervals of a mean over seeds are {level:.0%} {INTERVAL_NAMES[mean]} intervals "
+            f"({resamples} resamples); of a difference between conditions, "
+            f"{INTERVAL_NAMES[difference]}s (Welch's), and of a paired difference "
+            f"{INTERVAL_NAMES[mean]} intervals of the seed-by-seed differences.")
 
 
 def looks_text(settings: Mapping[str, Any]) -> str:
@@ -66,30 +76,40 @@ def looks_text(settings: Mapping[str, Any]) -> str:
             "docs/statistics.md).")
 
 
+def _comparisons(analysis: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Every comparison of the study with a label: between conditions, then within them."""
+    found = [(f"`{metric}`, `{name}` − `{c.get('reference')}`", c)
+             for metric, family in analysis["comparisons"].items() for name, c in family.items()]
+    for evaluator in (analysis.get("within_conditions") or {}).values():
+        for condition, families in evaluator.items():
+            found += [(f"`{label}` in `{condition}`", c) for family in families.values()
+                      for label, c in family.items()]
+    return found
+
+
 def coverage_text(results: Mapping[str, Any]) -> str:
     """What the calibration says this study's intervals cover, naming those that fall short
     for the shape of their seeds' values."""
     analysis = results["statistics"]
     settings = analysis["settings"]
-    method = settings.get("interval_method")
-    if method is None or settings["level"] != 0.95:
+    if "interval_method" not in settings or settings["level"] != 0.95:
         return ""
     short = []
     for condition, summaries in analysis["summaries"].items():
         for metric, s in summaries.items():
-            known = calibration.known_coverage(method, s.get("shape", "symmetric"), s["n"])
+            known = calibration.known_coverage(s["ci_method"], s["shape"], s["n"])
             if known and known[0] < 0.935:
                 short.append(f"`{metric}` of `{condition}` ({s['shape']}, {known[0]:.2f})")
-    for metric, family in analysis["comparisons"].items():
-        for condition, c in family.items():
-            known = calibration.known_coverage(method, c.get("shape", "symmetric"),
-                                               min(c["n_x"], c["n_y"]), kind="difference")
-            if known and known[0] < 0.935:
-                short.append(f"`{metric}`, `{condition}` − `{c['reference']}` ({c['shape']}, "
-                             f"{known[0]:.2f})")
+    for label, c in _comparisons(analysis):
+        # A paired difference is the mean of one sample; an unpaired one is two samples'.
+        known = calibration.known_coverage(c["ci_method"], c["shape"], min(c["n_x"], c["n_y"]),
+                                           kind="mean" if c["paired"] else "difference")
+        if known and known[0] < 0.935:
+            short.append(f"{label} ({c['shape']}, {known[0]:.2f})")
     symmetric = calibration.known_coverage(
-        method, "symmetric", int(results["conditions"][settings["baseline"]]["num_seeds"]))
-    text = (f"In negres's calibration (docs/statistics.md) these intervals covered "
+        settings["interval_method"], "symmetric",
+        int(results["conditions"][settings["baseline"]]["num_seeds"]))
+    text = (f"In negres's calibration (docs/statistics.md) intervals of a mean covered "
             f"{symmetric[0]:.3f} of roughly symmetric seeds at {symmetric[1]} seeds"
             if symmetric else "")
     if short:
@@ -128,10 +148,9 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
         f"wall time {results['wall_time_s']:.1f} s on {results['device']['platform']} "
         f"({results['device']['kind']}).",
         "",
-        f"Intervals are {level:.0%} {interval_name(settings)} intervals of the mean over "
-        f"seeds ({settings['num_resamples']} resamples). {coverage_text(results)} "
-        f"{looks_text(settings)} "
-        f"Verdict rule: {settings['verdict_rule']}",
+        f"{intervals_text(settings)} {coverage_text(results)}",
+        "",
+        f"{looks_text(settings)} Verdict rule: {settings['verdict_rule']}".lstrip(),
         "",
     ]
     lines += training_plan_lines(conditions)
@@ -195,8 +214,12 @@ def training_plan_lines(conditions: dict[str, Any]) -> list[str]:
         layout = ("vmap" if plan["layout"] == "vmap"
                   else f"lax.map, {plan['seeds_per_map_step']} seed(s) vmapped per step")
         resumed = plan.get("resumed_from_step")
+        looks = plan.get("seeds_per_look")
         lines.append(
-            f"Training of {', '.join(f'`{n}`' for n in names)}: layout {layout}, "
+            f"Training of {', '.join(f'`{n}`' for n in names)}: "
+            + (f"one call per look of the study ({' + '.join(map(str, looks))} seeds), the "
+               "last with " if looks else "")
+            + f"layout {layout}, "
             f"{plan['num_chunks']} chunk(s) of {plan['seeds_per_chunk']} seeds on "
             f"{plan['num_devices']} device(s)"
             + (f", resumed from the checkpoint at step {resumed}" if resumed is not None else "")

@@ -151,11 +151,26 @@ def analyze(
             family = stats.holm_adjust(family)
         for c in family.values():
             if c["verdict"] == "inconclusive":
-                c["seeds_next_look"] = sequential.seeds_for_next_look(
-                    c["difference"], c["sd"], looks, alpha=total / len(family),
-                    first_share=first_look_share, power=c["seeds_needed_power"],
-                    paired=c["paired"])
+                c["seeds_next_look"] = seeds_next_look(c, len(family))
         return family
+
+    def seeds_next_look(c: dict[str, Any], family_size: int) -> int | None:
+        """Seeds for 80% power at the next look, and at least enough for the permutation
+        test to reach that look's level (with few seeds its smallest p-value is not small)."""
+        planned = sequential.seeds_for_next_look(
+            c["difference"], c["sd"], looks, alpha=total / family_size,
+            first_share=first_look_share, power=c["seeds_needed_power"], paired=c["paired"])
+        if planned is None:
+            return None
+        for n in range(planned, planned + 64):
+            level = sequential.nominal_alphas([*looks, n], alpha=total,
+                                              first_share=first_look_share)[-1]
+            floor = stats.smallest_permutation_p(n, n, paired=c["paired"],
+                                                 num_permutations=num_permutations)
+            if floor * family_size < level:
+                return n
+        return None
+
 
     summaries = {
         name: {m: stats.describe(v, seed=seed, **common) for m, v in result["metrics"].items()}
@@ -214,6 +229,7 @@ def analyze(
             "verdict_rule": stats.VERDICT_RULE, "multiple_comparisons": "Holm across the "
             "conditions compared on each metric",
             "interval_method": stats.DEFAULT_INTERVAL,
+            "difference_interval_method": stats.DEFAULT_DIFFERENCE_INTERVAL,
             "sequential": {
                 "looks": looks, "look": len(looks), "alpha": alpha,
                 "alpha_spent": sequential.cumulative_alpha(

@@ -292,6 +292,8 @@ def joined(parts: list[TrainResult]) -> TrainResult:
         hyperparams={k: np.concatenate([p.hyperparams[k] for p in parts])
                      for k in parts[0].hyperparams},
         train_time_s=sum(p.train_time_s for p in parts),
+        # The newest call's plan, with how many seeds each look's call trained.
+        plan={**parts[-1].plan, "seeds_per_look": [len(r) for r in rows]},
     )
 
 
@@ -607,7 +609,7 @@ def prepare_extension(workdir: str, config: ConfigDict, counts: dict[str, int],
                                   without_seed_counts(complete(config).to_dict()))
     if difference:
         field, old, new = difference
-        raise ConfigError(field, new, f"{old!r} as in the study in {str(path)!r}: --extend "
+        raise ConfigError(field, new, f"{old!r}, the value of the study in {str(path)!r}: --extend "
                           "adds seeds to the same study, so only num_seeds may change")
     looks = previous.get("looks") or [
         {name: int(c["num_seeds"]) for name, c in previous["conditions"].items()}]
