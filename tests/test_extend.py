@@ -69,7 +69,8 @@ def test_only_the_new_seeds_train_and_the_looks_are_recorded(extended):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: setattr(c.train, "steps", 90), "config.train.steps=90 is not allowed: 60, the value of the study"),
+    (lambda c: setattr(c.train, "steps", 90),
+     "config.train.steps=90 is not allowed: 60, the value of the study"),
     (lambda c: setattr(c, "num_seeds", 1), "config.num_seeds=1 is not allowed: at least the 2"),
     (lambda c: None, "config.num_seeds=2 is not allowed: more than the 2 seeds"),
 ])

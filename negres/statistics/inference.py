@@ -124,8 +124,8 @@ def _mean(x: np.ndarray) -> Any:
 
 
 def _var(x: np.ndarray) -> float:
-    """Sample variance (ddof=1) around the first value: exactly 0 when all values are equal."""
-    return float(np.var(x - x[0], ddof=1))
+    """Sample variance (ddof=1) of ``x (S,)``: exactly 0 when all values are equal."""
+    return float(_column_var(x[:, None])[0])
 
 
 def _check_level(level: float) -> None:
@@ -300,7 +300,7 @@ def _column_var(x: np.ndarray) -> np.ndarray:
     return np.var(x - x[0], axis=0, ddof=1)
 
 
-_INTERVAL_KEYS = tuple(f"{m}_{end}" for m in ("bootstrap_t", "t", "bca", "percentile")
+_INTERVAL_KEYS = tuple(f"{m}_{end}" for m in INTERVAL_METHODS
                        for end in ("low", "high")) + ("acceleration", "bias_correction")
 
 

@@ -585,7 +585,7 @@ def prepare_extension(workdir: str, config: ConfigDict, counts: dict[str, int],
 
     Args:
       workdir: holds the finished study (its ``results.json``).
-      config: the study's config with more seeds; nothing else may differ.
+      config: the study's completed config with more seeds; nothing else may differ.
       counts: condition -> its seed count in ``config``.
       overwrite: must be False (``--extend`` keeps what ``--overwrite`` would replace).
 
@@ -606,7 +606,7 @@ def prepare_extension(workdir: str, config: ConfigDict, counts: dict[str, int],
                            "to extend; run it without --extend first")
     previous = load_results_file(path)
     difference = first_difference(without_seed_counts(previous["config"]),
-                                  without_seed_counts(complete(config).to_dict()))
+                                  without_seed_counts(config.to_dict()))
     if difference:
         field, old, new = difference
         raise ConfigError(field, new, f"{old!r}, the value of the study in {str(path)!r}: --extend "
@@ -629,7 +629,7 @@ def prepare_extension(workdir: str, config: ConfigDict, counts: dict[str, int],
     barrier("negres: workdir read")
     if is_main_process():
         with disk_full_explained(path, f"writing {CONFIG_FILE}", "free some space"):
-            write_json_atomic(path / CONFIG_FILE, complete(config).to_dict())
+            write_json_atomic(path / CONFIG_FILE, config.to_dict())
     barrier("negres: workdir checked")
     return path, [*looks, counts], False
 
