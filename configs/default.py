@@ -15,6 +15,9 @@ def get_config() -> ConfigDict:
     config.finding = ""  # a name in negres.reporting.findings.FINDINGS: the one-sentence finding
     config.conditions = ()  # e.g. ({'name': 'mlp'}, {'name': 'linear', 'model.name': 'linear'})
     config.baseline = ""  # condition compared against; '' is the first
+    # seeds per condition whose own curves the TensorBoard logs hold (the mean and min-max band
+    # cover every seed)
+    config.tensorboard_seed_curves = 8
 
     config.task = ConfigDict()
     config.task.name = "digits"  # a task of negres.tasks.TASKS

@@ -30,6 +30,28 @@ def small_digits() -> Task:
 
 
 @pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """One toy study with three conditions and every default evaluator, run once per
+    process and shared by the modules that read its outputs: ``(config, workdir,
+    results)``. Tests must leave its workdir as they found it."""
+    from tests_configs import tiny_config
+
+    from negres.study import experiment
+
+    config = tiny_config()
+    config.evaluation.attribution_methods = ("integrated_gradients",)
+    config.evaluation.max_sensitivity = False
+    config.conditions = (
+        {"name": "fast"},
+        {"name": "slow", "optimizer.learning_rate": 0.001},
+        {"name": "linear", "model.name": "linear"},
+    )
+    workdir = tmp_path_factory.mktemp("study")
+    results = experiment.run(config, str(workdir))
+    return config, workdir, results
+
+
+@pytest.fixture(scope="session")
 def regression_task() -> Task:
     config = {"name": "synthetic_regression", "num_train": 512, "num_test": 256}
     return load_task(ConfigDict(config))

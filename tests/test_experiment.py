@@ -55,19 +55,9 @@ def test_evaluators_give_seed_i_what_seed_i_alone_gets(small_digits, trained_dig
                                    values[0], atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    config = tiny_config()
-    config.evaluation.attribution_methods = ("integrated_gradients",)
-    config.evaluation.max_sensitivity = False
-    config.conditions = (
-        {"name": "fast"},
-        {"name": "slow", "optimizer.learning_rate": 0.001},
-        {"name": "linear", "model.name": "linear"},
-    )
-    workdir = tmp_path_factory.mktemp("study")
-    results = experiment.run(config, str(workdir))
-    return config, workdir, results
+@pytest.fixture
+def study(tiny_study):
+    return tiny_study
 
 
 def test_learning_rate_conditions_share_one_compiled_call(study, small_digits):

@@ -189,6 +189,8 @@ def as_results(evaluations: Mapping[str, Evaluation]) -> dict[str, Any]:
                             "evaluator": name}
             if value.pairwise is not None:
                 info[metric]["pairwise"] = value.pairwise
+            if value.units:
+                info[metric]["units"] = value.units
         saved[name] = {"per_seed": evaluation.per_seed, "pairwise": evaluation.pairwise,
                        "shared": evaluation.shared}
     return {"metrics": metrics, "metric_info": info, "evaluations": saved}

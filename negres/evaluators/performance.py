@@ -31,6 +31,10 @@ from negres.seeds import over_seeds, stream_key
 
 # Which way each score is better.
 SCORE_DIRECTIONS = {"accuracy": "higher", "mse": "lower"}
+# What one unit of each score and loss is, for metrics.csv.
+UNITS = {"accuracy": "fraction of examples", "mse": "squared target units",
+         "classification_loss": "nats per example", "regression_loss": "squared target units",
+         "ece": "probability"}
 
 # Collapsed seeds named one by one in the report; past these, a count (thousands of seeds
 # at a runaway learning rate would fill pages).
@@ -50,9 +54,11 @@ def evaluate(context: EvaluationContext) -> Evaluation:
                         ("train", task.x_train, task.y_train)):
         loss, value = scored(context.params, x, y)
         out.metrics[f"{split}_{score}"] = Metric(
-            jax.device_get(value), SCORE_DIRECTIONS[score], {"split": split, "measure": score})
+            jax.device_get(value), SCORE_DIRECTIONS[score], {"split": split, "measure": score},
+            units=UNITS[score])
         out.metrics[f"{split}_loss"] = Metric(
-            jax.device_get(loss), "lower", {"split": split, "measure": "loss"})
+            jax.device_get(loss), "lower", {"split": split, "measure": "loss"},
+            units=UNITS[f"{task.kind}_loss"])
     if context.init is not None:
         # Seed i's initial parameters, re-drawn: the built-in program initialises with
         # model.init(stream_key(seed_key, "init"), ...) (negres.training.builtin), and

@@ -53,12 +53,15 @@ class Metric(NamedTuple):
         "sparsity"}``; statistics group metrics by these, never by parsing names.
       pairwise: the ``pairwise`` entry (a ``/``-joined path) whose off-diagonal row means
         are ``values``; with seeds left out, the values are recomputed from it.
+      units: what one unit of ``values`` is, e.g. ``"fraction of examples"``; ``""`` for
+        a number without units (a correlation). Goes into ``metrics.csv``.
     """
 
     values: np.ndarray
     direction: Direction
     labels: Mapping[str, str] = MappingProxyType({})  # read-only: one default for all
     pairwise: str | None = None
+    units: str = ""
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ from ml_collections import ConfigDict
 
 from negres import fields
 from negres.errors import ConfigError
-from negres.evaluators.performance import SCORE_DIRECTIONS
+from negres.evaluators.performance import SCORE_DIRECTIONS, UNITS
 from negres.evaluators.protocol import (
     Compare,
     Evaluation,
@@ -132,11 +132,18 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     apply_fn = context.apply
 
     clean = jax.jit(over_seeds(lambda p: _evaluate_outputs(apply_fn(p, x), y, kind)))(params)
-    out = Evaluation(per_seed={"curves": {}, "confusion": {}}, shared={"severities": {}})
+    # Which way is better, and units, for each measure of the sweeps (metrics.csv).
+    loss_units = UNITS[f"{kind}_loss"]
+    curve_info = {score: {"direction": SCORE_DIRECTIONS[score], "units": UNITS[score]},
+                  "loss": {"direction": "lower", "units": loss_units},
+                  "gap": {"direction": "lower", "units": UNITS[score]},
+                  "ece": {"direction": "lower", "units": UNITS["ece"]}}
+    out = Evaluation(per_seed={"curves": {}, "confusion": {}},
+                     shared={"severities": {}, "curve_info": curve_info})
     classification = kind == "classification"
     if classification:
         out.metrics["test_ece"] = Metric(np.asarray(clean["ece"]), "lower",
-                                         {"set": "clean", "measure": "ece"})
+                                         {"set": "clean", "measure": "ece"}, units=UNITS["ece"])
         out.per_seed["confusion"]["clean"] = np.asarray(clean["confusion"])
         out.passed_on = {"predictions": {"clean": np.asarray(clean["predictions"])[:, None]},
                          "labels": {"clean": np.asarray(task.y_test)[None]},
@@ -171,7 +178,7 @@ def evaluate(context: EvaluationContext) -> Evaluation:
         if nonzero.any():
             out.metrics[f"{name}_mean_{score}"] = Metric(
                 values[score][:, nonzero].mean(axis=1), SCORE_DIRECTIONS[score],
-                {"set": name, "measure": f"mean_{score}"})
+                {"set": name, "measure": f"mean_{score}"}, units=UNITS[score])
     for name, shift_set in task.shift_sets.items():
         key = f"corrupted_{name}"
         values = _evaluate_shift_set(apply_fn, params, shift_set, kind)
@@ -180,7 +187,7 @@ def evaluate(context: EvaluationContext) -> Evaluation:
         out.shared["severities"][key] = np.asarray(shift_set.severities, float)
         out.metrics[f"{key}_mean_{score}"] = Metric(
             values[score].mean(axis=1), SCORE_DIRECTIONS[score],
-            {"set": key, "measure": f"mean_{score}"})
+            {"set": key, "measure": f"mean_{score}"}, units=UNITS[score])
         if classification:
             out.per_seed["curves"][key]["ece"] = values["ece"]
             out.per_seed["confusion"][key] = values["confusion"][:, -1]

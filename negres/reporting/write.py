@@ -1,4 +1,5 @@
-"""A study's report: ``report.md`` and ``plots/*.png``, written from ``results.json`` alone."""
+"""A study's report: ``report.md``, ``plots/*.png``, the tidy table ``metrics.csv`` and the
+TensorBoard logs in ``tensorboard/``, written from ``results.json`` alone."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 from negres.evaluators import evaluators_of
 from negres.evaluators.protocol import saved_by
 from negres.measures.losses import SCORE_NAMES
 from negres.reporting import plots
 from negres.reporting.markdown import build_report
+from negres.reporting.tensorboard import DEFAULT_SEED_CURVES, write_tensorboard
+from negres.reporting.tidy import write_tidy
 from negres.statistics.study import without_diverged
 from negres.study.workdir import PLOTS_DIR, REPORT_FILE, write_text_atomic
 
@@ -113,7 +117,9 @@ def saliency_plot(
 
 
 def write_report(results: Mapping[str, Any], workdir: Path) -> Path:
-    """Write the plots and ``report.md`` into ``workdir``; returns the report's path.
+    """Write the plots, ``metrics.csv`` (and ``metrics.parquet`` with pyarrow), the
+    TensorBoard logs (with tensorboardX) and ``report.md`` into ``workdir``; returns the
+    report's path.
 
     Tables and plots show the seeds the statistics use: seeds whose training diverged are
     left out of them as of the statistics (each condition still says which diverged).
@@ -122,6 +128,12 @@ def write_report(results: Mapping[str, Any], workdir: Path) -> Path:
     shown = dict(results)
     shown["conditions"] = without_diverged(results["conditions"], paired=paired)[0]
     written = write_plots(shown, workdir)
+    write_tidy(results, workdir)  # every seed, diverged ones flagged
+    try:
+        write_tensorboard(shown, workdir, written, seed_curves=int(
+            results["config"].get("tensorboard_seed_curves", DEFAULT_SEED_CURVES)))
+    except ImportError as e:  # tensorboardX is optional: the report does not need it
+        logging.warning("negres: no TensorBoard logs in %s: %s", workdir, e)
     path = workdir / REPORT_FILE
     # Written last and whole: a report.md that exists is a finished report.
     write_text_atomic(path, build_report(shown, written))

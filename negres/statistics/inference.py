@@ -85,11 +85,13 @@ VERDICT_RULE = (
 )
 SEEDS_NEEDED_UNPAIRED = (
     "n = 2 * ((z_{1-alpha/2} + z_{power}) * sd_pooled / delta)^2 seeds per group, rounded up, "
-    "at least 2 (normal approximation, two-sided; the t-test needs about one seed more)"
+    "at least 2 (normal approximation, two-sided; the t-test needs about one seed more), and "
+    "at least enough for the permutation test to reach alpha"
 )
 SEEDS_NEEDED_PAIRED = (
     "n = ((z_{1-alpha/2} + z_{power}) * sd_difference / delta)^2 seed pairs, rounded up, "
-    "at least 2 (normal approximation, two-sided; the t-test needs about one seed more)"
+    "at least 2 (normal approximation, two-sided; the t-test needs about one seed more), and "
+    "at least enough for the permutation test to reach alpha"
 )
 
 Seed = int | np.random.Generator | Any  # Any: a JAX key (typed or raw uint32)
@@ -614,11 +616,30 @@ def smallest_permutation_p(n_x: int, n_y: int, *, paired: bool,
     observed labelling and its mirror image out of all of them when it enumerates them,
     ``1 / (1 + B)`` when it draws ``B`` (``num_permutations``) at random. With few seeds it
     is not small: 2 / 2^8 = 0.0078 for 8 seed pairs."""
-    total = 2 ** min(n_x, 62) if paired else math.comb(n_x + n_y, n_x)
+    # Past 40 seeds in all the count exceeds MAX_EXACT_PERMUTATIONS by far; computing
+    # C(2n, n) for the n of a tiny difference's plan would take minutes.
+    total = (2 ** min(n_x, 62) if paired else
+             math.comb(n_x + n_y, n_x) if n_x + n_y <= 40 else math.inf)
     if total <= min(int(num_permutations), MAX_EXACT_PERMUTATIONS):
         # Flipping every sign, or swapping equal-sized groups, mirrors the statistic.
         return (2.0 if paired or n_x == n_y else 1.0) / total
     return 1.0 / (1 + int(num_permutations))
+
+
+def seeds_for_permutations(num_seeds: int, alpha: float, *, paired: bool,
+                           num_permutations: int = DEFAULT_NUM_PERMUTATIONS) -> int:
+    """At least ``num_seeds``, and enough seeds (per group, or pairs) for the permutation
+    test to give a p-value below ``alpha`` at all: with few seeds it cannot (4 pairs: p >=
+    0.125). Where only more permutations would help (``1 / (1 + B) >= alpha``), more seeds
+    are not asked for."""
+    n = num_seeds
+    while smallest_permutation_p(n, n, paired=paired, num_permutations=num_permutations) >= alpha:
+        if smallest_permutation_p(n + 1, n + 1, paired=paired,
+                                  num_permutations=num_permutations) == 1 / (1 + num_permutations):
+            # From here on the permutations are drawn: their count, not the seeds', limits p.
+            return n + 1 if 1 / (1 + num_permutations) < alpha else num_seeds
+        n += 1
+    return n
 
 
 def probability_of_improvement(x: Any, y: Any, *, paired: bool) -> float:
@@ -809,6 +830,9 @@ def compare(
         "name": "d_z" if paired else "cohens_d", "value": nan, "hedges_g": nan, "sd": nan}
     needed = (seeds_needed(difference, effect["sd"], level=1.0 - alpha, power=power,
                            paired=paired) if alpha > 0 else None)
+    if needed is not None:
+        needed = seeds_for_permutations(needed, alpha, paired=paired,
+                                        num_permutations=num_permutations)
     return {
         "paired": bool(paired),
         "higher_is_better": None if higher_is_better is None else bool(higher_is_better),

@@ -162,14 +162,10 @@ def analyze(
             first_share=first_look_share, power=c["seeds_needed_power"], paired=c["paired"])
         if planned is None:
             return None
-        for n in range(planned, planned + 64):
-            level = sequential.nominal_alphas([*looks, n], alpha=total,
-                                              first_share=first_look_share)[-1]
-            floor = stats.smallest_permutation_p(n, n, paired=c["paired"],
-                                                 num_permutations=num_permutations)
-            if floor * family_size < level:
-                return n
-        return None
+        level = sequential.nominal_alphas([*looks, planned], alpha=total,
+                                          first_share=first_look_share)[-1]
+        return stats.seeds_for_permutations(planned, level / family_size, paired=c["paired"],
+                                            num_permutations=num_permutations)
 
 
     summaries = {

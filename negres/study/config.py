@@ -47,6 +47,9 @@ TOP_FIELDS = (
                  lambda v: isinstance(v, (tuple, list)) and all(
                      isinstance(c, Mapping) and isinstance(c.get("name"), str) for c in v)),
     fields.text("baseline", "", "condition compared against; '' is the first"),
+    fields.integer("tensorboard_seed_curves", 8, "seeds per condition whose own curves the "
+                   "TensorBoard logs hold (the mean and min-max band cover every seed)",
+                   minimum=0),
 )
 TRAIN_FIELDS = (
     fields.integer("steps", 500, "optimizer steps per seed", minimum=1, maximum=MAX_STEPS),

@@ -35,6 +35,7 @@ from negres.measures.agreement import layer_order
 from negres.models import build_model, check_model_input
 from negres.reporting import write as report
 from negres.reporting.findings import finding_of
+from negres.reporting.progress import progress_reporter
 from negres.reporting.terminal import print_summary
 from negres.seeds import seed_keys, stream_key, take_rows
 from negres.sharding import barrier, is_main_process
@@ -92,13 +93,6 @@ class Condition(NamedTuple):
     evaluators: list[Evaluator]
     overrides: dict[str, Any]
     reference: str | None  # the condition it is compared with; None: none
-
-
-def log_progress(steps_done: int, total_steps: int, num_seeds: int, elapsed: float) -> None:
-    logging.info(
-        "train: step %d/%d (%3.0f%%), %d seeds, %.1fs elapsed",
-        steps_done, total_steps, 100.0 * steps_done / total_steps, num_seeds, elapsed,
-    )
 
 
 def device_description() -> dict[str, Any]:
@@ -249,7 +243,8 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None,
                 program, builtin_data(task.x_train, task.y_train, label_noise=label_noise),
                 eval_data=builtin_data(task.x_test, task.y_test), seed_indices=seed_indices,
                 steps=config.train.steps, batch_size=config.train.batch_size,
-                seed=config.seed, eval_every=config.train.eval_every, progress=log_progress,
+                seed=config.seed, eval_every=config.train.eval_every,
+                progress=progress_reporter(interactive=None if is_main_process() else False),
                 hyperparams=hyperparams, checkpoints=checkpoints,
                 checkpoint_every=checkpoint_every, fingerprint=fingerprint, **settings,
             )

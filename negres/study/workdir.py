@@ -35,7 +35,8 @@ _MOVED_MARKER = "moved"
 # is moved the workdir no longer claims finished results. Files of the user's own (a log
 # they tee into the workdir) are never moved or deleted. tests/test_workdir.py checks a
 # study writes nothing else.
-OUTPUTS = (RESULTS_FILE, REPORT_FILE, PLOTS_DIR, "attributions", CONFIG_FILE, "checkpoints")
+OUTPUTS = (RESULTS_FILE, REPORT_FILE, PLOTS_DIR, "metrics.csv", "metrics.parquet", "tensorboard",
+           "attributions", CONFIG_FILE, "checkpoints")
 
 
 class WorkdirError(ValueError):

@@ -1,0 +1,449 @@
+"""A study's per-seed numbers as one tidy table, and several workdirs loaded together.
+
+Tidy here means one row per observation and one column per variable: a row is one number
+of one seed, ``(condition, seed, metric, shift, severity) -> value``, with what is needed
+to read it alone (the metric's declared ``direction`` and ``units``, the ``evaluator``
+that computed it, whether the seed ``diverged``, the ``look`` of the study that added the
+seed). Every per-seed metric of ``results.json`` gives one row per seed (``shift`` ``""``,
+``severity`` NaN); every severity sweep an evaluator saved (``per_seed.curves`` with
+``shared.severities``, robustness's) gives one row per seed, shift, severity and measure.
+Nothing is averaged or left out: diverged seeds keep their rows, NaN and inf values stay.
+A run writes the table as ``metrics.csv`` (and ``metrics.parquet`` where pyarrow is
+installed); :func:`load_results` builds it from ``results.json`` for any number of
+workdirs, with a leading ``run`` column, plus the seed-by-step, seed-by-seed and saved
+attribution arrays with named axes.
+
+Two studies' per-seed test accuracy, compared (different seeds, hence unpaired)::
+
+    import negres
+    t = negres.load_results(["runs/adam", "runs/sgd"]).table
+    acc = t[(t.metric == "test_accuracy") & (t.condition == "mlp")]
+    x = acc[acc.run == "adam"].value.to_numpy()
+    y = acc[acc.run == "sgd"].value.to_numpy()
+    print(negres.stats.compare(x, y, paired=False)["verdict"])
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from negres.study.workdir import load_results_file, write_text_atomic
+
+# The tidy table's columns, in this order in metrics.csv, metrics.parquet and the table.
+COLUMNS = ("condition", "seed", "metric", "shift", "severity", "value", "direction", "units",
+           "evaluator", "diverged", "look")
+CSV_FILE = "metrics.csv"
+PARQUET_FILE = "metrics.parquet"
+PANDAS_MISSING = ("negres.load_results needs pandas: pip install pandas (the workdir's "
+                  "metrics.csv is plain CSV)")
+
+
+class LabelledArray(NamedTuple):
+    """An array with named axes, in the spirit of ``xarray.DataArray`` without needing it.
+
+    Attributes:
+      values: the array, e.g. ``(S, T)`` for a learning curve; attributions are
+        memory-mapped from their ``.npy`` file, read when indexed.
+      dims: one name per axis of ``values``, e.g. ``("seed", "step")``.
+      coords: dim name -> its labels (``(S,)`` seed indices, ``(T,)`` steps, ``(K,)``
+        severities); a dim without labels has no entry.
+    """
+
+    values: np.ndarray
+    dims: tuple[str, ...]
+    coords: dict[str, np.ndarray]
+
+
+class LoadedResults(NamedTuple):
+    """What :func:`load_results` returns.
+
+    Attributes:
+      table: a pandas DataFrame: ``run`` then :data:`COLUMNS`, one row per number.
+      arrays: run -> condition -> name -> :class:`LabelledArray`. Names: ``curves/NAME``
+        ``(S, T)`` with dims ``("seed", "step")``; ``EVALUATOR/pairwise/PATH`` ``(S, S,
+        ...)`` with dims ``("seed", "seed_other", ...)``, a trailing axis of a shift's
+        severities named ``"severity"``; ``EVALUATOR/per_seed/PATH`` ``(S, ...)``;
+        ``attributions/METHOD`` ``(S, N, *input_shape)`` with dims ``("seed", "example",
+        "input_0", ...)`` and ``attributions/inputs`` ``(N, *input_shape)``,
+        ``attributions/labels`` ``(N,)``.
+      results: run -> its parsed ``results.json``.
+    """
+
+    table: Any
+    arrays: dict[str, dict[str, dict[str, LabelledArray]]]
+    results: dict[str, dict[str, Any]]
+
+
+# ------------------------------------------------------------------------- the table
+
+
+def _float(value: Any) -> float:
+    # JSON null stands for a number that could not be computed; the table keeps it as NaN.
+    return math.nan if value is None else float(value)
+
+
+def _looks(results: Mapping[str, Any], condition: str, num_seeds: int) -> list[int]:
+    """``(S,)`` the look (1, 2, ...) that added each of ``condition``'s seeds, in row order.
+
+    ``looks`` holds every condition's cumulative seed count at each look and an extension
+    appends its seeds after the earlier ones; a results.json written before looks existed
+    had one look.
+    """
+    counts = [look.get(condition) for look in results.get("looks") or ()
+              if isinstance(look, Mapping)]
+    out = []
+    for row in range(num_seeds):
+        number = next((k for k, n in enumerate(counts, 1) if isinstance(n, int) and row < n),
+                      max(len(counts), 1))
+        out.append(number)
+    return out
+
+
+def _seeds(condition: Mapping[str, Any]) -> tuple[list[int], list[bool]]:
+    """Each row's seed index and whether that seed diverged, ``(S,)`` each."""
+    num_seeds = int(condition["num_seeds"])
+    seeds = [int(s) for s in condition.get("seed_indices", range(num_seeds))]
+    steps = condition.get("diverged_at_step")
+    diverged = ([False] * len(seeds) if steps is None
+                else [s is not None and s >= 0 for s in steps])
+    return seeds, diverged
+
+
+def _declared(metric_info: Mapping[str, Any], evaluator: str, measure: str,
+              shared: Mapping[str, Any]) -> tuple[str, str]:
+    """``(direction, units)`` of a swept ``measure``: the evaluator's own declaration
+    (``shared.curve_info``) if it saved one, else that of the metric with the same
+    ``labels.measure`` (the evaluator's own first, then a test or clean one), else
+    ``("none", "")``."""
+    own = (shared.get("curve_info") or {}).get(measure)
+    if isinstance(own, Mapping):
+        return str(own.get("direction", "none")), str(own.get("units", ""))
+    candidates = [info for info in metric_info.values()
+                  if isinstance(info, Mapping) and (info.get("labels") or {}).get("measure")
+                  == measure]
+
+    def preference(info: Mapping[str, Any]) -> int:
+        labels = info.get("labels") or {}
+        return (0 if info.get("evaluator") == evaluator
+                else 1 if labels.get("split") == "test" or labels.get("set") == "clean" else 2)
+
+    if not candidates:
+        return "none", ""
+    best = min(candidates, key=preference)  # min is stable: ties keep results.json's order
+    return str(best.get("direction", "none")), str(best.get("units", ""))
+
+
+def _sweeps(evaluations: Mapping[str, Any]) -> Iterator[tuple[str, str, str, np.ndarray,
+                                                               np.ndarray, Mapping[str, Any]]]:
+    """``(evaluator, shift, measure, severities (K,), values (S, K), shared)`` of every
+    severity sweep saved as ``per_seed.curves`` with ``shared.severities``."""
+    for evaluator, saved in evaluations.items():
+        if not isinstance(saved, Mapping):
+            continue
+        curves = (saved.get("per_seed") or {}).get("curves")
+        shared = saved.get("shared") or {}
+        severities = shared.get("severities")
+        if not isinstance(curves, Mapping) or severities is None:
+            continue
+        for shift, measures in curves.items():
+            # One sweep per shift, or one list of severities for all of them.
+            levels = severities.get(shift) if isinstance(severities, Mapping) else severities
+            if levels is None or not isinstance(measures, Mapping):
+                continue
+            levels = np.asarray(levels, dtype=np.float64).reshape(-1)
+            for measure, values in measures.items():
+                array = np.asarray(values, dtype=object)
+                if array.ndim != 2 or array.shape[1] != levels.size:
+                    continue
+                yield evaluator, shift, measure, levels, array, shared
+
+
+def tidy_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One dict per number of one seed, with the keys :data:`COLUMNS` in order.
+
+    Args:
+      results: a parsed ``results.json`` (:func:`negres.study.workdir.load_results_file`).
+
+    Returns:
+      Per condition, in results.json's order: for each metric, ``(S,)`` rows (``shift``
+      ``""``, ``severity`` NaN); then for each saved severity sweep ``(S, K)``, per shift
+      and measure, ``K * S`` rows. ``seed`` is the seed index, ``diverged`` whether its
+      training stopped being finite, ``look`` the look of the study that added it.
+    """
+    return [row for name, condition in results["conditions"].items()
+            for row in _condition_rows(results, name, condition)]
+
+
+def _condition_rows(results: Mapping[str, Any], name: str,
+                    condition: Mapping[str, Any]) -> list[dict[str, Any]]:
+    seeds, diverged = _seeds(condition)
+    looks = _looks(results, name, len(seeds))
+    info = condition.get("metric_info") or {}
+
+    def row(i: int, metric: str, shift: str, severity: float, value: Any, direction: str,
+            units: str, evaluator: str) -> dict[str, Any]:
+        return {"condition": name, "seed": seeds[i], "metric": metric, "shift": shift,
+                "severity": severity, "value": _float(value), "direction": direction,
+                "units": units, "evaluator": evaluator, "diverged": diverged[i],
+                "look": looks[i]}
+
+    rows = []
+    for metric, values in condition["metrics"].items():
+        if len(values) != len(seeds):
+            raise ValueError(f"condition {name!r}'s metric {metric!r} holds {len(values)} "
+                             f"values for its {len(seeds)} seeds: results.json is damaged")
+        declared = info.get(metric) or {}
+        direction = str(declared.get("direction", "none"))
+        units, evaluator = str(declared.get("units", "")), str(declared.get("evaluator", ""))
+        rows += [row(i, metric, "", math.nan, value, direction, units, evaluator)
+                 for i, value in enumerate(values)]
+    for evaluator, shift, measure, levels, values, shared in _sweeps(
+            condition.get("evaluations") or {}):
+        if values.shape[0] != len(seeds):  # not one row per seed: not a per-seed sweep
+            continue
+        direction, units = _declared(info, evaluator, measure, shared)
+        rows += [row(i, measure, shift, severity, values[i, k], direction, units, evaluator)
+                 for k, severity in enumerate(levels.tolist()) for i in range(values.shape[0])]
+    return rows
+
+
+def write_tidy(results: Mapping[str, Any], workdir: str | os.PathLike[str]) -> list[Path]:
+    """Write ``workdir/metrics.csv`` and, if pyarrow imports, ``workdir/metrics.parquet``.
+
+    Each file is written whole or not at all (a temporary file renamed into place).
+
+    Args:
+      results: a parsed ``results.json``.
+      workdir: the study's workdir.
+
+    Returns:
+      The paths written, the CSV first.
+    """
+    workdir = Path(workdir)
+    rows = tidy_rows(results)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)  # floats as repr: they read back exactly, nan and inf included
+    written = [workdir / CSV_FILE]
+    write_text_atomic(written[0], text.getvalue())
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # pyarrow is optional: the CSV holds the same table
+        return written
+    schema = pa.schema([("condition", pa.string()), ("seed", pa.int64()),
+                        ("metric", pa.string()), ("shift", pa.string()),
+                        ("severity", pa.float64()), ("value", pa.float64()),
+                        ("direction", pa.string()), ("units", pa.string()),
+                        ("evaluator", pa.string()), ("diverged", pa.bool_()),
+                        ("look", pa.int64())])
+    path = workdir / PARQUET_FILE
+    # A unique name beside the target: the rename is atomic only within one file system.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------------ the arrays
+
+
+def _leaves(tree: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            yield from _leaves(value, (*path, str(key)))
+    else:
+        yield path, tree
+
+
+def _numeric(value: Any) -> np.ndarray | None:
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged lists
+        return None
+    if array.dtype.kind not in "biuf":
+        return None
+    return array
+
+
+def _severities_by_set(evaluations: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Set name -> ``(K,)`` its severities, from every evaluator's ``shared.severities``
+    and ``shared.sets.NAME.severities`` (multiplicity's)."""
+    out: dict[str, np.ndarray] = {}
+    for saved in evaluations.values():
+        shared = (saved.get("shared") or {}) if isinstance(saved, Mapping) else {}
+        severities = shared.get("severities")
+        if isinstance(severities, Mapping):
+            out.update({k: np.asarray(v, float).reshape(-1) for k, v in severities.items()})
+        for name, entry in (shared.get("sets") or {}).items():
+            if isinstance(entry, Mapping) and "severities" in entry:
+                out.setdefault(name, np.asarray(entry["severities"], float).reshape(-1))
+    return out
+
+
+def _trailing(array: np.ndarray, first: int, path: tuple[str, ...],
+              severities: Mapping[str, np.ndarray]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Names (and labels) of ``array``'s axes after the ``first`` seed axes: ``severity``
+    for a last axis as long as the severities of a set the path names, else ``axisN``."""
+    dims = [f"axis{d}" for d in range(first, array.ndim)]
+    coords: dict[str, np.ndarray] = {}
+    if array.ndim == first + 1:
+        levels = next((severities[p] for p in reversed(path) if p in severities), None)
+        if levels is not None and levels.size == array.shape[-1]:
+            dims, coords = ["severity"], {"severity": levels}
+    return dims, coords
+
+
+def _attribution_arrays(workdir: Path, evaluations: Mapping[str, Any],
+                        seeds: np.ndarray) -> dict[str, LabelledArray]:
+    """Saved attributions (``shared.files``: method -> ``.npy`` relative to the workdir)
+    memory-mapped, with the inputs and labels saved beside them. Missing files (a workdir
+    copied without ``attributions/``) are left out."""
+    out: dict[str, LabelledArray] = {}
+    for saved in evaluations.values():
+        shared = (saved.get("shared") or {}) if isinstance(saved, Mapping) else {}
+        files = shared.get("files")
+        if not isinstance(files, Mapping):
+            continue
+        for method, relative in files.items():
+            file = workdir / str(relative)
+            if not file.is_file():
+                continue
+            values = np.load(file, mmap_mode="r")
+            if values.ndim < 2:
+                continue
+            example = np.arange(values.shape[1])
+            dims = ("seed", "example", *(f"input_{d}" for d in range(values.ndim - 2)))
+            out[f"attributions/{method}"] = LabelledArray(
+                values, dims, {"seed": seeds, "example": example})
+            # CONDITION__METHOD.npy sits beside CONDITION__inputs.npy and __labels.npy.
+            suffix = f"__{method}.npy"
+            if not file.name.endswith(suffix):
+                continue
+            prefix = file.name[: -len(suffix)]
+            for part in ("inputs", "labels"):
+                beside = file.with_name(f"{prefix}__{part}.npy")
+                if f"attributions/{part}" in out or not beside.is_file():
+                    continue
+                array = np.load(beside, mmap_mode="r")
+                out[f"attributions/{part}"] = LabelledArray(
+                    array, ("example", *(f"input_{d}" for d in range(array.ndim - 1))),
+                    {"example": np.arange(array.shape[0])})
+    return out
+
+
+def condition_arrays(condition: Mapping[str, Any],
+                     workdir: str | os.PathLike[str] | None = None) -> dict[str, LabelledArray]:
+    """One condition's arrays with named axes (see :class:`LoadedResults` for the names).
+
+    Args:
+      condition: ``results["conditions"][NAME]``.
+      workdir: where its attributions were saved; None: no attributions.
+
+    Returns:
+      name -> :class:`LabelledArray`; curves ``(S, T)``, per-seed ``(S, ...)``, pairwise
+      ``(S, S, ...)``, attributions ``(S, N, *input_shape)``.
+    """
+    seeds = np.asarray(_seeds(condition)[0], dtype=np.int64)
+    num_seeds = seeds.size
+    out: dict[str, LabelledArray] = {}
+    curves = condition.get("curves") or {}
+    steps = np.asarray(curves.get("step", []), dtype=np.int64).reshape(-1)
+    for name, values in curves.items():
+        array = _numeric(values)
+        if name == "step" or array is None:
+            continue
+        if array.size == 0:  # no seed left: [] stands for (0, T)
+            array = array.reshape(num_seeds, steps.size)
+        if array.shape == (num_seeds, steps.size):
+            out[f"curves/{name}"] = LabelledArray(array.astype(np.float64), ("seed", "step"),
+                                                  {"seed": seeds, "step": steps})
+    evaluations = condition.get("evaluations") or {}
+    severities = _severities_by_set(evaluations)
+    for evaluator, saved in evaluations.items():
+        if not isinstance(saved, Mapping):
+            continue
+        for kind, leading in (("per_seed", ("seed",)), ("pairwise", ("seed", "seed_other"))):
+            for path, value in _leaves(saved.get(kind) or {}):
+                array = _numeric(value)
+                if (array is None or array.ndim < len(leading)
+                        or array.shape[: len(leading)] != (num_seeds,) * len(leading)):
+                    continue
+                dims, coords = _trailing(array, len(leading), path, severities)
+                out["/".join((evaluator, kind, *path))] = LabelledArray(
+                    array, (*leading, *dims), dict.fromkeys(leading, seeds) | coords)
+    if workdir is not None:
+        out.update(_attribution_arrays(Path(workdir), evaluations, seeds))
+    return out
+
+
+# ----------------------------------------------------------------------- loading runs
+
+
+def load_results(workdirs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+                 runs: Sequence[str] | None = None) -> LoadedResults:
+    """Load one or several workdirs' results as one tidy table and labelled arrays.
+
+    The table is built from each ``results.json`` (not from ``metrics.csv``), so a
+    workdir written before ``metrics.csv`` existed loads the same.
+
+    Args:
+      workdirs: a workdir, or a sequence of them.
+      runs: each workdir's name in the ``run`` column and as the key of ``arrays`` and
+        ``results``; by default its directory's name. Must be unique.
+
+    Returns:
+      :class:`LoadedResults` ``(table, arrays, results)``.
+
+    Raises:
+      ImportError: pandas is not installed.
+      ValueError: run names repeat, or ``runs`` and ``workdirs`` differ in length.
+      negres.study.workdir.WorkdirError: a workdir holds no valid ``results.json``.
+    """
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError(PANDAS_MISSING) from None
+    paths = ([Path(workdirs)] if isinstance(workdirs, (str, os.PathLike))
+             else [Path(w) for w in workdirs])
+    if runs is None:
+        names = [Path(os.path.abspath(p)).name for p in paths]
+    else:
+        names = [runs] if isinstance(runs, str) else [str(r) for r in runs]
+        if len(names) != len(paths):
+            raise ValueError(f"runs={names!r} names {len(names)} runs for {len(paths)} "
+                             "workdirs: give one name per workdir")
+    repeated = [n for n, count in Counter(names).items() if count > 1]
+    if repeated:
+        which = "; ".join(
+            f"{n!r} names " + " and ".join(
+                str(p) for p, m in zip(paths, names, strict=True) if m == n)
+            for n in repeated)
+        raise ValueError(f"run names must be unique: {which}; pass runs=[...] with one name "
+                         "per workdir")
+    loaded = {name: load_results_file(path) for name, path in zip(names, paths, strict=True)}
+    records = [{"run": name, **row} for name, results in loaded.items()
+               for row in tidy_rows(results)]
+    table = pd.DataFrame.from_records(records, columns=["run", *COLUMNS])
+    table = table.astype({"seed": "int64", "severity": "float64", "value": "float64",
+                          "diverged": "bool", "look": "int64"})
+    arrays = {name: {condition: condition_arrays(values, path)
+                     for condition, values in results["conditions"].items()}
+              for (name, results), path in zip(loaded.items(), paths, strict=True)}
+    return LoadedResults(table, arrays, loaded)
