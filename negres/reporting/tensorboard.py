@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from negres.reporting.tidy import severity_sweeps
+
 # The workdir's folder of TensorBoard runs. A folder of its own lets a condition be named
 # like any other workdir entry (`plots`, `checkpoints`), and `--logdir WORKDIR/tensorboard`
 # gives short run names without TensorBoard walking the checkpoints' many files.
@@ -203,18 +205,10 @@ def _sweeps(
     condition: Mapping[str, Any],
 ) -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]]:
     """``(shift, measure, steps, severities, S x K values)`` of the robustness sweep."""
-    robustness = (condition.get("evaluations") or {}).get("robustness") or {}
-    severities = (robustness.get("shared") or {}).get("severities") or {}
-    for shift, measures in ((robustness.get("per_seed") or {}).get("curves") or {}).items():
-        levels = severities.get(shift) if isinstance(severities, Mapping) else severities
-        if levels is None:
-            continue
-        levels = np.asarray(levels, dtype=float)
-        steps = _severity_steps(levels)
-        for measure, values in measures.items():
-            values = np.asarray(values, dtype=float)
-            if values.ndim == 2 and values.shape[1] == levels.size:
-                yield shift, measure, steps, levels, values
+    for evaluator, shift, measure, levels, values, _ in severity_sweeps(
+            condition.get("evaluations") or {}):
+        if evaluator == "robustness":
+            yield shift, measure, _severity_steps(levels), levels, values.astype(float)
 
 
 def _severity_steps(severities: np.ndarray) -> np.ndarray:

@@ -143,8 +143,8 @@ def _declared(metric_info: Mapping[str, Any], evaluator: str, measure: str,
     return str(best.get("direction", "none")), str(best.get("units", ""))
 
 
-def _sweeps(evaluations: Mapping[str, Any]) -> Iterator[tuple[str, str, str, np.ndarray,
-                                                               np.ndarray, Mapping[str, Any]]]:
+def severity_sweeps(evaluations: Mapping[str, Any]) -> Iterator[
+        tuple[str, str, str, np.ndarray, np.ndarray, Mapping[str, Any]]]:
     """``(evaluator, shift, measure, severities (K,), values (S, K), shared)`` of every
     severity sweep saved as ``per_seed.curves`` with ``shared.severities``."""
     for evaluator, saved in evaluations.items():
@@ -207,7 +207,7 @@ def _condition_rows(results: Mapping[str, Any], name: str,
         units, evaluator = str(declared.get("units", "")), str(declared.get("evaluator", ""))
         rows += [row(i, metric, "", math.nan, value, direction, units, evaluator)
                  for i, value in enumerate(values)]
-    for evaluator, shift, measure, levels, values, shared in _sweeps(
+    for evaluator, shift, measure, levels, values, shared in severity_sweeps(
             condition.get("evaluations") or {}):
         if values.shape[0] != len(seeds):  # not one row per seed: not a per-seed sweep
             continue
