@@ -29,7 +29,6 @@ import csv
 import io
 import math
 import os
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from negres.study.workdir import load_results_file, write_text_atomic
+from negres.study.workdir import load_results_file, write_atomic, write_text_atomic
 
 # The tidy table's columns, in this order in metrics.csv, metrics.parquet and the table.
 COLUMNS = ("condition", "seed", "metric", "shift", "severity", "value", "direction", "units",
@@ -249,14 +248,8 @@ def write_tidy(results: Mapping[str, Any], workdir: str | os.PathLike[str]) -> l
                         ("evaluator", pa.string()), ("diverged", pa.bool_()),
                         ("look", pa.int64())])
     path = workdir / PARQUET_FILE
-    # A unique name beside the target: the rename is atomic only within one file system.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    table = pa.Table.from_pylist(rows, schema=schema)
+    write_atomic(path, lambda f: pq.write_table(table, f), binary=True)
     written.append(path)
     return written
 

@@ -712,8 +712,18 @@ def seeds_needed(
         raise ValueError(f"power={power!r} is not allowed: a probability strictly in (0, 1)")
     if not (math.isfinite(delta) and math.isfinite(sd)) or delta == 0.0:
         return None
-    z = special.ndtri(1.0 - (1.0 - level) / 2.0) + special.ndtri(power)
+    return seeds_at_level(delta, sd, 1.0 - level, float(special.ndtri(power)), paired)
+
+
+def seeds_at_level(delta: float, sd: float, alpha: float, z_power: float, paired: bool) -> int:
+    """:func:`seeds_needed`'s formula for a two-sided test at ``alpha`` (finite ``delta``
+    != 0 and ``sd``), with ``z_power`` the normal quantile of the power. The quantile is
+    taken of ``alpha / 2`` itself, so that the tiny levels of a late sequential look keep
+    their digits; a count past 2^62 is reported as 2^62."""
+    z = -special.ndtri(alpha / 2.0) + z_power
     n = (1.0 if paired else 2.0) * (z * sd / delta) ** 2
+    if not math.isfinite(n) or n > 2.0**62:
+        return 2**62
     return max(2, math.ceil(n * (1.0 - 1e-12)))  # guard against 16.000000000000004 -> 17
 
 

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import integrate, optimize, special
 
+from negres.statistics.inference import seeds_at_level
+
 DEFAULT_ALPHA = 0.05
 DEFAULT_FIRST_SHARE = 0.8
 DEFAULT_POWER = 0.8
@@ -350,15 +352,6 @@ def nominal_alphas(
 # ------------------------------------------------------------------------------ planning
 
 
-def _required(delta: float, sd: float, level_alpha: float, z_power: float, paired: bool) -> int:
-    """Seeds for a two-sided test at ``level_alpha``: the formula of ``inference.seeds_needed``."""
-    z = -special.ndtri(level_alpha / 2.0) + z_power
-    n = (1.0 if paired else 2.0) * (z * sd / delta) ** 2
-    if not math.isfinite(n) or n > 2.0**62:
-        return 2**62
-    return max(2, math.ceil(n * (1.0 - 1e-12)))  # guard against 16.000000000000004 -> 17
-
-
 def seeds_for_next_look(
     delta: float,
     sd: float,
@@ -429,12 +422,12 @@ def seeds_for_next_look(
 
     def required(n: int) -> int | None:
         level = level_at(n)
-        return None if level <= 0.0 else _required(delta, sd, level, z_power, paired)
+        return None if level <= 0.0 else seeds_at_level(delta, sd, level, z_power, paired)
 
     # The level of the next look is at most A(next) (so no N below this can do) and falls
     # as N grows; the requirement therefore grows with N but stays bounded. Iterating
     # N <- max(first, required(N)) from below climbs to the smallest N that suffices.
-    lower = _required(delta, sd, _cumulative(next_look, alpha, first_share), z_power, paired)
+    lower = seeds_at_level(delta, sd, _cumulative(next_look, alpha, first_share), z_power, paired)
     n = max(first, lower)
     for _ in range(100):
         if n > max_seeds:

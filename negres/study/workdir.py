@@ -63,13 +63,15 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[str]], None]) -> None:
-    # Via a temporary file and a rename: no reader sees half a file, and a failed write
-    # (disk full) leaves the earlier file or none.
+def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], *,
+                 binary: bool = False) -> None:
+    """Write ``path`` whole or not at all: ``write`` fills a temporary file beside it (a
+    text stream, or a binary one with ``binary``), which is then renamed into place, so no
+    reader sees half a file and a failed write (disk full) leaves the earlier file or none."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
         os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
@@ -81,13 +83,13 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[str]], None]
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` whole or not at all (a temporary file renamed into place)."""
-    _write_atomic(path, lambda f: f.write(text))
+    write_atomic(path, lambda f: f.write(text))
 
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:
     """Write ``payload`` as JSON whole or not at all, streamed: never the whole text in
     memory (results.json of thousands of seeds holds millions of numbers)."""
-    _write_atomic(path, lambda f: json.dump(to_jsonable(payload), f, indent=1))
+    write_atomic(path, lambda f: json.dump(to_jsonable(payload), f, indent=1))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
