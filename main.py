@@ -109,6 +109,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(quiet_orbax)
+    # Before anything initialises JAX: on a CPU, one device per core for the seeds mesh.
+    sharding.use_all_cores()
     if _DISTRIBUTED.value:
         sharding.initialize_auto()
     else:

@@ -1,6 +1,11 @@
 """Shared pieces of the ``compare_*`` benchmarks: workloads, PyTorch twins, timing, tables.
 
-Two reference workloads, each defined once here and used by every benchmark:
+Importing this module calls :func:`negres.use_all_cores` before anything touches JAX's
+devices, so every benchmark runs negres as ``main.py`` does: one JAX CPU device per core,
+with the ``seeds`` mesh spreading seeds over all of them. The device count and the reason
+are recorded in every JSON (:func:`machine`).
+
+Three reference workloads, each defined once here and used by every benchmark:
 
 * ``mlp_digits``: scikit-learn digits scaled to [0, 1] as ``(1797, 8, 8, 1)``, an MLP
   64 -> 64 (ReLU) -> 10; trained on all 1,797 digits, accuracy on all 1,797 digits.
@@ -9,18 +14,23 @@ Two reference workloads, each defined once here and used by every benchmark:
   layer of 64 and 10 outputs) on MNIST-1D generated locally (``make_dataset`` with the
   package's default arguments, never its download), ``x`` as ``(N, 40, 1)``; trained on
   the 4,000 training signals, accuracy on the 1,000 test signals.
+* ``cnn_digits``: the 2-D CNN of seeds_scaling.py on the digits of ``mlp_digits``
+  (negres ``cnn``: two convolutions of 16 and 32 channels, kernel 3x3, stride 1, 'SAME'
+  padding, ReLU, then a dense layer of 64 and 10 outputs); trained and evaluated on all
+  1,797 digits.
 
-Both train with Adam (learning rate 1e-2), batches of 128 drawn uniformly with
-replacement, 200 steps. The PyTorch twins have the same layers, the same initialiser
-(flax's LeCun-normal kernels, truncated at two standard deviations, zero biases) and
-the same optimizer (``torch.optim.Adam`` and ``optax.adam`` share betas and epsilon), so
-the two frameworks do the same arithmetic; flax weights can be ported into them exactly
-(:func:`port_params`, checked by :func:`check_port`).
+The CNNs use negres's default ``conv_impl`` (what a user gets). All train with Adam
+(learning rate 1e-2), batches of 128 drawn uniformly with replacement, 200 steps. The
+PyTorch twins have the same layers, the same initialiser (flax's LeCun-normal kernels,
+truncated at two standard deviations, zero biases) and the same optimizer
+(``torch.optim.Adam`` and ``optax.adam`` share betas and epsilon), so the two frameworks
+do the same arithmetic; flax weights can be ported into them exactly (:func:`port_params`,
+checked by :func:`check_port`).
 
 PyTorch threads: on a small model PyTorch's intra-op threads can cost more than they
 give (and far more while other jobs share the cores), so every PyTorch method is run with
-the faster of 1 thread and ``os.cpu_count()`` threads, chosen by a short timed trial
-(:func:`fastest_torch_threads`) and reported. JAX keeps its default (all cores).
+the faster of 1 thread and one per available core, chosen by a short timed trial
+(:func:`fastest_torch_threads`) and reported. JAX gets one CPU device per core (above).
 """
 
 from __future__ import annotations
@@ -49,12 +59,18 @@ sys.path.insert(0, str(REPO))
 import flax.linen as fnn  # noqa: E402
 import jax  # noqa: E402
 
+import negres  # noqa: E402
+
+# First, before anything touches JAX's devices: one CPU device per core, as main.py does.
+CORE_SETUP = negres.use_all_cores()
+
 from negres.models import CNN, MLP  # noqa: E402
+from negres.sharding import available_cores  # noqa: E402
 
 # Where every benchmark writes its JSON; run_all.py --quick points it elsewhere.
 RESULTS_DIR = Path(os.environ.get("NEGRES_BENCH_RESULTS", REPO / "bench" / "results"))
-THREADS = os.cpu_count() or 1
-# PyTorch's candidate intra-op thread counts; XLA's CPU client uses every core by default.
+THREADS = available_cores()
+# PyTorch's candidate intra-op thread counts.
 TORCH_THREAD_CHOICES = tuple(sorted({1, THREADS}))
 
 LEARNING_RATE = 1e-2
@@ -157,11 +173,34 @@ class TorchCNN(nn.Sequential):
         super().__init__(*layers)
 
 
+# The 2-D CNN of seeds_scaling.py on digits: negres's CNN with these settings.
+CNN2D_CHANNELS, CNN2D_KERNEL, CNN2D_DENSE, IMAGE_SIZE = (16, 32), 3, 64, 8
+
+
+class TorchCNN2d(nn.Sequential):
+    """negres's ``CNN(10, (16, 32), 3)`` for channels-first ``(B, 1, 8, 8)`` digits.
+
+    Stride 1 with an odd kernel: flax's 'SAME' pads (1, 1) on each side, as torch's
+    ``padding="same"`` does.
+    """
+
+    def __init__(self) -> None:
+        layers: list[nn.Module] = []
+        channels_in = 1
+        for channels in CNN2D_CHANNELS:
+            layers += [nn.Conv2d(channels_in, channels, CNN2D_KERNEL, padding="same"),
+                       nn.ReLU()]
+            channels_in = channels
+        layers += [nn.Flatten(), nn.Linear(channels_in * IMAGE_SIZE**2, CNN2D_DENSE),
+                   nn.ReLU(), nn.Linear(CNN2D_DENSE, 10)]
+        super().__init__(*layers)
+
+
 def flax_like_init_(module: nn.Module) -> nn.Module:
     """Re-initialise ``module`` in place as flax does: LeCun-normal kernels, zero biases."""
     with torch.no_grad():
         for layer in module.modules():
-            if isinstance(layer, (nn.Linear, nn.Conv1d)):
+            if isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d)):
                 fan_in = math.prod(layer.weight.shape[1:])
                 std = math.sqrt(1.0 / fan_in) / _TRUNCATED_NORMAL_STD
                 nn.init.trunc_normal_(layer.weight, 0.0, std, -2 * std, 2 * std)
@@ -180,6 +219,15 @@ def cnn_forward_flops(batch: int) -> int:
         channels_in = channels
     flat = _same_lengths()[-1] * CNN_CHANNELS[-1]
     return batch * (convs + 2 * (flat * CNN_DENSE + CNN_DENSE * 10))
+
+
+def cnn2d_forward_flops(batch: int) -> int:
+    convs, channels_in = 0, 1
+    for channels in CNN2D_CHANNELS:
+        convs += 2 * IMAGE_SIZE**2 * CNN2D_KERNEL**2 * channels_in * channels
+        channels_in = channels
+    flat = IMAGE_SIZE**2 * CNN2D_CHANNELS[-1]
+    return batch * (convs + 2 * (flat * CNN2D_DENSE + CNN2D_DENSE * 10))
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -203,16 +251,28 @@ WORKLOADS: dict[str, Workload] = {
         forward_flops=cnn_forward_flops,
         to_torch_layout=lambda x: np.ascontiguousarray(np.transpose(x, (0, 2, 1))),
     ),
+    "cnn_digits": Workload(
+        name="cnn_digits",
+        description=("digits (1797 x 8x8x1 in [0, 1]), 2-D CNN: conv 16, conv 32 (3x3, "
+                     "stride 1) -> 64 -> 10"),
+        load=load_digits_data,
+        flax_model=lambda: CNN(num_outputs=10, channels=CNN2D_CHANNELS,
+                               kernel_size=CNN2D_KERNEL, dense_size=CNN2D_DENSE),
+        torch_model=TorchCNN2d,
+        forward_flops=cnn2d_forward_flops,
+        to_torch_layout=lambda x: np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))),
+    ),
 }
 
 
 def port_params(workload: Workload, params: Any) -> nn.Module:
     """A torch model of ``workload`` holding one seed's flax ``params`` (numpy-convertible).
 
-    Dense kernels ``(in, out)`` become ``weight (out, in)``; 1-D convolution kernels
-    ``(k, in, out)`` become ``(out, in, k)``; the dense layer after the convolutions also
-    has its rows reordered, because flax flattens ``(L, C)`` position-major and torch
-    flattens ``(C, L)`` channel-major.
+    Dense kernels ``(in, out)`` become ``weight (out, in)``; convolution kernels
+    ``(k, in, out)`` (1-D) or ``(kh, kw, in, out)`` (2-D, HWIO) become ``(out, in, k)`` or
+    ``(out, in, kh, kw)`` (OIHW); the dense layer after the convolutions also has its rows
+    reordered, because flax flattens ``(L, C)`` / ``(H, W, C)`` position-major and torch
+    flattens ``(C, L)`` / ``(C, H, W)`` channel-major.
     """
     p = jax.tree_util.tree_map(np.asarray, params)
     model = workload.torch_model()
@@ -220,10 +280,13 @@ def port_params(workload: Workload, params: Any) -> nn.Module:
     denses = sorted((k for k in p if k.startswith("Dense_")), key=lambda k: int(k[6:]))
     tensors = []
     for name in convs:
-        tensors += [p[name]["kernel"].transpose(2, 1, 0), p[name]["bias"]]
+        kernel = p[name]["kernel"]  # (*window, in, out) -> (out, in, *window)
+        spatial = tuple(range(kernel.ndim - 2))
+        tensors += [kernel.transpose(kernel.ndim - 1, kernel.ndim - 2, *spatial),
+                    p[name]["bias"]]
     for i, name in enumerate(denses):
         kernel = p[name]["kernel"]
-        if i == 0 and convs:  # rows l * C + c (flax) -> c * L + l (torch)
+        if i == 0 and convs:  # rows l * C + c (flax) -> c * L + l (torch); l: position
             channels = p[convs[-1]]["kernel"].shape[-1]
             kernel = kernel.reshape(-1, channels, kernel.shape[-1]).transpose(1, 0, 2)
             kernel = kernel.reshape(-1, kernel.shape[-1])
@@ -312,6 +375,7 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "cpu": model, "cpu_count": THREADS, "jax_device": str(jax.devices()[0]),
+        "jax_device_count": jax.device_count(), "jax_devices_reason": CORE_SETUP.reason,
         "torch_thread_choices": list(TORCH_THREAD_CHOICES), "python": platform.python_version(),
         "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
         "torch": torch.__version__, "captum": captum.__version__, "numpy": np.__version__,
@@ -320,8 +384,9 @@ def machine() -> dict[str, Any]:
 
 def machine_line(info: dict[str, Any]) -> str:
     return (f"{info['cpu']}, {info['cpu_count']} cores (JAX {info['jax']} on "
-            f"{info['jax_device']}, torch {info['torch']}, captum {info['captum']}; "
-            f"load average {load_average()})")
+            f"{info.get('jax_device_count', 1)} device(s), {info['jax_device']} first: "
+            f"{info.get('jax_devices_reason', '')}; torch {info['torch']}, captum "
+            f"{info['captum']}; load average {load_average()})")
 
 
 def write_json(name: str, payload: dict[str, Any]) -> Path:

@@ -1,13 +1,19 @@
 """Integrated gradients for many seeds: negres's one vmapped call against Captum per seed.
 
 The reference workload (digits MLP 64 -> 64 -> 10, Adam 1e-2, batch 128, 200 steps,
-see compare_common.py) is trained for the largest S by negres; then, for S in {1, 8, 64},
-integrated gradients with 32 steps explain the predicted class of 256 digits for seeds
-``0..S-1``:
+see compare_common.py) is trained for the largest S by negres; then, for S in
+{1, 2, 4, 8, 64}, integrated gradients with 32 steps explain the predicted class of 256
+digits for seeds ``0..S-1``:
 
   negres         ``attribute_over_seeds("integrated_gradients", ...)``: one jitted ``vmap``
-                 over seeds, params ``(S, ...)`` -> attributions ``(S, 256, 8, 8, 1)``;
-  negres loop    a Python loop over seeds of the same jitted single-seed ``attribute``;
+                 over seeds, params ``(S, ...)`` -> attributions ``(S, 256, 8, 8, 1)``,
+                 with the params split over the ``seeds`` mesh as ``train_seeds`` leaves
+                 them (one JAX CPU device per core, ``negres.use_all_cores()``; an S the
+                 device count does not divide stays on the default device);
+  negres, 1 device  the same call with the params on JAX's default device alone (a
+                 diagnostic: what splitting the seeds over the cores gains or costs);
+  negres loop    a Python loop over seeds of the same jitted single-seed ``attribute``,
+                 plain ``jax.jit`` on the default device as a user writes it;
   Captum loop    a Python loop over seeds of ``captum.attr.IntegratedGradients`` on the
                  PyTorch twin holding the same seed's trained weights (ported exactly).
 
@@ -19,7 +25,7 @@ attribution) before anything is timed. Timing excludes compilation and weight po
 (a Captum user already holds torch models); methods are timed in interleaved rounds and the
 median is reported. Captum runs with the faster of 1 and all cores' PyTorch threads.
 
-    python bench/compare_saliency.py [--seeds 1,8,64] [--examples 256] [--ig-steps 32]
+    python bench/compare_saliency.py [--seeds 1,2,4,8,64] [--examples 256] [--ig-steps 32]
         [--repeats 5]
 """
 
@@ -39,9 +45,11 @@ from captum.attr import IntegratedGradients
 
 from negres.measures.saliency import attribute, attribute_over_seeds
 from negres.seeds import take_rows, take_seed
+from negres.sharding import put, seed_mesh, seeded, to_host
 from negres.training.builtin import make_apply, train_seeds
 
-METHODS = ("negres", "negres loop", "Captum loop")
+ONE_DEVICE = "negres, 1 device"
+METHODS = ("negres", ONE_DEVICE, "negres loop", "Captum loop")
 WORKLOAD = common.WORKLOADS["mlp_digits"]
 
 
@@ -70,9 +78,11 @@ def run(seeds_list: list[int], examples: int, ig_steps: int, repeats: int,
     trained = train_seeds(model, optax.adam(common.LEARNING_RATE), data.x_train, data.y_train,
                           num_seeds=max(seeds_list), steps=common.STEPS,
                           batch_size=common.BATCH_SIZE).params
+    trained = to_host(trained)  # every S below is placed from the host
+    mesh, default = seed_mesh(), jax.devices()[0]
     apply_fn = make_apply(model)
-    x = jnp.asarray(data.x_eval[:examples])
-    x_torch = torch.from_numpy(WORKLOAD.to_torch_layout(np.asarray(x)))
+    x = jnp.asarray(data.x_eval[:examples])  # uncommitted: follows the params' devices
+    x_torch = torch.from_numpy(WORKLOAD.to_torch_layout(np.array(x)))
     port_gap = max(common.check_port(WORKLOAD, take_seed(trained, s), np.asarray(x))
                    for s in range(max(seeds_list)))
     every_model = [common.port_params(WORKLOAD, take_seed(trained, s))
@@ -85,10 +95,15 @@ def run(seeds_list: list[int], examples: int, ig_steps: int, repeats: int,
 
     rows, checks = [], []
     for num_seeds in seeds_list:
-        params = take_rows(trained, slice(0, num_seeds))
-        one_params = [take_seed(trained, s) for s in range(num_seeds)]
+        rows_s = take_rows(trained, slice(0, num_seeds))
+        one_device = jax.device_put(rows_s, default)
+        # Where train_seeds leaves S seeds: split over the mesh when its devices divide S.
+        split = num_seeds % mesh.size == 0
+        params = put(rows_s, seeded(mesh)) if split else one_device
+        one_params = [jax.device_put(take_seed(trained, s), default) for s in range(num_seeds)]
         models = every_model[:num_seeds]
         jax.block_until_ready(over_seeds_ig(params, x))  # compile this S
+        jax.block_until_ready(over_seeds_ig(one_device, x))
         jax.block_until_ready(one_seed_ig(one_params[0], x))
         threads, trial = common.fastest_torch_threads(
             lambda m=models: captum_attributions(m[:1], x_torch, ig_steps))
@@ -99,6 +114,7 @@ def run(seeds_list: list[int], examples: int, ig_steps: int, repeats: int,
 
         methods: dict[str, Callable[[], Any]] = {
             "negres": lambda p=params: jax.block_until_ready(over_seeds_ig(p, x)),
+            ONE_DEVICE: lambda p=one_device: jax.block_until_ready(over_seeds_ig(p, x)),
             "negres loop": lambda ps=one_params: jax.block_until_ready(
                 [one_seed_ig(p, x) for p in ps]),
             "Captum loop": captum_loop,
@@ -117,11 +133,15 @@ def run(seeds_list: list[int], examples: int, ig_steps: int, repeats: int,
                                    atol=atol * scale, err_msg="Captum and negres disagree")
         np.testing.assert_allclose(loop, ours, rtol=rtol, atol=atol * scale,
                                    err_msg="negres's loop and vmapped call disagree")
+        np.testing.assert_allclose(np.asarray(results[ONE_DEVICE]).reshape(ours.shape), ours,
+                                   rtol=rtol, atol=atol * scale,
+                                   err_msg="negres on one device and on the mesh disagree")
         checks.append({
             "num_seeds": num_seeds, "max_abs_attribution": scale,
             "captum_max_abs_diff": float(np.max(np.abs(theirs - ours)[same_target])),
             "loop_max_abs_diff": float(np.max(np.abs(loop - ours))),
             "target_mismatches": int((~same_target).sum()), "torch_threads": threads,
+            "negres_devices": mesh.size if split else 1,
             "torch_thread_trial_s": trial,
         })
         for name in METHODS:
@@ -135,7 +155,7 @@ def run(seeds_list: list[int], examples: int, ig_steps: int, repeats: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="1,8,64")
+    parser.add_argument("--seeds", default="1,2,4,8,64")
     parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--ig-steps", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)

@@ -1,14 +1,21 @@
 """Training S seeds: negres against the loops and ensembles a user would otherwise write.
 
-One workload (``--workload mlp_digits`` or ``cnn_mnist1d``, see compare_common.py): Adam
-1e-2, batches of 128 drawn uniformly with replacement, 200 steps, for S in {1, 8, 64, 256}:
+One workload (``--workload mlp_digits``, ``cnn_mnist1d`` or ``cnn_digits``, see
+compare_common.py): Adam 1e-2, batches of 128 drawn uniformly with replacement, 200 steps,
+for S in {1, 8, 64, 256}:
 
-  negres            ``train_seeds``: one jitted ``vmap`` over seeds of a ``lax.scan`` over steps;
+  negres            ``train_seeds``: one jitted ``vmap`` over seeds of a ``lax.scan`` over
+                    steps, as a user gets it: JAX has one CPU device per core
+                    (``negres.use_all_cores()``, called by compare_common.py before JAX
+                    starts) and the default ``seeds`` mesh splits the seeds over them;
   negres loop       a Python loop over seeds of the same jitted single-seed training
-                    (``train_seeds(seed_indices=[i])`` with one shared trainer);
+                    (``train_seeds(seed_indices=[i])`` with one shared trainer), each seed on
+                    JAX's default device (a one-device mesh: one seed has nothing to split,
+                    and the default mesh would pad it with a copy on the other core);
   JAX step loop     the usual JAX loop: a jitted single step, a Python loop over steps, per
-                    seed. Batches are drawn inside the step from negres's keys, so it
-                    computes what negres computes (checked) and pays no host-side batching;
+                    seed, plain ``jax.jit`` on the default device as a user writes it.
+                    Batches are drawn inside the step from negres's keys, so it computes
+                    what negres computes (checked) and pays no host-side batching;
   torch loop        a PyTorch loop over seeds of the usual per-step training loop;
   torch.func        all seeds at once in PyTorch: ``stack_module_state`` + ``vmap`` of
                     ``functional_call``, and ``torch.optim.Adam`` on the stacked leaf
@@ -17,14 +24,15 @@ One workload (``--workload mlp_digits`` or ``cnn_mnist1d``, see compare_common.p
 Timed is initialisation plus training, not the final accuracy. Every method is warmed
 up first (jit compilation, and PyTorch's first-call costs, are excluded). Each PyTorch
 method runs with the faster of 1 and all cores' threads, chosen at each S by a short trial
-(the "torch threads" column); JAX keeps its default. The PyTorch twin is checked to compute
+(the "torch threads" column). The PyTorch twin is checked to compute
 the same function as the flax model on ported weights, and to do the same arithmetic (a
 training step from the same weights on the same batch gives the same logits), before
 anything is timed. At each S the methods are timed in interleaved rounds (``--repeats``: one
 count, or one per S) and the median is reported, so a shared machine's load falls on all of
 them alike. The sequential methods time at most
 ``--max-loop-seeds`` seeds and extrapolate linearly to S (the "timed seeds" column). The
-accuracy of every trained seed is checked to lie in the same band as negres's.
+accuracy of every trained seed is checked to lie in the same band as negres's. The JSON
+records the JAX device count (``machine.jax_device_count``) and negres's plan at each S.
 
     python bench/compare_training.py [--workload mlp_digits] [--seeds 1,8,64,256]
         [--steps 200] [--repeats 3 | 3,3,3,1] [--max-loop-seeds 32]
@@ -45,7 +53,9 @@ import torch
 from torch.func import functional_call, stack_module_state
 
 from negres.measures.losses import LOSSES
+from negres.models import conv_impl_for
 from negres.seeds import over_seeds, seed_key, stream_key, take_rows, take_seed
+from negres.sharding import seed_mesh
 from negres.training.builtin import builtin_data, builtin_program, make_evaluate, train_seeds
 from negres.training.driver import compile_training
 
@@ -74,12 +84,19 @@ class JaxTrainer:
         self._accuracy = jax.jit(over_seeds(lambda p: evaluate(p, x_eval, y_eval)[1]))
         self._init_one = jax.jit(self._make_init_one(data.x_train.shape[1:]))
         self._step = jax.jit(self._make_step())
+        # The negres loop's mesh: JAX's default device alone.
+        self.one_device = seed_mesh(jax.devices()[:1])
+        self.plans: dict[int, dict[str, Any]] = {}
 
-    def negres(self, seeds: list[int]) -> Any:
-        """``params (S, ...)`` of seeds ``seeds`` trained in one call."""
-        return train_seeds(self.model, self.optimizer, self.x, self.y, steps=self.steps,
-                           batch_size=common.BATCH_SIZE, eval_every=self.steps, seed_indices=seeds,
-                           program=self.trainer).params
+    def negres(self, seeds: list[int], mesh: Any = None) -> Any:
+        """``params (S, ...)`` of seeds ``seeds`` trained in one call (default mesh: every
+        device)."""
+        result = train_seeds(self.model, self.optimizer, self.x, self.y, steps=self.steps,
+                             batch_size=common.BATCH_SIZE, eval_every=self.steps,
+                             seed_indices=seeds, program=self.trainer, mesh=mesh)
+        if mesh is None:
+            self.plans[len(seeds)] = result.plan
+        return result.params
 
     def compile(self, seeds: list[int]) -> None:
         """Compile negres's call for ``len(seeds)`` seeds without running the training.
@@ -92,8 +109,9 @@ class JaxTrainer:
                          batch_size=common.BATCH_SIZE, eval_every=self.steps, seed_indices=seeds)
 
     def negres_loop(self, seeds: list[int]) -> Any:
-        """The same, one ``train_seeds`` call per seed; rows stacked afterwards (untimed)."""
-        return [self.negres([i]) for i in seeds]
+        """The same, one ``train_seeds`` call per seed on the default device; rows stacked
+        afterwards (untimed)."""
+        return [self.negres([i], mesh=self.one_device) for i in seeds]
 
     def _make_init_one(self, input_shape):
         dummy = jnp.zeros((1, *input_shape), jnp.float32)
@@ -233,7 +251,9 @@ def stack_seeds(rows: list[Any]) -> Any:
 
 
 def max_param_difference(a: Any, b: Any) -> float:
-    diffs = jax.tree_util.tree_map(lambda u, v: float(jnp.max(jnp.abs(u - v))), a, b)
+    # On the host: the two may live on different devices (the seeds mesh, the default one).
+    diffs = jax.tree_util.tree_map(
+        lambda u, v: float(np.max(np.abs(np.asarray(u) - np.asarray(v)))), a, b)
     return max(jax.tree_util.tree_leaves(diffs))
 
 
@@ -338,11 +358,13 @@ def run(workload: common.Workload, seeds_list: list[int], steps: int, repeats: l
                 r["speed_over_negres"] = negres_wall / r["wall_s"]
     return {"rows": rows, "accuracies": accuracies, "same_computation_checks": checks,
             "torch_threads": threads, "port_max_logit_diff": port_gap,
+            "negres_plans": {str(n): plan for n, plan in jx.plans.items()},
             "replay_steps": REPLAY_STEPS, "replay_max_relative_logit_diff": arithmetic_gap,
             "eval_name": data.eval_name}
 
 
-def accuracy_summary(accuracies: dict[str, dict[int, list[float]]]) -> list[dict[str, Any]]:
+def accuracy_summary(accuracies: dict[str, dict[int, list[float]]],
+                     band: float = ACCURACY_BAND) -> list[dict[str, Any]]:
     """Per method, every seed it trained (all S pooled): mean, sd, min, max, band verdict."""
     pooled = {m: np.concatenate([np.asarray(v) for v in by_s.values()])
               for m, by_s in accuracies.items()}
@@ -352,7 +374,7 @@ def accuracy_summary(accuracies: dict[str, dict[int, list[float]]]) -> list[dict
         out.append({"method": name, "seeds": int(acc.size), "mean": float(acc.mean()),
                     "sd": float(acc.std(ddof=1)) if acc.size > 1 else 0.0,
                     "min": float(acc.min()), "max": float(acc.max()),
-                    "in_band": bool(abs(acc.mean() - reference) <= ACCURACY_BAND)})
+                    "in_band": bool(abs(acc.mean() - reference) <= band)})
     return out
 
 
@@ -374,6 +396,9 @@ def main() -> None:
     parser.add_argument("--repeats", default="3",
                         help="interleaved rounds: one count for every S, or one per S")
     parser.add_argument("--max-loop-seeds", type=int, default=32)
+    parser.add_argument("--accuracy-band", type=float, default=ACCURACY_BAND,
+                        help="largest allowed |mean accuracy - negres's| of any method (wide "
+                        "for smoke runs of a few steps, where the seeds have not converged)")
     args = parser.parse_args()
 
     workload = common.WORKLOADS[args.workload]
@@ -384,7 +409,7 @@ def main() -> None:
         parser.error(f"--repeats gives {len(repeats)} counts for {len(seeds_list)} seed counts")
     info = common.machine()
     out = run(workload, seeds_list, args.steps, repeats, args.max_loop_seeds)
-    summary = accuracy_summary(out["accuracies"])
+    summary = accuracy_summary(out["accuracies"], args.accuracy_band)
 
     print(f"\n### Training: {workload.description}")
     print(f"Adam {common.LEARNING_RATE:g}, batch {common.BATCH_SIZE}, {args.steps} steps; "
@@ -400,7 +425,7 @@ def main() -> None:
                           "seeds/s",
                           "wall / negres", "seeds/s / negres", "mean accuracy"], table))
     print(f"\nAccuracy on {out['eval_name']}, every trained seed of every S pooled "
-          f"(band: mean within {ACCURACY_BAND:.2f} of negres's):\n")
+          f"(band: mean within {args.accuracy_band:.2f} of negres's):\n")
     print(common.markdown_table(
         ["method", "seeds", "mean", "sd", "min", "max", "same band"],
         [(s["method"], s["seeds"], f"{s['mean']:.3f}", f"{s['sd']:.3f}", f"{s['min']:.3f}",
@@ -408,18 +433,20 @@ def main() -> None:
     drift = drift_summary(out["same_computation_checks"])
     print("\nnegres loop and JAX step loop against the same seeds of the negres run (same "
           "keys, same batches; XLA's float32 sums differ in order between seed-batched or "
-          "scanned code and the rest, and 200 Adam steps amplify that): largest parameter / "
-          f"per-seed accuracy difference {drift}"
+          f"scanned code and the rest, and {args.steps} Adam steps amplify that): largest "
+          f"parameter / per-seed accuracy difference {drift}"
           + "; torch twin "
           f"on ported weights: largest logit difference {out['port_max_logit_diff']:.1e}; "
           f"after {out['replay_steps']} training step(s) from the same weights on the same "
           f"batches, PyTorch's and JAX's logits differ by at most "
           f"{out['replay_max_relative_logit_diff']:.1e} of the largest logit")
+    conv_impl = getattr(workload.flax_model(), "conv_impl", None)
     path = common.write_json(f"compare_training_{workload.name}", {
         "workload": workload.name, "description": workload.description, "machine": info,
+        "conv_impl": conv_impl, "conv_impl_used": conv_impl and conv_impl_for(conv_impl),
         "steps": args.steps, "batch_size": common.BATCH_SIZE, "learning_rate": common.LEARNING_RATE,
         "repeats": repeats, "max_loop_seeds": args.max_loop_seeds,
-        "accuracy_band": ACCURACY_BAND, "accuracy_summary": summary, **out,
+        "accuracy_band": args.accuracy_band, "accuracy_summary": summary, **out,
     })
     print(f"written {path}")
     if not all(s["in_band"] for s in summary):

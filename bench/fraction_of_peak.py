@@ -1,15 +1,22 @@
 """How close negres's training comes to the device's matmul speed: achieved FLOP/s / peak.
 
-Peak: a jitted float32 ``(n, n) @ (n, n)`` (``--matmul-size``, 2048 by default), ``2 n^3``
-FLOPs, median of ``--matmul-repeats`` runs. Achieved: negres training the reference MLP
-workload (digits, 64 -> 64 -> 10, Adam 1e-2, batch 128, 200 steps) for S seeds in one call,
-median of ``--repeats`` runs, FLOPs counted by XLA's cost analysis of one training step
-lifted over the S seeds (``jit(...).lower(...).compile().cost_analysis()["flops"]``) times
-the number of steps. The step analysed is the step compare_training.py's "JAX step loop"
-runs, which that script checks computes what negres's scanned step computes. One step is
-analysed rather than negres's whole ``lax.scan``, because XLA counts a while loop's body
-once whatever its trip count. Both are measured on the same device in the same process,
-interleaved, so the machine's load falls on both alike.
+Peak: the all-core matmul peak, the faster of two jitted float32 matmuls of size ``n``
+(``--matmul-size``, 2048 by default), each the median of ``--matmul-repeats`` runs per
+round over all rounds: one ``(n, n) @ (n, n)`` on JAX's default device (``2 n^3`` FLOPs;
+XLA:CPU may run one large matmul on every core by itself), and a ``(D, n, n)`` batch split
+over the ``seeds`` mesh of all ``D`` devices, one product per device at once (``2 D n^3``
+FLOPs, as seeds_scaling.py measures it). Both are reported, and which one is the peak. JAX
+has one CPU device per core (``negres.use_all_cores()``, called by compare_common.py
+before JAX starts), as ``main.py`` gives a user. Achieved: negres training the reference
+MLP workload (digits, 64 -> 64 -> 10, Adam 1e-2, batch 128, 200 steps) for S seeds in one
+call on that mesh, median of ``--repeats`` runs, FLOPs counted by XLA's cost analysis of
+one training step lifted over the S seeds
+(``jit(...).lower(...).compile().cost_analysis()["flops"]``) times the number of steps.
+The step analysed is the step compare_training.py's "JAX step loop" runs, which that
+script checks computes what negres's scanned step computes. One step is analysed rather
+than negres's whole ``lax.scan``, because XLA counts a while loop's body once whatever its
+trip count. The FLOP count is of all S seeds (not per device). Peak and training are
+measured in the same process, interleaved, so the machine's load falls on all alike.
 
 The cost analysis counts every operation (Adam, ReLU, softmax included). The matmul-only
 count it is compared with is, per seed and step, ``2 B P`` forward + ``2 B P`` for the
@@ -34,6 +41,7 @@ import numpy as np
 from compare_training import JaxTrainer
 
 from negres.seeds import over_seeds, seed_keys
+from negres.sharding import put, seed_mesh, seeded
 
 WORKLOAD = common.WORKLOADS["mlp_digits"]
 DENSE_WEIGHTS = 64 * 64 + 64 * 10
@@ -62,44 +70,64 @@ def step_flops(jx: JaxTrainer, num_seeds: int) -> float | None:
     return cost_analysis_flops(compiled)
 
 
+def median_matmul(fn: Any, flops: float, times: list[float]) -> dict[str, Any]:
+    median = statistics.median(times)
+    return {"flops": flops, "cost_analysis_flops": cost_analysis_flops(fn.compile()),
+            "median_s": median, "all_measured_s": times, "flops_per_s": flops / median}
+
+
 def run(seeds_list: list[int], repeats: int, matmul_size: int,
         matmul_repeats: int) -> dict[str, Any]:
-    a = jax.random.normal(jax.random.PRNGKey(0), (matmul_size, matmul_size), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (matmul_size, matmul_size), jnp.float32)
+    n = matmul_size
     matmul = jax.jit(jnp.matmul)
-    matmul_flops = 2.0 * matmul_size**3
-    reported = cost_analysis_flops(matmul.lower(a, b).compile())
+    # One matmul on the default device.
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
     jax.block_until_ready(matmul(a, b))
+    # One matmul per device at once: a (D, n, n) batch split over the seeds mesh.
+    mesh = seed_mesh()
+    rng = np.random.default_rng(0)
+    a_all, b_all = (put(rng.standard_normal((mesh.size, n, n), np.float32), seeded(mesh))
+                    for _ in range(2))
+    jax.block_until_ready(matmul(a_all, b_all))
 
     data = WORKLOAD.load()
     jx = JaxTrainer(WORKLOAD, data, common.STEPS)
-    rows, matmul_times = [], []
+    rows, one_times, all_times = [], [], []
     for num_seeds in seeds_list:
         seeds = list(range(num_seeds))
         jax.block_until_ready(jx.negres(seeds))  # compile this S
         per_step = step_flops(jx, num_seeds)
         analytic = matmul_only_flops_per_step() * num_seeds
         train_times = []
-        for _ in range(repeats):  # interleaved: a few matmuls, one training run
-            matmul_times += [common.timed(lambda: jax.block_until_ready(matmul(a, b)))[0]
-                             for _ in range(matmul_repeats)]
+        for _ in range(repeats):  # interleaved: a few matmuls of each kind, one training run
+            one_times += [common.timed(lambda: jax.block_until_ready(matmul(a, b)))[0]
+                          for _ in range(matmul_repeats)]
+            all_times += [common.timed(lambda: jax.block_until_ready(matmul(a_all, b_all)))[0]
+                          for _ in range(matmul_repeats)]
             train_times.append(common.timed(lambda s=seeds: jax.block_until_ready(jx.negres(s)))[0])
         wall = statistics.median(train_times)
         flops = (per_step if per_step is not None else analytic) * common.STEPS
         rows.append({"num_seeds": num_seeds, "wall_s": wall, "all_measured_s": train_times,
+                     "plan": jx.plans.get(num_seeds),
                      "flops_source": "cost_analysis" if per_step is not None else "analytic",
                      "flops_per_step_cost_analysis": per_step,
                      "flops_per_step_matmul_only": analytic,
                      "achieved_flops_per_s": flops / wall,
                      "achieved_matmul_only_flops_per_s": analytic * common.STEPS / wall})
-    peak = matmul_flops / statistics.median(matmul_times)
+    one = median_matmul(matmul.lower(a, b), 2.0 * n**3, one_times)
+    every = median_matmul(matmul.lower(a_all, b_all), 2.0 * mesh.size * n**3, all_times)
+    source = "all devices" if every["flops_per_s"] >= one["flops_per_s"] else "one device"
+    chosen = every if source == "all devices" else one
+    peak = chosen["flops_per_s"]
     for row in rows:
         row["fraction_of_peak"] = row["achieved_flops_per_s"] / peak
         row["fraction_of_peak_matmul_only"] = row["achieved_matmul_only_flops_per_s"] / peak
-    return {"rows": rows, "matmul": {
-        "size": matmul_size, "flops": matmul_flops, "cost_analysis_flops": reported,
-        "median_s": statistics.median(matmul_times), "all_measured_s": matmul_times,
-        "flops_per_s": peak}}
+    return {"rows": rows, "num_devices": mesh.size, "matmul": {
+        "size": n, "peak_source": source, "flops": chosen["flops"],
+        "cost_analysis_flops": chosen["cost_analysis_flops"], "median_s": chosen["median_s"],
+        "all_measured_s": chosen["all_measured_s"], "flops_per_s": peak,
+        "one_device": one, "all_devices": every | {"num_devices": mesh.size}}}
 
 
 def main() -> None:
@@ -115,10 +143,14 @@ def main() -> None:
     out = run(common.parse_ints(args.seeds), args.repeats, args.matmul_size, args.matmul_repeats)
     mm = out["matmul"]
     print(f"\n### Fraction of peak: negres training {WORKLOAD.description}")
-    print(f"batch {common.BATCH_SIZE}, {common.STEPS} steps, median of {args.repeats}; peak = "
-          f"jitted float32 {mm['size']}x{mm['size']} matmul, {mm['flops'] / 1e9:.1f} GFLOP in "
-          f"{mm['median_s'] * 1e3:.0f} ms (median of {len(mm['all_measured_s'])}) = "
-          f"{mm['flops_per_s'] / 1e9:.1f} GFLOP/s; {common.machine_line(info)}\n")
+    one, every = mm["one_device"], mm["all_devices"]
+    print(f"batch {common.BATCH_SIZE}, {common.STEPS} steps, median of {args.repeats}, on "
+          f"{out['num_devices']} JAX device(s); jitted float32 {mm['size']}x{mm['size']} "
+          f"matmuls: one on the default device {one['flops_per_s'] / 1e9:.1f} GFLOP/s, one per "
+          f"device at once ({every['num_devices']} devices) {every['flops_per_s'] / 1e9:.1f} "
+          f"GFLOP/s (medians of {len(one['all_measured_s'])}); peak = the faster, "
+          f"{mm['peak_source']}: {mm['flops_per_s'] / 1e9:.1f} GFLOP/s; "
+          f"{common.machine_line(info)}\n")
     print(common.markdown_table(
         ["S", "wall s", "MFLOP / step (XLA)", "MFLOP / step (matmuls)", "GFLOP/s (XLA)",
          "fraction of peak (XLA)", "fraction of peak (matmuls)"],

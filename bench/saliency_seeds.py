@@ -2,7 +2,11 @@
 
 64 seeds of the default study's MLP (digits, 64 hidden units), 256 test examples,
 integrated gradients with 32 midpoint steps. Both paths are jitted and warmed up first;
-times are medians of ``--repeats`` runs taken in the same process.
+times are medians of ``--repeats`` runs taken in the same process. As ``main.py`` runs it,
+``negres.use_all_cores()`` comes first (one JAX CPU device per core): the vmapped call
+takes the params as ``train_seeds`` leaves them, split over the ``seeds`` mesh; the loop
+runs each seed on JAX's default device, as a user's plain ``jax.jit`` would. The JSON
+records the device count.
 
     python bench/saliency_seeds.py [--seeds 64] [--examples 256] [--steps 32] [--repeats 5]
 """
@@ -24,11 +28,16 @@ from ml_collections import ConfigDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from negres.measures.saliency import attribute, attribute_over_seeds
-from negres.models import build_model
-from negres.seeds import take_seed
-from negres.tasks import load_task
-from negres.training.builtin import make_apply, train_seeds
+import negres
+
+# First, before anything touches JAX's devices: one CPU device per core, as main.py does.
+CORE_SETUP = negres.use_all_cores()
+
+from negres.measures.saliency import attribute, attribute_over_seeds  # noqa: E402
+from negres.models import build_model  # noqa: E402
+from negres.seeds import take_seed  # noqa: E402
+from negres.tasks import load_task  # noqa: E402
+from negres.training.builtin import make_apply, train_seeds  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:
@@ -60,7 +69,8 @@ def main() -> None:
         "integrated_gradients", apply_fn, p, xs, "predicted", steps=args.steps))
     single = jax.jit(lambda p, xs: attribute(
         "integrated_gradients", apply_fn, p, xs, "predicted", steps=args.steps))
-    seeds = [take_seed(trained.params, s) for s in range(args.seeds)]
+    default = jax.devices()[0]
+    seeds = [jax.device_put(take_seed(trained.params, s), default) for s in range(args.seeds)]
 
     def loop():
         return [single(p, x) for p in seeds]
@@ -72,14 +82,17 @@ def main() -> None:
     jax.block_until_ready(loop())  # compile and warm up
     t_vmap = median_time(lambda: vmapped(trained.params, x), args.repeats)
     t_loop = median_time(loop, args.repeats)
-    print(f"device: {jax.devices()[0].device_kind}; integrated gradients, {args.steps} steps, "
+    print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} "
+          f"({CORE_SETUP.reason}); integrated gradients, {args.steps} steps, "
           f"{args.seeds} seeds x {args.examples} examples, median of {args.repeats}")
     print(f"{'one vmapped call':<22} {t_vmap:8.3f} s")
     print(f"{'loop over seeds':<22} {t_loop:8.3f} s")
     print(f"{'loop / vmapped':<22} {t_loop / t_vmap:8.2f} x")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": str(jax.devices()[0]), "seeds": args.seeds,
+    out.write_text(json.dumps({"device": str(jax.devices()[0]),
+                               "num_devices": jax.device_count(),
+                               "devices_reason": CORE_SETUP.reason, "seeds": args.seeds,
                                "examples": args.examples, "steps": args.steps,
                                "vmapped_s": t_vmap, "loop_s": t_loop}, indent=1))
 

@@ -1,7 +1,8 @@
 """Seeds per second as the number of seeds S grows, against the device's matmul peak.
 
 Four measurements, all in one process on every device ``jax.devices()`` gives (one
-``seeds`` mesh of all of them, as ``train_seeds`` uses by default):
+``seeds`` mesh of all of them, as ``train_seeds`` uses by default; on a CPU one device per
+core, from ``negres.use_all_cores()``, which compare_common.py calls before JAX starts):
 
 1. Scaling. The reference MLP workload of fraction_of_peak.py (digits, 64 -> 64 -> 10,
    Adam 1e-2, batch 128) trained for ``--steps`` steps (100 by default) by ``train_seeds``
@@ -25,13 +26,14 @@ Four measurements, all in one process on every device ``jax.devices()`` gives (o
 3. Chunking. For S >= 2 x ``--chunk``, the same runs with ``seeds_per_chunk=--chunk``
    and with the automatic choice under a forced ``--small-budget-mib`` per-device budget,
    timed interleaved with the one-chunk run, to show what chunks cost.
-4. Layout of convolutional models. The MNIST-1D CNN of compare_common.WORKLOADS and a
-   2-D CNN on digits (negres ``cnn``, channels (16, 32), dense 64), batch 128, at S in
+4. Layout of convolutional models. The MNIST-1D CNN and the 2-D digits CNN of
+   compare_common.WORKLOADS (negres ``cnn``, channels (16, 32), dense 64), batch 128, at S in
    ``--cnn-seeds``: ``layout="vmap"`` against ``"map"`` (1 seed per ``lax.map`` step) and
    ``"map"`` with 4 seeds per step, timed interleaved (median of ``--cnn-repeats``), and
    what ``layout="auto"`` chooses (its plan and reason; its first call includes its
-   timing probe); and the same CNN with ``conv_impl="matmul"`` (convolutions as matmuls
-   of unfolded patches) under ``vmap`` and ``map``. ``--cnn-models`` picks the models.
+   timing probe), all with ``conv_impl="lax"`` (``nn.Conv``); and the same CNN with
+   ``conv_impl="matmul"`` (convolutions as matmuls of unfolded patches, what the default
+   ``"auto"`` picks on a CPU) under ``vmap`` and ``map``. ``--cnn-models`` picks the models.
    Few steps (``--cnn-steps``, ``--cnn2d-steps``): XLA:CPU takes 0.1 to 0.2 s per
    seed-step on the 2-D CNN with ``nn.Conv``.
 
@@ -62,9 +64,7 @@ import optax
 from compare_training import JaxTrainer
 from fraction_of_peak import cost_analysis_flops, matmul_only_flops_per_step, step_flops
 from jax.sharding import Mesh
-from ml_collections import ConfigDict
 
-from negres.models import build_model
 from negres.sharding import put, seed_mesh, seeded
 from negres.training.builtin import builtin_program, train_seeds
 from negres.training.contract import SeedProgram
@@ -178,14 +178,10 @@ def scaling(args: argparse.Namespace, mesh: Mesh, peak: MatmulPeak) -> list[dict
 
 def cnn_models() -> dict[str, tuple[str, Callable[[], common.Data], Callable[[], fnn.Module]]]:
     """name -> (description, data loader, flax model) of the layout section."""
-    mnist1d = common.WORKLOADS["cnn_mnist1d"]
+    mnist1d, digits = common.WORKLOADS["cnn_mnist1d"], common.WORKLOADS["cnn_digits"]
     return {
         mnist1d.name: (mnist1d.description, mnist1d.load, mnist1d.flax_model),
-        "cnn2d_digits": (
-            "digits (1797 x 8x8x1), 2-D CNN: conv 16, conv 32 (3x3, stride 1) -> 64 -> 10",
-            WORKLOAD.load,
-            lambda: build_model(ConfigDict({"name": "cnn", "channels": (16, 32),
-                                            "dense_size": 64}), 10)),
+        "cnn2d_digits": (digits.description, digits.load, digits.flax_model),
     }
 
 
@@ -196,7 +192,9 @@ def layouts(args: argparse.Namespace, mesh: Mesh) -> list[dict[str, Any]]:
     for name in args.cnn_models.split(","):
         description, load, make_model = models[name]
         steps = args.cnn2d_steps if name == "cnn2d_digits" else args.cnn_steps
-        data, model, optimizer = load(), make_model(), optax.adam(common.LEARNING_RATE)
+        # nn.Conv, whatever the default conv_impl: the matmul convolutions are the variants.
+        model = make_model().clone(conv_impl="lax")
+        data, optimizer = load(), optax.adam(common.LEARNING_RATE)
         trainer = builtin_program(model, optimizer)
         run = seed_runner(model, optimizer, trainer, data, steps, mesh)
         # The same CNN with its convolutions computed as matmuls (model.conv_impl).

@@ -7,6 +7,10 @@ configs/mnist1d.py, batch 100) for S in {1, 8, 64, 256} seeds:
   loop:    a Python loop over seeds of the same jitted single-seed training.
 Compilation is excluded from both (each is warmed up first); times are the median of
 ``--repeats`` runs, taken in the same process so that ratios are comparable on a noisy machine.
+negres runs as ``main.py`` runs it: ``negres.use_all_cores()`` first (one JAX CPU device
+per core) and the default ``seeds`` mesh over every device; the loop trains each seed on
+JAX's default device alone, as a user's plain ``jax.jit`` would. The JSON records the
+device count.
 
     python bench/train_seeds.py [--workload mlp_digits|cnn_mnist1d] [--seeds 1,8,64,256]
         [--steps 500] [--repeats 3] [--out FILE]
@@ -28,9 +32,15 @@ from ml_collections import ConfigDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from negres.models import build_model
-from negres.tasks import load_task
-from negres.training.builtin import builtin_program, train_seeds
+import negres
+
+# First, before anything touches JAX's devices: one CPU device per core, as main.py does.
+CORE_SETUP = negres.use_all_cores()
+
+from negres.models import build_model  # noqa: E402
+from negres.sharding import seed_mesh  # noqa: E402
+from negres.tasks import load_task  # noqa: E402
+from negres.training.builtin import builtin_program, train_seeds  # noqa: E402
 
 # name -> (task config, model config, batch size)
 WORKLOADS = {
@@ -65,21 +75,24 @@ def main() -> None:
     optimizer = optax.adam(1e-2)
     trainer = builtin_program(model, optimizer)
 
-    def run(seed_indices):
+    one_device = seed_mesh(jax.devices()[:1])
+
+    def run(seed_indices, mesh=None):
         result = train_seeds(
             model, optimizer, task.x_train, task.y_train, num_seeds=len(seed_indices),
             steps=args.steps, batch_size=batch_size, eval_every=args.steps,
-            seed_indices=seed_indices, program=trainer,
+            seed_indices=seed_indices, program=trainer, mesh=mesh,
         )
         return result
 
     rows = []
-    print(f"{args.workload} on {jax.devices()[0].device_kind} ({jax.devices()[0].platform}), "
+    print(f"{args.workload} on {jax.device_count()} x {jax.devices()[0].device_kind} "
+          f"({jax.devices()[0].platform}; {CORE_SETUP.reason}), "
           f"{args.steps} steps, median of {args.repeats}")
     header = f"{'S':>5} {'negres s':>10} {'loop s':>10} {'loop/negres':>12} {'seeds/s':>9}"
     print(header)
     print("-" * len(header))
-    run([0])  # compile the single-seed shape once; the loop reuses it
+    run([0], one_device)  # compile the single-seed shape once; the loop reuses it
     for num_seeds in [int(s) for s in args.seeds.split(",")]:
         indices = list(range(num_seeds))
         run(indices)  # compile this S
@@ -90,7 +103,7 @@ def main() -> None:
 
         def loop(idx=indices):
             for i in idx:
-                jax.block_until_ready(run([i]).params)
+                jax.block_until_ready(run([i], one_device).params)
 
         t_loop = median_time(loop, loop_repeats)
         rows.append({"num_seeds": num_seeds, "negres_s": t_vmap, "loop_s": t_loop,
@@ -100,6 +113,8 @@ def main() -> None:
     out = Path(args.out or f"bench/results/train_seeds_{args.workload}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"workload": args.workload, "device": str(jax.devices()[0]),
+                               "num_devices": jax.device_count(),
+                               "devices_reason": CORE_SETUP.reason,
                                "steps": args.steps,
                                "rows": rows, "cpu_count": os.cpu_count()}, indent=1))
     print(f"written {out}")

@@ -37,7 +37,9 @@ def get_config() -> ConfigDict:
     config.model.kernel_size = 3  # cnn: kernel width (and height for images)
     config.model.strides = 1  # cnn: stride of every convolution
     config.model.dense_size = 64  # cnn: width of the dense layer after the convolutions
-    config.model.conv_impl = "lax"  # cnn: lax (nn.Conv) | matmul (same numbers; faster on CPU)
+    # cnn: auto (matmul on CPU, lax elsewhere) | lax (nn.Conv) | matmul (unfolded patches; same
+    # numbers)
+    config.model.conv_impl = "auto"
     config.model.patch_size = 4  # attention: patch side of the patch embedding
     config.model.embed_dim = 32  # attention: token width
     config.model.num_heads = 4  # attention: heads; must divide embed_dim

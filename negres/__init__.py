@@ -51,6 +51,8 @@ _ATTRIBUTES: dict[str, str] = {
     "stream_key": "negres.seeds",
     "take_seed": "negres.seeds",
     "seed_mesh": "negres.sharding",
+    "use_all_cores": "negres.sharding",
+    "CoreSetup": "negres.sharding",
     "initialize_distributed": "negres.sharding",
     "ArgumentError": "negres.errors",
     "ConfigError": "negres.errors",
@@ -84,6 +86,7 @@ __all__ = [
     "TASKS",
     "ArgumentError",
     "ConfigError",
+    "CoreSetup",
     "DiskFullError",
     "Evaluation",
     "EvaluationContext",
@@ -134,6 +137,7 @@ __all__ = [
     "train",
     "train_seeds",
     "training",
+    "use_all_cores",
 ]
 
 
@@ -160,7 +164,7 @@ if TYPE_CHECKING:
     from negres.measures import agreement, interpretability, metrics, saliency
     from negres.reporting import findings
     from negres.seeds import num_seeds_of, over_seeds, seed_key, seed_keys, stream_key, take_seed
-    from negres.sharding import initialize_distributed, seed_mesh
+    from negres.sharding import CoreSetup, initialize_distributed, seed_mesh, use_all_cores
     from negres.tasks import TASKS, Task, load_task, shifts
     from negres.training.builtin import builtin_program, make_apply, make_evaluate, train_seeds
     from negres.training.checkpoint import TrainingCheckpoints

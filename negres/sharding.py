@@ -9,9 +9,11 @@ each host holds its share of seeds, and :func:`to_host` gathers whole arrays bac
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -26,6 +28,110 @@ SEED_AXIS = "seeds"
 _ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 _ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 _ENV_PROCESS_ID = "JAX_PROCESS_ID"
+
+
+class CoreSetup(NamedTuple):
+    """What :func:`use_all_cores` did: the CPU devices JAX has (or will have), and why."""
+
+    num_devices: int
+    reason: str
+
+
+# What use_all_cores decided in this process, for the plan line; None: never called.
+_CORE_SETUP: CoreSetup | None = None
+_FORCE_FLAG = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on: its affinity mask, capped by a cgroup CPU quota
+    (a container given 2 CPUs of a 64-core host has 2)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as limit:
+            quota, period = limit.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.floor(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def _backends_initialized() -> bool:
+    try:
+        from jax._src import xla_bridge
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):  # a JAX that moved it: assume the worst
+        return True
+
+
+def use_all_cores(num_devices: int | None = None) -> CoreSetup:
+    """Give JAX one CPU device per available core, so the ``seeds`` mesh spreads seeds
+    over every core; call it before anything touches JAX's devices or arrays.
+
+    XLA runs one CPU device's small operations on about one core, so on a CPU a study
+    with one device leaves the other cores mostly idle; with one device per core the
+    seed axis is split over them (results per seed are the same). ``main.py`` calls this
+    first thing; a script or notebook calls it right after its imports.
+
+    A setting of the user's wins: ``XLA_FLAGS=--xla_force_host_platform_device_count=N``,
+    ``JAX_NUM_CPU_DEVICES=N`` or ``jax.config.update("jax_num_cpu_devices", N)`` made
+    before this call are kept. Where JAX is already initialised, nothing can change: a
+    warning says how many devices JAX has and what to do (call this before the first JAX
+    computation, restarting the kernel in a notebook, or set ``JAX_NUM_CPU_DEVICES``
+    before Python starts). Accelerators are not affected: only JAX's CPU backend gets the
+    devices, and a GPU or TPU stays the default backend.
+
+    Args:
+      num_devices: CPU devices to ask for; default :func:`available_cores`.
+
+    Returns:
+      the CPU device count JAX will have and the reason, also shown in the plan line.
+    """
+    global _CORE_SETUP
+    wanted = available_cores() if num_devices is None else int(num_devices)
+    if wanted < 1:
+        raise ValueError(f"num_devices={num_devices!r} is not allowed; it must be at least 1")
+    forced = _FORCE_FLAG.search(os.environ.get("XLA_FLAGS", ""))
+    if _CORE_SETUP is not None and jax.config.jax_num_cpu_devices == _CORE_SETUP.num_devices:
+        return _CORE_SETUP  # called again: our own setting, not the user's
+    if forced:
+        setup = CoreSetup(int(forced.group(1)), "CPU devices set by XLA_FLAGS "
+                          "(--xla_force_host_platform_device_count)")
+    elif jax.config.jax_num_cpu_devices > 0:
+        setup = CoreSetup(int(jax.config.jax_num_cpu_devices),
+                          "CPU devices set by JAX_NUM_CPU_DEVICES or jax_num_cpu_devices")
+    elif _backends_initialized():
+        have = len(jax.devices("cpu"))
+        setup = CoreSetup(have, "JAX was initialised before negres.use_all_cores()")
+        if have != wanted:
+            logging.warning(
+                "negres: JAX is already initialised with %d CPU device(s), so the seeds "
+                "cannot spread over all %d cores; call negres.use_all_cores() before the "
+                "first JAX computation (in a notebook: restart the kernel, call it after "
+                "the imports) or start Python with JAX_NUM_CPU_DEVICES=%d", have, wanted,
+                wanted)
+    else:
+        jax.config.update("jax_num_cpu_devices", wanted)
+        setup = CoreSetup(wanted, f"one CPU device per available core ({wanted})")
+    _CORE_SETUP = setup
+    return setup
+
+
+def devices_reason(mesh: Mesh) -> str:
+    """Why ``mesh`` has the devices it has, for the plan line."""
+    platform = mesh.devices.flat[0].platform
+    if platform != "cpu":
+        return f"every {platform} device"
+    if _CORE_SETUP is not None:
+        return _CORE_SETUP.reason
+    forced = _FORCE_FLAG.search(os.environ.get("XLA_FLAGS", ""))
+    if forced or jax.config.jax_num_cpu_devices > 0:
+        return "CPU devices set by the user"
+    return ("JAX's default of one CPU device (negres.use_all_cores() gives one per core, "
+            f"{available_cores()} here)")
 
 
 def seed_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -43,6 +149,25 @@ def seeded(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
     """A full copy on every device: the sharding of data shared by all seeds."""
     return NamedSharding(mesh, PartitionSpec())
+
+
+def spread_seeds(value: Any) -> Any:
+    """``value`` (a pytree of ``(S, ...)`` arrays) split along its seed axis over this
+    process's devices, so that jitted per-seed work on it (evaluators) runs on all of them.
+
+    The mesh is the largest number of local devices that divides ``S`` (no padding rows
+    that every evaluator would have to drop); on one device, or where only one divides
+    ``S``, ``value`` comes back as it was. Each seed is computed as on one device.
+    """
+    leaves = jax.tree_util.tree_leaves(value)
+    if not leaves:
+        return value
+    num_seeds = int(np.shape(leaves[0])[0])
+    local = jax.local_devices()
+    count = max(k for k in range(1, min(len(local), num_seeds) + 1) if num_seeds % k == 0)
+    if count == 1:
+        return value
+    return jax.device_put(value, seeded(seed_mesh(local[:count])))
 
 
 def put(value: Any, sharding: NamedSharding) -> Any:

@@ -1,7 +1,9 @@
 """Shared, small fixtures: real tasks cut to toy size so the suite stays fast on 2 CPU cores."""
 
 import dataclasses
+import os
 import tempfile
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -11,8 +13,14 @@ from ml_collections import ConfigDict
 from negres.tasks import Task, load_task
 
 # Many tests build the same toy programs afresh (a study run, then its extension or its
-# resumption): JAX's persistent cache compiles each distinct program once per process.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="negres_test_jit_"))
+# resumption; main.py run again and again in subprocesses): JAX's persistent cache
+# compiles each distinct program once per test run. The directory is shared by the xdist
+# workers of one run and, through the environment, by every subprocess they start.
+_CACHE = Path(tempfile.gettempdir()) / (
+    f"negres_test_jit_{os.environ.get('PYTEST_XDIST_TESTRUNUID') or os.getpid()}")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = str(_CACHE)
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+jax.config.update("jax_compilation_cache_dir", str(_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 

@@ -17,7 +17,9 @@ from negres.training.driver import points_per_segment
 MODEL_CONFIGS = {
     "linear": {"name": "linear"},
     "mlp_dropout": {"name": "mlp", "hidden_sizes": (32, 16), "dropout_rate": 0.2},
-    "cnn": {"name": "cnn", "channels": (4,), "dense_size": 16},
+    # Native convolutions (not conv_impl="auto"'s matmuls on a CPU): the layout probe of
+    # convolutional models is tested here.
+    "cnn": {"name": "cnn", "channels": (4,), "dense_size": 16, "conv_impl": "lax"},
 }
 STEPS, EVAL_EVERY, BATCH = 30, 10, 32
 

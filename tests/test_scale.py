@@ -15,6 +15,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 from conftest import KILL_AFTER_CHECKPOINT, tree_allclose
+from jax.sharding import SingleDeviceSharding
 from ml_collections import ConfigDict
 
 from negres.errors import ArgumentError, ResumeError
@@ -234,8 +235,10 @@ def test_map_layout_computes_what_vmap_computes():
 
 def test_convolutions_are_detected_in_the_traced_step(small_digits):
     x = small_digits.x_train[:4]
-    for name, expected in (("cnn", True), ("mlp", False)):
-        model = build_model(ConfigDict({"name": name, "channels": (2,), "dense_size": 4}), 10)
+    for name, conv_impl, expected in (("cnn", "lax", True), ("cnn", "matmul", False),
+                                      ("mlp", "auto", False)):
+        model = build_model(ConfigDict({"name": name, "channels": (2,), "dense_size": 4,
+                                        "conv_impl": conv_impl}), 10)
         params = model.init(jax.random.PRNGKey(0), x)["params"]
         assert is_convolutional(lambda p, m=model: m.apply({"params": p}, x), params) is expected
 
@@ -272,15 +275,21 @@ RESUMABLE = ["--config", "configs/default.py", "--config.num_seeds=3",
              "--config.evaluation.severities=(0.0, 0.3)"]
 
 
-def _main(argv: list[str]) -> subprocess.CompletedProcess:
+def _main(argv: list[str], **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=REPO,
-                          env=_subprocess_env(), timeout=300)
+                          env=_subprocess_env(**env), timeout=300)
 
 
 def _final_params(workdir: Path) -> dict:
     group = next((workdir / "checkpoints").iterdir())
     last = max(int(p.name) for p in group.iterdir() if p.name.isdigit())
-    return ocp.StandardCheckpointer().restore(group / str(last) / "state")["state"]["params"]
+    path = group / str(last) / "state"
+    # Restored onto this process's one device, whatever devices main.py saved it from.
+    checkpointer, here = ocp.StandardCheckpointer(), SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree_util.tree_map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=here),
+        checkpointer.metadata(path).item_metadata)
+    return checkpointer.restore(path, target)["state"]["params"]
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
@@ -406,7 +415,7 @@ def test_main_on_two_hosts_writes_once_what_one_host_computes(tmp_path):
     for p, (_, err) in zip(processes, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
     assert "results:" in outputs[0][0] and "results:" not in outputs[1][0]  # process 0 writes
-    single = _main([*argv[1:], "--workdir", str(tmp_path / "single")])
+    single = _main([*argv[1:], "--workdir", str(tmp_path / "single")], JAX_NUM_CPU_DEVICES="1")
     assert single.returncode == 0, single.stderr[-2000:]
     a = json.loads((tmp_path / "multi" / "results.json").read_text())
     b = json.loads((tmp_path / "single" / "results.json").read_text())

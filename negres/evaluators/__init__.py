@@ -99,6 +99,11 @@ def all_fields() -> list[Field]:
 def run_evaluators(evaluators: Sequence[Evaluator], context: EvaluationContext
                    ) -> dict[str, Evaluation]:
     """Run ``evaluators`` in order; each sees the results of those it requires."""
+    from negres.sharding import spread_seeds
+
+    # Every evaluator's per-seed work then runs on all of this process's devices.
+    context = dataclasses.replace(context, params=spread_seeds(context.params),
+                                  seed_keys=spread_seeds(context.seed_keys))
     done: dict[str, Evaluation] = {}
     for evaluator in evaluators:
         earlier = {name: done[name] for name in evaluator.requires}

@@ -222,6 +222,7 @@ def training_plan_lines(conditions: dict[str, Any]) -> list[str]:
             + f"layout {layout}, "
             f"{plan['num_chunks']} chunk(s) of {plan['seeds_per_chunk']} seeds on "
             f"{plan['num_devices']} device(s)"
+            + (f" ({plan['devices']})" if plan.get("devices") else "")
             + (f", resumed from the checkpoint at step {resumed}" if resumed is not None else "")
             + f" ({plan['reason']}).")
     return [*lines, ""] if lines else []

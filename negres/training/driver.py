@@ -21,7 +21,7 @@ from jax.sharding import Mesh, SingleDeviceSharding
 
 from negres.errors import ArgumentError, ResumeError
 from negres.seeds import seed_keys
-from negres.sharding import agreed, put, replicated, seed_mesh, to_host
+from negres.sharding import agreed, devices_reason, put, replicated, seed_mesh, to_host
 from negres.training.checks import (
     check_program,
     check_scale_arguments,
@@ -214,7 +214,7 @@ def _prepare_run(
         check_program(trainer, rows, example, host_eval if has_eval else None)
         trainer.checked.add(checked)
 
-    mesh = seed_mesh() if mesh is None else mesh
+    mesh_given, mesh = mesh, seed_mesh() if mesh is None else mesh
     shared = replicated(mesh)
     num_real = int(rows.seed_indices.size)
     placement = Placement(trainer, mesh, put(host_data, shared), put(host_eval, shared),
@@ -236,7 +236,8 @@ def _prepare_run(
     plan = Plan(layout=chosen, seeds_per_map_step=width, seeds_per_chunk=chunk,
                 num_chunks=num_chunks, num_devices=mesh.size,
                 padded_seeds=num_chunks * chunk - num_real,
-                reason=f"{layout_reason}; {chunk_reason}")
+                reason=f"{layout_reason}; {chunk_reason}",
+                devices="the mesh passed to train" if mesh_given else devices_reason(mesh))
     logging.info("negres: %s", plan_description(plan))
 
     # Padding rows repeat the last seed: they compute what it computes and are dropped.

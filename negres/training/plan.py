@@ -36,6 +36,7 @@ class Plan(NamedTuple):
       num_devices: devices of the ``seeds`` mesh.
       padded_seeds: rows added to fill the last chunk (copies of the last seed, dropped).
       reason: why this layout and chunk size.
+      devices: why the mesh has ``num_devices`` devices (e.g. one CPU device per core).
     """
 
     layout: str
@@ -45,6 +46,7 @@ class Plan(NamedTuple):
     num_devices: int
     padded_seeds: int
     reason: str
+    devices: str = ""
 
 
 def memory_needed(compiled: Any) -> int | None:
@@ -291,4 +293,5 @@ def plan_description(plan: Plan) -> str:
     layout = ("vmap" if plan.layout == "vmap" else
               f"lax.map over seeds, {plan.seeds_per_map_step} vmapped per step")
     return (f"layout {layout}; {plan.num_chunks} chunk(s) of {plan.seeds_per_chunk} seeds on "
-            f"{plan.num_devices} device(s) ({plan.padded_seeds} padding); {plan.reason}")
+            f"{plan.num_devices} device(s) ({plan.devices + '; ' if plan.devices else ''}"
+            f"{plan.padded_seeds} padding); {plan.reason}")
