@@ -7,6 +7,7 @@ seed and lifted with :func:`over_seeds`; keys come from :func:`seed_key` so that
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,7 +35,13 @@ def seed_key(root_seed: int, seed_index: jax.Array | int) -> jax.Array:
 
 def seed_keys(root_seed: int, seed_indices: Sequence[int] | np.ndarray | jax.Array) -> jax.Array:
     """Keys of several seeds, shape ``(S, 2)``; row ``s`` equals ``seed_key(root, idx[s])``."""
-    indices = jnp.asarray(seed_indices, dtype=jnp.uint32)
+    return _seed_keys(int(root_seed), jnp.asarray(seed_indices, dtype=jnp.uint32))
+
+
+# Compiled: run eagerly, the vmapped threefry costs a training call of a small model tens
+# of milliseconds each time.
+@functools.partial(jax.jit, static_argnums=0)
+def _seed_keys(root_seed: int, indices: jax.Array) -> jax.Array:
     return jax.vmap(lambda i: seed_key(root_seed, i))(indices)
 
 

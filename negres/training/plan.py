@@ -49,9 +49,23 @@ class Plan(NamedTuple):
     devices: str = ""
 
 
+# Compiled executable's id -> (the executable, kept alive so the id stays its own; its need).
+_MEMORY_NEEDED: dict[int, tuple[Any, int | None]] = {}
+_MAX_MEMORY_NEEDED = 64
+
+
 def memory_needed(compiled: Any) -> int | None:
     """Bytes one device needs to run ``compiled`` (arguments, outputs, temporaries), or None
-    where the backend does not report it."""
+    where the backend does not report it. Read once per executable: the analysis costs a
+    small model's training call several percent, and the chunk choice asks at every call."""
+    if id(compiled) not in _MEMORY_NEEDED:
+        if len(_MEMORY_NEEDED) >= _MAX_MEMORY_NEEDED:
+            _MEMORY_NEEDED.pop(next(iter(_MEMORY_NEEDED)))
+        _MEMORY_NEEDED[id(compiled)] = (compiled, _analyse_memory(compiled))
+    return _MEMORY_NEEDED[id(compiled)][1]
+
+
+def _analyse_memory(compiled: Any) -> int | None:
     try:
         stats = compiled.memory_analysis()
     except (NotImplementedError, AttributeError, jax.errors.JaxRuntimeError):
