@@ -237,7 +237,7 @@ def _prepare_run(
                 num_chunks=num_chunks, num_devices=mesh.size,
                 padded_seeds=num_chunks * chunk - num_real,
                 reason=f"{layout_reason}; {chunk_reason}",
-                devices="the mesh passed to train" if mesh_given else devices_reason(mesh))
+                devices=devices_reason(mesh) if mesh_given is None else "the mesh passed to train")
     logging.info("negres: %s", plan_description(plan))
 
     # Padding rows repeat the last seed: they compute what it computes and are dropped.
