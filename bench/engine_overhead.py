@@ -104,7 +104,6 @@ from negres.training.step import (  # noqa: E402
     _int32_steps,
     _select,
     all_finite,
-    num_examples,
 )
 
 LEARNING_RATE = 1e-2  # compare_common.py's
@@ -347,96 +346,46 @@ def negres_compiled(work: Workload, trainer: SeedTrainer, num_seeds: int) -> Cal
 
 class DotCheckTrainer(SeedTrainer):
     """negres's per-step guard as it was up to 26196ae (every step checks the whole state
-    and selects old or new), with the check computed by :func:`finite_by_dot`: the same
-    decisions (both exact). Its ``_step`` is the unguarded step :class:`ReplayTrainer` runs.
-    """
-
-    def _step(self, state, key, hyper, step, data):
-        """One unguarded step: the new state (in the dtypes it was initialised with), its
-        metrics, and whether the new state and the loss are finite."""
-        index = jax.random.randint(step_key(key, "data", step), (self.batch_size,), 0,
-                                   num_examples(data))
-        batch = jax.tree_util.tree_map(lambda leaf: leaf[index], data)
-        rngs = {name: step_key(key, name, step) for name in self.program.streams}
-        new_state, metrics = self.program.step(state, batch, rngs, hyper)
-        new_state = jax.tree_util.tree_map(
-            lambda new, old: new if new.dtype == old.dtype else new.astype(old.dtype),
-            new_state, state)
-        finite = finite_by_dot(new_state)
-        if "loss" in metrics:
-            finite &= jnp.isfinite(metrics["loss"])
-        return new_state, metrics, finite
+    and selects old or new, each curve point a scan of guarded steps), with the check
+    computed by :func:`finite_by_dot`: the same decisions (both exact)."""
 
     def _guarded_step(self, carry, key, hyper, step, data):
         state, diverged_at = carry
-        new_state, metrics, finite = self._step(state, key, hyper, step, data)
+        new_state, metrics, loss_finite = SeedTrainer._step(self, state, key, hyper, step,
+                                                            data)
+        finite = loss_finite & finite_by_dot(new_state)
         alive = diverged_at < 0
         keep = alive & finite
         carry = (_select(keep, new_state, state),
                  jnp.where(alive & ~finite, step, diverged_at).astype(jnp.int32))
         return carry, {k: jnp.where(keep, v, jnp.nan) for k, v in metrics.items()}
 
+    def _run_point(self, carry, point_start, key, hyper, data, eval_data):
+        carry, metrics = lax.scan(
+            lambda c, step: self._guarded_step(c, key, hyper, step, data), carry,
+            _int32_steps(point_start, self.eval_every))
+        point = {f"train_{k}": v.mean() for k, v in metrics.items()}
+        if self.has_eval:
+            alive = carry[1] < 0
+            evaluated = self.program.evaluate(carry[0], eval_data, hyper)
+            point |= {f"eval_{k}": jnp.where(alive, v, jnp.nan) for k, v in evaluated.items()}
+        return carry, point
 
-class ReplayTrainer(DotCheckTrainer):
-    """``SeedTrainer`` whose steps run unguarded, replaying a curve point with the guard
-    only where a seed diverged in it; the same numbers as the per-step guard.
 
-    Each step checks its new state and loss (:func:`finite_by_dot`, exact) but selects
-    nothing: the check only ORs into a flag. At the end of the curve point a seed frozen
-    before it gets its state back (one select per point), and a seed alive at its start
-    whose flag is set is re-run from the point's start with the guarded step, which
-    freezes it at its last finite state and records the first non-finite step. The
-    re-run is a ``while_loop`` that runs at most once: under ``vmap`` it runs only when
-    some seed of the batch needs it (every seed computes it then; the others keep their
-    fast result), so a run without divergence pays for none.
+class ReplayTrainer(SeedTrainer):
+    """negres's engine (unguarded steps, a curve point replayed with the per-step guard
+    where a seed diverged: ``SeedTrainer._run_point``) with an exact trigger: every step's
+    whole state is checked (:func:`finite_by_dot`), not only its loss.
 
-    negres's engine since f6f114a is this with a cheaper trigger: each step checks only
-    its loss, the whole state is checked once at the end of the point. That misses a
-    state that turns non-finite and back to finite within one point with finite losses
-    throughout; this prototype misses nothing (its check sees every step's state), for
-    the cost of one ``dot`` per state leaf per step.
+    negres's own trigger misses a state that turns non-finite and back to finite within
+    one point with finite losses throughout; this one misses nothing, for the cost of one
+    ``dot`` per state leaf per step (and a whole-state check at the point's end that it
+    makes redundant).
     """
 
-    def _run_point(self, carry, point_start, key, hyper, data, eval_data):
-        start_state, start_diverged = carry
-        alive = start_diverged < 0
-        steps = _int32_steps(point_start, self.eval_every)
-
-        def fast_step(carry, step):
-            state, bad = carry
-            new_state, metrics, finite = self._step(state, key, hyper, step, data)
-            # Masked as the guarded step masks a seed that stays finite: by whether it is
-            # alive.
-            return (new_state, bad | ~finite), {k: jnp.where(alive, v, jnp.nan)
-                                                for k, v in metrics.items()}
-
-        (state, bad), metrics = lax.scan(fast_step, (start_state, jnp.asarray(False)), steps)
-        # Right for every seed that did not diverge in this point: a frozen seed keeps its
-        # state and NaN metrics, a live one that stayed finite keeps every step.
-        state = _select(alive, state, start_state)
-        point = {f"train_{k}": v.mean() for k, v in metrics.items()}
-        needs = alive & bad
-
-        def replay(loop):
-            # From the loop's own carry, not the closure: a body computed from loop
-            # invariants alone would be hoisted out of the loop by XLA and always run.
-            _, state, diverged_at, _ = loop
-            (state, diverged_at), metrics = lax.scan(
-                lambda c, step: self._guarded_step(c, key, hyper, step, data),
-                (state, diverged_at), steps)
-            return (jnp.asarray(False), state, diverged_at,
-                    {f"train_{k}": v.mean() for k, v in metrics.items()})
-
-        _, replayed, replayed_at, replayed_point = lax.while_loop(
-            lambda loop: loop[0], replay, (needs, start_state, start_diverged, point))
-        state = _select(needs, replayed, state)
-        diverged_at = jnp.where(needs, replayed_at, start_diverged)
-        point = _select(needs, replayed_point, point)
-        if self.has_eval:
-            alive = diverged_at < 0
-            evaluated = self.program.evaluate(state, eval_data, hyper)
-            point |= {f"eval_{k}": jnp.where(alive, v, jnp.nan) for k, v in evaluated.items()}
-        return (state, diverged_at), point
+    def _step(self, state, key, hyper, step, data):
+        new_state, metrics, loss_finite = super()._step(state, key, hyper, step, data)
+        return new_state, metrics, loss_finite & finite_by_dot(new_state)
 
 
 # ------------------------------------------------------------------ checks of the prototype
