@@ -5,8 +5,9 @@ see compare_common.py) is trained for the largest S by negres; then, for S in
 {1, 2, 4, 8, 64}, integrated gradients with 32 steps explain the predicted class of 256
 digits for seeds ``0..S-1``:
 
-  negres         ``attribute_over_seeds("integrated_gradients", ...)``: one jitted ``vmap``
-                 over seeds, params ``(S, ...)`` -> attributions ``(S, 256, 8, 8, 1)``,
+  negres         ``attribute_over_seeds("integrated_gradients", ...)``: one jitted call over
+                 seeds (on a CPU, by default, each device's seeds one after another with
+                 ``lax.map``), params ``(S, ...)`` -> attributions ``(S, 256, 8, 8, 1)``,
                  with the params split over the ``seeds`` mesh as ``train_seeds`` leaves
                  them (one JAX CPU device per core, ``negres.use_all_cores()``; an S the
                  device count does not divide stays on the default device);
@@ -43,7 +44,7 @@ import optax
 import torch
 from captum.attr import IntegratedGradients
 
-from negres.measures.saliency import attribute, attribute_over_seeds
+from negres.measures.saliency import attribute, attribute_over_seeds, seed_devices
 from negres.seeds import take_rows, take_seed
 from negres.sharding import put, seed_mesh, seeded, to_host
 from negres.training.builtin import make_apply, train_seeds
@@ -88,8 +89,18 @@ def run(seeds_list: list[int], examples: int, ig_steps: int, repeats: int,
     every_model = [common.port_params(WORKLOAD, take_seed(trained, s))
                    for s in range(max(seeds_list))]
 
-    over_seeds_ig = jax.jit(lambda p, xs: attribute_over_seeds(
-        "integrated_gradients", apply_fn, p, xs, "predicted", steps=ig_steps, rule="midpoint"))
+    jitted: dict[int, Callable[..., Any]] = {}
+
+    def over_seeds_ig(p: Any, xs: jax.Array) -> jax.Array:
+        """negres's call as its attributions evaluator makes it: the seeds' device count read
+        outside jit (inside, params are traced), the schedule its "auto" default."""
+        devices = seed_devices(p)[0]
+        if devices not in jitted:
+            jitted[devices] = jax.jit(lambda q, ys: attribute_over_seeds(
+                "integrated_gradients", apply_fn, q, ys, "predicted", steps=ig_steps,
+                rule="midpoint", num_devices=devices))
+        return jitted[devices](p, xs)
+
     one_seed_ig = jax.jit(lambda p, xs: attribute(
         "integrated_gradients", apply_fn, p, xs, "predicted", steps=ig_steps, rule="midpoint"))
 

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from negres.errors import ArgumentError
+
 # Named random streams of one seed. Each purpose folds in its own constant, so
 # adding a stream never shifts the draws of an existing one.
 STREAMS: dict[str, int] = {
@@ -87,6 +89,53 @@ def over_seeds(fn: Callable[..., Any], seeded_args: Sequence[int] = (0,)) -> Cal
 
     lifted.__name__ = f"over_seeds({getattr(fn, '__name__', 'fn')})"
     lifted.__doc__ = fn.__doc__
+    return lifted
+
+
+def lift_over_seeds(
+    fn: Callable[..., Any],
+    seeded_args: Sequence[int],
+    layout: str,
+    *,
+    num_devices: int = 1,
+    seeds_per_map_step: int = 1,
+) -> Callable[..., Any]:
+    """``fn`` written for one seed, lifted to a seed axis in ``layout`` (``vmap`` or ``map``).
+
+    With ``map``, the ``S`` seeds are viewed as ``(num_devices, S / (num_devices * b), b)``
+    (``b = seeds_per_map_step``): the device axis is vmapped (and sharded), each device
+    runs ``lax.map`` over its groups, and the ``b`` seeds of a group are vmapped.
+    ``S`` must be a multiple of ``num_devices * b``.
+    """
+    if layout == "vmap":
+        return over_seeds(fn, seeded_args)
+    if layout != "map":
+        raise ArgumentError("layout", layout, "'vmap' or 'map' once resolved")
+    seeded = tuple(seeded_args)
+    width = seeds_per_map_step
+
+    def lifted(*args: Any) -> Any:
+        num_seeds = jax.tree_util.tree_leaves(args[seeded[0]])[0].shape[0]
+        groups = num_seeds // (num_devices * width)
+
+        def split(leaf: jax.Array) -> jax.Array:
+            return leaf.reshape(num_devices, groups, width, *leaf.shape[1:])
+
+        stacked = tuple(jax.tree_util.tree_map(split, args[i]) for i in seeded)
+
+        def one_group(group: tuple[Any, ...]) -> Any:
+            full = list(args)
+            for position, value in zip(seeded, group, strict=True):
+                full[position] = value
+            return over_seeds(fn, seeded)(*full)
+
+        def one_device(device_rows: tuple[Any, ...]) -> Any:
+            return jax.lax.map(one_group, device_rows)
+
+        out = jax.vmap(one_device)(stacked)
+        return jax.tree_util.tree_map(lambda leaf: leaf.reshape(num_seeds, *leaf.shape[3:]), out)
+
+    lifted.__name__ = f"map_over_seeds({getattr(fn, '__name__', 'fn')})"
     return lifted
 
 

@@ -137,9 +137,9 @@ def test_a_seed_trained_alone_equals_the_same_seed_beside_others(program, digits
     seed = 2
     alone = _train(program, digits, **_at_rate(LEARNING_RATES[0], [seed]))
     _assert_trees_close(alone.state, jax.tree_util.tree_map(lambda a: a[seed:seed + 1],
-                                                            run.state), atol=1e-6)
+                                                            run.state), atol=5e-6)
     for name, curve in alone.curves.items():
-        np.testing.assert_allclose(curve, run.curves[name][seed:seed + 1], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(curve, run.curves[name][seed:seed + 1], rtol=0, atol=5e-6)
 
 
 def test_every_grid_point_equals_its_learning_rate_trained_alone(program, digits, run,

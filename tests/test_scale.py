@@ -20,11 +20,11 @@ from ml_collections import ConfigDict
 
 from negres.errors import ArgumentError, ResumeError
 from negres.models import build_model
-from negres.seeds import take_seed
+from negres.seeds import lift_over_seeds, take_seed
 from negres.statistics.study import analyze, without_diverged
 from negres.training.builtin import builtin_program, train_seeds
 from negres.training.checkpoint import TrainingCheckpoints
-from negres.training.layout import check_layout, is_convolutional, lift_over_seeds
+from negres.training.layout import check_layout, is_convolutional
 from negres.training.optimizers import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]

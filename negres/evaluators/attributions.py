@@ -170,14 +170,22 @@ def evaluate(context: EvaluationContext) -> Evaluation:
                              "randomization_layers": {}},
                      passed_on={"attributions": {}})
     predictions = jax.jit(over_seeds(lambda p: jnp.argmax(apply_fn(p, x), -1)))(params)
+    # Read outside jit, where the params' devices are known: each device's seeds one at a
+    # time on a CPU (saliency.seeds_per_step_for).
+    num_devices, platform = saliency.seed_devices(params)
+    per_step = saliency.seeds_per_step_for("auto", platform)
     for method in settings.attribution_methods:
         options = method_options(method, settings, task)
 
         def attribution_fn(p, xs, k=None, _method=method, _options=options):
             return saliency.attribute(_method, apply_fn, p, xs, target, k, **_options)
 
-        lifted = jax.jit(over_seeds(attribution_fn, seeded_args=(0, 2)))
-        attributions = lifted(params, x, eval_keys)
+        def over_seeds_fn(p, k, _method=method, _options=options):
+            return saliency.attribute_over_seeds(
+                _method, apply_fn, p, x, target, k, seeds_per_step=per_step,
+                num_devices=num_devices, **_options)
+
+        attributions = jax.jit(over_seeds_fn)(params, eval_keys)
         out.passed_on["attributions"][method] = np.asarray(attributions)
         metrics = out.metrics
         metrics[f"{method}_sparsity"] = _metric(

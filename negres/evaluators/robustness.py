@@ -35,6 +35,7 @@ from negres.evaluators.protocol import (
 from negres.measures import metrics
 from negres.measures.losses import SCORE_NAMES
 from negres.reporting.tables import (
+    ci_label,
     comparison_header,
     comparison_rows,
     fmt,
@@ -43,7 +44,7 @@ from negres.reporting.tables import (
     with_range,
 )
 from negres.seeds import over_seeds, stream_key
-from negres.statistics.inference import bootstrap_mean_ci
+from negres.statistics.inference import DEFAULT_INTERVAL, describe
 from negres.tasks import ShiftSet, Task
 from negres.tasks.shifts import SHIFTS, get_shift, occlusion
 
@@ -252,15 +253,15 @@ def _severity_table(curves: Mapping[str, Any], severities: Mapping[str, Any],
         values = np.asarray(values[metric], dtype=float)
         if values.shape[0] == 0:  # every seed left out
             continue
-        rows = []
+        # The default interval (with its fallback) over the finite seeds, as in every table.
+        rows, label = [], ci_label({"ci_method": DEFAULT_INTERVAL, "ci_fallback": None})
         for k, severity in enumerate(severities[shift]):
             column = values[:, k]
-            ci = bootstrap_mean_ci(column, num_resamples=2000)
-            rows.append([fmt(severity, 3), fmt(float(np.nanmean(column))),
-                         interval([float(ci["bca_low"]), float(ci["bca_high"])]),
+            summary = describe(column, num_resamples=2000)
+            rows.append([fmt(severity, 3), fmt(float(np.nanmean(column))), interval(summary["ci"]),
                          fmt(float(np.nanmin(column))), fmt(float(np.nanmax(column)))])
         lines += [f"*{shift}* ({metric} by severity)", ""]
-        lines += table(["severity", "mean", "95% CI (BCa)", "min seed", "max seed"], rows)
+        lines += table(["severity", "mean", f"95% CI ({label})", "min seed", "max seed"], rows)
     return lines
 
 

@@ -54,7 +54,10 @@ def intervals_text(settings: Mapping[str, Any]) -> str:
     return (f"Intervals of a mean over seeds are {level:.0%} {INTERVAL_NAMES[mean]} intervals "
             f"({resamples} resamples); of a difference between conditions, "
             f"{INTERVAL_NAMES[difference]}s (Welch's), and of a paired difference "
-            f"{INTERVAL_NAMES[mean]} intervals of the seed-by-seed differences.")
+            f"{INTERVAL_NAMES[mean]} intervals of the seed-by-seed differences."
+            + (" Where the studentized bootstrap is undefined (most resamples without "
+               "spread: nearly every seed scoring the same), the span of the t and BCa "
+               "intervals stands in." if mean == "bootstrap_t" else ""))
 
 
 def looks_text(settings: Mapping[str, Any]) -> str:

@@ -46,7 +46,17 @@ def ci_of(summary: Mapping[str, Any]) -> Sequence[float]:
 
 
 def ci_label(summary: Mapping[str, Any]) -> str:
-    return METHOD_LABELS.get(summary.get("ci_method", "bca"), summary.get("ci_method", "bca"))
+    """The interval method of a summary or comparison, for a table header. A bootstrap-t
+    written with ``ci_fallback`` (any row of the table may have fallen back) also names
+    what is used where the studentized bootstrap is undefined: "bootstrap-t, t ∪ BCa where
+    undefined" (the span of the t and BCa intervals)."""
+    method = summary.get("ci_method", "bca")
+    label = METHOD_LABELS.get(method, method)
+    if method == "bootstrap_t" and "ci_fallback" in summary:
+        fallback = summary["ci_fallback"] or "t_bca_span"
+        names = {"t_bca_span": "t ∪ BCa", **METHOD_LABELS}
+        label += f", {names.get(fallback, fallback)} where undefined"
+    return label
 
 
 def seeds_to_resolve(c: Mapping[str, Any]) -> int | None:

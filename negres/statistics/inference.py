@@ -5,9 +5,10 @@ per-seed metric ``(S,)`` is a sample, and a finding is a statement about its
 distribution. This module turns such samples into numbers a reader can trust:
 
 * :func:`describe` summarises one metric: mean, std, median, interquartile mean and
-  intervals of the mean (the studentized bootstrap by default; the t, BCa and percentile
-  intervals beside it). Seeds whose value is not
-  finite (diverged runs) are left out and counted, never silently averaged in.
+  intervals of the mean (the studentized bootstrap by default, the span of the t and BCa
+  intervals where it is undefined; the t, BCa and percentile intervals beside it). Seeds
+  whose value is not finite (diverged runs) are left out and counted, never silently
+  averaged in.
 * :func:`compare` compares two metrics (candidate ``x`` against baseline ``y``): the
   difference of means with its bootstrap interval, Welch's (or the paired) t-test, a
   permutation test, the probability of improvement, an effect size, a verdict and
@@ -55,6 +56,14 @@ DEFAULT_POWER = 0.8
 INTERVAL_METHODS = ("bootstrap_t", "t", "bca", "percentile")
 DEFAULT_INTERVAL = "bootstrap_t"
 DEFAULT_DIFFERENCE_INTERVAL = "t"
+# Where the studentized bootstrap is undefined (more than (1 - level)/2 of the resamples
+# have no spread, so a quantile of the studentized values is infinite: accuracies at or
+# near 1, where most seeds score the same), its interval is instead the span of the t and
+# BCa intervals (the lower of their low ends, the higher of their high ends; the t interval
+# where BCa is undefined), and ``bootstrap_t_fallback`` says so. In that regime the t
+# interval covered best at 4 seeds and BCa from 8 seeds on; the span covered at least as
+# well as either (docs/statistics.md, "When the studentized bootstrap is undefined").
+BOOTSTRAP_T_FALLBACK = "t_bca_span"
 INTERVAL_NAMES = {
     "bootstrap_t": "studentized bootstrap (bootstrap-t)",
     "t": "t interval",
@@ -149,16 +158,17 @@ def _block_sizes(total: int, row_elements: int) -> Iterator[int]:
 
 def _bootstrap_moments(values: np.ndarray, num_resamples: int, rng: np.random.Generator):
     """Means and variances (ddof=1) of ``num_resamples`` bootstrap resamples of the rows of
-    ``values (n, M)``: two ``(B, M)`` arrays.
+    ``values (n, M)``, and whether each resample has no spread: three ``(B, M)`` arrays.
 
     Each resample draws ``n`` seed indices with replacement; all ``M`` columns share it, so
     for curves ``(S, T)`` whole seeds are resampled. Blocks of resamples are one gather.
     Variances are taken around the sample mean, so that they do not lose digits to a
-    large common offset (accuracies near 1).
+    large common offset (accuracies near 1). Such a variance of a resample of one repeated
+    value can be rounding noise instead of 0, hence the exact ``no_spread``.
     """
     n, m = values.shape
     centered = values - _mean(values)
-    means, variances = [], []
+    means, variances, flat = [], [], []
     for b in _block_sizes(num_resamples, n * m):
         idx = rng.integers(0, n, size=(b, n))
         drawn = centered[idx]
@@ -166,8 +176,17 @@ def _bootstrap_moments(values: np.ndarray, num_resamples: int, rng: np.random.Ge
         means.append(mean)
         if n > 1:
             variances.append(np.maximum(np.mean(drawn**2, axis=1) - mean**2, 0.0) * n / (n - 1))
+            flat.append(np.ptp(drawn, axis=1) == 0.0)
     boot = np.concatenate(means, axis=0) + _mean(values)
-    return boot, (np.concatenate(variances, axis=0) if n > 1 else np.zeros_like(boot))
+    if n < 2:
+        return boot, np.zeros_like(boot), np.ones(boot.shape, dtype=bool)
+    return boot, np.concatenate(variances, axis=0), np.concatenate(flat, axis=0)
+
+
+def _resample_se(no_spread: np.ndarray, variance_of_mean: np.ndarray) -> np.ndarray:
+    """Each replicate's standard error: exactly 0 for a resample without spread, so that
+    its studentized value is infinite (not a huge finite one from rounding noise)."""
+    return np.where(no_spread, 0.0, np.sqrt(variance_of_mean))
 
 
 def _bootstrap_means(values: np.ndarray, num_resamples: int, rng: np.random.Generator):
@@ -179,7 +198,7 @@ def _quantiles_of_sorted(sorted_boot: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Column-wise quantile ``q (M,)`` of ``sorted_boot (B, M)``, NumPy's default (linear) rule.
 
     Infinite replicates (a studentized replicate with no spread) give infinite quantiles,
-    never ``inf - inf``.
+    never ``inf - inf``; :func:`_intervals` then falls back (:data:`BOOTSTRAP_T_FALLBACK`).
     """
     num = sorted_boot.shape[0]
     valid = np.isfinite(q)
@@ -190,7 +209,7 @@ def _quantiles_of_sorted(sorted_boot: np.ndarray, q: np.ndarray) -> np.ndarray:
     below, above = sorted_boot[low, cols], sorted_boot[high, cols]
     with np.errstate(invalid="ignore"):
         between = np.where(below == above, below, below + (pos - low) * (above - below))
-    # Beside an infinite replicate the quantile is that infinity: the wider, honest end.
+    # Beside an infinite replicate the quantile is that infinity (the caller detects it).
     between = np.where(np.isneginf(below), -np.inf, np.where(np.isposinf(above), np.inf, between))
     return np.where(valid, between, np.nan)
 
@@ -216,6 +235,11 @@ def _intervals(boot: np.ndarray, boot_se: np.ndarray, theta_hat: np.ndarray,
                level: float) -> dict[str, np.ndarray]:
     """Every interval method's ``[low, high]`` per column (:data:`INTERVAL_METHODS`).
 
+    Where a quantile of the studentized replicates is infinite (more than ``(1 - level)/2``
+    of them come from resamples without spread), the studentized bootstrap is undefined:
+    its interval is then the span of the t and BCa intervals (:data:`BOOTSTRAP_T_FALLBACK`),
+    and ``bootstrap_t_fallback`` is True for that column. Elsewhere it is untouched.
+
     Args:
       boot: ``(B, M)`` bootstrap replicates of the estimate.
       boot_se: ``(B, M)`` each replicate's standard error, for the studentized bootstrap.
@@ -240,29 +264,39 @@ def _intervals(boot: np.ndarray, boot_se: np.ndarray, theta_hat: np.ndarray,
         lower = special.ndtr(z0 + (z0 + z_alpha) / (1.0 - accel * (z0 + z_alpha)))
         upper = special.ndtr(z0 + (z0 - z_alpha) / (1.0 - accel * (z0 - z_alpha)))
         # A replicate without spread has an infinite studentized value unless it ties
-        # with the estimate; infinite quantiles give an unbounded interval, honestly.
+        # with the estimate. A few of them (at most alpha) only widen the interval; beyond
+        # that a quantile is infinite and the studentized bootstrap is undefined (below).
         away = boot - theta_hat
         studentized = np.where(np.abs(away) <= tie_tol, 0.0, away / boot_se)
     studentized = np.sort(studentized, axis=0)
     t_low = _quantiles_of_sorted(studentized, np.full(columns, alpha))
     t_high = _quantiles_of_sorted(studentized, np.full(columns, 1.0 - alpha))
     t_quantile = scipy_stats.t.ppf(1.0 - alpha, df)
+    # An infinite quantile would report an unbounded interval ([-inf, 1.0001] for an
+    # accuracy), which says nothing: fall back to the span of the t and BCa intervals in
+    # those columns only.
+    fallback = np.isinf(t_low) | np.isinf(t_high)
     # z0 is infinite when theta_hat lies outside every replicate (a handful of seeds):
     # BCa is then undefined and reported as nan rather than as an extreme quantile.
     lower = np.where(np.isfinite(z0), lower, np.nan)
     upper = np.where(np.isfinite(z0), upper, np.nan)
     with np.errstate(invalid="ignore"):
+        t_interval = (theta_hat - t_quantile * se_hat, theta_hat + t_quantile * se_hat)
+        bca = (_quantiles_of_sorted(sorted_boot, lower), _quantiles_of_sorted(sorted_boot, upper))
+        # fmin/fmax: the t interval's end where BCa's is nan (undefined).
+        span = (np.fmin(t_interval[0], bca[0]), np.fmax(t_interval[1], bca[1]))
         return {
-            "bootstrap_t_low": theta_hat - t_high * se_hat,
-            "bootstrap_t_high": theta_hat - t_low * se_hat,
-            "t_low": theta_hat - t_quantile * se_hat,
-            "t_high": theta_hat + t_quantile * se_hat,
-            "bca_low": _quantiles_of_sorted(sorted_boot, lower),
-            "bca_high": _quantiles_of_sorted(sorted_boot, upper),
+            "bootstrap_t_low": np.where(fallback, span[0], theta_hat - t_high * se_hat),
+            "bootstrap_t_high": np.where(fallback, span[1], theta_hat - t_low * se_hat),
+            "t_low": t_interval[0],
+            "t_high": t_interval[1],
+            "bca_low": bca[0],
+            "bca_high": bca[1],
             "percentile_low": _quantiles_of_sorted(sorted_boot, np.full(columns, alpha)),
             "percentile_high": _quantiles_of_sorted(sorted_boot, np.full(columns, 1.0 - alpha)),
             "acceleration": accel,
             "bias_correction": z0,
+            "bootstrap_t_fallback": fallback,
         }
 
 
@@ -302,6 +336,7 @@ def _column_var(x: np.ndarray) -> np.ndarray:
     return np.var(x - x[0], axis=0, ddof=1)
 
 
+_FALLBACK_KEY = "bootstrap_t_fallback"
 _INTERVAL_KEYS = tuple(f"{m}_{end}" for m in INTERVAL_METHODS
                        for end in ("low", "high")) + ("acceleration", "bias_correction")
 
@@ -309,14 +344,19 @@ _INTERVAL_KEYS = tuple(f"{m}_{end}" for m in INTERVAL_METHODS
 def _finish(out: dict[str, np.ndarray] | None, estimate: np.ndarray, constant: np.ndarray,
             finite: np.ndarray, trailing: tuple[int, ...]) -> dict[str, Any]:
     """Intervals as nested lists of ``trailing``: a point where nothing varies, nan where a
-    column is not finite or could not be resampled (``out`` is None)."""
+    column is not finite or could not be resampled (``out`` is None); ``bootstrap_t_fallback``
+    is False there."""
     columns = estimate.shape[0]
     if out is None:
         out = {k: np.full(columns, np.nan) for k in _INTERVAL_KEYS}
+        fallback = np.zeros(columns, dtype=bool)
     else:
+        out = dict(out)
+        fallback = out.pop(_FALLBACK_KEY) & finite & ~constant
         out = {k: np.where(constant, estimate, v) if k.endswith(("_low", "_high")) else v
                for k, v in out.items()}
         out = {k: np.where(finite, v, np.nan) for k, v in out.items()}
+    out[_FALLBACK_KEY] = fallback
     out["mean"] = estimate
     return {k: np.asarray(v).reshape(trailing).tolist() for k, v in out.items()}
 
@@ -352,8 +392,12 @@ def bootstrap_mean_ci(
 
     Returns:
       ``mean`` and, per method of :data:`INTERVAL_METHODS`, ``{method}_low`` and
-      ``{method}_high``; BCa's ``acceleration`` and ``bias_correction`` (``a`` and ``z0``).
-      Each is a float for ``(S,)`` input or nested lists of shape ``values.shape[1:]``.
+      ``{method}_high``; BCa's ``acceleration`` and ``bias_correction`` (``a`` and ``z0``);
+      ``bootstrap_t_fallback``, True where the studentized bootstrap was undefined (more
+      than ``(1 - level)/2`` of the resamples without spread) and ``bootstrap_t_low/high``
+      are the span of the t and BCa intervals instead (:data:`BOOTSTRAP_T_FALLBACK`). Each
+      is a float (a bool for the flag) for ``(S,)`` input or nested lists of shape
+      ``values.shape[1:]``.
     """
     _check_level(level)
     _check_count("num_resamples", num_resamples)
@@ -364,11 +408,11 @@ def bootstrap_mean_ci(
     if n < 2 or not finite.any():
         return _finish(None, mean, finite, finite, trailing)
     clean = np.where(finite, flat, 0.0)
-    boot, boot_var = _bootstrap_moments(clean, int(num_resamples), _rng(seed))
+    boot, boot_var, no_spread = _bootstrap_moments(clean, int(num_resamples), _rng(seed))
     centered = clean - _mean(clean)
-    out = _intervals(boot, np.sqrt(boot_var / n), _mean(clean), np.sqrt(_column_var(clean) / n),
-                     np.full(columns, n - 1.0), _acceleration([centered], [1.0]),
-                     _tie_tolerance(clean), level)
+    out = _intervals(boot, _resample_se(no_spread, boot_var / n), _mean(clean),
+                     np.sqrt(_column_var(clean) / n), np.full(columns, n - 1.0),
+                     _acceleration([centered], [1.0]), _tie_tolerance(clean), level)
     return _finish(out, mean, np.ptp(clean, axis=0) == 0.0, finite, trailing)
 
 
@@ -394,7 +438,8 @@ def bootstrap_difference_ci(
       level, num_resamples, seed: as :func:`bootstrap_mean_ci`.
 
     Returns:
-      The keys of :func:`bootstrap_mean_ci`, ``mean`` being the difference of means.
+      The keys of :func:`bootstrap_mean_ci`, ``mean`` being the difference of means
+      (``bootstrap_t_fallback`` included; unpaired, the span uses Welch's t interval).
     """
     xs, trailing = _as_columns(x, "x")
     ys, _ = _as_columns(y, "y")
@@ -414,17 +459,23 @@ def bootstrap_difference_ci(
         return _finish(None, difference, finite, finite, trailing)
     xs, ys = np.where(finite, xs, 0.0), np.where(finite, ys, 0.0)
     rng = _rng(seed)
-    boot_x, var_x = _bootstrap_moments(xs, int(num_resamples), rng)
-    boot_y, var_y = _bootstrap_moments(ys, int(num_resamples), rng)
+    boot_x, var_x, flat_x = _bootstrap_moments(xs, int(num_resamples), rng)
+    boot_y, var_y, flat_y = _bootstrap_moments(ys, int(num_resamples), rng)
     vx, vy = _column_var(xs) / nx, _column_var(ys) / ny
     se2 = vx + vy
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(se2 > 0, se2**2 / (vx**2 / (nx - 1) + vy**2 / (ny - 1)), nx + ny - 2.0)
     accel = _acceleration([xs - _mean(xs), ys - _mean(ys)], [1.0, -1.0])
-    out = _intervals(boot_x - boot_y, np.sqrt(var_x / nx + var_y / ny), _mean(xs) - _mean(ys),
-                     np.sqrt(se2), df, accel, _tie_tolerance(xs, ys), level)
+    out = _intervals(boot_x - boot_y, _resample_se(flat_x & flat_y, var_x / nx + var_y / ny),
+                     _mean(xs) - _mean(ys), np.sqrt(se2), df, accel, _tie_tolerance(xs, ys),
+                     level)
     constant = (np.ptp(xs, axis=0) == 0.0) & (np.ptp(ys, axis=0) == 0.0)
     return _finish(out, difference, constant, finite, trailing)
+
+
+def _fallback_of(method: str, fell_back: bool) -> str | None:
+    """The method that gave ``ci`` instead of ``method``, or None when ``method`` did."""
+    return BOOTSTRAP_T_FALLBACK if method == "bootstrap_t" and fell_back else None
 
 
 def describe(
@@ -446,10 +497,13 @@ def describe(
     Returns:
       ``n`` (finite seeds used), ``num_nonfinite``, ``mean``, ``std`` (ddof=1), ``sem``,
       ``median``, ``iqm``, ``min``, ``max``, ``ci`` (``[low, high]`` interval of the mean by
-      the default method, named in ``ci_method``) and ``ci_{method}`` for every method of
-      :data:`INTERVAL_METHODS`, ``skewness`` and ``shape`` (of the seeds' values,
-      :func:`negres.statistics.calibration.shape_of`: intervals under-cover for skewed or
-      split ones), ``level``, ``num_resamples``, ``iqm_convention``.
+      the default method, named in ``ci_method``; ``ci_fallback`` is
+      :data:`BOOTSTRAP_T_FALLBACK` where the studentized bootstrap was undefined and ``ci``
+      (and ``ci_bootstrap_t``) is the span of ``ci_t`` and ``ci_bca`` instead, else None) and
+      ``ci_{method}`` for every method of :data:`INTERVAL_METHODS`, ``skewness`` and
+      ``shape`` (of the seeds' values, :func:`negres.statistics.calibration.shape_of`:
+      intervals under-cover for skewed or split ones), ``level``, ``num_resamples``,
+      ``iqm_convention``.
     """
     raw = _as_1d(values, "values")
     x = raw[np.isfinite(raw)]
@@ -471,6 +525,7 @@ def describe(
         "num_resamples": int(num_resamples),
         "ci": [ci[f"{DEFAULT_INTERVAL}_low"], ci[f"{DEFAULT_INTERVAL}_high"]],
         "ci_method": DEFAULT_INTERVAL,
+        "ci_fallback": _fallback_of(DEFAULT_INTERVAL, ci[_FALLBACK_KEY]),
         **{f"ci_{m}": [ci[f"{m}_low"], ci[f"{m}_high"]] for m in INTERVAL_METHODS},
         "skewness": skewness(x),
         "shape": calibration.shape_of(x),
@@ -791,13 +846,13 @@ def compare(
 
     Returns:
       A JSON-ready dict: ``difference`` (``mean_x - mean_y``), ``ci`` of it by the default
-      method (``ci_method``) and ``ci_{method}`` by every method, ``t``, ``df``,
-      ``p_value_t``, ``p_value_permutation``, ``p_value`` (the decision p-value, the larger
-      of the two), ``alpha`` (the test level), ``p_value_adjusted`` (equal until
-      :func:`holm_adjust`), ``prob_x_greater`` (P(X > Y), ties 1/2), ``prob_improvement``
-      (the same in the good direction), ``effect_size`` (``cohens_d`` or ``d_z``;
-      ``hedges_g``), ``seeds_needed`` with its formula, the ``verdict`` and the rule that
-      gave it; see the code for all keys.
+      method (``ci_method``; ``ci_fallback`` as in :func:`describe`) and ``ci_{method}`` by
+      every method, ``t``, ``df``, ``p_value_t``, ``p_value_permutation``, ``p_value`` (the
+      decision p-value, the larger of the two), ``alpha`` (the test level),
+      ``p_value_adjusted`` (equal until :func:`holm_adjust`), ``prob_x_greater`` (P(X > Y),
+      ties 1/2), ``prob_improvement`` (the same in the good direction), ``effect_size``
+      (``cohens_d`` or ``d_z``; ``hedges_g``), ``seeds_needed`` with its formula, the
+      ``verdict`` and the rule that gave it; see the code for all keys.
     """
     _check_level(level)
     _check_count("num_resamples", num_resamples)
@@ -821,10 +876,12 @@ def compare(
     # Intervals of the difference: resample seed pairs (paired) or each group.
     method = DEFAULT_INTERVAL if paired else DEFAULT_DIFFERENCE_INTERVAL
     intervals = {m: [nan, nan] for m in INTERVAL_METHODS}
+    fell_back = False
     if enough:
         ci = bootstrap_difference_ci(x_use, y_use, paired=paired, level=level,
                                      num_resamples=num_resamples, seed=boot_rng)
         intervals = {m: [ci[f"{m}_low"], ci[f"{m}_high"]] for m in INTERVAL_METHODS}
+        fell_back = ci[_FALLBACK_KEY]
 
     t_result = t_test(x_use, y_use, paired=paired)
     if enough:
@@ -857,6 +914,7 @@ def compare(
         "difference": difference,
         "ci": intervals[method],
         "ci_method": method,
+        "ci_fallback": _fallback_of(method, fell_back),
         **{f"ci_{m}": v for m, v in intervals.items()},
         "ci_used": method,
         # What the interval's coverage depends on: the differences' shape when paired, the

@@ -179,6 +179,7 @@ def _prepare_run(
     hyperparams: Mapping[str, Any] | None, trainer: SeedTrainer | None, mesh: Mesh | None,
     seeds_per_chunk: int, layout: str, seeds_per_map_step: int,
     memory_budget_bytes: int | None, checkpoint_every: int, checkpointing: bool,
+    resumed_layout: tuple[str, int] | None = None,
 ) -> _Run:
     if not isinstance(program, SeedProgram):
         raise ArgumentError("program", type(program).__name__,
@@ -224,9 +225,14 @@ def _prepare_run(
     between_checkpoints = checkpoint_points(checkpoint_every if checkpointing else 0,
                                             eval_every, num_points)
     per_segment = math.gcd(points_per_segment(num_points), between_checkpoints)
-    chosen, layout_reason = choose_layout(placement, layout, seeds_per_map_step, num_real,
-                                          rows.hyper)
-    width = seeds_per_map_step if chosen == "map" else 1
+    if resumed_layout is not None:
+        chosen, width = resumed_layout
+        layout_reason = (f"{chosen}" + (f" of {width}" if chosen == "map" else "")
+                         + ", the layout of the run being resumed (auto keeps it, so that "
+                         "resuming gives the numbers of an uninterrupted run)")
+    else:
+        chosen, width, layout_reason = choose_layout(placement, layout, seeds_per_map_step,
+                                                     num_real, rows.hyper)
     budget = memory_budget(mesh) if memory_budget_bytes is None else memory_budget_bytes
     budget = agreed(-1 if budget is None else budget)  # every process runs the broadcast
     budget = None if budget < 0 else budget
@@ -405,18 +411,23 @@ def train(
       ResumeError: checkpoints of another run.
     """
     start = time.perf_counter()
+    resumed_layout = None
     if checkpoints is not None and checkpoints.latest_step() is not None:
         # Refuse another run's checkpoints before anything compiles.
         rows = expand_rows(num_seeds, seed_indices, hyperparams, grid)
-        _check_resumable(checkpoints.metadata(), fingerprint, rows.seed_indices, steps,
-                         checkpoints)
+        metadata = checkpoints.metadata()
+        _check_resumable(metadata, fingerprint, rows.seed_indices, steps, checkpoints)
+        # The layouts round differently: "auto" resumes in the layout it chose, not in one
+        # a new timing probe might pick.
+        if layout == "auto" and "layout" in metadata:
+            resumed_layout = (metadata["layout"], int(metadata["seeds_per_map_step"]))
     run = _prepare_run(
         program, data, num_seeds=num_seeds, steps=steps, batch_size=batch_size, seed=seed,
         eval_every=eval_every, eval_data=eval_data, seed_indices=seed_indices, grid=grid,
         hyperparams=hyperparams, trainer=trainer, mesh=mesh, seeds_per_chunk=seeds_per_chunk,
         layout=layout, seeds_per_map_step=seeds_per_map_step,
         memory_budget_bytes=memory_budget_bytes, checkpoint_every=checkpoint_every,
-        checkpointing=checkpoints is not None,
+        checkpointing=checkpoints is not None, resumed_layout=resumed_layout,
     )
     num_real, eval_every = run.rows.seed_indices.size, run.eval_every
     curves = {n: np.full((num_real, run.num_points), np.nan, np.float32)
@@ -463,7 +474,9 @@ def train(
                          "hyper": run.rows.hyper, "curves": curves}, placement.shared)
             checkpoints.save(done, saved, {"step": done, "steps": steps,
                                            "fingerprint": fingerprint,
-                                           "seed_indices": run.rows.seed_indices.tolist()})
+                                           "seed_indices": run.rows.seed_indices.tolist(),
+                                           "layout": run.plan.layout,
+                                           "seeds_per_map_step": run.plan.seeds_per_map_step})
             last_save = time.perf_counter()
     if (run.plan.num_chunks == 1 and not run.plan.padded_seeds and jax.process_count() == 1
             and not run.rows.grid):

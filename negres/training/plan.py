@@ -9,6 +9,7 @@ a call within the device's memory by compiling it and reading its memory analysi
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -19,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from negres.seeds import over_seeds, seed_keys
+from negres.seeds import lift_over_seeds, over_seeds, seed_keys
 from negres.sharding import agreed, put, replicated, seeded
-from negres.training.layout import is_convolutional, lift_over_seeds, seeds_per_unit
+from negres.training.layout import is_convolutional, seeds_per_unit
 from negres.training.step import SeedTrainer
 
 
@@ -189,31 +190,58 @@ class Placement:
 
 # Layouts measured so far: conditions of one study that share a model (and differ in
 # noise or learning rate) are timed once.
-_MEASURED_LAYOUTS: dict[tuple[Any, ...], tuple[str, str]] = {}
-# Steps and seeds of the timing probe that picks the layout of a convolutional model.
+_MEASURED_LAYOUTS: dict[tuple[Any, ...], tuple[str, int, str]] = {}
+# Steps of the timing probe that picks the layout.
 _PROBE_STEPS = 2
 # How much faster map must be in the probe to be chosen over vmap.
 _MAP_MARGIN = 1.25
-_PROBE_SEEDS_PER_DEVICE = 8
+# Most seeds per device the probe trains: enough for the cache effects below to show, few
+# enough to cost little.
+_PROBE_MAX_SEEDS_PER_DEVICE = 64
+# Seeds vmapped per lax.map step that the probe tries on any model with at least two such
+# steps' worth of seeds per device. Many seeds side by side can outgrow the CPU's caches:
+# measured on 2 cores (2026-11-30, 2 devices), MNIST-1D's CNN with matmul convolutions ran
+# 1.4-1.7x faster as map over groups of 4 than as vmap at 32-256 seeds, the digits MLP
+# 1.3x faster in groups of 16 at 128-256 seeds (vmap stayed fastest at 64).
+_PROBE_WIDTHS = (4, 16)
+# Fewer seeds per device than this: no map widths tried on a dense model. Below it the
+# gains were small, and the probe would time every shipped config at its default seed
+# count, whose numbers were measured with vmap (the layouts round differently).
+_PROBE_MIN_SEEDS_PER_DEVICE = 32
 
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def _candidates(convolutional: bool, width: int, seeds_per_device: int) -> list[tuple[str, int]]:
+    """``(layout, seeds per map step)`` pairs the probe times: vmap; map at the asked width
+    for a model with native convolutions; from ``_PROBE_MIN_SEEDS_PER_DEVICE`` seeds per
+    device, map at each of ``_PROBE_WIDTHS`` that gives every device at least two steps."""
+    candidates = [("vmap", 1)]
+    if convolutional:
+        candidates.append(("map", width))
+    if seeds_per_device >= _PROBE_MIN_SEEDS_PER_DEVICE:
+        candidates += [("map", w) for w in _PROBE_WIDTHS
+                       if seeds_per_device >= 2 * w and ("map", w) not in candidates]
+    return candidates
+
+
 def choose_layout(
     placement: Placement, layout: str, width: int, num_seeds: int,
     hyper: dict[str, np.ndarray],
-) -> tuple[str, str]:
-    """Resolve ``"auto"``: ``vmap`` for models without convolutions; for convolutional ones,
-    ``map`` if a short timed probe on this device finds it clearly faster (by
-    ``_MAP_MARGIN``), else ``vmap``. ``hyper`` holds every seed's hyperparameters; the
-    probe trains copies of the first seed's.
+) -> tuple[str, int, str]:
+    """Resolve ``"auto"`` by a short timed probe on this device: ``vmap``, unless ``map``
+    (at the asked ``width`` for a model with native convolutions, at each width of
+    ``_PROBE_WIDTHS`` for any model with enough seeds per device) is clearly faster (by
+    ``_MAP_MARGIN``). A model without convolutions and with too few seeds for a map step
+    is ``vmap`` without a probe. ``hyper`` holds every seed's hyperparameters; the probe
+    trains copies of the first seed's.
 
-    Returns ``(layout, reason)``.
+    Returns ``(layout, seeds_per_map_step, reason)``.
     """
     if layout != "auto":
-        return layout, f"layout {layout} asked for"
+        return layout, (width if layout == "map" else 1), f"layout {layout} asked for"
     trainer = placement.trainer
     if trainer.convolutional is None:
         state, diverged_at = jax.tree_util.tree_map(
@@ -222,17 +250,22 @@ def choose_layout(
         trainer.convolutional = is_convolutional(
             trainer.steps_one(1), state, diverged_at, jax.ShapeDtypeStruct((2,), jnp.uint32),
             one_hyper, jax.ShapeDtypeStruct((), jnp.int32), placement.data)
-    if not trainer.convolutional:
-        return "vmap", "auto: no convolution, so vmap"
     num_devices = placement.mesh.size
-    unit = num_devices * width
-    probe_seeds = _round_up(min(num_seeds, _PROBE_SEEDS_PER_DEVICE * num_devices), unit)
-    memo = (trainer.model_key, probe_seeds, width, num_devices,
+    per_device = -(-num_seeds // num_devices)
+    candidates = _candidates(bool(trainer.convolutional), width,
+                             min(per_device, _PROBE_MAX_SEEDS_PER_DEVICE))
+    if len(candidates) == 1:
+        return "vmap", 1, (f"auto: no convolution and {per_device} seed(s) per device "
+                           f"(map is tried from {_PROBE_MIN_SEEDS_PER_DEVICE}), so vmap")
+    unit = num_devices * math.lcm(*(w for _, w in candidates))
+    probe_seeds = _round_up(num_devices * min(per_device, _PROBE_MAX_SEEDS_PER_DEVICE), unit)
+    memo = (trainer.model_key, probe_seeds, tuple(candidates), num_devices,
             placement.mesh.devices.flat[0].platform,
             tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(placement.data)))
     if memo in _MEASURED_LAYOUTS:
-        layout, reason = _MEASURED_LAYOUTS[memo]
-        return layout, reason.replace("measured", "measured earlier in this process,", 1)
+        layout, chosen_width, reason = _MEASURED_LAYOUTS[memo]
+        return layout, chosen_width, reason.replace("measured", "measured earlier in this "
+                                                    "process,", 1)
     keys = put(np.asarray(seed_keys(0, np.arange(probe_seeds))), placement.split)
     probe_hyper = put({n: np.full(probe_seeds, v[0], v.dtype) for n, v in hyper.items()},
                       placement.split)
@@ -240,25 +273,28 @@ def choose_layout(
     diverged_at = put(np.full(probe_seeds, -1, np.int32), placement.split)
     start = put(np.asarray(0, np.int32), placement.shared)
     timings = {}
-    for candidate in ("vmap", "map"):
-        run = placement.steps(_PROBE_STEPS, candidate, width, probe_seeds)
+    for candidate, candidate_width in candidates:
+        run = placement.steps(_PROBE_STEPS, candidate, candidate_width, probe_seeds)
         args = (state, diverged_at, keys, probe_hyper, start, placement.data)
         jax.block_until_ready(run(*args))  # first run: allocation, caches
         begin = time.perf_counter()
         jax.block_until_ready(run(*args))
-        timings[candidate] = (time.perf_counter() - begin) / (_PROBE_STEPS * probe_seeds)
-    candidates = list(timings)
+        timings[(candidate, candidate_width)] = (
+            (time.perf_counter() - begin) / (_PROBE_STEPS * probe_seeds))
+    fastest_map = min((c for c in candidates if c[0] == "map"), key=timings.__getitem__)
     # The layouts round differently, and a long training run amplifies rounding: a choice
     # that flips with timing noise would make reruns of one config differ. So map must win
     # clearly; near a tie, vmap.
-    faster = timings["map"] * _MAP_MARGIN < timings["vmap"]
-    best = candidates[agreed(candidates.index("map" if faster else "vmap"))]
-    reason = (f"auto: convolutional model, measured {probe_seeds} seeds x {_PROBE_STEPS} steps: "
-              + ", ".join(f"{k} {1e3 * v:.2f} ms/seed-step" for k, v in timings.items())
-              + f", so {best} (map needs to be {_MAP_MARGIN:g}x faster)"
+    faster = timings[fastest_map] * _MAP_MARGIN < timings[("vmap", 1)]
+    chosen = candidates[agreed(candidates.index(fastest_map if faster else ("vmap", 1)))]
+    names = {c: (c[0] if c[0] == "vmap" else f"map of {c[1]}") for c in candidates}
+    kind = "convolutional model" if trainer.convolutional else "no convolution"
+    reason = (f"auto: {kind}, measured {probe_seeds} seeds x {_PROBE_STEPS} steps: "
+              + ", ".join(f"{names[c]} {1e3 * v:.2f} ms/seed-step" for c, v in timings.items())
+              + f", so {names[chosen]} (map needs to be {_MAP_MARGIN:g}x faster)"
               + (" (process 0's timings decide)" if jax.process_count() > 1 else ""))
-    _MEASURED_LAYOUTS[memo] = (best, reason)
-    return best, reason
+    _MEASURED_LAYOUTS[memo] = (*chosen, reason)
+    return (*chosen, reason)
 
 
 def _balanced(num_seeds: int, chunk: int, unit: int) -> int:
