@@ -146,8 +146,10 @@ class Workload:
 
     def train_kwargs(self) -> dict[str, Any]:
         extra = {"x_eval": self.x, "y_eval": self.y} if self.has_eval else {}
+        # vmap pinned: the bare reference is a jit(vmap(scan)), and this measures the engine,
+        # not the layout "auto" would pick (map at 256 seeds on a CPU, docs/scale.md).
         return {"steps": self.steps, "batch_size": BATCH_SIZE, "eval_every": self.eval_every,
-                **extra}
+                "layout": "vmap", **extra}
 
     def negres(self, num_seeds: int, trainer: SeedTrainer | None = None) -> Any:
         """``train_seeds`` as compare_training.py calls it (plus ``trainer`` for the prototype)."""
