@@ -80,8 +80,7 @@ def test_defined_bootstrap_t_is_unchanged_and_not_flagged():
     ci = stats.bootstrap_mean_ci(x, num_resamples=2000, seed=3)
     assert ci["bootstrap_t_fallback"] is False
     got = [ci["bootstrap_t_low"], ci["bootstrap_t_high"]]
-    # The values negres gave before the fallback existed, and the formula by hand.
-    np.testing.assert_allclose(got, [0.7793875788314324, 3.0998396067801353], rtol=1e-12)
+    # The studentized bootstrap by hand, from the same resamples.
     np.testing.assert_allclose(got, _bootstrap_t_by_hand(x, _draws(x.size, 2000, 3)),
                                rtol=1e-9)
     assert got != [ci["t_low"], ci["t_high"]]
@@ -114,7 +113,6 @@ def test_a_few_infinite_replicates_keep_the_bootstrap_t():
     ci = stats.bootstrap_mean_ci(x, num_resamples=b, seed=5)
     assert ci["bootstrap_t_fallback"] is False
     got = [ci["bootstrap_t_low"], ci["bootstrap_t_high"]]
-    np.testing.assert_allclose(got, [0.041473332700787346, 1.1747188729723805], rtol=1e-12)
     np.testing.assert_allclose(got, _bootstrap_t_by_hand(x, idx), rtol=1e-9)
     assert got != [ci["t_low"], ci["t_high"]]
     assert stats.describe(x, num_resamples=b, seed=5)["ci_fallback"] is None

@@ -55,6 +55,9 @@ def test_candidates_follow_convolutions_and_seeds_per_device():
     assert _candidates(False, 1, enough - 1) == [("vmap", 1)]
     assert _candidates(False, 1, max(enough, 2 * large)) == [
         ("vmap", 1), ("map", small), ("map", large)]
+    # The cache-sized groups are a CPU's: elsewhere vmap, or the native-convolution probe.
+    assert _candidates(False, 1, 2 * large + enough, cpu=False) == [("vmap", 1)]
+    assert _candidates(True, 1, 2 * large + enough, cpu=False) == [("vmap", 1), ("map", 1)]
     # Native convolutions: the asked width too, even for a handful of seeds.
     assert _candidates(True, 1, 2) == [("vmap", 1), ("map", 1)]
     assert _candidates(True, small, enough) == [("vmap", 1), ("map", small)] + (

@@ -191,15 +191,21 @@ class Placement:
 # Layouts measured so far: conditions of one study that share a model (and differ in
 # noise or learning rate) are timed once.
 _MEASURED_LAYOUTS: dict[tuple[Any, ...], tuple[str, int, str]] = {}
-# Steps of the timing probe that picks the layout.
+# Steps of the timing probe that picks the layout, and how long it times them: rounds of
+# every candidate until this many seconds are spent (at least one round, at most
+# _PROBE_MAX_ROUNDS).
 _PROBE_STEPS = 2
+_PROBE_SECONDS = 0.25
+_PROBE_MAX_ROUNDS = 10
 # How much faster map must be in the probe to be chosen over vmap.
 _MAP_MARGIN = 1.25
-# Most seeds per device the probe trains: enough for the cache effects below to show, few
-# enough to cost little.
+# Most seeds per device the probe trains: with map widths for a CPU's caches (below),
+# enough for those effects to show; a convolutional model's native-convolution probe alone
+# (any backend), few, as its memory is not known yet.
 _PROBE_MAX_SEEDS_PER_DEVICE = 64
-# Seeds vmapped per lax.map step that the probe tries on any model with at least two such
-# steps' worth of seeds per device. Many seeds side by side can outgrow the CPU's caches:
+_CONV_PROBE_SEEDS_PER_DEVICE = 8
+# Seeds vmapped per lax.map step that the probe tries on a CPU for any model with at least
+# two such steps' worth of seeds per device. Many seeds side by side can outgrow the caches:
 # measured on 2 cores (2026-11-30, 2 devices), MNIST-1D's CNN with matmul convolutions ran
 # 1.4-1.7x faster as map over groups of 4 than as vmap at 32-256 seeds, the digits MLP
 # 1.3x faster in groups of 16 at 128-256 seeds (vmap stayed fastest at 64).
@@ -214,14 +220,16 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def _candidates(convolutional: bool, width: int, seeds_per_device: int) -> list[tuple[str, int]]:
+def _candidates(convolutional: bool, width: int, seeds_per_device: int,
+                cpu: bool = True) -> list[tuple[str, int]]:
     """``(layout, seeds per map step)`` pairs the probe times: vmap; map at the asked width
-    for a model with native convolutions; from ``_PROBE_MIN_SEEDS_PER_DEVICE`` seeds per
-    device, map at each of ``_PROBE_WIDTHS`` that gives every device at least two steps."""
+    for a model with native convolutions; on a CPU from ``_PROBE_MIN_SEEDS_PER_DEVICE``
+    seeds per device, map at each of ``_PROBE_WIDTHS`` that gives every device at least
+    two steps."""
     candidates = [("vmap", 1)]
     if convolutional:
         candidates.append(("map", width))
-    if seeds_per_device >= _PROBE_MIN_SEEDS_PER_DEVICE:
+    if cpu and seeds_per_device >= _PROBE_MIN_SEEDS_PER_DEVICE:
         candidates += [("map", w) for w in _PROBE_WIDTHS
                        if seeds_per_device >= 2 * w and ("map", w) not in candidates]
     return candidates
@@ -251,16 +259,20 @@ def choose_layout(
             trainer.steps_one(1), state, diverged_at, jax.ShapeDtypeStruct((2,), jnp.uint32),
             one_hyper, jax.ShapeDtypeStruct((), jnp.int32), placement.data)
     num_devices = placement.mesh.size
+    platform = placement.mesh.devices.flat[0].platform
     per_device = -(-num_seeds // num_devices)
     candidates = _candidates(bool(trainer.convolutional), width,
-                             min(per_device, _PROBE_MAX_SEEDS_PER_DEVICE))
+                             min(per_device, _PROBE_MAX_SEEDS_PER_DEVICE), platform == "cpu")
     if len(candidates) == 1:
         return "vmap", 1, (f"auto: no convolution and {per_device} seed(s) per device "
-                           f"(map is tried from {_PROBE_MIN_SEEDS_PER_DEVICE}), so vmap")
+                           f"(map is tried on a CPU from {_PROBE_MIN_SEEDS_PER_DEVICE}), "
+                           "so vmap")
     unit = num_devices * math.lcm(*(w for _, w in candidates))
-    probe_seeds = _round_up(num_devices * min(per_device, _PROBE_MAX_SEEDS_PER_DEVICE), unit)
-    memo = (trainer.model_key, probe_seeds, tuple(candidates), num_devices,
-            placement.mesh.devices.flat[0].platform,
+    wide = platform == "cpu" and min(per_device, _PROBE_MAX_SEEDS_PER_DEVICE) >= \
+        _PROBE_MIN_SEEDS_PER_DEVICE
+    most = _PROBE_MAX_SEEDS_PER_DEVICE if wide else _CONV_PROBE_SEEDS_PER_DEVICE
+    probe_seeds = _round_up(num_devices * min(per_device, most), unit)
+    memo = (trainer.model_key, probe_seeds, tuple(candidates), num_devices, platform,
             tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(placement.data)))
     if memo in _MEASURED_LAYOUTS:
         layout, chosen_width, reason = _MEASURED_LAYOUTS[memo]
@@ -272,15 +284,22 @@ def choose_layout(
     state = placement.init(probe_seeds)(keys, probe_hyper, placement.example)
     diverged_at = put(np.full(probe_seeds, -1, np.int32), placement.split)
     start = put(np.asarray(0, np.int32), placement.shared)
-    timings = {}
-    for candidate, candidate_width in candidates:
-        run = placement.steps(_PROBE_STEPS, candidate, candidate_width, probe_seeds)
-        args = (state, diverged_at, keys, probe_hyper, start, placement.data)
+    args = (state, diverged_at, keys, probe_hyper, start, placement.data)
+    runs = {c: placement.steps(_PROBE_STEPS, *c, probe_seeds) for c in candidates}
+    for run in runs.values():
         jax.block_until_ready(run(*args))  # first run: allocation, caches
-        begin = time.perf_counter()
-        jax.block_until_ready(run(*args))
-        timings[(candidate, candidate_width)] = (
-            (time.perf_counter() - begin) / (_PROBE_STEPS * probe_seeds))
+    # Rounds of every candidate in turn, each keeping its fastest run: one run of a small
+    # model lasts a few milliseconds, where one stray delay would decide.
+    fastest = dict.fromkeys(candidates, math.inf)
+    spent, rounds = 0.0, 0
+    while rounds < _PROBE_MAX_ROUNDS and (rounds == 0 or spent < _PROBE_SECONDS):
+        for candidate, run in runs.items():
+            begin = time.perf_counter()
+            jax.block_until_ready(run(*args))
+            took = time.perf_counter() - begin
+            fastest[candidate], spent = min(fastest[candidate], took), spent + took
+        rounds += 1
+    timings = {c: t / (_PROBE_STEPS * probe_seeds) for c, t in fastest.items()}
     fastest_map = min((c for c in candidates if c[0] == "map"), key=timings.__getitem__)
     # The layouts round differently, and a long training run amplifies rounding: a choice
     # that flips with timing noise would make reruns of one config differ. So map must win
@@ -289,7 +308,8 @@ def choose_layout(
     chosen = candidates[agreed(candidates.index(fastest_map if faster else ("vmap", 1)))]
     names = {c: (c[0] if c[0] == "vmap" else f"map of {c[1]}") for c in candidates}
     kind = "convolutional model" if trainer.convolutional else "no convolution"
-    reason = (f"auto: {kind}, measured {probe_seeds} seeds x {_PROBE_STEPS} steps: "
+    reason = (f"auto: {kind}, measured {probe_seeds} seeds x {_PROBE_STEPS} steps, fastest of "
+              f"{rounds} round(s): "
               + ", ".join(f"{names[c]} {1e3 * v:.2f} ms/seed-step" for c, v in timings.items())
               + f", so {names[chosen]} (map needs to be {_MAP_MARGIN:g}x faster)"
               + (" (process 0's timings decide)" if jax.process_count() > 1 else ""))
