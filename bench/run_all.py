@@ -178,8 +178,11 @@ def saliency_tables(result: dict[str, Any]) -> str:
     split = [c["num_seeds"] for c in result["agreement"] if c.get("negres_devices", 1) > 1]
     return (f"Integrated gradients, {result['ig_steps']} steps, {result['rule']}, "
             f"{result['baseline']} baseline, {result['target']} class, {result['examples']} "
-            f"digits per seed, median of {result['repeats']} interleaved rounds. negres: one "
-            f"vmapped call, its params split over the seeds mesh of {devices} JAX CPU "
+            f"digits per seed, median of {result['repeats']} interleaved rounds, each method "
+            f"called back to back for at least "
+            f"{1e3 * result.get('min_seconds_per_round', 0):.0f} ms per round (time per call). "
+            f"negres: one call (on a CPU each device's seeds one at a time), its params split "
+            f"over the seeds mesh of {devices} JAX CPU "
             f"device(s) where the devices divide S (S = {', '.join(map(str, split)) or 'none'}),"
             f" else on JAX's default device; negres, 1 device: the same call on the default "
             f"device; negres loop: single-seed calls on the default device:\n\n{full}\n\n"

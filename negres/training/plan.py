@@ -310,7 +310,7 @@ def choose_layout(
     kind = "convolutional model" if trainer.convolutional else "no convolution"
     reason = (f"auto: {kind}, measured {probe_seeds} seeds x {_PROBE_STEPS} steps, fastest of "
               f"{rounds} round(s): "
-              + ", ".join(f"{names[c]} {1e3 * v:.2f} ms/seed-step" for c, v in timings.items())
+              + ", ".join(f"{names[c]} {1e3 * v:.3f} ms/seed-step" for c, v in timings.items())
               + f", so {names[chosen]} (map needs to be {_MAP_MARGIN:g}x faster)"
               + (" (process 0's timings decide)" if jax.process_count() > 1 else ""))
     _MEASURED_LAYOUTS[memo] = (*chosen, reason)
