@@ -67,6 +67,18 @@ def _backends_initialized() -> bool:
         return True
 
 
+def _user_cpu_devices() -> CoreSetup | None:
+    """The CPU device count the user set before JAX started, and where, or None."""
+    forced = _FORCE_FLAG.search(os.environ.get("XLA_FLAGS", ""))
+    if forced:
+        return CoreSetup(int(forced.group(1)), "CPU devices set by XLA_FLAGS "
+                         "(--xla_force_host_platform_device_count)")
+    if jax.config.jax_num_cpu_devices > 0:
+        return CoreSetup(int(jax.config.jax_num_cpu_devices),
+                         "CPU devices set by JAX_NUM_CPU_DEVICES or jax_num_cpu_devices")
+    return None
+
+
 def use_all_cores(num_devices: int | None = None) -> CoreSetup:
     """Give JAX one CPU device per available core, so the ``seeds`` mesh spreads seeds
     over every core; call it before anything touches JAX's devices or arrays.
@@ -94,15 +106,11 @@ def use_all_cores(num_devices: int | None = None) -> CoreSetup:
     wanted = available_cores() if num_devices is None else int(num_devices)
     if wanted < 1:
         raise ValueError(f"num_devices={num_devices!r} is not allowed; it must be at least 1")
-    forced = _FORCE_FLAG.search(os.environ.get("XLA_FLAGS", ""))
     if _CORE_SETUP is not None and jax.config.jax_num_cpu_devices == _CORE_SETUP.num_devices:
         return _CORE_SETUP  # called again: our own setting, not the user's
-    if forced:
-        setup = CoreSetup(int(forced.group(1)), "CPU devices set by XLA_FLAGS "
-                          "(--xla_force_host_platform_device_count)")
-    elif jax.config.jax_num_cpu_devices > 0:
-        setup = CoreSetup(int(jax.config.jax_num_cpu_devices),
-                          "CPU devices set by JAX_NUM_CPU_DEVICES or jax_num_cpu_devices")
+    user = _user_cpu_devices()
+    if user is not None:
+        setup = user
     elif _backends_initialized():
         have = len(jax.devices("cpu"))
         setup = CoreSetup(have, "JAX was initialised before negres.use_all_cores()")
@@ -127,8 +135,7 @@ def devices_reason(mesh: Mesh) -> str:
         return f"every {platform} device"
     if _CORE_SETUP is not None:
         return _CORE_SETUP.reason
-    forced = _FORCE_FLAG.search(os.environ.get("XLA_FLAGS", ""))
-    if forced or jax.config.jax_num_cpu_devices > 0:
+    if _user_cpu_devices() is not None:
         return "CPU devices set by the user"
     return ("JAX's default of one CPU device (negres.use_all_cores() gives one per core, "
             f"{available_cores()} here)")

@@ -220,6 +220,12 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def _tries_groups(seeds_per_device: int, cpu: bool) -> bool:
+    """Whether the probe tries map over groups of ``_PROBE_WIDTHS`` seeds: on a CPU, from
+    ``_PROBE_MIN_SEEDS_PER_DEVICE`` seeds per device."""
+    return cpu and seeds_per_device >= _PROBE_MIN_SEEDS_PER_DEVICE
+
+
 def _candidates(convolutional: bool, width: int, seeds_per_device: int,
                 cpu: bool = True) -> list[tuple[str, int]]:
     """``(layout, seeds per map step)`` pairs the probe times: vmap; map at the asked width
@@ -229,7 +235,7 @@ def _candidates(convolutional: bool, width: int, seeds_per_device: int,
     candidates = [("vmap", 1)]
     if convolutional:
         candidates.append(("map", width))
-    if cpu and seeds_per_device >= _PROBE_MIN_SEEDS_PER_DEVICE:
+    if _tries_groups(seeds_per_device, cpu):
         candidates += [("map", w) for w in _PROBE_WIDTHS
                        if seeds_per_device >= 2 * w and ("map", w) not in candidates]
     return candidates
@@ -268,9 +274,8 @@ def choose_layout(
                            f"(map is tried on a CPU from {_PROBE_MIN_SEEDS_PER_DEVICE}), "
                            "so vmap")
     unit = num_devices * math.lcm(*(w for _, w in candidates))
-    wide = platform == "cpu" and min(per_device, _PROBE_MAX_SEEDS_PER_DEVICE) >= \
-        _PROBE_MIN_SEEDS_PER_DEVICE
-    most = _PROBE_MAX_SEEDS_PER_DEVICE if wide else _CONV_PROBE_SEEDS_PER_DEVICE
+    most = (_PROBE_MAX_SEEDS_PER_DEVICE if _tries_groups(per_device, platform == "cpu")
+            else _CONV_PROBE_SEEDS_PER_DEVICE)
     probe_seeds = _round_up(num_devices * min(per_device, most), unit)
     memo = (trainer.model_key, probe_seeds, tuple(candidates), num_devices, platform,
             tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(placement.data)))

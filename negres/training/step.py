@@ -43,6 +43,11 @@ def _select(condition: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(lambda a, b: jnp.where(condition, a, b), new, old)
 
 
+def _point_means(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """A curve point's training metrics: each step metric's mean over the point."""
+    return {f"train_{k}": v.mean() for k, v in metrics.items()}
+
+
 def _int32_steps(start: jax.Array, count: int, stride: int = 1) -> jax.Array:
     # Explicit int32: under jax_enable_x64 a bare arange is int64 and the scan carry of
     # a resumed or segmented run would change type.
@@ -145,7 +150,7 @@ class SeedTrainer:
         # Right for every seed that did not diverge in this point: a frozen seed keeps its
         # state (and NaN metrics), a live one keeps every step.
         state = _select(alive, state, start_state)
-        point = {f"train_{k}": v.mean() for k, v in metrics.items()}
+        point = _point_means(metrics)
 
         def replay(loop: tuple[jax.Array, Any, jax.Array, Any]) -> Any:
             # From the loop's own carry, not the closure: a body computed from loop
@@ -154,8 +159,7 @@ class SeedTrainer:
             (state, diverged_at), metrics = jax.lax.scan(
                 lambda c, step: self._guarded_step(c, key, hyper, step, data),
                 (state, diverged_at), steps)
-            return (jnp.asarray(False), state, diverged_at,
-                    {f"train_{k}": v.mean() for k, v in metrics.items()})
+            return jnp.asarray(False), state, diverged_at, _point_means(metrics)
 
         _, replayed, replayed_at, replayed_point = jax.lax.while_loop(
             lambda loop: loop[0], replay, (needs_replay, start_state, start_diverged, point))
