@@ -6,6 +6,7 @@ On several hosts, run the same command on every host with ``--coordinator_addres
 cluster by itself (Cloud TPU pods, SLURM, Open MPI).
 """
 
+import errno
 import logging as std_logging
 import os
 import sys
@@ -104,9 +105,45 @@ def quiet_orbax(record: std_logging.LogRecord) -> bool:
     return record.levelno >= std_logging.WARNING and not says_disk_full(record.getMessage())
 
 
-def main(argv: list[str]) -> None:
+# Flags that choose what a run does; no two of them go together.
+_MODES = {"overwrite": _OVERWRITE, "report_only": _REPORT_ONLY, "extend": _EXTEND,
+          "rollback": _ROLLBACK}
+_MODE_MEANINGS = {"overwrite": "replaces the results", "report_only": "trains nothing",
+                  "extend": "adds seeds to the results", "rollback": "restores earlier results"}
+
+
+def usage_problem(argv: list[str]) -> str | None:
+    """What is wrong with the command line beyond single flags (an argument that is not a
+    flag, flags that exclude each other), as one line; ``None``: nothing."""
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        extra = " ".join(repr(a) for a in argv[1:])
+        return (f"unexpected argument(s) {extra}: every argument is a flag, --name=value or "
+                "--name value (e.g. --config configs/default.py --workdir runs/NAME)")
+    given = [name for name, flag in _MODES.items() if flag.value]
+    if len(given) > 1:
+        first, second = given[:2]
+        return (f"--{first} and --{second} exclude each other: --{first} "
+                f"{_MODE_MEANINGS[first]}, --{second} {_MODE_MEANINGS[second]}; give one")
+    return None
+
+
+def os_error_line(e: OSError) -> str | None:
+    """One line for an OSError that says what the user must change, or ``None``."""
+    where = e.filename or _WORKDIR.value
+    if is_disk_full(e):
+        return (f"no space left on the device of {where!r}; free some space and rerun the same "
+                "command")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{where!r} is not writable ({e.strerror}); choose a --workdir you can write"
+    if e.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+        return f"--workdir={_WORKDIR.value!r} cannot be used ({e.strerror}); choose another"
+    return None
+
+
+def main(argv: list[str]) -> None:
+    problem = usage_problem(argv)
+    if problem:
+        sys.exit(f"negres: error: {problem}")
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(quiet_orbax)
     # Before anything initialises JAX: on a CPU, one device per core for the seeds mesh.
@@ -129,10 +166,10 @@ def main(argv: list[str]) -> None:
     except (ConfigError, WorkdirError) as e:
         sys.exit(f"negres: error: {e}")
     except OSError as e:
-        if not is_disk_full(e):
+        line = os_error_line(e)
+        if line is None:
             raise
-        sys.exit(f"negres: error: no space left on the device of {e.filename or _WORKDIR.value!r}"
-                 "; free some space and rerun the same command")
+        sys.exit(f"negres: error: {line}")
 
 
 if __name__ == "__main__":

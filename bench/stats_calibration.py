@@ -38,14 +38,21 @@ seed's true accuracy p ~ N(0.9, 0.01^2) clipped to [0, 1], observed Binomial(360
 accuracy on a 360-example test set, bounded and with ties). Under the alternative the
 candidate's values are the baseline distribution's shifted by ``delta``.
 
+5-7. Metrics that are not independent per-seed values (``negres.statistics.sampling``):
+   pairwise metrics (row means of a seed x seed matrix), metrics over shared test
+   examples (both estimands): coverage and false positives, in
+   ``bench/stats_calibration_kinds.py`` (its docstring says how each is simulated).
+
 Every number is reproducible: pair ``i`` of a cell draws from
 ``numpy.random.default_rng([root_seed, *cell, i])``, whichever worker runs it.
 The compare() loops run in ``--workers`` processes (2 by default).
 Markdown goes to stdout and ``bench/results/stats_calibration.md``, all numbers to the
 ``.json`` beside it (``--quick``: tiny sizes into ``bench/results/quick/``, a check that
-everything runs, its numbers mean little).
+everything runs, its numbers mean little). ``--tables seeds`` runs Tables 1-4 alone,
+``--tables kinds`` Tables 5-7 alone (into ``stats_calibration_kinds.md``).
 
-    python bench/stats_calibration.py [--quick] [--workers 2] [--out FILE]
+    python bench/stats_calibration.py [--quick] [--tables all|seeds|kinds] [--workers 2]
+        [--out FILE]
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import stats_calibration_kinds as kinds
 from tables import load_average, markdown_table
 
 from negres.statistics import inference, sequential
@@ -620,6 +628,34 @@ def machine() -> str:
 
 
 def render(result: dict[str, Any]) -> str:
+    """Markdown of every table the run made (Tables 1-4, 5-7 or both)."""
+    parts = []
+    if "mean" in result:
+        parts.append(render_seeds(result))
+    if "kinds" in result:
+        parts.append(render_kinds(result, title="mean" not in result))
+    return "\n".join(parts)
+
+
+def render_kinds(result: dict[str, Any], *, title: bool) -> str:
+    """Tables 5-7 with the line that says how they were run."""
+    meta = result["meta"]
+    sizes = meta["sizes_kinds"]
+    line = (
+        f"Tables 5-7: {meta['machine']}; {meta['date']}; load average "
+        f"{meta['load_before_kinds']} before, {meta['load_after']} after; {meta['workers']} "
+        f"worker processes; wall time {meta['wall_kinds_s']:.0f} s. Simulated studies per "
+        f"coverage cell: {sizes['coverage']} (Table 7: {sizes['test_sets']} fixed test sets "
+        f"x {sizes['coverage'] // sizes['test_sets']} studies); null pairs per "
+        f"false-positive cell: {sizes['fpr']}. num_resamples={sizes['num_resamples']}, "
+        f"num_permutations={sizes['num_permutations']}, level {LEVEL}, root seed "
+        f"{meta['root_seed']}.")
+    head = "# Calibration of negres's statistics: metric kinds\n\n" if title else ""
+    return (head + line + "\n\n" + kinds.render(result["kinds"], sizes, markdown_table)
+            + "\n")
+
+
+def render_seeds(result: dict[str, Any]) -> str:
     meta = result["meta"]
     a1, a2 = result["first_alpha"], result["second_alpha_16_64"]
     pairs = ", ".join(f"{v}" if k == "default" else f"{v} at S={k}"
@@ -665,30 +701,46 @@ QUICK = {"studies": 200, "pairs": {"default": 40}, "pair_chunk": 20, "seq_null":
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks it runs")
+    parser.add_argument("--tables", choices=("all", "seeds", "kinds"), default="all",
+                        help="seeds: Tables 1-4 (independent per-seed values); kinds: Tables "
+                             "5-7 (pairwise and example-based metrics); all: both")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=ROOT_SEED)
     parser.add_argument("--out", type=Path, default=None,
                         help="markdown file (the JSON goes beside it)")
     args = parser.parse_args(argv)
     results = Path(__file__).resolve().parent / "results"
-    out = args.out or (results / "quick" if args.quick else results) / "stats_calibration.md"
+    name = "stats_calibration_kinds.md" if args.tables == "kinds" else "stats_calibration.md"
+    out = args.out or (results / "quick" if args.quick else results) / name
     sizes = QUICK if args.quick else FULL
-    load_before = load_average()
-    start = time.perf_counter()
-    result = run(sizes, args.workers, args.seed)
-    wall = time.perf_counter() - start
-    result["meta"] = {
+    sizes_kinds = kinds.QUICK if args.quick else kinds.FULL
+    result: dict[str, Any] = {}
+    meta: dict[str, Any] = {
         "machine": machine(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_before": load_before, "load_after": load_average(), "wall_s": wall,
-        "workers": args.workers, "root_seed": args.seed, "sizes": sizes, "quick": args.quick,
-        "default_interval": inference.DEFAULT_INTERVAL,
+        "workers": args.workers, "root_seed": args.seed, "quick": args.quick,
+        "tables": args.tables, "default_interval": inference.DEFAULT_INTERVAL,
         "default_difference_interval": inference.DEFAULT_DIFFERENCE_INTERVAL,
     }
+    if args.tables in ("all", "seeds"):
+        meta["load_before"] = load_average()
+        start = time.perf_counter()
+        result = run(sizes, args.workers, args.seed)
+        meta.update(wall_s=time.perf_counter() - start, sizes=sizes)
+    if args.tables in ("all", "kinds"):
+        meta["load_before_kinds"] = load_average()
+        start = time.perf_counter()
+        result["kinds"] = kinds.run(sizes_kinds, args.workers, args.seed)
+        meta.update(wall_kinds_s=time.perf_counter() - start, sizes_kinds=sizes_kinds)
+    meta["load_after"] = load_average()
+    result["meta"] = meta
     text = render(result)
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=float))
+    if "kinds" in result and result["kinds"]["outside"]:
+        print("cells outside the acceptance bounds:\n  "
+              + "\n  ".join(result["kinds"]["outside"]), file=sys.stderr)
     print(f"wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
 
 

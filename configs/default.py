@@ -98,7 +98,19 @@ def get_config() -> ConfigDict:
     config.stats.num_resamples = 2000  # bootstrap resamples
     config.stats.num_permutations = 2000  # permutation-test permutations
     config.stats.paired_conditions = False  # compare conditions seed by seed (same seed index)
+    # distribution | test_set: what intervals of metrics over test examples are about (the data
+    # distribution: seeds and examples both sampled; this test set: seeds only)
+    config.stats.estimand = "distribution"
     # share of 1 - level the verdicts spend at a study's first look; the rest stays for looks after
     # --extend (1: one look, an extended study's verdicts stay inconclusive)
     config.stats.first_look_share = 0.8
+
+    config.randomness = ConfigDict()
+    # sources of randomness crossed in a design, e.g. ('init', 'data'); (): every source follows its
+    # seed
+    config.randomness.vary = ()
+    # levels of each source in vary (1: held); their product is num_seeds
+    config.randomness.levels = ()
+    # metrics whose variance is split by source (metrics of pairs of seeds are not)
+    config.randomness.metrics = ("test_accuracy",)
     return config

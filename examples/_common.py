@@ -52,7 +52,10 @@ def curve_spacing(steps: int, points: int) -> int:
 
 def print_summary(summary: dict, name: str = "test accuracy") -> None:
     """Print a :func:`negres.stats.describe` summary of one number per seed: its mean, 95%
-    bootstrap interval and range."""
-    low, high = summary["ci_bca"]
-    print(f"mean {name} {summary['mean']:.3f} over {summary['n']} seeds, 95% bootstrap CI "
-          f"[{low:.3f}, {high:.3f}], min {summary['min']:.3f}, max {summary['max']:.3f}")
+    interval (the default method, and what it treats as random where the summary says)
+    and range."""
+    low, high = summary["ci"]
+    covers = f" (covers {summary['covers']})" if "covers" in summary else ""
+    print(f"mean {name} {summary['mean']:.3f} over {summary['n']} seeds, 95% CI "
+          f"[{low:.3f}, {high:.3f}]{covers}, min {summary['min']:.3f}, "
+          f"max {summary['max']:.3f}")

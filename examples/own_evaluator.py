@@ -8,7 +8,11 @@ Shows:
   (``context.earlier``) instead of computing them again;
 * ``negres.evaluate`` running it next to negres's own evaluators (``robustness``,
   ``multiplicity``) on a linen MLP trained with ``negres.train``, 8 seeds in one call;
-* the per-seed numbers, with a bootstrap interval (``negres.stats``).
+* how a metric declares its sampling: the share of flips is each seed's mean over the
+  test examples, so the evaluator saves each example's flip (``per_example``) and its
+  interval covers the test examples' sampling too, as negres's own test accuracy does;
+  churn between seeds is a mean over pairs of seeds (``pairwise``);
+* the per-seed numbers with those intervals (``negres.stats.describe_evaluations``).
 
 Data: scikit-learn's 8x8 digits, flattened to 64 pixels.
 
@@ -37,13 +41,15 @@ def prediction_flips(context: negres.EvaluationContext) -> negres.Evaluation:
     at severity ``flip_severity`` (or the nearest swept severity)."""
     passed = context.earlier["robustness"].passed_on           # negres's predictions
     clean = passed["predictions"]["clean"][:, 0]                # (S, N)
-    out = negres.Evaluation()
+    out = negres.Evaluation(per_seed={"flipped": {}})
     for shift in context.settings.shifts:
         severities = np.asarray(passed["severities"][shift])   # (K,)
         level = int(np.argmin(np.abs(severities - context.settings.flip_severity)))
-        shifted = passed["predictions"][shift][:, level]        # (S, N)
+        flipped = (passed["predictions"][shift][:, level] != clean).astype(float)  # (S, N)
+        out.per_seed["flipped"][shift] = flipped                 # each example's flip
         out.metrics[f"{shift}_flips"] = negres.Metric(
-            (shifted != clean).mean(axis=1), "lower", {"set": shift, "measure": "flips"})
+            flipped.mean(axis=1), "lower", {"set": shift, "measure": "flips"},
+            per_example=f"flipped/{shift}")                      # a mean over examples
     return out
 
 
@@ -96,12 +102,15 @@ def main(argv: list[str] | None = None) -> dict:
     for s, (acc, flip) in enumerate(zip(accuracy, flips, strict=True)):
         print(f"seed {s}: test accuracy {acc:.3f}, predictions flipped by noise 0.3: "
               f"{flip:.3f}")
-    print_summary(negres.stats.describe(accuracy, seed=0))
-    summary = negres.stats.describe(flips, seed=0)
+    # Each metric's interval as its sampling calls for: accuracy and flips over seeds and
+    # test examples (the data distribution), churn as a mean over pairs of seeds.
+    summaries = negres.stats.describe_evaluations(evaluations, seed=0)
+    print_summary(summaries["test_accuracy"])
+    summary = summaries["gaussian_noise_flips"]
     print_summary(summary, "share of flipped predictions")
-    print(f"mean clean churn between two seeds: {float(np.mean(churn)):.3f}")
+    print_summary(summaries["churn_clean"], "churn between two seeds, clean test set")
     return {"evaluations": evaluations, "flips": flips, "accuracy": accuracy,
-            "churn": churn, "summary": summary}
+            "churn": churn, "summary": summary, "summaries": summaries}
 
 
 if __name__ == "__main__":

@@ -426,3 +426,204 @@ def test_shortcut_diagnostics_over_seeds_equal_each_seed():
         rate = agreement.right_for_wrong_reasons_rate(attributions[s], SHORTCUTS, correct[s])
         assert_allclose(float(shares[s]), float(share), atol=1e-6)
         assert_allclose(float(rates[s]), float(rate), atol=1e-6)
+
+
+# ------------------------------------------ the scale: no-signal baselines, repeat ceiling
+
+
+def _off_diagonal(matrix) -> np.ndarray:
+    matrix = np.asarray(matrix)
+    return matrix[~np.eye(len(matrix), dtype=bool)]
+
+
+def test_permuted_baseline_of_identical_attributions_is_near_zero_for_cosine(base_attributions):
+    # Every seed has the same maps: they agree perfectly; each seed's own random
+    # permutation of every example's features leaves agreement at chance, 0 for the
+    # cosine of zero-mean random data (one correlation has std about 1 / sqrt(D * N)).
+    stack = np.broadcast_to(base_attributions, (S, *base_attributions.shape))
+    keys = jax.random.split(jax.random.PRNGKey(20), S)
+    permuted = np.asarray(agreement.permuted_attributions(stack, keys))
+    assert permuted.shape == stack.shape
+    flat, flat_permuted = stack.reshape(S, N, D), permuted.reshape(S, N, D)
+    # Same support: every example keeps exactly its values, only their places move.
+    assert_array_equal(np.sort(flat_permuted, axis=-1), np.sort(flat, axis=-1))
+    assert not np.array_equal(flat_permuted, flat)
+    # Row s depends on seed s's maps and key alone (a seed alone gets the same baseline).
+    assert_array_equal(np.asarray(agreement.permuted_attributions(stack[1:2], keys[1:2])),
+                       permuted[1:2])
+    assert_allclose(_off_diagonal(agreement.pairwise_cosine(stack)), 1.0, atol=1e-5)
+    matrices = agreement.cross_seed_agreement(permuted, top_k=64)
+    for name in ("cosine", "spearman_abs", "spearman"):
+        assert_allclose(_off_diagonal(matrices[name]), 0.0, atol=0.05, err_msg=name)
+    assert_allclose(_off_diagonal(matrices["top_k"]), 64 / D, atol=0.03)
+
+
+def test_permuted_baseline_keeps_the_chance_agreement_of_positive_maps(base_attributions):
+    # Positive maps share their sign and mean by construction: random maps with the same
+    # values agree by chance on cosine (about mean^2 / mean square) and sign, and that is
+    # the level their cross-seed agreement should be read against.
+    positive = np.abs(base_attributions)
+    stack = np.broadcast_to(positive, (S, *positive.shape))
+    permuted = agreement.permuted_attributions(stack, jax.random.split(jax.random.PRNGKey(21), S))
+    matrices = agreement.cross_seed_agreement(permuted)
+    flat = positive.reshape(N, D)
+    chance = np.mean(flat.mean(-1) ** 2 / (flat**2).mean(-1))  # 2 / pi for |normal|
+    assert_allclose(_off_diagonal(matrices["cosine"]), chance, atol=0.02)
+    assert_allclose(_off_diagonal(matrices["sign"]), 1.0)
+
+
+@pytest.mark.parametrize("nonzero_only", [False, True])
+def test_paired_agreement_is_the_pair_of_cross_seed_agreement(nonzero_only):
+    rng = np.random.default_rng(22)
+    first = rng.integers(-2, 3, (3, 5, 4, 6)).astype(np.float32)  # ties and exact zeros
+    second = rng.integers(-2, 3, (3, 5, 4, 6)).astype(np.float32)
+    paired = agreement.paired_agreement(first, second, top_k=7, nonzero_only=nonzero_only)
+    assert set(paired) == set(agreement.AGREEMENT_MEASURES)
+    for s in range(3):
+        pair = agreement.cross_seed_agreement(np.stack([first[s], second[s]]), top_k=7,
+                                              nonzero_only=nonzero_only)
+        for name, values in paired.items():
+            assert values.shape == (3,)
+            assert_allclose(float(values[s]), float(pair[name][0, 1]), atol=1e-6,
+                            err_msg=name)
+
+
+def test_the_ceiling_of_smoothgrad_is_one_with_the_same_noise_and_below_with_new_noise(mlp):
+    from negres.evaluators.attributions import stochastic
+    from negres.measures import saliency
+
+    x, trained, _, _ = mlp
+    model = MLP(num_outputs=4, hidden_sizes=(64, 64), activation="tanh")
+
+    def apply(p, xs):
+        return model.apply({"params": p}, xs)
+
+    # Deterministic methods repeat themselves exactly: no ceiling is computed for them.
+    assert [m for m in saliency.ATTRIBUTION_METHODS if stochastic(m)] == ["smoothgrad"]
+    keys = jax.random.split(jax.random.PRNGKey(23), S)
+    other = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 2)
+
+    def smoothgrad(k):
+        return saliency.attribute_over_seeds("smoothgrad", apply, trained, x,
+                                             saliency.PREDICTED, k, samples=4)
+
+    first = smoothgrad(keys)
+    same = agreement.paired_agreement(first, smoothgrad(keys))
+    fresh_noise = agreement.paired_agreement(first, smoothgrad(other))
+    for name in agreement.AGREEMENT_MEASURES:
+        assert_allclose(np.asarray(same[name]), 1.0, rtol=0, atol=1e-6, err_msg=name)
+        assert np.all(np.asarray(fresh_noise[name]) < 1.0), name
+    assert np.all(np.asarray(fresh_noise["spearman_abs"]) > 0.3)  # the same model still
+
+
+def test_scaled_agreement_is_the_formula():
+    matrix = np.array([[1.0, 0.5, 0.7], [0.5, 1.0, 0.2], [0.7, 0.2, 1.0]])
+    ceiling = np.array([0.9, 0.8, 0.6])
+    baseline = agreement.off_diagonal_mean(np.array([[1, 0.1, 0.3], [0.1, 1, 0.2],
+                                                     [0.3, 0.2, 1]]))
+    assert baseline == pytest.approx(0.2)
+    scaled = agreement.scaled_agreement(matrix, baseline, ceiling)
+    for i in range(3):
+        for j in range(3):
+            expected = 1.0 if i == j else (
+                (matrix[i, j] - 0.2) / ((ceiling[i] + ceiling[j]) / 2 - 0.2))
+            assert scaled[i, j] == pytest.approx(expected), (i, j)
+    # Deterministic: the ceiling is 1. No room between baseline and ceiling: NaN.
+    assert_allclose(agreement.scaled_agreement(matrix, 0.2)[0, 1], 0.3 / 0.8)
+    assert np.isnan(agreement.scaled_agreement(matrix, 0.2, np.array([0.1, 0.2, 0.9]))[0, 1])
+    # The baseline's mean leaves out seeds that are not kept, and undefined pairs.
+    holes = np.array([[1, np.nan, 0.3], [np.nan, 1, 0.9], [0.3, 0.9, 1]])
+    assert agreement.off_diagonal_mean(holes) == pytest.approx(0.6)
+    assert agreement.off_diagonal_mean(holes, np.array([True, False, True])) == pytest.approx(0.3)
+
+
+# The attributions evaluator on a small trained digits MLP: 4 seeds, one noisy method.
+SCALE_SEEDS = 4
+
+
+@pytest.fixture(scope="module")
+def scaled_study(small_digits):
+    from tests_configs import tiny_config
+
+    from negres import evaluators, linen_apply
+    from negres.models import build_model
+    from negres.training.builtin import train_seeds
+    from negres.training.optimizers import build_optimizer
+
+    config = tiny_config()
+    model = build_model(config.model, 10)
+    result = train_seeds(model, build_optimizer(config.optimizer), small_digits.x_train,
+                         small_digits.y_train, num_seeds=SCALE_SEEDS, steps=60, batch_size=32)
+    example = small_digits.x_test[:1]
+    settings = {"attribution_methods": ("gradient", "smoothgrad"),
+                "attribution_examples": 16, "smoothgrad_samples": 4,
+                "randomization_check": False, "save_attributions": 0}
+    out = evaluators.evaluate(
+        linen_apply(model), result.params, small_digits, evaluators=("attributions",),
+        settings=settings, seed_indices=result.seed_indices,
+        init=lambda key: model.init(key, example, train=False)["params"])
+    return out, evaluators.as_results(out)
+
+
+def test_untrained_networks_agree_less_than_trained_seeds(scaled_study):
+    evaluation = scaled_study[0]["attributions"]
+    for method in ("gradient", "smoothgrad"):
+        for measure in ("spearman_abs", "top_k", "cosine"):
+            raw = _off_diagonal(evaluation.pairwise["agreement"][method][measure]).mean()
+            baselines = evaluation.pairwise["agreement_baseline"][method][measure]
+            assert set(baselines) == {"untrained", "permuted"}
+            for name, matrix in baselines.items():
+                assert matrix.shape == (SCALE_SEEDS, SCALE_SEEDS)
+                assert _off_diagonal(matrix).mean() < raw - 0.1, (method, measure, name)
+
+
+def test_the_scaled_metric_is_the_formula_on_every_pair(scaled_study):
+    evaluation = scaled_study[0]["attributions"]
+    scale = evaluation.shared["agreement_scale"]
+    assert scale["baseline"] == "untrained"
+    assert scale["ceiling"] == {"gradient": "1 (deterministic)", "smoothgrad": "repeat"}
+    # A deterministic method gets no ceiling computed; a noisy one one per seed and measure.
+    assert set(evaluation.per_seed["agreement_ceiling"]) == {"smoothgrad"}
+    for method in ("gradient", "smoothgrad"):
+        ceilings = evaluation.per_seed["agreement_ceiling"].get(method)
+        for measure in agreement.AGREEMENT_MEASURES:
+            raw = np.asarray(evaluation.pairwise["agreement"][method][measure], float)
+            baseline = _off_diagonal(
+                evaluation.pairwise["agreement_baseline"][method][measure]["untrained"]).mean()
+            assert scale["baseline_mean"][method][measure] == pytest.approx(baseline, abs=1e-6)
+            ceiling = np.ones(SCALE_SEEDS) if ceilings is None else ceilings[measure]
+            assert ceiling.shape == (SCALE_SEEDS,) and np.all(ceiling <= 1 + 1e-6)
+            pair_ceiling = (ceiling[:, None] + ceiling[None, :]) / 2
+            expected = (raw - baseline) / (pair_ceiling - baseline)
+            scaled = evaluation.pairwise["agreement_scaled"][method][measure]
+            assert_allclose(_off_diagonal(scaled), _off_diagonal(expected), rtol=1e-5)
+            if measure in ("spearman_abs", "top_k"):
+                metric = evaluation.metrics[f"{method}_{measure}_agreement_scaled"]
+                assert metric.pairwise == f"agreement_scaled/{method}/{measure}"
+                assert metric.direction == "higher"
+                assert_allclose(metric.values, _off_diagonal(expected).reshape(
+                    SCALE_SEEDS, SCALE_SEEDS - 1).mean(axis=1), rtol=1e-5)
+
+
+def test_a_seed_left_out_as_diverged_leaves_the_scales_rows_and_columns(scaled_study):
+    from negres.statistics.study import kept_rows
+
+    results = scaled_study[1] | {"seed_indices": np.arange(SCALE_SEEDS)}
+    keep = np.array([True, False, True, True])
+    rows = kept_rows(results, keep)
+    saved = rows["evaluations"]["attributions"]
+    for method in ("gradient", "smoothgrad"):
+        for measure in agreement.AGREEMENT_MEASURES:
+            for baseline in ("untrained", "permuted"):
+                full = results["evaluations"]["attributions"]["pairwise"][
+                    "agreement_baseline"][method][measure][baseline]
+                assert_array_equal(saved["pairwise"]["agreement_baseline"][method][measure][
+                    baseline], np.asarray(full)[np.ix_(keep, keep)])
+            scaled = saved["pairwise"]["agreement_scaled"][method][measure]
+            assert scaled.shape == (3, 3)
+        metric = rows["metrics"][f"{method}_spearman_abs_agreement_scaled"]
+        kept = saved["pairwise"]["agreement_scaled"][method]["spearman_abs"]
+        assert_allclose(metric, _off_diagonal(kept).reshape(3, 2).mean(axis=1))
+    ceiling = saved["per_seed"]["agreement_ceiling"]["smoothgrad"]["cosine"]
+    assert_array_equal(ceiling, np.asarray(results["evaluations"]["attributions"]["per_seed"][
+        "agreement_ceiling"]["smoothgrad"]["cosine"])[keep])

@@ -168,3 +168,138 @@ def test_report_only_on_results_damaged_inside_is_one_line(tmp_path):
         experiment.rebuild_report(str(tmp_path))
     assert "\n" not in str(err.value)
 
+
+
+@pytest.mark.parametrize("conditions,shown,said", [
+    (({"name": "a/b"}, {"name": "a_b"}), "conditions[1].name='a_b'",
+     "condition 'a/b': both would write files named 'a_b'"),
+    (({"name": "fast"}, {"name": "Fast"}), "conditions[1].name='Fast'",
+     "condition 'fast': both would write files named 'Fast'"),
+    (({"name": ""},), "conditions[0].name=''", "a non-empty name"),
+    (({"name": "fast"}, {"name": " "}), "conditions[1].name=' '", "a non-empty name"),
+    (({"name": "x" * 200},), "conditions[0].name='xxx", "a name of at most 100 bytes"),
+])
+def test_condition_names_that_collide_as_file_names_or_are_empty_are_refused(
+        tmp_path, conditions, shown, said):
+    workdir, before = a_workdir_with_results(tmp_path)
+    config = tiny_config()
+    config.conditions = conditions
+    with pytest.raises(ConfigError) as err:
+        experiment.run(config, str(workdir), overwrite=True)
+    assert shown in str(err.value) and said in str(err.value) and "\n" not in str(err.value)
+    assert snapshot(workdir) == before
+
+
+def test_paired_conditions_with_unequal_seed_counts_are_refused(tmp_path):
+    workdir, before = a_workdir_with_results(tmp_path)
+    config = tiny_config()
+    config.stats.paired_conditions = True
+    config.conditions = ({"name": "four", "num_seeds": 4}, {"name": "six", "num_seeds": 6})
+    with pytest.raises(ConfigError) as err:
+        experiment.run(config, str(workdir), overwrite=True)
+    assert err.value.field == "stats.paired_conditions" and "\n" not in str(err.value)
+    assert "('six': 6, 'four': 4)" in str(err.value)
+    assert snapshot(workdir) == before
+    # Unpaired, the same seed counts are fine (Welch); paired, equal ones are.
+    config.stats.paired_conditions = False
+    experiment.prepare_conditions(config)
+    config.stats.paired_conditions = True
+    config.conditions = ({"name": "four", "num_seeds": 4}, {"name": "again", "num_seeds": 4})
+    experiment.prepare_conditions(config)
+
+
+def library_program():
+    import flax.linen as nn
+    import optax
+
+    import negres
+
+    def loss(logits, batch):
+        _, y = batch
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), {}
+
+    return negres.linen_program(nn.Dense(3), loss, optax.adam,
+                                hyperparams={"learning_rate": 1e-2})
+
+
+@pytest.mark.parametrize("arguments,shown,said", [
+    ({"grid": {"learning_rate": ["fast", "slow"]}}, "grid['learning_rate']=['fast', 'slow']",
+     "a non-empty list of finite numbers"),
+    ({"grid": {"learning_rate": [-0.5, 1e-2]}}, "grid['learning_rate']=[-0.5, 0.01]",
+     "numbers > 0 (optax's learning_rate is a step size; -0.5 is not)"),
+    ({"grid": {"learning_rate": [0.0]}}, "grid['learning_rate']=[0.0]", "numbers > 0"),
+    ({"grid": {"learning_rate": [1e-3, math.nan]}}, "grid['learning_rate']=[0.001, nan]",
+     "finite numbers"),
+    ({"grid": {"learning_rate": [True, False]}}, "grid['learning_rate']=[True, False]",
+     "finite numbers"),
+    ({"grid": {"b1": [0.9, 1.5]}}, "grid['b1']=[0.9, 1.5]", "numbers in [0, 1)"),
+    ({"grid": ["learning_rate"]}, "grid=['learning_rate']", "a dict of hyperparameter name"),
+    ({"hyperparams": {"learning_rate": ["a", "b"]}}, "hyperparams['learning_rate']=['a', 'b']",
+     "2 finite numbers, one per seed"),
+    ({"hyperparams": {"learning_rate": [1e-3, -1.0]}},
+     "hyperparams['learning_rate']=[0.001, -1.0]", "numbers > 0"),
+    ({"hyperparams": {"learning_rate": [1e-3, math.inf]}},
+     "hyperparams['learning_rate']=[0.001, inf]", "2 finite numbers"),
+])
+def test_the_library_checks_grids_and_hyperparameters_like_the_command_line(
+        arguments, shown, said):
+    import numpy as np
+
+    import negres
+    from negres.errors import ArgumentError
+
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(16, 4)).astype(np.float32), rng.integers(0, 3, 16))
+    with pytest.raises(ArgumentError) as err:
+        negres.train(library_program(), data, num_seeds=2, steps=2, batch_size=4, **arguments)
+    assert shown in str(err.value) and said in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("value, said", [
+    (-0.5, "numbers > 0"), ("fast", "a finite real number"),
+    (math.nan, "a finite real number"), (True, "a finite real number")])
+def test_a_programs_own_hyperparameters_are_checked_like_the_grids(value, said):
+    """``hyperparams=`` of a program builder (not only of ``negres.train``): a learning rate
+    of -0.5 would train at chance without a word."""
+    import flax.linen as nn
+    import optax
+
+    import negres
+    from negres.errors import ArgumentError
+
+    with pytest.raises(ArgumentError) as err:
+        negres.linen_program(nn.Dense(3), lambda logits, batch: (logits.mean(), {}),
+                             optax.adam, hyperparams={"learning_rate": value})
+    assert "hyperparams['learning_rate']=" in str(err.value) and said in str(err.value)
+
+
+def test_a_fully_diverged_condition_leaves_paired_comparisons_explained_and_unpaired_beside(
+        tmp_path):
+    config = tiny_config()
+    config.optimizer.name = "sgd"
+    config.optimizer.learning_rate = 0.05
+    config.evaluation.evaluators = ("performance",)
+    config.stats.paired_conditions = True
+    # One condition whose every seed diverges: paired, it leaves every seed index out of
+    # the healthy conditions too.
+    config.conditions = ({"name": "ok"}, {"name": "slower", "optimizer.learning_rate": 0.02},
+                         {"name": "exploding", "optimizer.learning_rate": 1e30})
+    results = experiment.run(config, str(tmp_path))
+    assert results["conditions"]["exploding"]["diverged"]["count"] == 3
+    statistics = results["statistics"]
+    compared = statistics["comparisons"]["test_accuracy"]["slower"]
+    assert compared["paired"] and min(compared["n_x"], compared["n_y"]) == 0
+    assert compared["verdict"] == "inconclusive"
+    assert compared["reason"].startswith("`slower` − `ok` has 0 paired seeds: paired conditions "
+                                         "leave out every seed index that diverged in any "
+                                         "condition, and seeds diverged in `exploding` on "
+                                         "every one of its seeds (0, 1, 2)")
+    unpaired = compared["unpaired"]
+    assert not unpaired["paired"] and unpaired["n_x"] == unpaired["n_y"] == 3
+    assert unpaired["verdict"] in ("improved", "worse", "inconclusive")
+    assert compared["reason"] in statistics["notes"]
+    # The report says why, and shows the unpaired comparison beside the empty paired one.
+    report = (tmp_path / "report.md").read_text()
+    assert "**What these seeds cannot tell.**" in report and compared["reason"] in report
+    assert "| slower (unpaired) |" in report

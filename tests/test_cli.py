@@ -136,3 +136,84 @@ def test_config_variant_after_a_colon_reaches_get_config(tmp_path):
     assert "no such file" not in line
     assert "'tabular' (default) or 'image'" in line
     assert not (tmp_path / "w").exists()
+
+
+def test_an_extra_positional_argument_is_one_line_not_the_usage(tmp_path):
+    proc = run_main("--config", "configs/default.py", "--workdir", str(tmp_path / "w"), "extra")
+    assert "unexpected argument(s) 'extra'" in error_line(proc)
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # no 30 lines of usage
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("flags", [
+    ["--extend", "--report_only"], ["--rollback", "--report_only"], ["--rollback", "--extend"],
+    ["--overwrite", "--report_only"], ["--overwrite", "--rollback"],
+])
+def test_flags_that_exclude_each_other_are_refused_in_one_line(tmp_path, flags):
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    (workdir / "results.json").write_text("{}")
+    proc = run_main("--config", "configs/default.py", "--workdir", str(workdir), *TINY, *flags)
+    line = error_line(proc)
+    assert "exclude each other" in line and all(flag in line for flag in flags)
+    assert [p.name for p in workdir.iterdir()] == ["results.json"]
+
+
+def test_a_dangling_symlink_or_a_symlink_loop_as_workdir_is_named_as_such(tmp_path):
+    dangling, loop = tmp_path / "dangling", tmp_path / "loop"
+    dangling.symlink_to(tmp_path / "nowhere")
+    loop.symlink_to(loop)
+    for workdir, said in ((dangling, f"to {str(tmp_path / 'nowhere')!r}, which does not exist"),
+                          (loop, "leads back to itself (a loop"),
+                          (loop / "sub", "leads back to itself (a loop")):
+        for flags in (TINY, ["--report_only"]):
+            proc = run_main("--config", "configs/default.py", "--workdir", str(workdir), *flags)
+            line = error_line(proc)
+            assert said in line and "File exists" not in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "loop"]
+
+
+@pytest.mark.parametrize("name,said", [
+    ("x" * 300, "has 300 bytes, and the file system takes names of at most 255"),
+    ("/".join(["ab"] * 2500), "its absolute path has"),
+])
+def test_a_workdir_name_or_path_too_long_is_one_line(tmp_path, name, said):
+    for flags in (TINY, ["--report_only"], ["--rollback"]):
+        proc = run_main("--config", "configs/default.py", "--workdir", str(tmp_path / name),
+                        *flags)
+        assert said in error_line(proc)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_seed_runs_to_a_report_that_says_what_one_seed_cannot_tell(tmp_path):
+    from negres.statistics.sequential import nominal_alphas, seeds_for_next_look
+
+    # A look of one seed tests nothing and spends nothing: the next look is the design's first.
+    assert nominal_alphas([1]) == [0.0]
+    assert nominal_alphas([1, 16]) == [0.0, nominal_alphas([16])[0]]
+    assert seeds_for_next_look(0.1, 0.1, [1]) < seeds_for_next_look(0.1, 0.1, [2])
+    workdir = tmp_path / "w"
+    proc = run_main("--config", "configs/default.py", "--workdir", str(workdir),
+                    "--config.num_seeds=1", "--config.train.steps=20",
+                    "--config.train.eval_every=10", "--config.evaluation.ig_steps=4",
+                    "--config.evaluation.attribution_examples=4",
+                    "--config.evaluation.randomization_check=False",
+                    "--config.stats.num_resamples=200", "--config.stats.num_permutations=200")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (workdir / "report.md").exists()
+    statistics = json.loads((workdir / "results.json").read_text())["statistics"]
+    assert statistics["settings"]["sequential"]["alpha"] == 0.0
+    (note,) = statistics["notes"]
+    assert "`mlp` has 1 seed: one seed has no spread across seeds" in note
+    for summary in statistics["summaries"]["mlp"].values():
+        assert summary["n"] == 1 and summary["reason"] == note
+        assert summary["ci"] == [None, None] or all(v != v for v in summary["ci"])  # NaN
+    within = [c for evaluator in statistics["within_conditions"].values()
+              for families in evaluator.values() for family in families.values()
+              for c in family.values()]
+    assert within and all(c["verdict"] == "inconclusive" and c["reason"] == note
+                          for c in within)
+    assert statistics["settings"]["sequential"]["alpha_spent"] == 0.0
+    report = (workdir / "report.md").read_text()
+    assert f"**What these seeds cannot tell.** {note}" in report
+    assert "this look tests nothing and spends none of the 0.05" in report

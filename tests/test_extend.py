@@ -96,3 +96,77 @@ def test_a_rerun_with_more_seeds_points_to_extend_and_extend_needs_a_study(exten
         experiment.run(study_config(4), str(finished), extend=True, overwrite=True)
     with pytest.raises(WorkdirError, match="holds no finished study"):
         experiment.run(study_config(4), str(tmp_path), extend=True)
+
+
+KILL_THE_EXTENSION = """
+import os, signal, sys
+sys.path[:0] = [{tests!r}]
+from tests_configs import tiny_config
+from negres.study import experiment
+from negres.training import checkpoint
+save = checkpoint.TrainingCheckpoints.save
+def save_then_die(self, step, state, metadata):
+    save(self, step, state, metadata)
+    if "_look2" in str(self.directory):
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.TrainingCheckpoints.save = save_then_die
+config = tiny_config()
+config.num_seeds = 4
+config.train.checkpoint_every = 30
+config.evaluation.evaluators = ("performance", "robustness", "multiplicity")
+config.conditions = ({{"name": "fast"}}, {{"name": "slow", "optimizer.learning_rate": 0.003}})
+experiment.run(config, {workdir!r}, extend=True)
+"""
+
+
+def test_a_killed_extension_is_not_rewritten_by_an_extension_to_another_count(extended,
+                                                                            tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, finished, _, _, _ = extended
+    workdir = tmp_path / "w"
+    shutil.copytree(finished, workdir)
+    tests = str(Path(__file__).parent)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_THE_EXTENSION.format(tests=tests, workdir=str(workdir))],
+        capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "JAX_PLATFORMS": "cpu",
+             "PYTHONPATH": str(Path(tests).parent)})
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert any(workdir.glob("checkpoints/*_look2/*"))
+    # The killed run's lock file (its lock died with it) is the one file that may go.
+    (workdir / ".negres_lock").unlink()
+    before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    with pytest.raises(WorkdirError) as err:
+        experiment.run(study_config(3), str(workdir), extend=True)
+    message = str(err.value)
+    assert "holds an unfinished --extend of its study to num_seeds=4" in message
+    assert "--config.num_seeds=4 --extend" in message and "--overwrite" not in message
+    assert "\n" not in message
+    # Nothing was rewritten: config.json still records the extension to 4 seeds.
+    assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before
+    # Rerun as it was, the extension resumes and finishes.
+    results = experiment.run(study_config(4), str(workdir), extend=True)
+    assert results["looks"] == [{"fast": 2, "slow": 2}, {"fast": 4, "slow": 4}]
+
+
+def test_a_study_written_before_a_config_field_existed_still_extends(extended, tmp_path):
+    """A finished study whose config.json and results.json predate a field (here the
+    `randomness` section and `stats.estimand`) computed what the field's default computes:
+    it extends, and its first look is not retrained."""
+    import json
+
+    _, finished, _, _, _ = extended
+    workdir = tmp_path / "old"
+    shutil.copytree(finished, workdir)
+    for name in ("config.json", "results.json"):
+        data = json.loads((workdir / name).read_text())
+        config = data if name == "config.json" else data["config"]
+        config.pop("randomness")
+        config["stats"].pop("estimand")
+        (workdir / name).write_text(json.dumps(data))
+    results = experiment.run(study_config(4), str(workdir), extend=True)
+    assert results["looks"] == [{"fast": 2, "slow": 2}, {"fast": 4, "slow": 4}]
+    assert not (workdir / "checkpoints" / "0_fast_look1").exists()

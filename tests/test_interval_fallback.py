@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from negres.reporting.tables import interval
 from negres.statistics import inference as stats
 
 LEVEL = 0.95
@@ -188,8 +189,10 @@ def test_robustness_severity_table_uses_the_default_interval():
     rng = np.random.default_rng(4)
     accuracy = np.c_[NEAR_ONE, rng.binomial(200, 0.8, size=16) / 200]  # (S, K)
     accuracy[3, 1] = np.nan  # a diverged seed is left out, as in describe
-    lines = _severity_table({"noise": {"accuracy": accuracy}}, {"noise": [0.0, 0.5]},
-                            "accuracy")
+    condition = {"evaluations": {"robustness": {
+        "per_seed": {"curves": {"noise": {"accuracy": accuracy}}},
+        "shared": {"severities": {"noise": [0.0, 0.5]}}}}}
+    lines = _severity_table(condition, "accuracy", "distribution")
     header = next(line for line in lines if line.startswith("| severity"))
     assert "(BCa)" not in header
     summaries = [stats.describe(accuracy[:, k], num_resamples=2000) for k in range(2)]
@@ -202,3 +205,27 @@ def test_robustness_severity_table_uses_the_default_interval():
         assert "∞" not in row
     assert summaries[0]["ci_fallback"] == "t_bca_span"
     assert summaries[1]["ci_fallback"] is None
+
+
+def test_robustness_severity_table_covers_the_examples_where_they_were_saved():
+    """With each test example's score saved, a severity's interval is the seeds x examples
+    one (wider than the seeds' alone on a small test set) and the table says so."""
+    pytest.importorskip("jax")
+    from negres.evaluators.robustness import _severity_table
+    from negres.statistics import sampling
+
+    rng = np.random.default_rng(5)
+    difficulty = rng.beta(4, 1.5, size=50)
+    per_example = (rng.random((16, 2, 50)) < difficulty).astype(float)  # (S, K, N)
+    condition = {"evaluations": {"robustness": {
+        "per_seed": {"curves": {"noise": {"accuracy": per_example.mean(axis=2)}},
+                     "per_example": {"noise": per_example}},
+        "shared": {"severities": {"noise": [0.0, 0.5]}}}}}
+    lines = _severity_table(condition, "accuracy", "distribution")
+    assert any("covers seeds × 50 test examples" in line or "seeds and test examples" in line
+               for line in lines)
+    for k in range(2):
+        summary = sampling.describe_examples(per_example[:, k], num_resamples=2000)
+        seeds_only = stats.describe(per_example[:, k].mean(axis=1), num_resamples=2000)
+        assert any(interval(summary["ci"]) in line for line in lines)
+        assert summary["ci"][1] - summary["ci"][0] > seeds_only["ci"][1] - seeds_only["ci"][0]

@@ -78,13 +78,18 @@ def test_notebook_runs_top_to_bottom_at_toy_size(tmp_path, monkeypatch):
     report = printed(cell_with(notebook, "result = train_seeds("))
     accuracies = re.search(r"test accuracy per seed: \[([^\]]*)\]", report).group(1).split()
     assert len(accuracies) == 4 and all(0.0 <= float(a) <= 1.0 for a in accuracies)
+    # Accuracy's interval covers the test digits' sampling too, and says so.
+    assert "(covers seeds and test examples)" in report
+    assert "about these 100 test digits only" in report
 
     report = printed(cell_with(notebook, "cross_seed_agreement("))
     assert "attributions: (4, 4, 64)" in report
     agreement = float(re.search(r"mean cross-seed agreement[^:]*: (\S+) ±", report).group(1))
     assert -1.0 <= agreement <= 1.0
+    low, high = map(float, re.search(r"95% interval \[(\S+), (\S+)\]", report).groups())
+    assert low <= agreement <= high
 
-    report = printed(cell_with(notebook, "negres.stats.compare("))
+    report = printed(cell_with(notebook, "negres.stats.compare_examples("))
     verdict = re.search(r"^verdict: (\w+)$", report, re.MULTILINE).group(1)
     assert verdict in ("improved", "worse", "inconclusive")
     assert re.search(r"difference [+-]\d\.\d+, 95% interval \[[+-]\d\.\d+, [+-]\d\.\d+\]", report)

@@ -243,7 +243,7 @@ def test_seeds_for_next_look_respects_max_seeds() -> None:
     ("kwargs", "name"),
     [
         ({"look_sizes": []}, "look_sizes"),
-        ({"look_sizes": [1]}, "look_sizes"),
+        ({"look_sizes": [0]}, "look_sizes"),
         ({"look_sizes": [16, 16]}, "look_sizes"),
         ({"look_sizes": [64, 16]}, "look_sizes"),
         ({"look_sizes": [16, 32.5]}, "look_sizes"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import KILL_AFTER_CHECKPOINT
-from tests_configs import tiny_config
+from tests_configs import LIGHT, tiny_config
 
 from negres.study.experiment import prepare_workdir
 from negres.study.workdir import (
@@ -30,14 +30,6 @@ from negres.study.workdir import (
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN = str(REPO / "main.py")
-# A study small enough to run several times: every default evaluator, few seeds and steps.
-LIGHT = ["--config", "configs/default.py", "--config.num_seeds=2", "--config.train.steps=40",
-         "--config.train.eval_every=10", "--config.train.checkpoint_every=10",
-         "--config.model.hidden_sizes=(16,)", "--config.evaluation.attribution_examples=4",
-         "--config.evaluation.save_attributions=2", "--config.evaluation.ig_steps=4",
-         "--config.evaluation.smoothgrad_samples=2", "--config.evaluation.severities=(0.0,0.3)",
-         "--config.evaluation.randomization_check=False",
-         "--config.stats.num_resamples=200", "--config.stats.num_permutations=200"]
 
 
 def env() -> dict[str, str]:
@@ -271,3 +263,38 @@ def test_a_full_disk_while_writing_the_report_keeps_results_and_the_rerun_writes
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "train: step" not in rerun.stderr  # nothing retrained
     assert (copied / "report.md").exists()
+
+
+def test_report_only_during_an_unfinished_overwrite_names_the_set_aside_results(finished,
+                                                                                 tmp_path):
+    workdir = copy_of(finished, tmp_path)
+    set_aside(workdir)  # as an --overwrite killed before its results
+    line = error_line(run(MAIN, "--workdir", str(workdir), "--report_only"))
+    assert f"set the earlier run's results aside in {REPLACED_DIR}/" in line
+    assert "--rollback" in line and "holds no results.json to report on" not in line
+    assert run(MAIN, "--workdir", str(workdir), "--rollback").returncode == 0
+    assert snapshot(workdir) == finished[1]
+
+
+def test_rollback_and_report_only_on_a_read_only_workdir_are_one_line(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path)
+    set_aside(workdir)  # an unfinished overwrite: --rollback has something to do
+    before = snapshot(workdir)
+    reason = _can_mount_tmpfs(tmp_path)
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path / "out"
+    out.mkdir()
+    script = [f"mount --bind {workdir} {workdir}", f"mount -o remount,bind,ro {workdir}"]
+    for number, flag in enumerate(("--rollback", "--report_only")):
+        script.append(f"'{sys.executable}' '{MAIN}' --workdir '{workdir}' {flag} "
+                      f"> {out}/{number}.out 2> {out}/{number}.err; echo $? > {out}/{number}.rc")
+    subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                    "; ".join(script)], cwd=REPO, env=env(), timeout=300, check=True)
+    for number, doing in enumerate(("--rollback", "--report_only")):
+        proc = subprocess.CompletedProcess([], int((out / f"{number}.rc").read_text()),
+                                           (out / f"{number}.out").read_text(),
+                                           (out / f"{number}.err").read_text())
+        line = error_line(proc)
+        assert "is not writable (Read-only file system)" in line and doing in line
+    assert snapshot(workdir) == before

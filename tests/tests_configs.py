@@ -6,6 +6,15 @@ from pathlib import Path
 from ml_collections import ConfigDict
 
 REPO = Path(__file__).resolve().parents[1]
+# main.py's arguments for a study small enough to run several times in one test: the default
+# config with every default evaluator, 2 seeds, 40 steps, checkpoints every 10.
+LIGHT = ["--config", "configs/default.py", "--config.num_seeds=2", "--config.train.steps=40",
+         "--config.train.eval_every=10", "--config.train.checkpoint_every=10",
+         "--config.model.hidden_sizes=(16,)", "--config.evaluation.attribution_examples=4",
+         "--config.evaluation.save_attributions=2", "--config.evaluation.ig_steps=4",
+         "--config.evaluation.smoothgrad_samples=2", "--config.evaluation.severities=(0.0,0.3)",
+         "--config.evaluation.randomization_check=False",
+         "--config.stats.num_resamples=200", "--config.stats.num_permutations=200"]
 
 
 def load_config(name: str, arg: str | None = None) -> ConfigDict:

@@ -173,8 +173,8 @@ def as_results(evaluations: Mapping[str, Evaluation]) -> dict[str, Any]:
 
     Returns:
       ``metrics`` (name -> ``(S,)``), ``metric_info`` (name -> ``{"direction", "labels",
-      ["pairwise"], "evaluator"}``) and ``evaluations`` (evaluator -> ``{"per_seed",
-      "pairwise", "shared"}``).
+      "sampling", ["pairwise" | "per_example"], "evaluator"}``) and ``evaluations``
+      (evaluator -> ``{"per_seed", "pairwise", "shared"}``).
     """
     metrics: dict[str, np.ndarray] = {}
     info: dict[str, dict[str, Any]] = {}
@@ -191,9 +191,11 @@ def as_results(evaluations: Mapping[str, Evaluation]) -> dict[str, Any]:
                                  f"{value.direction!r}, not one of {DIRECTIONS}")
             metrics[metric] = np.asarray(value.values)
             info[metric] = {"direction": value.direction, "labels": dict(value.labels),
-                            "evaluator": name}
+                            "evaluator": name, "sampling": value.sampling}
             if value.pairwise is not None:
                 info[metric]["pairwise"] = value.pairwise
+            if value.per_example is not None:
+                info[metric]["per_example"] = value.per_example
             if value.units:
                 info[metric]["units"] = value.units
         saved[name] = {"per_seed": evaluation.per_seed, "pairwise": evaluation.pairwise,
@@ -237,6 +239,17 @@ def _check_seed_axes(name: str, evaluation: Evaluation, num_seeds: int | None) -
         if value.pairwise is not None and at_path(evaluation.pairwise, value.pairwise) is None:
             raise ValueError(f"evaluator {name!r}: metric {metric!r} names pairwise "
                              f"{value.pairwise!r}, which it did not return")
+        if value.pairwise is not None and value.per_example is not None:
+            raise ValueError(f"evaluator {name!r}: metric {metric!r} names both pairwise "
+                             f"{value.pairwise!r} and per_example {value.per_example!r}; a "
+                             "metric is sampled one way")
+        if value.per_example is not None:
+            per_example = at_path(evaluation.per_seed, value.per_example)
+            if per_example is None or np.ndim(per_example) != 2:
+                raise ValueError(
+                    f"evaluator {name!r}: metric {metric!r} names per_example "
+                    f"{value.per_example!r}, which is not an (S, N) entry of its per_seed "
+                    f"(got shape {None if per_example is None else np.shape(per_example)})")
     for part, leading in (("per_seed", (num_seeds,)), ("pairwise", (num_seeds, num_seeds))):
         for path, leaf in _leaves(getattr(evaluation, part)):
             if np.shape(leaf)[:len(leading)] != leading:

@@ -2,7 +2,9 @@
 
 For each configured method: attributions ``(S, N, *input_shape)`` of the first ``N`` test
 examples, the completeness gap where the method promises completeness, cross-seed
-agreement matrices ``(S, S)``, and optionally max-sensitivity, the cascading
+agreement matrices ``(S, S)`` placed on a scale (between the agreement of untrained
+networks or of randomly permuted maps, and for a noisy method the agreement of one seed
+measured twice), and optionally max-sensitivity, the cascading
 parameter-randomisation check and shortcut diagnostics. Per-seed numbers become metrics
 labelled with their method and measure, so that conditions, and methods within a
 condition, can be compared on them. The attributions themselves are passed on to
@@ -13,6 +15,7 @@ evaluators that require this one (``truth``) and the first examples' are saved a
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,10 +35,12 @@ from negres.evaluators.protocol import (
     Evaluator,
     MemoryUse,
     Metric,
+    pairwise_row_means,
+    sample_of,
     saved_by,
 )
 from negres.measures import agreement, interpretability, saliency
-from negres.reporting.tables import comparison_header, comparison_rows, fmt, table
+from negres.reporting.tables import ci_of, comparison_header, comparison_rows, fmt, interval, table
 from negres.seeds import over_seeds, stream_key
 from negres.tasks import Task
 
@@ -76,12 +81,27 @@ MEASURE_DIRECTIONS: dict[str, Direction] = {
     "completeness_gap": "lower",
     "agreement_spearman_abs": "higher",
     "agreement_top_k": "higher",
+    "agreement_spearman_abs_scaled": "higher",
+    "agreement_top_k_scaled": "higher",
     "max_sensitivity": "lower",
     "randomization_spearman": "lower",
     "shortcut_share": "lower",
     "right_for_wrong_reasons": "lower",
 }
 ATTRIBUTIONS_DIR = "attributions"
+# The no-signal baselines of cross-seed agreement, in the order the scale prefers them:
+# agreement between untrained networks (needs ``context.init``), then between random maps
+# with each example's values (agreement.permuted_attributions).
+BASELINES = ("untrained", "permuted")
+# fold_in numbers of each seed's evaluation key: the re-initialised network (shared with
+# the randomisation check), a noisy method's repeat, the permutations of the baseline.
+_FRESH_INIT, _REPEAT, _PERMUTATION = 1, 2, 3
+
+
+def stochastic(method: str) -> bool:
+    """Whether an attribution method draws noise (takes a key: SmoothGrad), so that one
+    seed measured twice can disagree with itself."""
+    return "key" in inspect.signature(saliency.ATTRIBUTION_METHODS[method]).parameters
 
 
 def method_options(method: str, settings: ConfigDict, task: Task) -> dict[str, Any]:
@@ -119,24 +139,31 @@ def check(settings: ConfigDict, task: Task) -> None:
 def memory(settings: ConfigDict, task: Task, num_seeds: int) -> MemoryUse:
     """What :func:`evaluate`'s arrays take for ``num_seeds`` seeds.
 
-    Held per method: its attributions ``(S, N, *input_shape)`` float32 (passed on) and five
-    agreement matrices ``(S, S)``. Working on one method: the cross-seed agreement, whose
-    temporaries XLA's memory analysis on CPU puts at about 5 per-example matrices
-    ``(S, S, N)`` float32 and 16 copies of the attributions (ranks, sorts): 4 to 5 and
-    14 to 16 for 50 to 3,000 seeds and 4 to 256 examples; with ``max_sensitivity``, every
-    perturbed copy of the attributions at once. Saved: the agreement matrices.
+    Held per method: its attributions ``(S, N, *input_shape)`` float32 (passed on), five
+    agreement matrices ``(S, S)`` float32 and their scale (:func:`_place_on_scale`): two
+    baselines of each (float32) and the scaled matrices (float64). Working on one method:
+    the cross-seed agreement, whose temporaries XLA's memory analysis on CPU puts at about
+    5 per-example matrices ``(S, S, N)`` float32 and 16 copies of the attributions (ranks,
+    sorts): 4 to 5 and 14 to 16 for 50 to 3,000 seeds and 4 to 256 examples; the scale
+    adds one more stack of attributions beside it (the untrained networks', the permuted
+    ones or a noisy method's repeat, one at a time), as its agreements run one after
+    another; with ``max_sensitivity``, every perturbed copy of the attributions at once.
+    The untrained networks' parameters are not counted (nor are the trained ones). Saved:
+    the agreement matrices, their baselines and scaled matrices (20 ``(S, S)`` a method).
     """
     examples = min(int(settings.attribution_examples), task.num_test)
     one = 4 * num_seeds * examples * int(np.prod(task.input_shape))
     methods = len(settings.attribution_methods)
     pairs = num_seeds * num_seeds if num_seeds > 1 else 0
-    working = 5 * 4 * pairs * examples + 16 * one if pairs else one
+    working = 5 * 4 * pairs * examples + 17 * one if pairs else one
     if settings.max_sensitivity:
         working = max(working, int(settings.sensitivity_samples) * one)
-    # Beside the matrices, a few numbers per seed and method: metrics and the randomisation
-    # check's correlation at every layer.
-    return MemoryUse(held=methods * (one + 5 * 4 * pairs) + working,
-                     saved=methods * (5 * pairs + 8 * num_seeds))
+    # Matrices a method: 5 agreements and 10 baselines in float32, 5 scaled in float64.
+    matrix_bytes = (5 + 10) * 4 * pairs + 5 * 8 * pairs
+    # Beside the matrices, a few numbers per seed and method: metrics, the randomisation
+    # check's correlation at every layer and the ceilings of a noisy method.
+    return MemoryUse(held=methods * (one + matrix_bytes) + working,
+                     saved=methods * (20 * pairs + 15 * num_seeds))
 
 
 def _target(settings: ConfigDict, task: Task, n: int) -> Any:
@@ -155,9 +182,14 @@ def evaluate(context: EvaluationContext) -> Evaluation:
 
     Returns an :class:`Evaluation` with metrics ``<method>_<measure>`` (each ``(S,)``,
     labelled ``{"method", "measure"}``: completeness gap, agreement, Gini sparsity of |a|
-    and the optional checks); pairwise ``agreement``: method -> measure -> ``(S, S)``; per
-    seed ``randomization``: method -> ``(S, L)`` with the layer names shared; passed on
-    ``attributions``: method -> ``(S, N, *input_shape)``.
+    and the optional checks; ``<method>_<measure>_agreement_scaled``, agreement between
+    its no-signal baseline and its repeat ceiling); pairwise ``agreement``: method ->
+    measure -> ``(S, S)``, and its scale ``agreement_baseline``: method -> measure ->
+    baseline -> ``(S, S)`` and ``agreement_scaled``: method -> measure -> ``(S, S)``; per
+    seed ``randomization``: method -> ``(S, L)`` with the layer names shared, and
+    ``agreement_ceiling``: method -> measure -> ``(S,)`` for noisy methods
+    (:func:`_place_on_scale`); passed on ``attributions``: method -> ``(S, N,
+    *input_shape)``.
     """
     task, settings, params, apply_fn = context.task, context.settings, context.params, \
         context.apply
@@ -169,6 +201,26 @@ def evaluate(context: EvaluationContext) -> Evaluation:
                      shared={"methods": list(settings.attribution_methods),
                              "randomization_layers": {}},
                      passed_on={"attributions": {}})
+    # Each seed's freshly initialised network: the randomisation check re-draws layers
+    # from it, and the agreement's untrained baseline explains it whole.
+    fresh = None
+    if context.init is not None and (settings.randomization_check or context.num_seeds > 1):
+        fresh = jax.jit(over_seeds(lambda k: context.init(jax.random.fold_in(k, _FRESH_INIT))))(
+            eval_keys)
+        # Laid out as the trained seeds are, so that explaining them reuses the compiled
+        # attributions and agreement (an array's sharding, and whether it is committed to
+        # it, are part of what jit compiles for).
+        leaves, structure = jax.tree_util.tree_flatten(params)
+        if structure == jax.tree_util.tree_structure(fresh) and all(
+                isinstance(leaf, jax.Array) and getattr(leaf, "committed", False)
+                for leaf in leaves):
+            fresh = jax.device_put(fresh, jax.tree_util.tree_map(lambda a: a.sharding, params))
+    if context.num_seeds > 1:
+        out.pairwise |= {"agreement_baseline": {}, "agreement_scaled": {}}
+        out.per_seed["agreement_ceiling"] = {}
+        out.shared["agreement_scale"] = {
+            "baseline": BASELINES[0] if fresh is not None else BASELINES[1],
+            "baseline_mean": {}, "ceiling": {}}
     predictions = jax.jit(over_seeds(lambda p: jnp.argmax(apply_fn(p, x), -1)))(params)
     # Read outside jit, where the params' devices are known: each device's seeds one at a
     # time on a CPU (saliency.seeds_per_step_for).
@@ -185,7 +237,8 @@ def evaluate(context: EvaluationContext) -> Evaluation:
                 _method, apply_fn, p, x, target, k, seeds_per_step=per_step,
                 num_devices=num_devices, **_options)
 
-        attributions = jax.jit(over_seeds_fn)(params, eval_keys)
+        attribute_all = jax.jit(over_seeds_fn)
+        attributions = attribute_all(params, eval_keys)
         out.passed_on["attributions"][method] = np.asarray(attributions)
         metrics = out.metrics
         metrics[f"{method}_sparsity"] = _metric(
@@ -207,6 +260,8 @@ def evaluate(context: EvaluationContext) -> Evaluation:
                 metrics[f"{method}_agreement_{measure}"] = _metric(
                     method, f"agreement_{measure}", summary["per_seed"],
                     pairwise=f"agreement/{method}/{measure}")
+            _place_on_scale(out, context, method, attributions, matrices, top_k,
+                            attribute_all, fresh, eval_keys)
         fixed_fn = functools.partial(attribution_fn, k=context.shared_key)
         if settings.max_sensitivity:
             sensitivity = agreement.max_sensitivity_over_seeds(
@@ -216,11 +271,9 @@ def evaluate(context: EvaluationContext) -> Evaluation:
             )
             metrics[f"{method}_max_sensitivity"] = _metric(
                 method, "max_sensitivity", jnp.nanmean(sensitivity, axis=1))
-        if settings.randomization_check and context.init is not None:
-            init = jax.jit(over_seeds(lambda k: context.init(jax.random.fold_in(k, 1))))
-            random_params = init(eval_keys)
+        if settings.randomization_check and fresh is not None:
             spearman = agreement.cascading_randomization_over_seeds(
-                fixed_fn, params, random_params, x, layer_names=context.layers)
+                fixed_fn, params, fresh, x, layer_names=context.layers)
             out.shared["randomization_layers"][method] = list(
                 agreement.randomization_layer_names(params, context.layers))
             out.per_seed["randomization"][method] = np.asarray(spearman)
@@ -242,6 +295,55 @@ def evaluate(context: EvaluationContext) -> Evaluation:
             context.workdir, context.condition, task, out.passed_on["attributions"],
             int(settings.save_attributions))
     return out
+
+
+def _place_on_scale(out: Evaluation, context: EvaluationContext, method: str,
+                    attributions: jax.Array, matrices: Mapping[str, jax.Array], top_k: int,
+                    attribute_all: Any, fresh: Any, eval_keys: jax.Array) -> None:
+    """Cross-seed agreement of ``method`` between a no-signal baseline and a repeat ceiling.
+
+    Saves, for every measure of :data:`negres.measures.agreement.AGREEMENT_MEASURES`:
+    pairwise ``agreement_baseline/<method>/<measure>/<baseline>`` ``(S, S)`` for each of
+    :data:`BASELINES` (``untrained`` only where ``context.init`` is given), per seed
+    ``agreement_ceiling/<method>/<measure>`` ``(S,)`` for a noisy method only (a
+    deterministic one repeats itself exactly: its ceiling is 1), and pairwise
+    ``agreement_scaled/<method>/<measure>`` :func:`agreement.scaled_agreement` against the
+    first baseline available, whose mean over the pairs of seeds that stayed finite is kept
+    in ``shared["agreement_scale"]``. Measures of :data:`AGREEMENT_METRICS` become metrics
+    ``<method>_<measure>_agreement_scaled``, the row means of the scaled matrix.
+    """
+    seed_stream = jax.vmap(jax.random.fold_in, in_axes=(0, None))
+    baselines = {}
+    if fresh is not None:
+        # The same method on the same examples, explaining S networks nobody trained.
+        baselines["untrained"] = agreement.cross_seed_agreement(
+            attribute_all(fresh, eval_keys), top_k=top_k)
+    baselines["permuted"] = agreement.cross_seed_agreement(
+        agreement.permuted_attributions(attributions, seed_stream(eval_keys, _PERMUTATION)),
+        top_k=top_k)
+    ceilings = None
+    if stochastic(method):  # the same seeds again with independent noise
+        repeat = attribute_all(context.params, seed_stream(eval_keys, _REPEAT))
+        ceilings = agreement.paired_agreement(attributions, repeat, top_k=top_k)
+        out.per_seed["agreement_ceiling"][method] = {
+            m: np.asarray(v) for m, v in ceilings.items()}
+    scale = out.shared["agreement_scale"]
+    scale["ceiling"][method] = "repeat" if ceilings is not None else "1 (deterministic)"
+    used = scale["baseline"]
+    out.pairwise["agreement_baseline"][method] = {
+        m: {name: np.asarray(b[m]) for name, b in baselines.items()}
+        for m in agreement.AGREEMENT_MEASURES}
+    out.pairwise["agreement_scaled"][method], scale["baseline_mean"][method] = {}, {}
+    for measure in agreement.AGREEMENT_MEASURES:
+        mean = agreement.off_diagonal_mean(baselines[used][measure], context.kept)
+        scaled = agreement.scaled_agreement(
+            matrices[measure], mean, None if ceilings is None else ceilings[measure])
+        out.pairwise["agreement_scaled"][method][measure] = scaled
+        scale["baseline_mean"][method][measure] = mean
+        if measure in AGREEMENT_METRICS:
+            out.metrics[f"{method}_{measure}_agreement_scaled"] = _metric(
+                method, f"agreement_{measure}_scaled", pairwise_row_means(scaled),
+                pairwise=f"agreement_scaled/{method}/{measure}")
 
 
 def save_attributions(workdir: Path, condition: str, task: Task,
@@ -287,9 +389,10 @@ def method_families(condition: Mapping[str, Any], compare: Compare,
         if len(methods) < 2:
             continue
         reference = methods[0]
-        y = np.asarray(condition["metrics"][metrics[reference]], dtype=float)
+        # Each as it was sampled: agreement is a mean over pairs of seeds, compared as such.
+        y = sample_of(condition, metrics[reference])
         families[measure] = {
-            method: compare(np.asarray(condition["metrics"][metrics[method]], dtype=float), y,
+            method: compare(sample_of(condition, metrics[method]), y,
                             directions[measure]) | {"reference": reference}
             for method in methods[1:]}
     return families
@@ -330,6 +433,44 @@ def _agreement_rows(condition: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _pair_mean(matrix: Any) -> float:
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.ndim != 2 or len(matrix) < 2:
+        return float("nan")
+    return agreement.off_diagonal_mean(matrix)
+
+
+def _scale_rows(results: Mapping[str, Any], name: str) -> list[list[str]]:
+    """One row per method and measure: baselines, ceiling, raw and scaled agreement."""
+    condition = results["conditions"][name]
+    saved = saved_by(condition, "attributions")
+    scaled_all = saved["pairwise"].get("agreement_scaled", {})
+    summaries = (results.get("statistics") or {}).get("summaries", {}).get(name, {})
+    rows = []
+    for method, scaled in scaled_all.items():
+        raw = saved["pairwise"].get("agreement", {}).get(method, {})
+        baselines = saved["pairwise"].get("agreement_baseline", {}).get(method, {})
+        ceilings = saved["per_seed"].get("agreement_ceiling", {}).get(method)
+        for measure, matrix in scaled.items():
+            cells = [method, measure]
+            cells += [fmt(_pair_mean(baselines[measure][b]), 3)
+                      if b in baselines.get(measure, {}) else "–" for b in BASELINES]
+            if ceilings is None:
+                cells.append("1 (deterministic)")
+            else:
+                values = np.asarray(ceilings[measure], dtype=float)
+                cells.append(fmt(float(np.nanmean(values)), 3)
+                             if np.isfinite(values).any() else "–")
+            cells.append(fmt(_pair_mean(raw[measure]), 3) if measure in raw else "–")
+            text = fmt(_pair_mean(matrix), 3)
+            summary = summaries.get(f"{method}_{measure}_agreement_scaled")
+            if summary and ("ci" in summary or "ci_bca" in summary):
+                text += f" {interval(ci_of(summary), 3)}"
+            cells.append(text)
+            rows.append(cells)
+    return rows
+
+
 def _randomization_rows(condition: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     saved = saved_by(condition, "attributions")
     checks = saved["per_seed"].get("randomization", {})
@@ -366,6 +507,23 @@ def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
             measures = list(next(iter(saved_by(conditions[name], "attributions")["pairwise"][
                 "agreement"].values())))
             lines += [f"### `{name}`", ""] + table(["method", *measures], agreement_rows[name])
+            scale_rows = _scale_rows(results, name)
+            if scale_rows:
+                scale = saved_by(conditions[name], "attributions")["shared"].get(
+                    "agreement_scale", {})
+                lines += [
+                    "Agreement on a scale (means over pairs of seeds): the no-signal "
+                    "baselines are the same measure between untrained, freshly initialised "
+                    "networks explained by the same method on the same examples, and "
+                    "between attributions whose features were randomly permuted within "
+                    "each example (same values, no position); the ceiling is one seed's "
+                    "agreement with itself attributed again with independent noise (1 for "
+                    "a deterministic method). Scaled = (agreement − baseline) / (ceiling − "
+                    f"baseline) per pair, against the {scale.get('baseline', 'untrained')} "
+                    "baseline: 0 is no more than no signal, 1 as much as a repeat; the "
+                    "interval is that of the per-seed metric.", ""]
+                lines += table(["method", "measure", "untrained", "permuted", "ceiling",
+                                "raw", "scaled"], scale_rows)
             header, rows = _randomization_rows(conditions[name])
             if rows:
                 lines += ["Parameter-randomisation sanity check (Spearman rank correlation "

@@ -23,10 +23,11 @@ from negres.evaluators.protocol import (
     Evaluation,
     EvaluationContext,
     Evaluator,
+    MemoryUse,
     Metric,
     saved_by,
 )
-from negres.measures.losses import LOSSES, SCORE_NAMES
+from negres.measures.losses import LOSSES, PER_EXAMPLE, SCORE_NAMES
 from negres.seeds import over_seeds, stream_key
 
 # Which way each score is better.
@@ -43,22 +44,33 @@ REPORT_SEEDS = 20
 
 def evaluate(context: EvaluationContext) -> Evaluation:
     """``test_<score>``, ``test_loss``, ``train_<score>``, ``train_loss``, each ``(S,)``;
-    with ``context.init``, ``per_seed`` ``initial_train_loss`` ``(S,)`` and ``collapsed``
-    ``(S,)`` bool (see :func:`collapsed_of`)."""
+    ``per_seed`` ``per_example/test_<score>`` and ``per_example/test_loss`` ``(S, N)``, each
+    test example's values, which the test metrics declare (their intervals cover the test
+    examples' sampling too); with ``context.init``, ``per_seed`` ``initial_train_loss``
+    ``(S,)`` and ``collapsed`` ``(S,)`` bool (see :func:`collapsed_of`). The training set's
+    metrics are about the training set the seeds saw: independent per seed."""
     task = context.task
     score = SCORE_NAMES[task.kind]
-    loss_fn = LOSSES[task.kind]
+    loss_fn, per_example_fn = LOSSES[task.kind], PER_EXAMPLE[task.kind]
     scored = jax.jit(over_seeds(lambda p, x, y: loss_fn(context.apply(p, x), y)))
-    out = Evaluation()
+    scored_per_example = jax.jit(over_seeds(
+        lambda p, x, y: per_example_fn(context.apply(p, x), y)))
+    out = Evaluation(per_seed={"per_example": {}})
     for split, x, y in (("test", task.x_test, task.y_test),
                         ("train", task.x_train, task.y_train)):
         loss, value = scored(context.params, x, y)
+        by_example = {}
+        if split == "test":
+            losses, values = jax.device_get(scored_per_example(context.params, x, y))
+            by_example = {"score": f"per_example/test_{score}", "loss": "per_example/test_loss"}
+            out.per_seed["per_example"][f"test_{score}"] = np.asarray(values)
+            out.per_seed["per_example"]["test_loss"] = np.asarray(losses)
         out.metrics[f"{split}_{score}"] = Metric(
             jax.device_get(value), SCORE_DIRECTIONS[score], {"split": split, "measure": score},
-            units=UNITS[score])
+            units=UNITS[score], per_example=by_example.get("score"))
         out.metrics[f"{split}_loss"] = Metric(
             jax.device_get(loss), "lower", {"split": split, "measure": "loss"},
-            units=UNITS[f"{task.kind}_loss"])
+            units=UNITS[f"{task.kind}_loss"], per_example=by_example.get("loss"))
     if context.init is not None:
         # Seed i's initial parameters, re-drawn: the built-in program initialises with
         # model.init(stream_key(seed_key, "init"), ...) (negres.training.builtin), and
@@ -131,10 +143,18 @@ def condition_report(condition: Mapping[str, Any]) -> list[str]:
             "statistics above; only a non-finite loss or parameter does.", ""]
 
 
+def memory(settings: Any, task: Any, num_seeds: int) -> MemoryUse:
+    """Each test example's score and loss per seed: ``2 S N`` numbers, held and saved."""
+    del settings
+    numbers = 2 * num_seeds * int(np.shape(task.y_test)[0])
+    return MemoryUse(held=8 * numbers, saved=numbers)
+
+
 EVALUATOR = Evaluator(
     name="performance",
     fields=(),
     evaluate=evaluate,
+    memory=memory,
     condition_report=condition_report,
     doc="each seed's score (accuracy or MSE) and loss on the test and the training set",
 )

@@ -10,7 +10,11 @@ open training contract, and returns an :class:`Evaluation`:
 
 * ``metrics``: per-seed numbers ``(S,)``, each with its declared direction
   (``"higher"`` or ``"lower"`` is better, or ``"none"``: described, never given an
-  improved/worse verdict);
+  improved/worse verdict) and how it was sampled: independent per seed (the default),
+  the seeds' means over test examples they all share (``per_example`` names the
+  ``(S, N)`` values in ``per_seed``), or row means of a seed x seed matrix (``pairwise``
+  names it). The statistics choose each metric's interval from that declaration
+  (:mod:`negres.statistics.sampling`);
 * ``per_seed`` and ``pairwise``: arrays to save whose leading axis is the seed axis
   (``(S, ...)``) or whose two leading axes are (``(S, S, ...)``), so that seeds can be
   left out generically (a diverged seed leaves its rows, and its rows and columns);
@@ -39,8 +43,34 @@ DIRECTIONS: tuple[Direction, ...] = ("higher", "lower", "none")
 
 # (params of one seed, inputs (N, *input_shape)) -> outputs (N, K).
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
-# (x (S,), y (S,) of the same seeds, direction) -> negres.statistics.compare's dict.
-Compare = Callable[[np.ndarray, np.ndarray, "Direction"], dict[str, Any]]
+
+
+class Sample(NamedTuple):
+    """A metric's per-seed values with what they were computed from, for the statistics.
+
+    Attributes:
+      values: ``(S,)`` one value per seed.
+      per_example: ``(S, N)`` each seed's value on each of the ``N`` test examples that
+        all seeds share, whose row means are ``values``; None when not over examples.
+      pairwise: ``(S, S)`` the seed x seed matrix whose off-diagonal row means are
+        ``values``; None when not pairwise.
+    """
+
+    values: np.ndarray
+    per_example: np.ndarray | None = None
+    pairwise: np.ndarray | None = None
+
+    @property
+    def sampling(self) -> str:
+        """``"pairwise"``, ``"examples"`` or ``"seeds"``."""
+        if self.pairwise is not None:
+            return "pairwise"
+        return "examples" if self.per_example is not None else "seeds"
+
+
+# (x, y of the same seeds, each (S,) values or a Sample, direction) -> the statistics'
+# comparison dict (negres.statistics.compare's keys), chosen by the samples' kind.
+Compare = Callable[[Any, Any, "Direction"], dict[str, Any]]
 
 
 class Metric(NamedTuple):
@@ -52,7 +82,12 @@ class Metric(NamedTuple):
       labels: what the metric is about, e.g. ``{"method": "gradient", "measure":
         "sparsity"}``; statistics group metrics by these, never by parsing names.
       pairwise: the ``pairwise`` entry (a ``/``-joined path) whose off-diagonal row means
-        are ``values``; with seeds left out, the values are recomputed from it.
+        are ``values``; with seeds left out, the values are recomputed from it. Such a
+        metric's rows are not independent: its interval is the U-statistic's.
+      per_example: the ``per_seed`` entry (a ``/``-joined path) holding ``(S, N)`` values
+        on the test examples that every seed shares, whose row means are ``values``; its
+        interval covers the examples' sampling too where the study's estimand is the
+        data distribution.
       units: what one unit of ``values`` is, e.g. ``"fraction of examples"``; ``""`` for
         a number without units (a correlation). Goes into ``metrics.csv``.
     """
@@ -62,6 +97,14 @@ class Metric(NamedTuple):
     labels: Mapping[str, str] = MappingProxyType({})  # read-only: one default for all
     pairwise: str | None = None
     units: str = ""
+    per_example: str | None = None
+
+    @property
+    def sampling(self) -> str:
+        """``"pairwise"``, ``"examples"`` or ``"seeds"``: how ``values`` were sampled."""
+        if self.pairwise is not None:
+            return "pairwise"
+        return "examples" if self.per_example is not None else "seeds"
 
 
 @dataclasses.dataclass
@@ -158,8 +201,9 @@ class Evaluator:
       statistics: ``(one condition's results, compare) -> {family: {label: comparison}}``:
         paired comparisons within a condition (a shift against the clean test set, one
         attribution method against another); ``compare(x, y, direction)`` compares two
-        ``(S,)`` arrays of the same seeds with the study's settings, and the study
-        Holm-adjusts each family.
+        ``(S,)`` arrays of the same seeds, or two :class:`Sample` (:func:`sample_of`),
+        with the study's settings and the interval their sampling calls for, and the
+        study Holm-adjusts each family.
       doc: one line on what it measures.
       by_default: whether a study that does not name its evaluators runs this one.
       memory: ``(settings, task, num_seeds) -> MemoryUse``: what its largest arrays take
@@ -211,6 +255,20 @@ def at_path(tree: Mapping[str, Any], path: str) -> Any:
             return None
         node = node[part]
     return node
+
+
+def sample_of(condition: Mapping[str, Any], metric: str) -> Sample:
+    """One condition's metric with what its declaration says it was computed from: its
+    per-example values or its pairwise matrix (over the seeds the statistics kept)."""
+    info = (condition.get("metric_info") or {}).get(metric) or {}
+    values = np.asarray(condition["metrics"][metric], dtype=float)
+    saved = saved_by(condition, info.get("evaluator", ""))
+    pairwise = at_path(saved["pairwise"], info["pairwise"]) if info.get("pairwise") else None
+    per_example = (at_path(saved["per_seed"], info["per_example"])
+                   if info.get("per_example") else None)
+    return Sample(values,
+                  None if per_example is None else np.asarray(per_example, dtype=float),
+                  None if pairwise is None else np.asarray(pairwise, dtype=float))
 
 
 def saved_by(condition: Mapping[str, Any], evaluator: str) -> dict[str, Any]:

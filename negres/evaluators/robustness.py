@@ -30,6 +30,8 @@ from negres.evaluators.protocol import (
     Evaluator,
     MemoryUse,
     Metric,
+    Sample,
+    sample_of,
     saved_by,
 )
 from negres.measures import metrics
@@ -44,7 +46,7 @@ from negres.reporting.tables import (
     with_range,
 )
 from negres.seeds import over_seeds, stream_key
-from negres.statistics.inference import DEFAULT_INTERVAL, describe
+from negres.statistics.sampling import describe_sample
 from negres.tasks import ShiftSet, Task
 from negres.tasks.shifts import SHIFTS, get_shift, occlusion
 
@@ -99,9 +101,10 @@ def memory(settings: ConfigDict, task: Task, num_seeds: int) -> MemoryUse:
 def _evaluate_outputs(outputs: jax.Array, y: jax.Array, kind: str) -> dict[str, jax.Array]:
     if kind == "regression":
         mse = metrics.mean_squared_error(outputs, y)
-        return {"mse": mse, "loss": mse}
+        return {"mse": mse, "loss": mse, "per_example": metrics.squared_error(outputs, y)}
     return {
         "accuracy": metrics.accuracy(outputs, y),
+        "per_example": metrics.correct(outputs, y).astype(outputs.dtype),
         "loss": metrics.cross_entropy(outputs, y),
         "ece": metrics.expected_calibration_error(outputs, y),
         "confusion": metrics.confusion_matrix(outputs, y, outputs.shape[-1]),
@@ -118,8 +121,11 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     where ``gap`` is clean minus shifted accuracy (shifted minus clean MSE for
     regression), so a larger gap is always a larger loss of performance, and
     ``confusion``: ``"clean"`` and each shift at its largest severity, ``(S, C, C)``;
-    shared ``severities``: shift -> ``(K,)``. Passed on: ``predictions`` set -> ``(S, K,
-    N)``, ``labels`` set -> ``(K, N)``, ``severities`` set -> ``(K,)`` (classification).
+    ``per_example``: shift -> each test example's score ``(S, K, N)`` at each severity, and
+    ``<shift>_mean_<score>`` -> ``(S, N)`` its mean over the non-zero severities, which the
+    metric declares (its interval covers the test examples too); shared ``severities``:
+    shift -> ``(K,)``. Passed on: ``predictions`` set -> ``(S, K, N)``, ``labels`` set ->
+    ``(K, N)``, ``severities`` set -> ``(K,)`` (classification).
     """
     task, settings, params = context.task, context.settings, context.params
     kind = task.kind
@@ -139,7 +145,7 @@ def evaluate(context: EvaluationContext) -> Evaluation:
                   "loss": {"direction": "lower", "units": loss_units},
                   "gap": {"direction": "lower", "units": UNITS[score]},
                   "ece": {"direction": "lower", "units": UNITS["ece"]}}
-    out = Evaluation(per_seed={"curves": {}, "confusion": {}},
+    out = Evaluation(per_seed={"curves": {}, "confusion": {}, "per_example": {}},
                      shared={"severities": {}, "curve_info": curve_info})
     classification = kind == "classification"
     if classification:
@@ -175,17 +181,23 @@ def evaluate(context: EvaluationContext) -> Evaluation:
                 np.asarray(task.y_test), (len(settings.severities), task.num_test)),
                 settings.severities)
         out.per_seed["curves"][name] = curves
+        out.per_seed["per_example"][name] = values["per_example"]
         out.shared["severities"][name] = np.asarray(settings.severities, float)
         if nonzero.any():
-            out.metrics[f"{name}_mean_{score}"] = Metric(
+            metric = f"{name}_mean_{score}"
+            out.per_seed["per_example"][metric] = values["per_example"][:, nonzero].mean(axis=1)
+            out.metrics[metric] = Metric(
                 values[score][:, nonzero].mean(axis=1), SCORE_DIRECTIONS[score],
-                {"set": name, "measure": f"mean_{score}"}, units=UNITS[score])
+                {"set": name, "measure": f"mean_{score}"}, units=UNITS[score],
+                per_example=f"per_example/{metric}")
     for name, shift_set in task.shift_sets.items():
         key = f"corrupted_{name}"
         values = _evaluate_shift_set(apply_fn, params, shift_set, kind)
         gap = values[score] - clean_score if kind == "regression" else clean_score - values[score]
         out.per_seed["curves"][key] = {score: values[score], "loss": values["loss"], "gap": gap}
         out.shared["severities"][key] = np.asarray(shift_set.severities, float)
+        # A real shifted set's levels hold other examples than the clean test set (and than
+        # each other): its metric is independent per seed over those levels' examples.
         out.metrics[f"{key}_mean_{score}"] = Metric(
             values[score].mean(axis=1), SCORE_DIRECTIONS[score],
             {"set": key, "measure": f"mean_{score}"}, units=UNITS[score])
@@ -230,38 +242,54 @@ def _curves(condition: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     return saved["per_seed"].get("curves") or {}, saved["shared"].get("severities") or {}
 
 
+def _per_example(condition: Mapping[str, Any]) -> Mapping[str, Any]:
+    return saved_by(condition, "robustness")["per_seed"].get("per_example") or {}
+
+
+def _severity_sample(condition: Mapping[str, Any], shift: str, k: int, score: str) -> Sample:
+    """Severity ``k`` of ``shift``: each seed's score, with each test example's where saved
+    (a shift of the clean test set; a real shifted set's examples are its own)."""
+    values = np.asarray(_curves(condition)[0][shift][score], float)[:, k]
+    saved = _per_example(condition).get(shift)
+    return Sample(values, None if saved is None else np.asarray(saved, float)[:, k])
+
+
 def statistics(condition: Mapping[str, Any], compare: Compare) -> dict[str, dict[str, Any]]:
-    """Each shift at each non-zero severity against the clean test set, paired by seed."""
+    """Each shift at each non-zero severity against the clean test set, paired by seed
+    (and by test example, where the shift is of the clean test set's examples)."""
     curves, severities = _curves(condition)
     score = "mse" if "test_mse" in condition["metrics"] else "accuracy"
-    clean = np.asarray(condition["metrics"][f"test_{score}"], float)
+    clean = sample_of(condition, f"test_{score}")
     family = {}
-    for shift, values in curves.items():
-        values = np.asarray(values[score], float)
+    for shift in curves:
         for k, severity in enumerate(severities[shift]):
             if severity != 0:
                 family[f"{shift}@{severity:g}"] = compare(
-                    values[:, k], clean, SCORE_DIRECTIONS[score]) | {"shift": shift,
-                                                               "severity": float(severity)}
+                    _severity_sample(condition, shift, k, score), clean,
+                    SCORE_DIRECTIONS[score]) | {"shift": shift, "severity": float(severity)}
     return {"shift_vs_clean": family} if family else {}
 
 
-def _severity_table(curves: Mapping[str, Any], severities: Mapping[str, Any],
-                    metric: str) -> list[str]:
+def _severity_table(condition: Mapping[str, Any], metric: str, estimand: str) -> list[str]:
+    curves, severities = _curves(condition)
     lines = []
     for shift, values in curves.items():
         values = np.asarray(values[metric], dtype=float)
         if values.shape[0] == 0:  # every seed left out
             continue
-        # The default interval (with its fallback) over the finite seeds, as in every table.
-        rows, label = [], ci_label({"ci_method": DEFAULT_INTERVAL, "ci_fallback": None})
+        # The interval the sampling calls for, over the finite seeds, as in every table.
+        rows, summaries = [], []
         for k, severity in enumerate(severities[shift]):
             column = values[:, k]
-            summary = describe(column, num_resamples=2000)
+            summary = describe_sample(_severity_sample(condition, shift, k, metric),
+                                      estimand=estimand, num_resamples=2000)
+            summaries.append(summary)
             rows.append([fmt(severity, 3), fmt(float(np.nanmean(column))), interval(summary["ci"]),
                          fmt(float(np.nanmin(column))), fmt(float(np.nanmax(column)))])
-        lines += [f"*{shift}* ({metric} by severity)", ""]
-        lines += table(["severity", "mean", f"95% CI ({label})", "min seed", "max seed"], rows)
+        lines += [f"*{shift}* ({metric} by severity; the interval covers "
+                  f"{summaries[0]['covers']})", ""]
+        lines += table(["severity", "mean", f"95% CI ({ci_label(summaries[0])})", "min seed",
+                        "max seed"], rows)
     return lines
 
 
@@ -277,7 +305,8 @@ def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
              "Holm across the shifted sets of each condition.", ""]
     for name in shown:
         lines += [f"### `{name}`", ""]
-        lines += _severity_table(*_curves(results["conditions"][name]), score)
+        lines += _severity_table(results["conditions"][name], score, results["statistics"].get(
+            "settings", {}).get("estimand", "distribution"))
         family = within.get(name, {}).get("shift_vs_clean", {})
         if family:
             lines += table(["shift", *comparison_header(list(family.values()))[1:]],

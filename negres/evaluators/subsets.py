@@ -16,10 +16,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from negres.evaluators.performance import SCORE_DIRECTIONS
-from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric, saved_by
+from negres.evaluators.protocol import (
+    Evaluation,
+    EvaluationContext,
+    Evaluator,
+    MemoryUse,
+    Metric,
+    saved_by,
+)
 from negres.measures import metrics
 from negres.measures.losses import SCORE_NAMES
 from negres.seeds import over_seeds
+from negres.tasks import Task
 
 
 def subset_scores(
@@ -34,7 +42,9 @@ def subset_scores(
       kind: ``"classification"`` (accuracy, cross-entropy) or ``"regression"`` (MSE).
 
     Returns:
-      ``{"accuracy" | "mse": (M,), "loss": (M,), "count": (M,)}``; an empty subset gives NaN.
+      ``{"accuracy" | "mse": (M,), "loss": (M,), "count": (M,), "per_example_score": (N,),
+      "per_example_loss": (N,)}`` (the last two over the whole test set); an empty subset
+      gives NaN.
     """
     weights = masks.astype(jnp.float32)
     count = weights.sum(axis=1)
@@ -47,6 +57,8 @@ def subset_scores(
     out = {name: (weights @ v) / count for name, v in scores.items()}
     out["loss"] = (weights @ loss) / count
     out["count"] = count
+    (score_per_example,) = scores.values()
+    out["per_example_score"], out["per_example_loss"] = score_per_example, loss
     return out
 
 
@@ -54,8 +66,10 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     """Every seed's score and loss on every test subset the task declares.
 
     Returns metrics ``subset_<name>_<score>`` and ``subset_<name>_loss``, each ``(S,)``,
-    labelled ``{"subset", "measure"}``, and shared ``sizes``: name -> number of test
-    examples in it. A task that declares no subsets gives an empty evaluation.
+    labelled ``{"subset", "measure"}`` and declared over the subset's examples (``per_seed``
+    ``per_example/<metric>``, ``(S, n)``: the interval covers the examples' sampling too),
+    and shared ``sizes``: name -> number of test examples in it. A task that declares no
+    subsets gives an empty evaluation.
     """
     task = context.task
     declared: Mapping[str, np.ndarray] = task.test_subsets
@@ -67,14 +81,19 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     values = jax.jit(over_seeds(
         lambda p: subset_scores(context.apply(p, x), y, masks, task.kind)))(context.params)
     score = SCORE_NAMES[task.kind]
-    out = Evaluation(shared={"sizes": {}})
+    out = Evaluation(shared={"sizes": {}}, per_seed={"per_example": {}})
+    per_example = {score: np.asarray(values["per_example_score"]),
+                   "loss": np.asarray(values["per_example_loss"])}
     for i, name in enumerate(names):
-        out.metrics[f"subset_{name}_{score}"] = Metric(
-            np.asarray(values[score][:, i]), SCORE_DIRECTIONS[score],
-            {"subset": name, "measure": score})
-        out.metrics[f"subset_{name}_loss"] = Metric(
-            np.asarray(values["loss"][:, i]), "lower", {"subset": name, "measure": "loss"})
-        out.shared["sizes"][name] = int(np.asarray(declared[name], bool).sum())
+        mask = np.asarray(declared[name], bool)
+        for measure, direction in ((score, SCORE_DIRECTIONS[score]), ("loss", "lower")):
+            metric = f"subset_{name}_{measure}"
+            out.per_seed["per_example"][metric] = per_example[measure][:, mask]
+            out.metrics[metric] = Metric(
+                np.asarray(values[measure][:, i]), direction,
+                {"subset": name, "measure": measure},
+                per_example=f"per_example/{metric}" if mask.any() else None)
+        out.shared["sizes"][name] = int(mask.sum())
     return out
 
 
@@ -87,10 +106,20 @@ def condition_report(condition: Mapping[str, Any]) -> list[str]:
         f"`{s}` ({count} examples)" for s, count in sizes.items()), ""]
 
 
+def memory(settings: Any, task: Task, num_seeds: int) -> MemoryUse:
+    """Each subset example's score and loss per seed (``2 S n`` numbers per subset), and
+    the whole test set's while they are sliced."""
+    del settings
+    sizes = sum(int(np.asarray(m, bool).sum()) for m in task.test_subsets.values())
+    whole = 2 * num_seeds * int(np.shape(task.y_test)[0]) if task.test_subsets else 0
+    return MemoryUse(held=8 * (whole + 2 * num_seeds * sizes), saved=2 * num_seeds * sizes)
+
+
 EVALUATOR = Evaluator(
     name="subsets",
     fields=(),
     evaluate=evaluate,
+    memory=memory,
     condition_report=condition_report,
     doc="every seed's score on the named test subsets a task declares (e.g. where a "
         "shortcut contradicts the rule)",

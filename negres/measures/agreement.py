@@ -7,6 +7,10 @@ Three questions about attributions (saliency maps), asked of every seed at once:
   values, top-k overlap with ``k`` at most half the features (:func:`top_k_used`), sign
   agreement, cosine), each averaged over examples;
   :func:`summarize_agreement` reduces one matrix to its off-diagonal mean and spread.
+* **Is that agreement much?** A scale for it: a no-signal baseline (the same measures
+  between untrained networks, or between :func:`permuted_attributions`, random maps with
+  each example's values), a repeat ceiling for noisy methods (:func:`paired_agreement` of
+  one seed measured twice) and :func:`scaled_agreement` between the two.
 * **Is the method stable and does it depend on the model?** :func:`max_sensitivity`
   (Yeh et al. 2019) and the cascading model-parameter randomisation check of
   Adebayo et al. (2018), :func:`cascading_randomization`.
@@ -302,6 +306,156 @@ def summarize_agreement(matrix: jax.Array) -> dict[str, jax.Array]:
         "std": jnp.nanstd(values),
         "per_seed": jnp.nanmean(values, axis=1),
     }
+
+
+# ------------------------------------------------- the scale: no-signal baseline and ceiling
+
+
+def permuted_attributions(attributions: jax.Array, keys: jax.Array) -> jax.Array:
+    """Random attributions with the same support: each example's features shuffled.
+
+    Seed ``s`` shuffles the feature axis of each of its examples by its own uniformly
+    random permutation, drawn from ``keys[s]`` (independent across examples and seeds). Each
+    example keeps exactly its values (their magnitudes, signs, zeros and sum); only which
+    feature holds which value is lost. The agreement of such maps between seeds is the
+    agreement that the values' distribution alone gives by chance: about 0 for rank
+    correlations of maps of either sign, ``k / D`` for the top-k overlap, and for cosine
+    and sign agreement whatever the maps' mean and sign shares give (positive maps agree
+    by chance).
+
+    Args:
+      attributions: ``(S, N, *input_shape)``.
+      keys: ``(S, 2)`` one key per seed (e.g. each seed's ``evaluation`` stream); row
+        ``s`` of the result depends on ``attributions[s]`` and ``keys[s]`` alone.
+
+    Returns:
+      ``(S, N, *input_shape)``.
+    """
+    attributions = jnp.asarray(attributions)
+    return _permuted(_flatten_features(attributions, 2), keys).reshape(attributions.shape)
+
+
+@jax.jit
+def _permuted(flat: jax.Array, keys: jax.Array) -> jax.Array:
+    # Each row sorted by 32 random bits per feature: a uniform shuffle (ties, about D^2 /
+    # 2^33 a row, keep their order), one sort, which compiles faster than
+    # jax.random.permutation's rounds.
+    def one_seed(rows: jax.Array, key: jax.Array) -> jax.Array:
+        _, shuffled = jax.lax.sort_key_val(jax.random.bits(key, rows.shape), rows)
+        return shuffled
+
+    return jax.vmap(one_seed)(flat, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("top_k", "nonzero_only"))
+def _paired_agreement(first: jax.Array, second: jax.Array, top_k: int,
+                      nonzero_only: bool) -> dict[str, jax.Array]:
+    def inner(za: jax.Array, zb: jax.Array) -> jax.Array:  # (S, N, D) unit rows -> (S,)
+        return jnp.nanmean(jnp.einsum("snd,snd->sn", za, zb, precision=_HIGHEST), axis=-1)
+
+    def spearman(absolute: bool) -> jax.Array:
+        a, b = (jnp.abs(first), jnp.abs(second)) if absolute else (first, second)
+        return inner(_unit_rows(average_ranks(a), center=True),
+                     _unit_rows(average_ranks(b), center=True))
+
+    overlap = jnp.sum(_top_k_mask(first, top_k) * _top_k_mask(second, top_k), axis=-1)
+    positive = (first > 0) & (second > 0)
+    negative = (first < 0) & (second < 0)
+    same_nonzero = jnp.sum(positive | negative, axis=-1).astype(jnp.float32)
+    if nonzero_only:
+        counted = jnp.sum((first != 0) & (second != 0), axis=-1).astype(jnp.float32)
+        share = jnp.where(counted > 0, same_nonzero / jnp.where(counted > 0, counted, 1.0),
+                          jnp.nan)
+        sign = jnp.nanmean(share, axis=-1)
+    else:
+        zero = jnp.sum((first == 0) & (second == 0), axis=-1).astype(jnp.float32)
+        sign = ((same_nonzero + zero) / first.shape[-1]).mean(axis=-1)
+    return {
+        "spearman_abs": spearman(True),
+        "spearman": spearman(False),
+        "top_k": overlap.mean(axis=-1) / top_k,
+        "sign": sign,
+        "cosine": inner(_unit_rows(first, center=False), _unit_rows(second, center=False)),
+    }
+
+
+def paired_agreement(
+    first: jax.Array, second: jax.Array, *, top_k: int = 10, nonzero_only: bool = False
+) -> dict[str, jax.Array]:
+    """Every agreement measure between ``first[s]`` and ``second[s]``, seed by seed.
+
+    The measures of :func:`cross_seed_agreement`, with the same ``k`` (capped at half the
+    features), between two attributions of the same seed, e.g. a noisy method's two
+    repeats with independent noise (the repeat ceiling of cross-seed agreement). Entry
+    ``s`` equals ``cross_seed_agreement(stack([first[s], second[s]]))[measure][0, 1]``
+    without computing the pairs of different seeds.
+
+    Args:
+      first: ``(S, N, *input_shape)``.
+      second: ``(S, N, *input_shape)``, the same seeds and examples.
+      top_k, nonzero_only: as in :func:`cross_seed_agreement`.
+
+    Returns:
+      name -> ``(S,)``, names in :data:`AGREEMENT_MEASURES`; 1 (up to float rounding)
+      where ``first[s]`` and ``second[s]`` are equal.
+    """
+    a, b = _flatten_features(first, 2), _flatten_features(second, 2)
+    if a.shape != b.shape:
+        raise ConfigError("second", f"array of shape {jnp.shape(second)}",
+                          f"the shape of first, {jnp.shape(first)}")
+    _check_top_k(top_k)
+    k = top_k_used(int(top_k), a.shape[-1])
+    return _paired_agreement(a, b, k, bool(nonzero_only))
+
+
+def off_diagonal_mean(matrix: Any, keep: Any = None) -> float:
+    """Mean of a seed-by-seed matrix over pairs of distinct seeds, both in ``keep``.
+
+    Args:
+      matrix: ``(S, S)``.
+      keep: ``(S,)`` bool, the seeds to count (e.g. those whose training stayed finite);
+        None: all.
+
+    Returns:
+      The mean; NaN entries are left out; NaN with no defined pair.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    keep = np.ones(len(matrix), bool) if keep is None else np.asarray(keep, bool)
+    pairs = np.outer(keep, keep) & ~np.eye(len(matrix), dtype=bool)
+    values = matrix[pairs]
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else math.nan
+
+
+def scaled_agreement(matrix: Any, baseline: float, ceiling: Any = None) -> np.ndarray:
+    """Cross-seed agreement placed between a no-signal baseline and a repeat ceiling.
+
+    ``(A[i, j] - baseline) / (C[i, j] - baseline)``: 0 where two seeds agree no more than
+    the baseline (e.g. untrained networks), 1 where they agree as much as one seed agrees
+    with itself measured again. ``C[i, j]`` is the mean of seeds ``i`` and ``j``'s repeat
+    ceilings, 1 for a deterministic method (a seed measured again gives the same map).
+
+    Args:
+      matrix: ``(S, S)`` cross-seed agreement of one measure.
+      baseline: one number, e.g. :func:`off_diagonal_mean` of a baseline matrix.
+      ceiling: ``(S,)`` each seed's agreement with its own repeat; None: 1 (deterministic).
+
+    Returns:
+      ``(S, S)`` float64: 1 on the diagonal (a seed against itself), NaN where
+      ``C[i, j] <= baseline`` (no room between baseline and ceiling) or an input is NaN.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    num_seeds = len(matrix)
+    if ceiling is None:
+        pair_ceiling = np.ones_like(matrix)
+    else:
+        ceiling = np.asarray(ceiling, dtype=np.float64)
+        pair_ceiling = (ceiling[:, None] + ceiling[None, :]) / 2
+    room = pair_ceiling - baseline
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = np.where(room > 0, (matrix - baseline) / np.where(room > 0, room, 1.0), np.nan)
+    scaled[np.eye(num_seeds, dtype=bool)] = 1.0
+    return scaled
 
 
 # ---------------------------------------------------------------- max-sensitivity

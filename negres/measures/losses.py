@@ -27,9 +27,31 @@ def regression_loss(outputs: jax.Array, targets: jax.Array) -> tuple[jax.Array, 
     return mse, mse
 
 
+def classification_per_example(logits: jax.Array, labels: jax.Array
+                               ) -> tuple[jax.Array, jax.Array]:
+    """Each example's cross-entropy and correctness (1.0 or 0.0), ``(B,)`` each: the values
+    whose means :func:`classification_loss` returns."""
+    return (metrics.cross_entropy_per_example(logits, labels),
+            metrics.correct(logits, labels).astype(logits.dtype))
+
+
+def regression_per_example(outputs: jax.Array, targets: jax.Array
+                           ) -> tuple[jax.Array, jax.Array]:
+    """Each example's squared error, twice (loss and score), ``(B,)`` each."""
+    error = metrics.squared_error(outputs, targets)
+    return error, error
+
+
 LOSSES: dict[str, LossFn] = {
     "classification": classification_loss,
     "regression": regression_loss,
+}
+
+# (outputs (B, K), targets (B,)) -> (loss (B,), score (B,)): each example's values, whose
+# means LOSSES gives.
+PER_EXAMPLE: dict[str, LossFn] = {
+    "classification": classification_per_example,
+    "regression": regression_per_example,
 }
 
 # What the score of each kind is called in curves and results.

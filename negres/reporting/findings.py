@@ -35,6 +35,17 @@ def _with_ci(results: Results, condition: str, metric: str, digits: int = 3) -> 
     return f"{s['mean']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def _estimand(results: Results, condition: str, metric: str, count: int) -> str:
+    """What the interval of a metric over test examples is about, in words."""
+    s = _summary(results, condition, metric)
+    if s.get("sampling") != "examples":
+        return "the interval over seeds, these examples held fixed"
+    if s.get("estimand") == "test_set":
+        return f"the interval over seeds, about these {count} examples"
+    return (f"the interval about the data distribution: seeds and the {count} examples "
+            "both sampled")
+
+
 def _comparison(results: Results, metric: str, condition: str) -> Mapping[str, Any] | None:
     return results["statistics"]["comparisons"].get(metric, {}).get(condition)
 
@@ -115,7 +126,8 @@ def rule_shortcut(results: Results) -> str:
         f"in-distribution test accuracy is {_with_ci(results, shortcut, 'test_accuracy')}; "
         f"on the {count} test examples where the shortcut contradicts the rule the "
         f"prediction follows the rule {_with_ci(results, shortcut, conflicts)} of the time "
-        f"(control world without an informative shortcut: "
+        f"({_estimand(results, shortcut, conflicts, count)}; control world without an "
+        "informative shortcut: "
         f"{_with_ci(results, control, conflicts)}, {_verdict(results, conflicts, control)}), "
         f"and under `{name}` accuracy falls to {shifted:.3f} ({effect['verdict']}) against "
         f"{control_shifted:.3f} for the control ({_seeds(results, shortcut)} seeds each)."

@@ -7,11 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from negres.evaluators import evaluators_of
+from negres.reporting.sources import sources_section
 from negres.reporting.tables import (
     ci_label,
     ci_of,
     comparison_header,
     comparison_rows,
+    covers_label,
     fmt,
     inconclusive_note,
     interval,
@@ -27,19 +29,20 @@ DIRECTION_MARK = {"higher": "↑", "lower": "↓", "none": "·"}
 
 def condition_table(summaries: Mapping[str, Mapping[str, Any]], level: float,
                     directions: Mapping[str, str] | None = None) -> list[str]:
-    """One row per metric: its direction, mean, interval, IQM, median, spread, seeds used."""
+    """One row per metric: its direction, mean, interval with its method and what it covers
+    (the metric's sampling), IQM, median, spread, seeds used."""
     directions = directions or {}
     rows = []
     for metric, s in summaries.items():
         diverged = f" ({s['num_nonfinite']} non-finite left out)" if s["num_nonfinite"] else ""
         rows.append([
             metric, DIRECTION_MARK[directions.get(metric, "none")], fmt(s["mean"]),
-            interval(ci_of(s)), fmt(s["iqm"]), fmt(s["median"]),
-            fmt(s["std"]), fmt(s["min"]), fmt(s["max"]), f"{s['n']}{diverged}",
+            interval(ci_of(s)), f"{ci_label(s)}; {covers_label(s)}", fmt(s["iqm"]),
+            fmt(s["median"]), fmt(s["std"]), fmt(s["min"]), fmt(s["max"]),
+            f"{s['n']}{diverged}",
         ])
-    label = ci_label(next(iter(summaries.values()))) if summaries else "BCa"
-    header = ["metric", "better", "mean", f"{level:.0%} CI ({label})", "IQM", "median", "std",
-              "min", "max", "seeds"]
+    header = ["metric", "better", "mean", f"{level:.0%} CI", "interval; covers", "IQM",
+              "median", "std", "min", "max", "seeds"]
     return table(header, rows)
 
 
@@ -57,7 +60,25 @@ def intervals_text(settings: Mapping[str, Any]) -> str:
             f"{INTERVAL_NAMES[mean]} intervals of the seed-by-seed differences."
             + (" Where the studentized bootstrap is undefined (most resamples without "
                "spread: nearly every seed scoring the same), the span of the t and BCa "
-               "intervals stands in." if mean == "bootstrap_t" else ""))
+               "intervals stands in." if mean == "bootstrap_t" else "")
+            + sampling_text(settings))
+
+
+def sampling_text(settings: Mapping[str, Any]) -> str:
+    """How metrics that are not independent per seed get their intervals, and the estimand
+    of those over test examples."""
+    estimand = settings.get("estimand")
+    if estimand is None:  # results.json from before metrics declared their sampling
+        return ""
+    return (" Metrics that are row means of a seed × seed matrix (agreement, churn) get "
+            "the interval of a U-statistic: the seeds' row means stretched so that their "
+            "standard error is the unbiased one of the mean over pairs."
+            + (" Metrics over the test examples are about the data distribution: their "
+               "intervals and comparisons treat the seeds and the test examples both as "
+               "samples (variance components, Satterthwaite's t)."
+               if estimand == "distribution" else
+               " Metrics over the test examples are about this test set: their intervals "
+               "treat only the seeds as a sample (`stats.estimand = 'test_set'`)."))
 
 
 def looks_text(settings: Mapping[str, Any]) -> str:
@@ -67,6 +88,11 @@ def looks_text(settings: Mapping[str, Any]) -> str:
         return ""
     total = 1.0 - settings["level"]
     looks = design["looks"]
+    if design["alpha"] == 0:
+        return (f"Verdicts: look {design['look']} of the study ({looks[-1]} seed(s)): one seed "
+                "has no spread, so this look tests nothing and spends none of the "
+                f"{total:.2g}; every verdict is inconclusive (sequential design, "
+                "docs/statistics.md).")
     if design["look"] == 1:
         return (f"Verdicts: look 1 of the study ({looks[0]} seeds); its tests run at level "
                 f"{design['alpha']:.3g} of the {total:.2g} in all, the rest kept for adding "
@@ -100,10 +126,14 @@ def coverage_text(results: Mapping[str, Any]) -> str:
     short = []
     for condition, summaries in analysis["summaries"].items():
         for metric, s in summaries.items():
+            if s.get("sampling", "seeds") != "seeds":  # calibrated per kind, not per shape
+                continue
             known = calibration.known_coverage(s["ci_method"], s["shape"], s["n"])
             if known and known[0] < 0.935:
                 short.append(f"`{metric}` of `{condition}` ({s['shape']}, {known[0]:.2f})")
     for label, c in _comparisons(analysis):
+        if c.get("sampling", "seeds") != "seeds":
+            continue
         # A paired difference is the mean of one sample; an unpaired one is two samples'.
         known = calibration.known_coverage(c["ci_method"], c["shape"], min(c["n_x"], c["n_y"]),
                                            kind="mean" if c["paired"] else "difference")
@@ -156,6 +186,10 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
         f"{looks_text(settings)} Verdict rule: {settings['verdict_rule']}".lstrip(),
         "",
     ]
+    notes = analysis.get("notes") or []
+    if notes:
+        lines += ["**What these seeds cannot tell.** " + " ".join(
+            note.rstrip(".") + "." for note in notes), ""]
     lines += training_plan_lines(conditions)
     evaluators = evaluators_of(results)
     excluded = analysis.get("excluded_diverged_seeds") or {}
@@ -187,12 +221,16 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
         directions = analysis.get("directions") or {}
         for metric, family in comparisons.items():
             lines += [f"**{metric}** ({DIRECTION_TEXT[directions.get(metric, 'none')]})", ""]
-            lines += table(comparison_header(list(family.values())), [
-                comparison_rows(n if references == {baseline}
-                                else f"{n} − {c.get('reference', baseline)}", c)
-                for n, c in family.items()])
+            rows = []
+            for n, c in family.items():
+                label = n if references == {baseline} else f"{n} − {c.get('reference', baseline)}"
+                rows.append(comparison_rows(label, c))
+                if "unpaired" in c:  # no seed pairs left: the unpaired comparison beside it
+                    rows.append(comparison_rows(f"{label} (unpaired)", c["unpaired"]))
+            lines += table(comparison_header(list(family.values())), rows)
             every += list(family.values())
         lines += inconclusive_note(every)
+    lines += sources_section(results)
     for evaluator in evaluators:
         if evaluator.report is not None:
             lines += evaluator.report(results, names)

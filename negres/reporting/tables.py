@@ -36,7 +36,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 # Short names of the interval methods, for table headers.
-METHOD_LABELS = {"bootstrap_t": "bootstrap-t", "t": "t", "bca": "BCa", "percentile": "percentile"}
+METHOD_LABELS = {"bootstrap_t": "bootstrap-t", "t": "t", "bca": "BCa", "percentile": "percentile",
+                 "variance_components": "variance components, Satterthwaite t"}
+# What each sampling kind's interval treats as random, short, for a table's cells.
+SAMPLING_LABELS = {"seeds": "seeds", "pairwise": "seed pairs",
+                   "examples": "seeds × test examples"}
 
 
 def ci_of(summary: Mapping[str, Any]) -> Sequence[float]:
@@ -56,7 +60,21 @@ def ci_label(summary: Mapping[str, Any]) -> str:
         fallback = summary["ci_fallback"] or "t_bca_span"
         names = {"t_bca_span": "t ∪ BCa", **METHOD_LABELS}
         label += f", {names.get(fallback, fallback)} where undefined"
+    if summary.get("sampling") == "pairwise":
+        label = f"U-statistic, {label}"
     return label
+
+
+def covers_label(summary: Mapping[str, Any]) -> str:
+    """What an interval treats as random: ``"seeds"``, ``"seed pairs"``,
+    ``"seeds × test examples"``, or ``"seeds (these N examples)"`` where a metric over
+    examples is about this test set."""
+    sampling = summary.get("sampling", "seeds")
+    if sampling == "examples" and summary.get("estimand") == "test_set":
+        return f"seeds (these {summary.get('num_examples', '')} examples)".replace("  ", " ")
+    if sampling == "examples":
+        return f"seeds × {summary.get('num_examples', '')} test examples".replace("  ", " ")
+    return SAMPLING_LABELS.get(sampling, sampling)
 
 
 def seeds_to_resolve(c: Mapping[str, Any]) -> int | None:

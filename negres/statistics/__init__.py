@@ -12,7 +12,7 @@ other, with seeds whose training diverged left out and counted. ``negres.stats``
 package.
 """
 
-from negres.statistics import calibration, sequential
+from negres.statistics import calibration, sampling, sequential
 from negres.statistics.inference import (
     DEFAULT_DIFFERENCE_INTERVAL,
     DEFAULT_INTERVAL,
@@ -35,28 +35,54 @@ from negres.statistics.inference import (
     t_test,
     verdict,
 )
+from negres.statistics.sampling import (
+    ESTIMANDS,
+    SAMPLING_KINDS,
+    compare_examples,
+    compare_pairwise,
+    compare_samples,
+    describe_examples,
+    describe_pairwise,
+    describe_sample,
+    pairwise_values,
+)
+from negres.statistics.sources import variance_by_source
+from negres.statistics.study import compare_evaluations, describe_evaluations
 
 __all__ = [
     "DEFAULT_DIFFERENCE_INTERVAL",
     "DEFAULT_INTERVAL",
     "DEFAULT_LEVEL",
+    "ESTIMANDS",
     "INTERVAL_METHODS",
+    "SAMPLING_KINDS",
     "VERDICT_RULE",
     "bootstrap_difference_ci",
     "bootstrap_mean_ci",
     "calibration",
     "compare",
+    "compare_evaluations",
+    "compare_examples",
+    "compare_pairwise",
+    "compare_samples",
     "describe",
+    "describe_evaluations",
+    "describe_examples",
+    "describe_pairwise",
+    "describe_sample",
     "effect_size",
     "holm",
     "holm_adjust",
     "interquartile_mean",
+    "pairwise_values",
     "permutation_test",
     "probability_of_improvement",
+    "sampling",
     "seeds_needed",
     "sequential",
     "skewness",
     "smallest_permutation_p",
     "t_test",
+    "variance_by_source",
     "verdict",
 ]

@@ -66,6 +66,7 @@ _ROW_BLOCK = 512
 _BAND = 10.0  # kernel standard deviations kept when propagating (pdf(10) ~ 8e-23)
 _Z_MAX = 12.0  # an unbounded continuation region is cut here (mass outside < 1e-32)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_MIN_TESTED = 2  # seeds per group a look needs to test anything
 
 
 # ------------------------------------------------------------------------------ checks
@@ -110,7 +111,7 @@ def _check_look_sizes(look_sizes: Sequence[int]) -> tuple[int, ...]:
     if isinstance(look_sizes, str | bytes) or not isinstance(look_sizes, Sequence | np.ndarray):
         raise ValueError(
             f"look_sizes={look_sizes!r} is not allowed: a non-empty sequence of cumulative "
-            "seed counts (integers >= 2, strictly increasing)"
+            "seed counts (integers >= 1, strictly increasing)"
         )
     sizes = []
     for i, n in enumerate(look_sizes):
@@ -121,15 +122,15 @@ def _check_look_sizes(look_sizes: Sequence[int]) -> tuple[int, ...]:
                 number = operator.index(n)
             except TypeError:
                 number = None
-        if number is None or number < 2:
+        if number is None or number < 1:
             raise ValueError(
                 f"look_sizes={list(look_sizes)!r} is not allowed: look_sizes[{i}]={n!r} must be "
-                "an integer >= 2 (a cumulative seed count per group)"
+                "an integer >= 1 (a cumulative seed count per group)"
             )
         sizes.append(number)
     if not sizes:
         raise ValueError(
-            "look_sizes=[] is not allowed: at least one look (a cumulative seed count >= 2)"
+            "look_sizes=[] is not allowed: at least one look (a cumulative seed count >= 1)"
         )
     for i in range(1, len(sizes)):
         if sizes[i] <= sizes[i - 1]:
@@ -138,6 +139,14 @@ def _check_look_sizes(look_sizes: Sequence[int]) -> tuple[int, ...]:
                 f"increasing, but look_sizes[{i}]={sizes[i]} <= look_sizes[{i - 1}]={sizes[i - 1]}"
             )
     return tuple(sizes)
+
+
+def _tested(looks: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+    """``(the looks of the design, how many untested looks precede them)``: a look of one
+    seed per group cannot test anything (one seed has no spread), so it spends nothing and
+    is no look of the design; only a first look can be one seed (the counts increase)."""
+    untested = sum(1 for n in looks if n < _MIN_TESTED)
+    return looks[untested:], untested
 
 
 # ------------------------------------------------------------------------------ spending
@@ -338,15 +347,19 @@ def nominal_alphas(
 
     Args:
       look_sizes: cumulative seed counts per group (or seed pairs, for paired comparisons)
-        at each look, integers >= 2, strictly increasing, e.g. ``(16, 64)``.
+        at each look, integers >= 1, strictly increasing, e.g. ``(16, 64)``. A first look
+        of one seed tests nothing (one seed has no spread): its level is ``0.0``, it spends
+        nothing, and the design's first look is the next one (``(1, 16)`` ->
+        ``[0.0, 0.04]``).
       alpha: the overall two-sided false-positive probability, in (0, 1).
       first_share: the share of ``alpha`` spent at the first look, in (0, 1].
 
     Returns:
       A list of ``len(look_sizes)`` floats, each in [0, alpha].
     """
-    looks = _check_look_sizes(look_sizes)
-    return list(_nominal(looks, _check_alpha(alpha), _check_first_share(first_share)))
+    looks, untested = _tested(_check_look_sizes(look_sizes))
+    levels = _nominal(looks, _check_alpha(alpha), _check_first_share(first_share)) if looks else ()
+    return [0.0] * untested + list(levels)
 
 
 # ------------------------------------------------------------------------------ planning
@@ -389,7 +402,8 @@ def seeds_for_next_look(
       finite, ``sd`` is not finite, the next look can spend nothing (``first_share = 1``),
       or the answer exceeds ``max_seeds``.
     """
-    looks = _check_look_sizes(look_sizes)
+    made = _check_look_sizes(look_sizes)
+    looks, _ = _tested(made)  # a first look of one seed tested nothing: the design's next
     alpha = _check_alpha(alpha)
     first_share = _check_first_share(first_share)
     try:
@@ -413,7 +427,7 @@ def seeds_for_next_look(
         return None
     z_power = float(special.ndtri(power_value))
     next_look = len(looks) + 1
-    first = looks[-1] + 1
+    first = max(made[-1] + 1, _MIN_TESTED)
     if first > max_seeds:
         return None
 

@@ -1,11 +1,14 @@
 """Statistics of a whole study: every metric of every condition, and every comparison.
 
-Per condition and per-seed metric: :func:`negres.statistics.describe`. Every condition
-against its reference, per metric: :func:`negres.statistics.compare` in the metric's
-declared direction (an evaluator declares it; a metric without one gets no improved/worse
-verdict), Holm-adjusted across the conditions compared on that metric. Within each
-condition, the comparisons each evaluator asks for (a shift against the clean test set,
-one attribution method against another), paired by seed and Holm-adjusted per family.
+Per condition and per-seed metric: :func:`negres.statistics.describe` with the interval
+the metric's declared sampling calls for (:mod:`negres.statistics.sampling`: independent
+seeds, seeds over shared test examples, or pairs of seeds). Every condition against its
+reference, per metric: :func:`negres.statistics.compare` (or its pairwise or per-example
+form) in the metric's declared direction (an evaluator declares it; a metric without one
+gets no improved/worse verdict), Holm-adjusted across the conditions compared on that
+metric. Within each condition, the comparisons each evaluator asks for (a shift against
+the clean test set, one attribution method against another), paired by seed and
+Holm-adjusted per family.
 Nothing here reads a metric's name to decide anything.
 """
 
@@ -16,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from negres.evaluators import REGISTRY, direction_of, get_evaluator
-from negres.evaluators.protocol import at_path, pairwise_row_means
+from negres.evaluators import REGISTRY, as_results, direction_of, get_evaluator
+from negres.evaluators.protocol import at_path, pairwise_row_means, sample_of
 from negres.statistics import inference as stats
-from negres.statistics import sequential
+from negres.statistics import sampling, sequential
 
 _HIGHER_IS_BETTER = {"higher": True, "lower": False, "none": None}
 
@@ -109,6 +112,7 @@ def analyze(
     references: Mapping[str, str | None] | None = None,
     looks: Sequence[int] | None = None,
     first_look_share: float = sequential.DEFAULT_FIRST_SHARE,
+    estimand: str = sampling.DEFAULT_ESTIMAND,
 ) -> dict[str, Any]:
     """Summaries, comparisons with verdicts, and each evaluator's within-condition tests.
 
@@ -131,6 +135,9 @@ def analyze(
       looks: the baseline's seed count at every look so far, this one last; by default
         one look at its ``num_seeds``.
       first_look_share: the share of ``1 - level`` spent at the first look.
+      estimand: what the intervals of metrics over test examples are about:
+        ``"distribution"`` (seeds and examples both random) or ``"test_set"`` (these
+        examples held fixed); metrics of other kinds are unaffected.
 
     Returns:
       ``{"summaries": {condition: {metric: describe}}, "comparisons": {metric: {condition:
@@ -143,6 +150,7 @@ def analyze(
     looks = [int(n) for n in looks]
     total = round(1.0 - level, 12)  # 0.05, not 1 - 0.95's 0.05000000000000004
     alpha = sequential.nominal_alphas(looks, alpha=total, first_share=first_look_share)[-1]
+    tested = sum(1 for n in looks if n >= 2)
     common = dict(level=level, num_resamples=num_resamples)
 
     def planned(family: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -169,7 +177,9 @@ def analyze(
 
 
     summaries = {
-        name: {m: stats.describe(v, seed=seed, **common) for m, v in result["metrics"].items()}
+        name: {m: sampling.describe_sample(sample_of(result, m), estimand=estimand, seed=seed,
+                                           **common)
+               for m in result["metrics"]}
         for name, result in conditions.items()
     }
     if references is None:
@@ -187,20 +197,20 @@ def analyze(
                 continue
             if metric not in conditions[reference]["metrics"]:
                 continue
-            x = np.asarray(result["metrics"][metric])
-            y = np.asarray(conditions[reference]["metrics"][metric])
-            family[name] = stats.compare(
-                x, y, paired=paired and x.size == y.size,
+            x = sample_of(result, metric)
+            y = sample_of(conditions[reference], metric)
+            family[name] = sampling.compare_samples(
+                x, y, paired=paired and x.values.size == y.values.size, estimand=estimand,
                 higher_is_better=_HIGHER_IS_BETTER[direction],
                 num_permutations=num_permutations, seed=seed, alpha=alpha, **common,
             ) | {"reference": reference}
         if family:
             comparisons[metric] = planned(family)
 
-    def compare_within(x: np.ndarray, y: np.ndarray, direction: str) -> dict[str, Any]:
-        return stats.compare(x, y, paired=True, higher_is_better=_HIGHER_IS_BETTER[direction],
-                             num_permutations=num_permutations, seed=seed, alpha=alpha,
-                             **common)
+    def compare_within(x: Any, y: Any, direction: str) -> dict[str, Any]:
+        return sampling.compare_samples(
+            x, y, paired=True, estimand=estimand, higher_is_better=_HIGHER_IS_BETTER[direction],
+            num_permutations=num_permutations, seed=seed, alpha=alpha, **common)
 
     within: dict[str, dict[str, Any]] = {}
     for name, result in conditions.items():
@@ -225,12 +235,76 @@ def analyze(
             "verdict_rule": stats.VERDICT_RULE, "multiple_comparisons": "Holm across the "
             "conditions compared on each metric",
             "interval_method": stats.DEFAULT_INTERVAL,
+            "estimand": estimand,
+            "estimand_text": sampling.ESTIMAND_TEXT[estimand],
+            "sampling_rules": {"pairwise": sampling.PAIRWISE_RULE,
+                               "examples": sampling.EXAMPLES_RULE},
             "difference_interval_method": stats.DEFAULT_DIFFERENCE_INTERVAL,
             "sequential": {
                 "looks": looks, "look": len(looks), "alpha": alpha,
+                # A look of one seed tests nothing and spends nothing.
                 "alpha_spent": sequential.cumulative_alpha(
-                    len(looks), alpha=total, first_share=first_look_share),
+                    tested, alpha=total, first_share=first_look_share) if tested else 0.0,
                 "first_look_share": first_look_share, "rule": sequential.SPENDING_RULE,
             },
         },
     }
+
+
+def _as_condition(evaluations: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A condition's results from :func:`negres.evaluate`'s ``{name: Evaluation}`` (or a
+    condition's results as they are)."""
+    if "metrics" in evaluations and "metric_info" in evaluations:
+        return evaluations
+    return as_results(evaluations)
+
+
+def describe_evaluations(evaluations: Mapping[str, Any], *,
+                         estimand: str = sampling.DEFAULT_ESTIMAND,
+                         **describe_kwargs: Any) -> dict[str, dict[str, Any]]:
+    """Every metric of one set of seeds, each with the interval its sampling calls for.
+
+    Args:
+      evaluations: :func:`negres.evaluate`'s ``{evaluator: Evaluation}`` (negres's
+        evaluators and your own), or one condition's entries of ``results.json``.
+      estimand: for metrics over test examples: ``"distribution"`` or ``"test_set"``.
+      **describe_kwargs: ``level``, ``num_resamples``, ``seed``.
+
+    Returns:
+      metric -> :func:`negres.statistics.sampling.describe_sample`'s summary.
+    """
+    condition = _as_condition(evaluations)
+    return {m: sampling.describe_sample(sample_of(condition, m), estimand=estimand,
+                                        **describe_kwargs)
+            for m in condition["metrics"]}
+
+
+def compare_evaluations(candidate: Mapping[str, Any], baseline: Mapping[str, Any], *,
+                        paired: bool, estimand: str = sampling.DEFAULT_ESTIMAND,
+                        **compare_kwargs: Any) -> dict[str, dict[str, Any]]:
+    """Every metric both sets of seeds have, candidate against baseline, each compared as
+    its sampling calls for and in its declared direction (not Holm-adjusted: pass the
+    result to :func:`negres.statistics.holm_adjust` for a family).
+
+    Args:
+      candidate, baseline: as :func:`describe_evaluations`.
+      paired: seed ``i`` of each is the same seed (same seed index, e.g. two evaluations
+        of the same trained seeds, or two conditions trained from the same seed keys).
+      estimand: as :func:`describe_evaluations`.
+      **compare_kwargs: :func:`negres.statistics.compare`'s ``level``, ``num_resamples``,
+        ``num_permutations``, ``seed``, ``alpha``.
+
+    Returns:
+      metric -> the comparison.
+    """
+    x_condition, y_condition = _as_condition(candidate), _as_condition(baseline)
+    out = {}
+    for metric in x_condition["metrics"]:
+        if metric not in y_condition["metrics"]:
+            continue
+        x, y = sample_of(x_condition, metric), sample_of(y_condition, metric)
+        out[metric] = sampling.compare_samples(
+            x, y, paired=paired and x.values.size == y.values.size, estimand=estimand,
+            higher_is_better=_HIGHER_IS_BETTER[direction_of(x_condition, metric)],
+            **compare_kwargs)
+    return out

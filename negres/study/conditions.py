@@ -22,6 +22,37 @@ from negres.errors import ConfigError
 _STUDY_FIELDS = frozenset({"conditions", "baseline", "stats", "finding"})
 # Keys of a condition that describe it rather than override the config.
 _DESCRIPTIVE_KEYS = frozenset({"name", "compared_with"})
+# The longest condition name, in bytes of its file-name form: it goes into file names
+# (plots/KIND_NAME_SHIFT.png, attributions/NAME__METHOD.npy, checkpoints/0_NAME_look2)
+# that must stay under the file system's 255 bytes.
+_MAX_NAME_BYTES = 100
+
+
+def file_name_of(name: str) -> str:
+    """The form of a condition name in file names: characters other than letters, digits,
+    ``-``, ``_`` and ``.`` become ``_`` (as :func:`negres.reporting.write.safe_name`)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def check_condition_name(name: str, index: int, taken: dict[str, str]) -> None:
+    """Refuse a condition name that is empty, too long for file names, or that names the
+    same files as an earlier condition's (``'a/b'`` and ``'a_b'``; ``'A'`` and ``'a'`` on a
+    file system that ignores case). ``taken``: file-name form (lower case) -> name."""
+    field = f"conditions[{index}].name"
+    if not name.strip():
+        raise ConfigError(field, name, "a non-empty name (it names the condition's rows, "
+                          "tables and files)")
+    form = file_name_of(name)
+    if len(form.encode()) > _MAX_NAME_BYTES:
+        raise ConfigError(field, name, f"a name of at most {_MAX_NAME_BYTES} bytes (it goes "
+                          "into the names of the condition's files)")
+    if form.lower() in taken:
+        other = taken[form.lower()]
+        raise ConfigError(field, name, f"a name whose files differ from those of condition "
+                          f"{other!r}: both would write files named {form!r} (characters "
+                          "other than letters, digits, '-', '_' and '.' become '_'; case is "
+                          "ignored, as some file systems do)")
+    taken[form.lower()] = name
 
 
 def _declared(path: list[str], leaf: str) -> bool:
@@ -63,12 +94,14 @@ def expand_conditions(config: ConfigDict) -> tuple[list[tuple[str, ConfigDict]],
         name = str(config.model.get("name", "default"))
         return [(name, config)], name
     expanded: list[tuple[str, ConfigDict]] = []
+    file_names: dict[str, str] = {}
     for i, condition in enumerate(declared):
         if not isinstance(condition, Mapping) or not isinstance(condition.get("name"), str):
             raise ConfigError(f"conditions[{i}]", condition, "a dict with a string 'name'")
         name = condition["name"]
         if name in dict(expanded):
             raise ConfigError(f"conditions[{i}].name", name, "a name used by one condition only")
+        check_condition_name(name, i, file_names)
         variant = copy.deepcopy(config)
         for dotted, value in condition.items():
             if dotted in _DESCRIPTIVE_KEYS:

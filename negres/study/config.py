@@ -24,6 +24,7 @@ from negres.evaluators import REGISTRY, all_fields, default_evaluators, resolve
 from negres.fields import Field
 from negres.models import FIELDS as MODEL_FIELDS
 from negres.reporting.findings import FINDINGS
+from negres.seeds import DESIGN_FIELDS, configured_design
 from negres.tasks import COMMON_FIELDS as TASK_COMMON_FIELDS
 from negres.tasks import TASKS, fields_named, task_fields
 from negres.training.checks import check_training_arguments
@@ -77,6 +78,10 @@ STATS_FIELDS = (
                    maximum=MAX_RESAMPLES),
     fields.boolean("paired_conditions", False,
                    "compare conditions seed by seed (same seed index)"),
+    fields.choice("estimand", "distribution", "distribution | test_set: what intervals of "
+                  "metrics over test examples are about (the data distribution: seeds and "
+                  "examples both sampled; this test set: seeds only)",
+                  ("distribution", "test_set")),
     fields.number("first_look_share", 0.8, "share of 1 - level the verdicts spend at a "
                   "study's first look; the rest stays for looks after --extend (1: one look, "
                   "an extended study's verdicts stay inconclusive)", 0.0, 1.0, low_open=True),
@@ -116,10 +121,11 @@ def section_fields() -> dict[str, tuple[Field, ...]]:
         "train": TRAIN_FIELDS,
         "evaluation": evaluation_fields(),
         "stats": STATS_FIELDS,
+        "randomness": DESIGN_FIELDS,
     }
 
 
-SECTIONS = ("task", "model", "optimizer", "train", "evaluation", "stats")
+SECTIONS = ("task", "model", "optimizer", "train", "evaluation", "stats", "randomness")
 
 
 def default_config(task: str = "digits") -> ConfigDict:
@@ -198,6 +204,10 @@ def validate_config(config: ConfigDict) -> None:
             num_seeds=completed.num_seeds, steps=completed.train.steps,
             batch_size=completed.train.batch_size, eval_every=completed.train.eval_every,
             num_train=None)
+    # negres's own training draws input noise only where there is some (builtin_program).
+    noisy = ("input_noise",) if completed.train.input_noise > 0 else ()
+    configured_design(completed.randomness, completed.num_seeds,
+                      sources=("init", "data", "dropout", *noisy))
 
 
 def reference_rows() -> list[tuple[str, Field]]:

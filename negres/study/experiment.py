@@ -9,6 +9,7 @@ through an apply function.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -37,14 +38,16 @@ from negres.reporting import write as report
 from negres.reporting.findings import finding_of
 from negres.reporting.progress import progress_reporter
 from negres.reporting.terminal import print_summary
-from negres.seeds import seed_keys, stream_key, take_rows
+from negres.seeds import configured_design, seed_keys, stream_key, take_rows
 from negres.sharding import barrier, is_main_process
+from negres.statistics.sources import analyze_sources
 from negres.statistics.study import analyze, without_diverged
 from negres.study.conditions import expand_conditions, references_of
 from negres.study.config import as_config_fields, complete, validate_config
 from negres.study.memory import check_memory
 from negres.study.workdir import (
     CONFIG_FILE,
+    REPLACED_DIR,
     REPORT_FILE,
     RESULTS_FILE,
     SCHEMA_VERSION,
@@ -59,6 +62,7 @@ from negres.study.workdir import (
     read_json,
     set_aside,
     to_jsonable,
+    workdir_lock,
     write_json_atomic,
 )
 from negres.study.workdir import roll_back as roll_back_workdir
@@ -153,7 +157,25 @@ def prepare_conditions(config: ConfigDict) -> tuple[list[Condition], str]:
         mixed = {c.name: c.task.kind for c in prepared}
         raise ConfigError("conditions", mixed, "conditions whose tasks are all classification "
                           "or all regression (their scores, accuracy or MSE, are compared)")
+    check_pairing(prepared)
     return prepared, baseline
+
+
+def check_pairing(conditions: list[Condition]) -> None:
+    """Paired conditions compare seed ``i`` of one with seed ``i`` of its reference: refuse
+    ``stats.paired_conditions`` when a condition and its reference have different seed
+    counts (the comparison would silently fall back to an unpaired one)."""
+    if not conditions or not conditions[0].config.stats.get("paired_conditions", False):
+        return
+    counts = {c.name: int(c.config.num_seeds) for c in conditions}
+    for c in conditions:
+        if c.reference is not None and counts[c.name] != counts[c.reference]:
+            raise ConfigError(
+                "stats.paired_conditions", True,
+                f"False while a condition and its reference have different seed counts "
+                f"({c.name!r}: {counts[c.name]}, {c.reference!r}: {counts[c.reference]}): "
+                "paired conditions compare seed i of one with seed i of the other; give them "
+                "the same num_seeds, or compare them unpaired (Welch)")
 
 
 def scale_settings(config: ConfigDict) -> dict[str, Any]:
@@ -167,8 +189,10 @@ SCHEDULING_KNOBS = ("seeds_per_chunk", "layout", "seeds_per_map_step", "checkpoi
 
 
 def what_is_computed(config: dict[str, Any]) -> dict[str, Any]:
-    """A config as a dict, less its scheduling knobs: what a resumed run must match."""
-    config = json.loads(json.dumps(to_jsonable(config)))
+    """A config as a dict, less its scheduling knobs: what a resumed run must match. Fields
+    it lacks take their defaults: a study written before a field existed (``config.json``
+    of an earlier version) computed what the default computes."""
+    config = json.loads(json.dumps(to_jsonable(complete(ConfigDict(config)).to_dict())))
     for knob in SCHEDULING_KNOBS:
         config.get("train", {}).pop(knob, None)
     return config
@@ -237,6 +261,8 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None,
                              sort_keys=True)
     label_noise = config.train.label_noise
     program = condition_program(first)
+    # A source design (config.randomness): seed index i is row i of the crossed design.
+    design = configured_design(config.randomness, int(config.num_seeds))
     try:
         with as_config_fields():
             trained = train(
@@ -247,6 +273,7 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None,
                 progress=progress_reporter(interactive=None if is_main_process() else False),
                 hyperparams=hyperparams, checkpoints=checkpoints,
                 checkpoint_every=checkpoint_every, fingerprint=fingerprint, **settings,
+                stream_seeds=None if design is None else design.take(seed_indices),
             )
     except ResumeError as e:
         raise WorkdirError(f"{e} (pass --overwrite to start over, or choose another "
@@ -267,6 +294,7 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None,
             curves={k: v[rows] for k, v in trained.curves.items()},
             diverged_at=trained.diverged_at[rows],
             hyperparams={k: v[rows] for k, v in trained.hyperparams.items()},
+            stream_seeds={k: v[rows] for k, v in trained.stream_seeds.items()},
         ))
     return parts
 
@@ -286,6 +314,8 @@ def joined(parts: list[TrainResult]) -> TrainResult:
         diverged_at=np.concatenate([p.diverged_at for p in parts]),
         hyperparams={k: np.concatenate([p.hyperparams[k] for p in parts])
                      for k in parts[0].hyperparams},
+        stream_seeds={k: np.concatenate([p.stream_seeds[k] for p in parts])
+                      for k in parts[0].stream_seeds},
         train_time_s=sum(p.train_time_s for p in parts),
         # The newest call's plan, with how many seeds each look's call trained.
         plan={**parts[-1].plan, "seeds_per_look": [len(r) for r in rows]},
@@ -375,6 +405,19 @@ def run(
     conditions, baseline = prepare_conditions(config)
     check_memory(conditions)
     config = complete(config)
+    # The workdir is this process's from here on: nothing was written before, and a second
+    # run into it is refused until this one ends (on several hosts, process 0 holds it).
+    held = (workdir_lock(workdir, doing="this run", create=not extend) if is_main_process()
+            else contextlib.nullcontext())
+    with held:
+        return _run_holding_workdir(config, workdir, conditions, baseline,
+                                    overwrite=overwrite, extend=extend, start=start)
+
+
+def _run_holding_workdir(config: ConfigDict, workdir: str, conditions: list[Condition],
+                         baseline: str, *, overwrite: bool, extend: bool,
+                         start: float) -> dict[str, Any]:
+    """:func:`run` once its config is checked and its workdir held."""
     counts = {c.name: int(c.config.num_seeds) for c in conditions}
     if extend:
         path, looks, report_missing = prepare_extension(workdir, config, counts, overwrite)
@@ -401,15 +444,20 @@ def run(
     stats_config = config.stats
     finite_results, excluded = without_diverged(condition_results,
                                                 paired=stats_config.paired_conditions)
-    analysis = analyze(
-        finite_results, baseline, level=stats_config.level,
+    analysis = analyze_and_explain(
+        condition_results, finite_results, baseline, level=stats_config.level,
         num_resamples=stats_config.num_resamples, num_permutations=stats_config.num_permutations,
         paired=stats_config.paired_conditions, seed=config.seed,
         references={c.name: c.reference for c in conditions},
         looks=[look[baseline] for look in looks],
-        first_look_share=stats_config.first_look_share,
+        first_look_share=stats_config.first_look_share, estimand=stats_config.estimand,
     )
     analysis["excluded_diverged_seeds"] = excluded
+    # How much of each metric's spread each source of randomness accounts for (a design).
+    sources = analyze_sources(condition_results, config.randomness, level=stats_config.level,
+                              seed=config.seed)
+    if sources is not None:
+        analysis["sources"] = sources
     first = condition_results[baseline]
     task = conditions[0].task
     # Plain lists and numbers, as results.json holds them: the finding reads the same.
@@ -439,6 +487,126 @@ def run(
                              needed=lambda: len(json.dumps(results, indent=1))):
         write_json_atomic(path / RESULTS_FILE, results)
     return complete_report(path)
+
+
+def analyze_and_explain(condition_results: dict[str, Any], finite_results: dict[str, Any],
+                        baseline: str, **settings: Any) -> dict[str, Any]:
+    """:func:`negres.statistics.study.analyze` of ``finite_results`` (the conditions less the
+    seeds the statistics leave out), then what those seeds cannot tell, said in it:
+
+    - every summary of fewer than 2 seeds has no interval, and says why (``reason``);
+    - every comparison left with fewer than 2 seeds (or pairs) is inconclusive, and says why
+      (``reason``);
+    - a paired comparison left with fewer than 2 pairs by seeds that diverged (in one
+      condition, they leave every paired condition) gets beside it the unpaired comparison
+      of each condition's own finite seeds (``unpaired``);
+    - ``notes``: each reason once, a sentence for the report.
+
+    Args:
+      condition_results: name -> every seed's results (diverged ones too).
+      finite_results: the same less the seeds left out (``without_diverged``).
+      baseline, settings: the arguments of ``analyze``.
+    """
+    analysis = analyze(finite_results, baseline, **settings)
+    paired = bool(settings.get("paired"))
+    notes: list[str] = []
+    kept = {name: len(r["seed_indices"]) for name, r in finite_results.items()}
+    for name, summaries in analysis["summaries"].items():
+        if kept[name] < 2:
+            why = _too_few_seeds(name, condition_results[name], kept[name], paired)
+            for summary in summaries.values():
+                summary["reason"] = why
+            notes.append(why)
+    unpaired = None
+    for metric, family in analysis["comparisons"].items():
+        for name, c in family.items():
+            if min(c["n_x"], c["n_y"]) >= 2:
+                continue
+            reference = c.get("reference", baseline)
+            seeds = min(int(condition_results[n]["num_seeds"]) for n in (name, reference))
+            if not (paired and seeds >= 2):  # too few seeds, not too few left to pair
+                c["reason"] = (f"{c['n_x']} seed(s) of `{name}` and {c['n_y']} of "
+                               f"`{reference}`: a comparison needs at least 2 in each (one "
+                               "seed has no spread), so it is inconclusive")
+                continue
+            if unpaired is None:
+                unpaired = analyze(without_diverged(condition_results, paired=False)[0],
+                                   baseline, **{**settings, "paired": False})["comparisons"]
+            beside = (unpaired.get(metric) or {}).get(name)
+            c["reason"] = _no_pairs(name, reference, condition_results, kept)
+            if beside is not None and min(beside["n_x"], beside["n_y"]) >= 2:
+                c["unpaired"] = beside
+                c["reason"] += ("; the unpaired comparison of each condition's own finite "
+                                "seeds stands beside it")
+            notes.append(c["reason"])
+    for evaluator in (analysis.get("within_conditions") or {}).values():
+        for name, families in evaluator.items():
+            for family in families.values():
+                for c in family.values():
+                    if min(c["n_x"], c["n_y"]) < 2:
+                        c["reason"] = _too_few_seeds(name, condition_results[name], kept[name],
+                                                     paired)
+    analysis["notes"] = list(dict.fromkeys(notes))
+    return analysis
+
+
+def _too_few_seeds(name: str, result: dict[str, Any], kept: int, paired: bool) -> str:
+    """Why condition ``name``'s statistics have no interval: it has fewer than 2 seeds."""
+    total = int(result["num_seeds"])
+    if total < 2:
+        return (f"`{name}` has {total} seed: one seed has no spread across seeds, so its "
+                "statistics have no interval and every comparison or test of it is "
+                "inconclusive; add seeds with --extend to learn how much it varies")
+    own = int((result.get("diverged") or {}).get("count") or 0)
+    others = (" and diverged in another condition (paired conditions compare the same seed "
+              "indices)" if paired and total - kept > own else "")
+    return (f"`{name}` has {kept} of its {total} seeds left for statistics (the others "
+            f"diverged{others}), too few for an interval: its statistics are inconclusive")
+
+
+def _no_pairs(name: str, reference: str, condition_results: dict[str, Any],
+              kept: dict[str, int]) -> str:
+    """Why the paired comparison of ``name`` with ``reference`` has fewer than 2 pairs."""
+    diverged = {n: r["diverged"]["seed_indices"] for n, r in condition_results.items()
+                if (r.get("diverged") or {}).get("count")}
+
+    def on(n: str, seeds: list[int]) -> str:
+        count = ("every one of its" if len(seeds) == int(condition_results[n]["num_seeds"])
+                 else str(len(seeds)))
+        return (f"`{n}` on {count} {'seed' if len(seeds) == 1 else 'seeds'} "
+                f"({', '.join(map(str, seeds))})")
+
+    where = "; ".join(on(n, list(s)) for n, s in diverged.items())
+    return (f"`{name}` − `{reference}` has {min(kept[name], kept[reference])} paired seeds: "
+            "paired conditions leave out every seed index that diverged in any condition, "
+            f"and seeds diverged in {where}")
+
+
+def check_unfinished_extension(path: Path, previous: dict[str, Any], config: ConfigDict,
+                               look: int) -> None:
+    """Refuse an ``--extend`` to another seed count while an earlier ``--extend`` of the
+    same study is unfinished: its ``config.json`` records it and its look's checkpoints
+    exist. Nothing is rewritten before this check."""
+    try:
+        saved = read_json(path / CONFIG_FILE)
+    except (OSError, ValueError):
+        return
+    if not isinstance(saved, dict) or first_difference(
+            without_seed_counts(saved), without_seed_counts(previous["config"])):
+        return  # not an extension of this study: the checkpoints' own check refuses
+    if what_is_computed(saved) in (what_is_computed(previous["config"]),
+                                   what_is_computed(config.to_dict())):
+        return  # no extension began, or this is it again (it resumes)
+    started = sorted(path.glob(f"{CHECKPOINTS_DIR}/*_look{look}"))
+    if not started:
+        return  # it began but saved nothing: nothing to lose
+    raise WorkdirError(
+        f"--workdir={str(path)!r} holds an unfinished --extend of its study to "
+        f"num_seeds={saved.get('num_seeds')!r} (its {CONFIG_FILE}, with checkpoints in "
+        f"{started[0].relative_to(path)}): rerun it (--config.num_seeds="
+        f"{saved.get('num_seeds')!r} --extend) to finish it, or delete "
+        f"{CHECKPOINTS_DIR}/*_look{look} to extend to num_seeds={config.num_seeds!r} instead; "
+        f"the finished study ({RESULTS_FILE}) is kept either way")
 
 
 def complete_report(path: Path) -> dict[str, Any]:
@@ -620,6 +788,7 @@ def prepare_extension(workdir: str, config: ConfigDict, counts: dict[str, int],
         raise ConfigError("num_seeds", config.num_seeds,
                           f"more than the {max(last.values())} seeds the study in "
                           f"{str(path)!r} has: --extend adds seeds")
+    check_unfinished_extension(path, previous, config, len(looks) + 1)
     make_writable(path)
     barrier("negres: workdir read")
     if is_main_process():
@@ -638,8 +807,21 @@ def _seeds_field(config: ConfigDict, condition: str) -> str:
 
 
 def rebuild_report(workdir: str) -> dict[str, Any]:
-    """Rewrite ``report.md`` and the plots from an existing ``results.json``, without training."""
-    path = check_workdir_name(workdir)
+    """Rewrite ``report.md`` and the plots from an existing ``results.json``, without training.
+
+    The workdir is held by this process meanwhile (a run writing it refuses this, and the
+    other way round)."""
+    with workdir_lock(workdir, doing="--report_only", create=False) as path:
+        return _rebuild_report(path)
+
+
+def _rebuild_report(path: Path) -> dict[str, Any]:
+    if not (path / RESULTS_FILE).exists() and overwrite_pending(path):
+        raise WorkdirError(
+            f"--workdir={str(path)!r} holds no {RESULTS_FILE} at its top: an unfinished "
+            f"--overwrite set the earlier run's results aside in {REPLACED_DIR}/; rerun that "
+            "--overwrite command to finish the new run, or --rollback to put the earlier "
+            "results back, then --report_only")
     results = load_results_file(path)
     results["finding"] = finding_of(results)  # the finding's wording may have been improved
     try:
@@ -659,6 +841,7 @@ def rebuild_report(workdir: str) -> dict[str, Any]:
 def roll_back(workdir: str) -> list[str]:
     """Undo an unfinished ``--overwrite`` in ``workdir``: the earlier run's outputs return
     and the new run's partial ones go. Returns the names put back."""
-    restored = roll_back_workdir(workdir)
+    with workdir_lock(workdir, doing="--rollback", create=False):
+        restored = roll_back_workdir(workdir)
     print(f"restored in {workdir}: {', '.join(restored) or 'nothing (it held none)'}")
     return restored

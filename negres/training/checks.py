@@ -29,6 +29,62 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# The range the optax optimizers' own contracts give a hyperparameter, by the name their
+# factories take it under: (low, high, low open, high open, what it is).
+OPTIMIZER_RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
+    "learning_rate": (0.0, math.inf, True, False, "a step size"),
+    "weight_decay": (0.0, math.inf, False, False, "a decay of the weights"),
+    "momentum": (0.0, 1.0, False, True, "the decay of the momentum"),
+    "b1": (0.0, 1.0, False, True, "the decay of the first moment"),
+    "b2": (0.0, 1.0, False, True, "the decay of the second moment"),
+    "eps": (0.0, math.inf, False, False, "a small constant added to a denominator"),
+    "eps_root": (0.0, math.inf, False, False, "a small constant added under a root"),
+}
+
+
+def range_text(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    """``> 0``, ``>= 0`` or ``in [0, 1)``."""
+    if math.isinf(high):
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def real_numbers(argument: str, values: Any, allowed: str) -> np.ndarray:
+    """``values`` (a number or a list of them) as a float64 array, each a finite real
+    number; anything else (strings, booleans, None, complex numbers, NaN, infinity) is an
+    :class:`ArgumentError` naming ``argument``."""
+    items = values if isinstance(values, (list, tuple)) else [values]
+    if any(isinstance(v, (bool, np.bool_, str, bytes)) or v is None for v in items):
+        raise ArgumentError(argument, values, allowed)
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):  # ragged or not array-like
+        raise ArgumentError(argument, values, allowed) from None
+    if array.dtype.kind not in "iuf":
+        raise ArgumentError(argument, values, allowed)
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ArgumentError(argument, values, allowed)
+    return array
+
+
+def check_hyperparameter_range(argument: str, name: str, values: Any,
+                               array: np.ndarray) -> None:
+    """Refuse values of the hyperparameter ``name`` outside the range its optimizer's
+    contract gives (:data:`OPTIMIZER_RANGES`: a learning rate > 0, a decay in [0, 1), ...),
+    naming ``argument``; names without one are the program's own and pass."""
+    if name not in OPTIMIZER_RANGES:
+        return
+    low, high, low_open, high_open, meaning = OPTIMIZER_RANGES[name]
+    above = array > low if low_open else array >= low
+    below = array < high if high_open else array <= high
+    bad = array[~(above & below)]
+    if bad.size:
+        raise ArgumentError(argument, values,
+                            f"numbers {range_text(low, high, low_open, high_open)} (optax's "
+                            f"{name} is {meaning}; {float(bad[0]):g} is not)")
+
+
 def check_training_arguments(
     *, num_seeds: int, steps: int, batch_size: int, eval_every: int, num_train: int | None
 ) -> None:

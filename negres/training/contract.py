@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from negres.errors import ArgumentError
@@ -105,6 +106,16 @@ def as_optimizer(
     if not callable(optimizer):
         raise ArgumentError("optimizer", type(optimizer).__name__,
                             "an optax.GradientTransformation or a function returning one")
+    # checks imports this module (for Batch): imported here, where it is needed, to keep
+    # the two modules free of an import cycle.
+    from negres.training.checks import check_hyperparameter_range, real_numbers
+
+    for name, value in dict(hyperparams or {}).items():
+        if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value):
+            continue  # per-seed arrays are checked where they are laid out
+        argument = f"hyperparams[{name!r}]"
+        check_hyperparameter_range(argument, name, value,
+                                   real_numbers(argument, value, "a finite real number"))
     try:
         return optax.inject_hyperparams(optimizer)(**dict(hyperparams or {}))
     except TypeError as e:

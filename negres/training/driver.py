@@ -3,7 +3,9 @@
 :func:`train` checks its arguments, plans the call (:mod:`negres.training.plan`), compiles
 it once and runs it segment by segment: between segments it reports progress and saves
 checkpoints, from which a killed run resumes. A grid of hyperparameters rides the seed
-axis: every grid point trains the same seeds, all in the same compiled call.
+axis: every grid point trains the same seeds, all in the same compiled call. So does a
+source design (``stream_seeds``): each source of randomness of each seed may draw from
+another seed's key, so that a study varies one source while holding the others.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from absl import logging
 from jax.sharding import Mesh, SingleDeviceSharding
 
 from negres.errors import ArgumentError, ResumeError
-from negres.seeds import seed_keys
+from negres.seeds import MAX_SEED_INDEX, TRAINING_SOURCES, SourceDesign, seed_keys
 from negres.sharding import agreed, devices_reason, put, replicated, seed_mesh, to_host
 from negres.training.checks import (
     check_program,
@@ -38,7 +40,13 @@ from negres.training.plan import (
     memory_budget,
     plan_description,
 )
-from negres.training.step import SeedTrainer, make_seed_trainer, num_examples
+from negres.training.step import (
+    SeedTrainer,
+    design_hyper,
+    is_design_name,
+    make_seed_trainer,
+    num_examples,
+)
 
 if TYPE_CHECKING:
     from negres.training.checkpoint import TrainingCheckpoints
@@ -72,6 +80,8 @@ class TrainResult(NamedTuple):
       plan: how the seeds were laid out, chunked and sharded, and the step resumed from.
       grid: name -> the values of each grid axis, in axis order; ``{}`` without a grid.
       hyperparams: name -> ``(H..., S)`` every seed's hyperparameter values.
+      stream_seeds: source -> ``(S,)`` the seed index each seed's source drew from (the
+        ``stream_seeds`` of the call); ``{}``: every source followed its seed.
     """
 
     state: Any
@@ -83,6 +93,7 @@ class TrainResult(NamedTuple):
     plan: dict[str, Any]
     grid: dict[str, tuple[float, ...]]
     hyperparams: dict[str, np.ndarray]
+    stream_seeds: dict[str, np.ndarray] = {}  # noqa: RUF012 (a NamedTuple's default, never mutated)
 
     @property
     def params(self) -> Any:
@@ -141,6 +152,51 @@ def _host_tree(tree: Any, name: str) -> Any:
     return jax.tree_util.tree_map(one, tree)
 
 
+StreamSeeds = Mapping[str, Sequence[int] | np.ndarray] | SourceDesign
+
+
+def _design_seeds(stream_seeds: StreamSeeds | None, num_seeds: int | None,
+                  seed_indices: Any) -> tuple[dict[str, Any], int | None]:
+    """``(stream -> indices as given, num_seeds)``: a design given without a seed count
+    sets it (its seeds' count)."""
+    if isinstance(stream_seeds, SourceDesign):
+        stream_seeds = stream_seeds.stream_seeds
+    if stream_seeds is None:
+        return {}, num_seeds
+    if not isinstance(stream_seeds, Mapping):
+        raise ArgumentError("stream_seeds", stream_seeds,
+                            "a dict: source name -> (S,) seed indices, a "
+                            "negres.seeds.SourceDesign, or None")
+    if num_seeds is None and seed_indices is None and stream_seeds:
+        num_seeds = int(np.size(next(iter(stream_seeds.values()))))
+    return dict(stream_seeds), num_seeds
+
+
+def checked_stream_seeds(stream_seeds: Mapping[str, Any], num_seeds: int,
+                         streams: Sequence[str]) -> dict[str, np.ndarray]:
+    """``stream_seeds`` as ``(S,)`` int64 arrays, each name a source this training draws
+    (``init``, ``data`` or one of the program's ``streams``) and each value ``S`` seed
+    indices."""
+    sources = (*TRAINING_SOURCES, *(s for s in streams if s not in TRAINING_SOURCES))
+    checked = {}
+    for name, values in stream_seeds.items():
+        if name not in sources:
+            raise ArgumentError(
+                f"stream_seeds[{name!r}]", values,
+                f"an entry named for a source this training draws: "
+                f"{', '.join(map(repr, sources))} ('init': the "
+                "key the program's init receives; 'data': the batch order; the others: the "
+                "streams the program's step draws)")
+        array = np.asarray(values)
+        if (array.shape != (num_seeds,) or not np.issubdtype(array.dtype, np.integer)
+                or (array.size and (array.min() < 0 or array.max() > MAX_SEED_INDEX))):
+            raise ArgumentError(f"stream_seeds[{name!r}]", values,
+                                f"{num_seeds} integer seed indices from 0 to 2**32 - 1, one "
+                                "per seed")
+        checked[name] = array.astype(np.int64)
+    return checked
+
+
 def _checked_data(data: Batch, name: str) -> tuple[Batch, int]:
     if not jax.tree_util.tree_leaves(data):
         raise ArgumentError(name, data, "a pytree of arrays (an array, a tuple, a dict, ...)")
@@ -158,7 +214,8 @@ class _Run(NamedTuple):
 
     placement: Placement
     plan: Plan
-    rows: Rows
+    rows: Rows  # hyper holds the design's stream keys too (step.design_hyper)
+    stream_seeds: dict[str, np.ndarray]  # source -> (S,) seed index, checked
     keys: np.ndarray  # (R, 2) every row's key, on the host
     chunk_rows: list[np.ndarray]  # per chunk, the rows it holds (padding repeats the last)
     chunk_keys: list[jax.Array]
@@ -179,14 +236,17 @@ def _prepare_run(
     hyperparams: Mapping[str, Any] | None, trainer: SeedTrainer | None, mesh: Mesh | None,
     seeds_per_chunk: int, layout: str, seeds_per_map_step: int,
     memory_budget_bytes: int | None, checkpoint_every: int, checkpointing: bool,
-    resumed_layout: tuple[str, int] | None = None,
+    resumed_layout: tuple[str, int] | None = None, stream_seeds: StreamSeeds | None = None,
 ) -> _Run:
     if not isinstance(program, SeedProgram):
         raise ArgumentError("program", type(program).__name__,
                             "a negres.SeedProgram (see loss_program, linen_program, nnx_program)")
     if not is_int(seed):
         raise ArgumentError("seed", seed, "an integer")
+    stream_seeds, num_seeds = _design_seeds(stream_seeds, num_seeds, seed_indices)
     rows = expand_rows(num_seeds, seed_indices, hyperparams, grid)
+    per_point = rows.seed_indices.size // math.prod(rows.grid_shape)
+    stream_seeds = checked_stream_seeds(stream_seeds, per_point, program.streams)
     host_data, num_train = _checked_data(data, "data")
     eval_every = steps if eval_every is None else eval_every
     check_training_arguments(num_seeds=int(rows.seed_indices.size), steps=steps,
@@ -214,6 +274,12 @@ def _prepare_run(
     if checked not in trainer.checked:
         check_program(trainer, rows, example, host_eval if has_eval else None)
         trainer.checked.add(checked)
+    if stream_seeds:
+        # Every row's key of each designed source, tiled over the grid's points like seeds.
+        points = rows.seed_indices.size // per_point
+        keys_of = {name: np.asarray(seed_keys(seed, np.tile(indices, points)))
+                   for name, indices in stream_seeds.items()}
+        rows = rows._replace(hyper=rows.hyper | design_hyper(keys_of))
 
     mesh_given, mesh = mesh, seed_mesh() if mesh is None else mesh
     shared = replicated(mesh)
@@ -255,7 +321,8 @@ def _prepare_run(
     curve_names = sorted(segment.out_info[2])
     split = placement.split
     return _Run(
-        placement=placement, plan=plan, rows=rows, keys=keys, chunk_rows=chunk_rows,
+        placement=placement, plan=plan, rows=rows, stream_seeds=stream_seeds, keys=keys,
+        chunk_rows=chunk_rows,
         chunk_keys=[put(keys[r], split) for r in chunk_rows],
         chunk_hyper=[put({n: v[r] for n, v in rows.hyper.items()}, split) for r in chunk_rows],
         eval_every=eval_every, num_points=num_points, points_per_segment=per_segment,
@@ -293,8 +360,13 @@ def _checkpoint_template(run: _Run) -> dict[str, Any]:
     }
 
 
+def _stream_seeds_json(stream_seeds: Mapping[str, Any]) -> dict[str, list[int]]:
+    return {n: np.asarray(v).tolist() for n, v in sorted(stream_seeds.items())}
+
+
 def _check_resumable(metadata: dict[str, Any], fingerprint: str, seed_indices: np.ndarray,
-                     steps: int, checkpoints: TrainingCheckpoints) -> None:
+                     steps: int, checkpoints: TrainingCheckpoints,
+                     stream_seeds: Mapping[str, Any]) -> None:
     where = f"the checkpoints in {checkpoints.directory}"
     if metadata.get("fingerprint") != fingerprint:
         raise ResumeError(f"{where} belong to a run of another fingerprint; resume with the "
@@ -305,6 +377,12 @@ def _check_resumable(metadata: dict[str, Any], fingerprint: str, seed_indices: n
     if metadata.get("steps") != steps:
         raise ResumeError(f"{where} are of a {metadata.get('steps')}-step run, not {steps}; "
                           "give an empty directory to start over")
+    saved_design = metadata.get("stream_seeds") or {}
+    if saved_design != _stream_seeds_json(stream_seeds):
+        raise ResumeError(f"{where} hold a run of stream_seeds "
+                          f"{saved_design or 'None (every source follows its seed)'}, not "
+                          f"{_stream_seeds_json(stream_seeds) or 'None'}; give an empty "
+                          "directory to start over")
 
 
 def _resume(run: _Run, checkpoints: TrainingCheckpoints, steps: int,
@@ -317,8 +395,10 @@ def _resume(run: _Run, checkpoints: TrainingCheckpoints, steps: int,
                           "another root seed; give an empty directory to start over")
     for name, values in run.rows.hyper.items():
         if not np.array_equal(saved["hyper"][name], values):
+            what = "another stream_seeds design" if is_design_name(name) else \
+                f"other values of {name!r}"
             raise ResumeError(f"the checkpoints in {checkpoints.directory} were trained with "
-                              f"other values of {name!r}; give an empty directory to start over")
+                              f"{what}; give an empty directory to start over")
     state = (saved["state"], saved["diverged_at"])
     states = [put(jax.tree_util.tree_map(lambda leaf, r=rows: leaf[r], state),
                   run.placement.split) for rows in run.chunk_rows]
@@ -357,6 +437,7 @@ def train(
     checkpoints: TrainingCheckpoints | None = None,
     checkpoint_every: int = 0,
     fingerprint: str = "",
+    stream_seeds: StreamSeeds | None = None,
 ) -> TrainResult:
     """Train ``num_seeds`` seeds of ``program`` (times every grid point) in one compiled call.
 
@@ -402,6 +483,16 @@ def train(
         always saved.
       fingerprint: what identifies the run in its checkpoints; resuming from checkpoints
         of another fingerprint is refused.
+      stream_seeds: a source design: source -> ``(S,)`` seed indices, so that seed ``s``'s
+        source ``name`` draws from the key of seed ``stream_seeds[name][s]`` instead of its
+        own (every source not named follows seed ``s``). Sources: ``"init"`` (the key the
+        program's ``init`` receives: initial weights, and whatever else init draws),
+        ``"data"`` (the batch order) and the streams the program's step draws
+        (``"dropout"``, ...). Hold a source with the same index for every seed; cross
+        several with :func:`negres.seeds.crossed_design`, whose :class:`SourceDesign` may be
+        passed here whole. Without ``num_seeds`` and ``seed_indices``, the design's seeds
+        are ``0..S-1``.
+        With a grid, every grid point trains the same design.
 
     Returns:
       A :class:`TrainResult`; every per-seed array ``(H..., S, ...)``.
@@ -414,9 +505,13 @@ def train(
     resumed_layout = None
     if checkpoints is not None and checkpoints.latest_step() is not None:
         # Refuse another run's checkpoints before anything compiles.
-        rows = expand_rows(num_seeds, seed_indices, hyperparams, grid)
+        given, counted = _design_seeds(stream_seeds, num_seeds, seed_indices)
+        rows = expand_rows(counted, seed_indices, hyperparams, grid)
         metadata = checkpoints.metadata()
-        _check_resumable(metadata, fingerprint, rows.seed_indices, steps, checkpoints)
+        _check_resumable(metadata, fingerprint, rows.seed_indices, steps, checkpoints,
+                         checked_stream_seeds(
+                             given, rows.seed_indices.size // math.prod(rows.grid_shape),
+                             program.streams if isinstance(program, SeedProgram) else ()))
         # The layouts round differently: "auto" resumes in the layout it chose, not in one
         # a new timing probe might pick.
         if layout == "auto" and "layout" in metadata:
@@ -428,6 +523,7 @@ def train(
         layout=layout, seeds_per_map_step=seeds_per_map_step,
         memory_budget_bytes=memory_budget_bytes, checkpoint_every=checkpoint_every,
         checkpointing=checkpoints is not None, resumed_layout=resumed_layout,
+        stream_seeds=stream_seeds,
     )
     num_real, eval_every = run.rows.seed_indices.size, run.eval_every
     curves = {n: np.full((num_real, run.num_points), np.nan, np.float32)
@@ -476,6 +572,8 @@ def train(
                                            "fingerprint": fingerprint,
                                            "seed_indices": run.rows.seed_indices.tolist(),
                                            "layout": run.plan.layout,
+                                           "stream_seeds": _stream_seeds_json(
+                                               run.stream_seeds),
                                            "seeds_per_map_step": run.plan.seeds_per_map_step})
             last_save = time.perf_counter()
     if (run.plan.num_chunks == 1 and not run.plan.padded_seeds and jax.process_count() == 1
@@ -499,7 +597,8 @@ def train(
         diverged_at=shaped(np.asarray(to_host(diverged_at))),
         plan=run.plan._asdict() | {"resumed_from_step": resumed_from},
         grid=dict(run.rows.grid),
-        hyperparams={n: shaped(v) for n, v in run.rows.hyper.items()},
+        hyperparams={n: shaped(v) for n, v in run.rows.hyper.items() if not is_design_name(n)},
+        stream_seeds=dict(run.stream_seeds),
     )
 
 

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from negres.errors import ArgumentError
-from negres.training.checks import is_int
+from negres.training.checks import check_hyperparameter_range, is_int, real_numbers
 
 
 def float_dtype() -> np.dtype:
@@ -53,22 +53,35 @@ def expand_rows(num_seeds: int | None, seed_indices: Any,
     if grid and hyperparams:
         raise ArgumentError("hyperparams", sorted(hyperparams),
                             "empty when a grid is given (put fixed values in the program)")
+    for argument, given in (("grid", grid), ("hyperparams", hyperparams)):
+        if given is not None and not isinstance(given, Mapping):
+            raise ArgumentError(argument, given, "a dict of hyperparameter name -> numbers")
     if not grid:
         hyper = {}
         for name, values in (hyperparams or {}).items():
-            array = np.asarray(values, dtype)
-            if array.shape != seeds.shape or not np.all(np.isfinite(array)):
-                raise ArgumentError(f"hyperparams[{name!r}]", values,
-                                    f"{seeds.size} finite numbers, one per seed")
-            hyper[name] = array
+            argument = f"hyperparams[{name!r}]"
+            allowed = f"{seeds.size} finite numbers, one per seed"
+            if not isinstance(name, str):
+                raise ArgumentError("hyperparams", sorted(map(repr, hyperparams)),
+                                    "string names (the names the optimizer or loss reads)")
+            array = real_numbers(argument, values, allowed)
+            if array.shape != seeds.shape:
+                raise ArgumentError(argument, values, allowed)
+            check_hyperparameter_range(argument, name, values, array)
+            hyper[name] = array.astype(dtype)
         return Rows(seeds, hyper, {}, ())
     axes = {}
     for name, values in grid.items():
-        array = np.asarray(values, dtype)
-        if not isinstance(name, str) or array.ndim != 1 or array.size == 0 \
-                or not np.all(np.isfinite(array)):
-            raise ArgumentError(f"grid[{name!r}]", values, "a non-empty list of finite numbers")
-        axes[name] = tuple(float(v) for v in np.asarray(values, np.float64))
+        argument = f"grid[{name!r}]"
+        allowed = "a non-empty list of finite numbers"
+        if not isinstance(name, str):
+            raise ArgumentError("grid", sorted(map(repr, grid)),
+                                "string names (the names the optimizer or loss reads)")
+        array = real_numbers(argument, values, allowed)
+        if array.ndim != 1 or array.size == 0:
+            raise ArgumentError(argument, values, allowed)
+        check_hyperparameter_range(argument, name, values, array)
+        axes[name] = tuple(float(v) for v in array)
     points = list(itertools.product(*axes.values()))
     hyper = {name: np.repeat(np.asarray([p[i] for p in points], dtype), seeds.size)
              for i, name in enumerate(axes)}

@@ -6,19 +6,58 @@ streams of each step, divergence freezing, and curves. Training is a ``lax.scan`
 curve points, each a ``lax.scan`` over ``eval_every`` steps; a segment is a run of
 curve points, so a long run can report progress and save checkpoints between segments.
 Every draw is addressed by ``(seed, stream, step)``, so segments, chunks, layouts and
-resumes never change the numbers.
+resumes never change the numbers. A source design (:class:`negres.seeds.SourceDesign`)
+gives a stream another seed's key: the driver hands each such key in with the seed's
+hyperparameters, under reserved names (:func:`design_hyper`) that the program never sees.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from negres.seeds import over_seeds, step_key
 from negres.training.contract import Batch, Hyper, SeedProgram
+
+# Per-seed hyperparameters under this prefix are a design's stream keys, not the program's.
+DESIGN_PREFIX = "negres.stream_key:"
+
+
+def design_hyper(keys: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """stream -> ``(R, 2)`` keys as per-row hyperparameter entries: two ``uint32`` words per
+    stream, ``(R,)`` each, which ride the seed axis like any hyperparameter (split over
+    devices and chunks, saved and compared in checkpoints)."""
+    return {f"{DESIGN_PREFIX}{name}:{word}": np.ascontiguousarray(np.asarray(k)[:, word],
+                                                                     np.uint32)
+            for name, k in keys.items() for word in (0, 1)}
+
+
+def is_design_name(name: str) -> bool:
+    return name.startswith(DESIGN_PREFIX)
+
+
+def split_design(key: jax.Array, hyper: Hyper) -> tuple[dict[str, jax.Array], Hyper]:
+    """``(stream -> key, the program's hyperparameters)`` of one seed: a stream a design
+    names gets its key, every other stream (``""``) the seed's own ``key``."""
+    keys = {"": key}
+    plain = {}
+    for name, value in hyper.items():
+        if is_design_name(name):
+            stream, word = name[len(DESIGN_PREFIX):].rsplit(":", 1)
+            if word == "0":
+                keys[stream] = jnp.stack([value, hyper[f"{DESIGN_PREFIX}{stream}:1"]]).astype(
+                    jnp.uint32)
+        else:
+            plain[name] = value
+    return keys, plain
+
+
+def _key(keys: Mapping[str, jax.Array], stream: str) -> jax.Array:
+    return keys.get(stream, keys[""])
 
 
 def num_examples(data: Batch) -> int:
@@ -84,15 +123,17 @@ class SeedTrainer:
         self.convolutional: bool | None = None  # found by tracing, once
 
     def init_one(self, key: jax.Array, hyper: Hyper, example: Batch) -> Any:
-        return self.program.init(key, example, hyper)
+        keys, hyper = split_design(key, hyper)
+        return self.program.init(_key(keys, "init"), example, hyper)
 
-    def _step(self, state: Any, key: jax.Array, hyper: Hyper, step: jax.Array,
+    def _step(self, state: Any, keys: Mapping[str, jax.Array], hyper: Hyper, step: jax.Array,
               data: Batch) -> tuple[Any, dict[str, jax.Array], jax.Array]:
-        """One unguarded step: the new state, its metrics, and whether the loss is finite."""
-        index = jax.random.randint(step_key(key, "data", step), (self.batch_size,), 0,
-                                   num_examples(data))
+        """One unguarded step: the new state, its metrics, and whether the loss is finite.
+        ``keys``: stream -> the key it derives from (:func:`split_design`)."""
+        index = jax.random.randint(step_key(_key(keys, "data"), "data", step),
+                                   (self.batch_size,), 0, num_examples(data))
         batch = jax.tree_util.tree_map(lambda leaf: leaf[index], data)
-        rngs = {name: step_key(key, name, step) for name in self.program.streams}
+        rngs = {name: step_key(_key(keys, name), name, step) for name in self.program.streams}
         new_state, metrics = self.program.step(state, batch, rngs, hyper)
         # The state keeps the dtypes it was initialised with: under jax_enable_x64, float64
         # data would otherwise promote float32 statistics (BatchNorm's) and change the scan
@@ -103,13 +144,14 @@ class SeedTrainer:
         loss_finite = jnp.isfinite(metrics["loss"]) if "loss" in metrics else jnp.asarray(True)
         return new_state, metrics, loss_finite
 
-    def _guarded_step(self, carry: tuple[Any, jax.Array], key: jax.Array, hyper: Hyper,
-                      step: jax.Array, data: Batch) -> tuple[tuple[Any, jax.Array], Any]:
+    def _guarded_step(self, carry: tuple[Any, jax.Array], keys: Mapping[str, jax.Array],
+                      hyper: Hyper, step: jax.Array,
+                      data: Batch) -> tuple[tuple[Any, jax.Array], Any]:
         """A step that freezes a seed at its last finite state: ``diverged_at`` becomes the
         first step whose new state (optimizer moments included: an overflowing second
         moment would silently stop learning) or loss is not finite."""
         state, diverged_at = carry
-        new_state, metrics, loss_finite = self._step(state, key, hyper, step, data)
+        new_state, metrics, loss_finite = self._step(state, keys, hyper, step, data)
         alive = diverged_at < 0
         finite = all_finite(new_state) & loss_finite
         keep = alive & finite
@@ -118,7 +160,8 @@ class SeedTrainer:
         return carry, {k: jnp.where(keep, v, jnp.nan) for k, v in metrics.items()}
 
     def _run_point(self, carry: tuple[Any, jax.Array], point_start: jax.Array,
-                   key: jax.Array, hyper: Hyper, data: Batch, eval_data: Batch) -> Any:
+                   keys: Mapping[str, jax.Array], hyper: Hyper, data: Batch,
+                   eval_data: Batch) -> Any:
         """One curve point: ``eval_every`` steps, then the point's metrics.
 
         What the guarded step gives, at the cost of unguarded steps. Checking the whole
@@ -140,7 +183,7 @@ class SeedTrainer:
 
         def fast_step(carry: tuple[Any, jax.Array], step: jax.Array) -> Any:
             state, bad = carry
-            new_state, metrics, loss_finite = self._step(state, key, hyper, step, data)
+            new_state, metrics, loss_finite = self._step(state, keys, hyper, step, data)
             return (new_state, bad | ~loss_finite), {
                 k: jnp.where(alive, v, jnp.nan) for k, v in metrics.items()}
 
@@ -157,7 +200,7 @@ class SeedTrainer:
             # invariants alone could be hoisted out of the loop and always run.
             _, state, diverged_at, _ = loop
             (state, diverged_at), metrics = jax.lax.scan(
-                lambda c, step: self._guarded_step(c, key, hyper, step, data),
+                lambda c, step: self._guarded_step(c, keys, hyper, step, data),
                 (state, diverged_at), steps)
             return jnp.asarray(False), state, diverged_at, _point_means(metrics)
 
@@ -174,8 +217,9 @@ class SeedTrainer:
 
     def segment_one(self, num_points: int) -> Callable[..., Any]:
         def run(state, diverged_at, key, hyper, start_step, data, eval_data):
+            keys, hyper = split_design(key, hyper)
             (state, diverged_at), curves = jax.lax.scan(
-                lambda c, s: self._run_point(c, s, key, hyper, data, eval_data),
+                lambda c, s: self._run_point(c, s, keys, hyper, data, eval_data),
                 (state, diverged_at), _int32_steps(start_step, num_points, self.eval_every))
             return state, diverged_at, curves
 
@@ -183,8 +227,9 @@ class SeedTrainer:
 
     def steps_one(self, num_steps: int) -> Callable[..., Any]:
         def run(state, diverged_at, key, hyper, start_step, data):
+            keys, hyper = split_design(key, hyper)
             carry, _ = jax.lax.scan(
-                lambda c, step: self._guarded_step(c, key, hyper, step, data),
+                lambda c, step: self._guarded_step(c, keys, hyper, step, data),
                 (state, diverged_at), _int32_steps(start_step, num_steps))
             return carry
 
