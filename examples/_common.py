@@ -55,7 +55,8 @@ def print_summary(summary: dict, name: str = "test accuracy") -> None:
     interval (the default method, and what it treats as random where the summary says)
     and range."""
     low, high = summary["ci"]
-    covers = f" (covers {summary['covers']})" if "covers" in summary else ""
+    # A summary of plain per-seed values holds the test set fixed: say so.
+    covers = f" (covers {summary.get('covers', 'seeds, this test set held fixed')})"
     print(f"mean {name} {summary['mean']:.3f} over {summary['n']} seeds, 95% CI "
           f"[{low:.3f}, {high:.3f}]{covers}, min {summary['min']:.3f}, "
           f"max {summary['max']:.3f}")

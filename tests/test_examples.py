@@ -144,6 +144,30 @@ def check_own_evaluator(module: dict, out: dict) -> None:
     assert out["churn"].shape == (3,) and np.all((out["churn"] >= 0) & (out["churn"] < 0.5))
 
 
+def check_data_split_source(module: dict, out: dict) -> None:
+    accuracy = out["accuracy"]  # (splits, seeds)
+    assert accuracy.shape == (3, 3) and np.all(accuracy > 0.5)
+    # The split's and the seed's components are the two-way ANOVA's closed forms on the
+    # (split, seed) table: (MS_rows - MS_remainder) / columns, at least 0.
+    grand = accuracy.mean()
+    rows, columns = accuracy.mean(axis=1) - grand, accuracy.mean(axis=0) - grand
+    remainder = accuracy - grand - rows[:, None] - columns[None, :]
+    ms_remainder = (remainder ** 2).sum() / 4
+    components = out["sources"]["components"]
+    np.testing.assert_allclose(components["split"]["variance"],
+                               max((3 * (rows ** 2).sum() / 2 - ms_remainder) / 3, 0.0),
+                               rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(components["seed"]["variance"],
+                               max((3 * (columns ** 2).sum() / 2 - ms_remainder) / 3, 0.0),
+                               rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(components["remainder"]["variance"], ms_remainder, rtol=1e-6)
+    assert sum(c["share"] for c in components.values()) == pytest.approx(1.0)
+    # Different splits are different data: split 0's training set is not split 1's.
+    (x0, _), _ = module["split"](0)
+    (x1, _), _ = module["split"](1)
+    assert not np.array_equal(x0, x1)
+
+
 # name -> (argv at toy size, what its printed report must contain, check of main's result)
 CASES = {
     "linen_batchnorm": (["--steps", "40", "--seeds", "2", "--num-train", "600",
@@ -158,6 +182,8 @@ CASES = {
                            check_learning_rate_grid),
     "own_evaluator": (["--steps", "100", "--seeds", "3"], "share of flipped predictions",
                       check_own_evaluator),
+    "data_split_source": (["--steps", "50", "--seeds", "3", "--splits", "3"], "split means",
+                          check_data_split_source),
 }
 
 

@@ -64,3 +64,40 @@ def test_every_plot_writes_a_png_that_names_seeds_and_axes(tmp_path, num_seeds):
     assert "test accuracy" in texts(figures["robustness"])
     assert "optimizer step" in texts(figures["curves"])
     assert "non-finite seeds left out: 1" in texts(figures["strip"])
+
+
+def _bar_ends(fig) -> list[tuple[float, float]]:
+    """``(low, high)`` of every vertical error bar drawn in ``fig``."""
+    ends = []
+    for container in fig.axes[0].containers:
+        for collection in container.lines[2]:
+            for segment in collection.get_segments():
+                ys = sorted(float(y) for _, y in segment)
+                if segment[0][0] == segment[1][0]:  # vertical
+                    ends.append((ys[0], ys[1]))
+    return ends
+
+
+def test_plots_draw_the_studys_interval_where_it_has_one():
+    """The report's interval (over seeds and test examples, say) is what the diamond's bars
+    show, and the title says what it covers; without one, the t-interval over seeds."""
+    values = {"a": RNG.uniform(0.9, 0.95, 8), "b": RNG.uniform(0.8, 0.85, 8)}
+    fig = plots.seed_strip_figure(values, "test accuracy", "t", intervals={"a": (0.5, 0.99)},
+                                  covers="seeds × 450 test examples")
+    _, low, high, _ = plots.mean_interval(values["b"][:, None])
+    np.testing.assert_allclose(_bar_ends(fig), [(0.5, 0.99), (low[0], high[0])])
+    assert "95% interval over seeds × 450 test examples" in texts(fig)
+    frontier = plots.frontier_figure({"m": values["a"]}, {"m": values["b"]}, "x", "y", "t",
+                                     y_intervals={"m": (0.1, 0.9)})
+    np.testing.assert_allclose(_bar_ends(frontier), [(0.1, 0.9)])
+
+
+def test_a_studys_intervals_come_from_its_statistics():
+    from negres.reporting.write import study_intervals
+
+    results = {"statistics": {"summaries": {
+        "a": {"test_accuracy": {"ci": [0.9, 0.95], "sampling": "examples",
+                                "estimand": "distribution", "num_examples": 450}},
+        "b": {"test_accuracy": {"ci": [float("nan"), float("nan")]}}}}}
+    intervals, covers = study_intervals(results, "test_accuracy", ["a", "b", "c"])
+    assert intervals == {"a": (0.9, 0.95)} and covers == "seeds × 450 test examples"

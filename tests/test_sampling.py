@@ -150,6 +150,31 @@ def test_variance_components_match_their_closed_form_on_a_balanced_table():
     assert out["sem"] == pytest.approx(se)
 
 
+def test_a_rate_with_no_spread_gets_the_exact_binomial_interval_of_its_examples():
+    """Every seed right on all 14 examples: no variance to estimate, but 14 examples bound
+    the distribution's rate from below at (alpha / 2) ** (1 / 14) (Clopper-Pearson)."""
+    right = sampling.describe_examples(np.ones((3, 14)), **FAST)
+    assert right["ci"] == pytest.approx([0.025 ** (1 / 14), 1.0])
+    assert right["ci_method"] == "variance_components_exact_binomial"
+    wrong = sampling.describe_examples(np.zeros((3, 14)), **FAST)
+    assert wrong["ci"] == pytest.approx([0.0, 1 - 0.025 ** (1 / 14)])
+    # One wrong answer of 42 cannot make the interval narrower than none.
+    one_wrong = np.ones((3, 14))
+    one_wrong[1, 5] = 0.0
+    assert sampling.describe_examples(one_wrong, **FAST)["ci"][0] <= right["ci"][0]
+    # About this test set alone, there is nothing left to vary.
+    assert sampling.describe_examples(np.ones((3, 14)), estimand="test_set",
+                                      **FAST)["ci"] == [1.0, 1.0]
+
+
+def test_a_rate_near_one_keeps_its_interval_inside_0_and_1():
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        y = correct_matrix(rng, SEEDS, rng.beta(30.0, 1.0, 16))
+        low, high = sampling.describe_examples(y, **FAST)["ci"]
+        assert 0.0 <= low <= high <= 1.0
+
+
 # ------------------------------------------------------------------ coverage at 16 seeds
 
 

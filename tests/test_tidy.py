@@ -133,6 +133,42 @@ def test_curves_load_as_labelled_arrays(study):
         assert sweep.dims == ("seed", "severity")
 
 
+def test_per_example_values_load_with_the_metric_they_average(study):
+    """Each metric's declared sampling is in the table, and a metric over test examples
+    loads its (S, N) values, whose means over examples are the metric: what
+    negres.stats.compare_examples takes, as the module's docstring shows."""
+    import negres
+
+    workdir, results, _ = study
+    loaded = tidy.load_results(workdir)
+    table = loaded.table
+    sampling = dict(zip(table.metric, table.sampling, strict=True))
+    assert sampling["test_accuracy"] == "examples" and sampling["train_loss"] == "seeds"
+    assert sampling["churn_clean"] == "pairwise"
+    sweep = table[(table.metric == "accuracy") & (table["shift"] == "gaussian_noise")]
+    assert set(sweep.sampling) == {"examples"}
+    assert set(table[table.metric == "ece"].sampling) == {"seeds"}
+    arrays = loaded.arrays[workdir.name]
+    first, second = list(results["conditions"])[:2]
+    per_example = {}
+    for name in (first, second):
+        values = arrays[name]["performance/per_seed/per_example/test_accuracy"]
+        assert values.dims == ("seed", "example")
+        np.testing.assert_allclose(values.values.mean(axis=1),
+                                   results["conditions"][name]["metrics"]["test_accuracy"],
+                                   atol=1e-6)
+        per_example[name] = values.values
+        swept = arrays[name]["robustness/per_seed/per_example/gaussian_noise"]
+        assert swept.dims == ("seed", "severity", "example")
+        np.testing.assert_allclose(
+            swept.values.mean(axis=-1),
+            results["conditions"][name]["evaluations"]["robustness"]["per_seed"]["curves"]
+            ["gaussian_noise"]["accuracy"], atol=1e-6)
+    compared = negres.stats.compare_examples(per_example[first], per_example[second],
+                                             paired=False)
+    assert compared["sampling"] == "examples" and compared["estimand"] == "distribution"
+
+
 def test_without_pandas_one_line_says_what_to_install(study, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError) as refused:

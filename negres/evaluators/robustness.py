@@ -141,7 +141,9 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     clean = jax.jit(over_seeds(lambda p: _evaluate_outputs(apply_fn(p, x), y, kind)))(params)
     # Which way is better, and units, for each measure of the sweeps (metrics.csv).
     loss_units = UNITS[f"{kind}_loss"]
-    curve_info = {score: {"direction": SCORE_DIRECTIONS[score], "units": UNITS[score]},
+    # The score's sweeps keep each example's value (per_example[shift], (S, K, N)).
+    curve_info = {score: {"direction": SCORE_DIRECTIONS[score], "units": UNITS[score],
+                          "sampling": "examples"},
                   "loss": {"direction": "lower", "units": loss_units},
                   "gap": {"direction": "lower", "units": UNITS[score]},
                   "ece": {"direction": "lower", "units": UNITS["ece"]}}

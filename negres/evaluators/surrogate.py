@@ -52,7 +52,7 @@ def _frontier_groups(conditions: Mapping[str, Any]) -> dict[str, list[str]]:
 def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
     """Each proxy against test performance, seeds as points, per task with >= 3 models."""
     from negres.reporting import plots as figures
-    from negres.reporting.write import plot_path
+    from negres.reporting.write import plot_path, study_intervals
 
     score = SCORE_NAMES[results["task"]["kind"]]
     conditions = results["conditions"]
@@ -63,12 +63,18 @@ def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
                 continue
             path, relative = plot_path(workdir, "frontier", task_name, proxy)
             short = {n: n.removeprefix(f"{task_name}/") for n in names}  # the title says it
+            # The report's intervals: over test examples for the score, pairs of seeds for
+            # agreement.
+            x_ci, y_ci = (study_intervals(results, metric, names)[0]
+                          for metric in (f"test_{score}", proxy))
             figures.frontier(
                 {short[n]: np.asarray(conditions[n]["metrics"][f"test_{score}"], float)
                  for n in names},
                 {short[n]: np.asarray(conditions[n]["metrics"][proxy], float) for n in names},
                 path, x_label=f"test {score} (performance)", y_label=label,
-                title=f"Interpretability against performance: {task_name}")
+                title=f"Interpretability against performance: {task_name}",
+                x_intervals={short[n]: ci for n, ci in x_ci.items()},
+                y_intervals={short[n]: ci for n, ci in y_ci.items()})
             written.append((f"Interpretability–performance frontier on {task_name}: {label}",
                             relative))
     return written

@@ -2,13 +2,16 @@
 
 Every function takes NumPy arrays with the seed axis first, writes one PNG and returns
 its path. Bands and error bars are 95% t-intervals of the mean over seeds (the seeds are
-the sample); with one seed there is no interval and the title says so.
+the sample), unless the caller passes the study's own intervals (which cover what each
+metric's sampling calls for: the test examples, pairs of seeds); with one seed there is no
+interval and the title says so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -76,7 +79,8 @@ def learning_curves_figure(
     note = (f"; {diverged} diverged: their lines stop there, the mean is over the others"
             if diverged else "")
     fig.suptitle(f"{title} — {_seed_text(num_seeds)}: grey = seeds, line = mean, "
-                 f"band = 95% interval of the mean{note}", fontsize=10)
+                 f"band = 95% interval of the mean over seeds (this evaluation set){note}",
+                 fontsize=10)
     return fig
 
 
@@ -107,7 +111,7 @@ def robustness_figure(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"{metric_name} under shift — {_seed_text(num_seeds)}; "
-                 "band = 95% interval of the mean", fontsize=10)
+                 "band = 95% interval of the mean over seeds (this test set)", fontsize=10)
     return fig
 
 
@@ -119,8 +123,28 @@ def robustness_curves(
     return _save(robustness_figure(np.asarray(severities), values, metric_name, clean), path)
 
 
-def seed_strip_figure(values: Mapping[str, np.ndarray], metric_name: str, title: str) -> Figure:
-    """Per condition: every seed as a jittered point, the mean and its 95% interval."""
+Interval = tuple[float, float]
+
+
+def _bars(values: np.ndarray, interval: Interval | None) -> tuple[float, float, float, int]:
+    """``(mean, low, high, finite seeds)`` of ``(S,)`` values: the given interval where
+    the study computed one for this kind of metric, else the t-interval over seeds."""
+    mean, low, high, n = (a[0] for a in mean_interval(values[:, None]))
+    if interval is not None and n >= 2:
+        # An error bar cannot point inward: a bound on the wrong side of the mean (a
+        # skewed bootstrap interval) is drawn at the mean.
+        low, high = min(float(interval[0]), mean), max(float(interval[1]), mean)
+    return float(mean), float(low), float(high), int(n)
+
+
+def seed_strip_figure(values: Mapping[str, np.ndarray], metric_name: str, title: str,
+                      intervals: Mapping[str, Interval] | None = None,
+                      covers: str | None = None) -> Figure:
+    """Per condition: every seed as a jittered point, the mean and its 95% interval.
+
+    ``intervals``: condition -> ``(low, high)``, the study's interval of the metric (one
+    that covers what the metric's sampling calls for, e.g. the test examples too), named
+    by ``covers``; a condition without one gets the t-interval over seeds."""
     names = list(values)
     fig = Figure(figsize=(max(4.0, 1.3 * len(names) + 2), 4.0), layout="constrained")
     ax = fig.subplots()
@@ -132,27 +156,29 @@ def seed_strip_figure(values: Mapping[str, np.ndarray], metric_name: str, title:
         dropped += raw.size - finite.size
         jitter = rng.uniform(-0.15, 0.15, finite.size)
         ax.scatter(i + jitter, finite, s=14, color=_COLORS[i % len(_COLORS)], alpha=0.7)
-        mean, low, high, n = mean_interval(finite[:, None])
-        if n[0] >= 2:
-            ax.errorbar(i + 0.3, mean[0], yerr=[[mean[0] - low[0]], [high[0] - mean[0]]],
+        mean, low, high, n = _bars(finite, (intervals or {}).get(name))
+        if n >= 2:
+            ax.errorbar(i + 0.3, mean, yerr=[[mean - low], [high - mean]],
                         fmt="D", color="k", capsize=4, ms=5)
-        elif n[0] == 1:
-            ax.plot(i + 0.3, mean[0], "D", color="k", ms=5)
+        elif n == 1:
+            ax.plot(i + 0.3, mean, "D", color="k", ms=5)
     ax.set_xticks(range(len(names)), [f"{n}\n({np.isfinite(values[n]).sum()} seeds)"
                                       for n in names], fontsize=8)
     ax.set_ylabel(metric_name)
     ax.grid(alpha=0.3, axis="y")
     note = f"; non-finite seeds left out: {dropped}" if dropped else ""
-    ax.set_title(f"{title}\npoints = seeds, diamond = mean with 95% interval{note}",
+    over = f" over {covers}" if covers else ""
+    ax.set_title(f"{title}\npoints = seeds, diamond = mean with 95% interval{over}{note}",
                  fontsize=10)
     return fig
 
 
 def seed_strip(
-    values: Mapping[str, np.ndarray], path: str | Path, metric_name: str, title: str
+    values: Mapping[str, np.ndarray], path: str | Path, metric_name: str, title: str,
+    intervals: Mapping[str, Interval] | None = None, covers: str | None = None,
 ) -> Path:
     """Write :func:`seed_strip_figure`; ``values``: condition -> ``(S_c,)``."""
-    return _save(seed_strip_figure(values, metric_name, title), path)
+    return _save(seed_strip_figure(values, metric_name, title, intervals, covers), path)
 
 
 def agreement_figure(matrix: np.ndarray, title: str, measure_name: str) -> Figure:
@@ -284,21 +310,25 @@ def feature_bars(
 
 def frontier_figure(
     x: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray], x_label: str, y_label: str,
-    title: str,
+    title: str, x_intervals: Mapping[str, Interval] | None = None,
+    y_intervals: Mapping[str, Interval] | None = None,
 ) -> Figure:
-    """One point per model at its means, 95% intervals on both axes, labelled by name."""
+    """One point per model at its means, 95% intervals on both axes, labelled by name.
+
+    ``x_intervals``, ``y_intervals``: model -> ``(low, high)``, the study's intervals (each
+    covering what its metric's sampling calls for); a model without one gets the
+    t-interval over seeds."""
     fig = Figure(figsize=(6.0, 4.6), layout="constrained")
     ax = fig.subplots()
+    points = []
     for i, name in enumerate(x):
-        mx, lx, hx, _ = mean_interval(np.asarray(x[name], dtype=float)[:, None])
-        my, ly, hy, _ = mean_interval(np.asarray(y[name], dtype=float)[:, None])
-        xerr = [[mx[0] - lx[0]], [hx[0] - mx[0]]] if np.isfinite(lx[0]) else None
-        yerr = [[my[0] - ly[0]], [hy[0] - my[0]]] if np.isfinite(ly[0]) else None
+        mx, lx, hx, _ = _bars(np.asarray(x[name], dtype=float), (x_intervals or {}).get(name))
+        my, ly, hy, _ = _bars(np.asarray(y[name], dtype=float), (y_intervals or {}).get(name))
+        xerr = [[mx - lx], [hx - mx]] if np.isfinite(lx) else None
+        yerr = [[my - ly], [hy - my]] if np.isfinite(ly) else None
         color = _COLORS[i % len(_COLORS)]
-        ax.errorbar(mx[0], my[0], xerr=xerr, yerr=yerr, fmt="o", color=color, capsize=3)
-        # Alternate above and below so that neighbouring models' names do not overlap.
-        ax.annotate(name, (mx[0], my[0]), textcoords="offset points",
-                    xytext=(6, 6 if i % 2 == 0 else -13), fontsize=8, color=color)
+        ax.errorbar(mx, my, xerr=xerr, yerr=yerr, fmt="o", color=color, capsize=3)
+        points.append((name, mx, my, color))
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     ax.grid(alpha=0.3)
@@ -306,12 +336,43 @@ def frontier_figure(
     seeds = _seed_text(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds"
     ax.set_title(f"{title}\n{seeds}; points = mean over seeds, bars = 95% intervals",
                  fontsize=10)
+    _label_points(fig, ax, points)
     return fig
+
+
+# Where a point's name may go, in points from it: right, left, above, below, further out.
+_LABEL_OFFSETS = ((6, 6), (6, -13), (-6, 6), (-6, -13), (6, 16), (-6, -23), (6, -23),
+                  (-6, 16))
+
+
+def _label_points(fig: Figure, ax: Any, points: Sequence[tuple[str, float, float, str]]
+                  ) -> None:
+    """Name each point at the first offset where its name overlaps no name placed before
+    (close models' names would otherwise print over each other)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    placed = []
+    for name, mx, my, color in points:
+        for dx, dy in _LABEL_OFFSETS:
+            label = ax.annotate(name, (mx, my), textcoords="offset points", xytext=(dx, dy),
+                                fontsize=8, color=color, ha="left" if dx > 0 else "right")
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            label.remove()
+        else:  # crowded everywhere: the first place
+            label = ax.annotate(name, (mx, my), textcoords="offset points", xytext=(6, 6),
+                                fontsize=8, color=color)
+            box = label.get_window_extent(renderer)
+        placed.append(box)
 
 
 def frontier(
     x: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray], path: str | Path, x_label: str,
-    y_label: str, title: str,
+    y_label: str, title: str, x_intervals: Mapping[str, Interval] | None = None,
+    y_intervals: Mapping[str, Interval] | None = None,
 ) -> Path:
     """Write :func:`frontier_figure`; ``x``, ``y``: model -> ``(S,)``."""
-    return _save(frontier_figure(x, y, x_label, y_label, title), path)
+    return _save(frontier_figure(x, y, x_label, y_label, title, x_intervals, y_intervals),
+                 path)

@@ -37,7 +37,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 # Short names of the interval methods, for table headers.
 METHOD_LABELS = {"bootstrap_t": "bootstrap-t", "t": "t", "bca": "BCa", "percentile": "percentile",
-                 "variance_components": "variance components, Satterthwaite t"}
+                 "variance_components": "variance components, Satterthwaite t",
+                 "variance_components_exact_binomial":
+                     "variance components ∪ exact binomial of the examples (a rate at its bound)"}
 # What each sampling kind's interval treats as random, short, for a table's cells.
 SAMPLING_LABELS = {"seeds": "seeds", "pairwise": "seed pairs",
                    "examples": "seeds × test examples"}

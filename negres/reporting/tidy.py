@@ -2,25 +2,29 @@
 
 Tidy here means one row per observation and one column per variable: a row is one number
 of one seed, ``(condition, seed, metric, shift, severity) -> value``, with what is needed
-to read it alone (the metric's declared ``direction`` and ``units``, the ``evaluator``
-that computed it, whether the seed ``diverged``, the ``look`` of the study that added the
-seed). Every per-seed metric of ``results.json`` gives one row per seed (``shift`` ``""``,
-``severity`` NaN); every severity sweep an evaluator saved (``per_seed.curves`` with
-``shared.severities``, robustness's) gives one row per seed, shift, severity and measure.
+to read it alone (the metric's declared ``direction``, ``units`` and ``sampling``, the
+``evaluator`` that computed it, whether the seed ``diverged``, the ``look`` of the study
+that added the seed). Every per-seed metric of ``results.json`` gives one row per seed
+(``shift`` ``""``, ``severity`` NaN); every severity sweep an evaluator saved
+(``per_seed.curves`` with ``shared.severities``, robustness's) gives one row per seed,
+shift, severity and measure.
 Nothing is averaged or left out: diverged seeds keep their rows, NaN and inf values stay.
 A run writes the table as ``metrics.csv`` (and ``metrics.parquet`` where pyarrow is
 installed); :func:`load_results` builds it from ``results.json`` for any number of
-workdirs, with a leading ``run`` column, plus the seed-by-step, seed-by-seed and saved
-attribution arrays with named axes.
+workdirs, with a leading ``run`` column, plus the seed-by-step, seed-by-seed, per-example
+and saved attribution arrays with named axes.
 
-Two studies' per-seed test accuracy, compared (different seeds, hence unpaired)::
+``sampling`` says which interval a metric's numbers call for: ``seeds`` (independent per
+seed: :func:`negres.stats.compare` of the values), ``examples`` (each seed's mean over the
+same test examples, whose per-example values load as ``EVALUATOR/per_seed/per_example/NAME``
+``(S, N)``) or ``pairwise`` (row means of a seed x seed matrix). Two studies' test accuracy,
+compared over seeds and test examples (different seeds, hence unpaired)::
 
     import negres
-    t = negres.load_results(["runs/adam", "runs/sgd"]).table
-    acc = t[(t.metric == "test_accuracy") & (t.condition == "mlp")]
-    x = acc[acc.run == "adam"].value.to_numpy()
-    y = acc[acc.run == "sgd"].value.to_numpy()
-    print(negres.stats.compare(x, y, paired=False)["verdict"])
+    loaded = negres.load_results(["runs/adam", "runs/sgd"])
+    x, y = (loaded.arrays[run]["mlp"]["performance/per_seed/per_example/test_accuracy"].values
+            for run in ("adam", "sgd"))
+    print(negres.stats.compare_examples(x, y, paired=False)["verdict"])
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from negres.study.workdir import load_results_file, write_atomic, write_text_ato
 
 # The tidy table's columns, in this order in metrics.csv, metrics.parquet and the table.
 COLUMNS = ("condition", "seed", "metric", "shift", "severity", "value", "direction", "units",
-           "evaluator", "diverged", "look")
+           "sampling", "evaluator", "diverged", "look")
 CSV_FILE = "metrics.csv"
 PARQUET_FILE = "metrics.parquet"
 PANDAS_MISSING = ("negres.load_results needs pandas: pip install pandas (the workdir's "
@@ -142,6 +146,19 @@ def _declared(metric_info: Mapping[str, Any], evaluator: str, measure: str,
     return str(best.get("direction", "none")), str(best.get("units", ""))
 
 
+def _sweep_sampling(condition: Mapping[str, Any], evaluator: str, shift: str, measure: str,
+                    shared: Mapping[str, Any]) -> str:
+    """``"examples"`` where the evaluator declares a swept ``measure`` a mean over test
+    examples (``shared.curve_info``) and saved the shift's per-example values ``(S, K,
+    N)``; else ``"seeds"``."""
+    own = (shared.get("curve_info") or {}).get(measure)
+    if not isinstance(own, Mapping) or own.get("sampling") != "examples":
+        return "seeds"
+    saved = ((condition.get("evaluations") or {}).get(evaluator) or {}).get("per_seed") or {}
+    values = (saved.get("per_example") or {}).get(shift)
+    return "examples" if values is not None and np.ndim(values) == 3 else "seeds"
+
+
 def severity_sweeps(evaluations: Mapping[str, Any]) -> Iterator[
         tuple[str, str, str, np.ndarray, np.ndarray, Mapping[str, Any]]]:
     """``(evaluator, shift, measure, severities (K,), values (S, K), shared)`` of every
@@ -190,11 +207,11 @@ def _condition_rows(results: Mapping[str, Any], name: str,
     info = condition.get("metric_info") or {}
 
     def row(i: int, metric: str, shift: str, severity: float, value: Any, direction: str,
-            units: str, evaluator: str) -> dict[str, Any]:
+            units: str, evaluator: str, sampling: str) -> dict[str, Any]:
         return {"condition": name, "seed": seeds[i], "metric": metric, "shift": shift,
                 "severity": severity, "value": _float(value), "direction": direction,
-                "units": units, "evaluator": evaluator, "diverged": diverged[i],
-                "look": looks[i]}
+                "units": units, "sampling": sampling, "evaluator": evaluator,
+                "diverged": diverged[i], "look": looks[i]}
 
     rows = []
     for metric, values in condition["metrics"].items():
@@ -204,14 +221,19 @@ def _condition_rows(results: Mapping[str, Any], name: str,
         declared = info.get(metric) or {}
         direction = str(declared.get("direction", "none"))
         units, evaluator = str(declared.get("units", "")), str(declared.get("evaluator", ""))
-        rows += [row(i, metric, "", math.nan, value, direction, units, evaluator)
+        sampling = str(declared.get("sampling", "seeds"))
+        rows += [row(i, metric, "", math.nan, value, direction, units, evaluator, sampling)
                  for i, value in enumerate(values)]
     for evaluator, shift, measure, levels, values, shared in severity_sweeps(
             condition.get("evaluations") or {}):
         if values.shape[0] != len(seeds):  # not one row per seed: not a per-seed sweep
             continue
         direction, units = _declared(info, evaluator, measure, shared)
-        rows += [row(i, measure, shift, severity, values[i, k], direction, units, evaluator)
+        # A sweep point is each seed's mean over the shifted test set, where the evaluator
+        # saved its per-example values.
+        sampling = _sweep_sampling(condition, evaluator, shift, measure, shared)
+        rows += [row(i, measure, shift, severity, values[i, k], direction, units, evaluator,
+                     sampling)
                  for k, severity in enumerate(levels.tolist()) for i in range(values.shape[0])]
     return rows
 
@@ -245,8 +267,8 @@ def write_tidy(results: Mapping[str, Any], workdir: str | os.PathLike[str]) -> l
                         ("metric", pa.string()), ("shift", pa.string()),
                         ("severity", pa.float64()), ("value", pa.float64()),
                         ("direction", pa.string()), ("units", pa.string()),
-                        ("evaluator", pa.string()), ("diverged", pa.bool_()),
-                        ("look", pa.int64())])
+                        ("sampling", pa.string()), ("evaluator", pa.string()),
+                        ("diverged", pa.bool_()), ("look", pa.int64())])
     path = workdir / PARQUET_FILE
     table = pa.Table.from_pylist(rows, schema=schema)
     write_atomic(path, lambda f: pq.write_table(table, f), binary=True)
@@ -301,6 +323,19 @@ def _trailing(array: np.ndarray, first: int, path: tuple[str, ...],
         if levels is not None and levels.size == array.shape[-1]:
             dims, coords = ["severity"], {"severity": levels}
     return dims, coords
+
+
+def _per_example_axes(array: np.ndarray, path: tuple[str, ...],
+                      severities: Mapping[str, np.ndarray]
+                      ) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Axes after the seed axis of a per-example array: ``(S, N)`` ``["example"]``, ``(S,
+    K, N)`` ``["severity", "example"]`` (labelled where the shift's severities are saved)."""
+    if array.ndim != 3:
+        return [f"axis{d}" for d in range(1, array.ndim - 1)] + ["example"], {}
+    levels = severities.get(path[-1])
+    coords = ({"severity": levels} if levels is not None and levels.size == array.shape[1]
+              else {})
+    return ["severity", "example"], coords
 
 
 def _attribution_arrays(workdir: Path, evaluations: Mapping[str, Any],
@@ -378,7 +413,10 @@ def condition_arrays(condition: Mapping[str, Any],
                 if (array is None or array.ndim < len(leading)
                         or array.shape[: len(leading)] != (num_seeds,) * len(leading)):
                     continue
-                dims, coords = _trailing(array, len(leading), path, severities)
+                if kind == "per_seed" and path[:1] == ("per_example",):
+                    dims, coords = _per_example_axes(array, path, severities)
+                else:
+                    dims, coords = _trailing(array, len(leading), path, severities)
                 out["/".join((evaluator, kind, *path))] = LabelledArray(
                     array, (*leading, *dims), dict.fromkeys(leading, seeds) | coords)
     if workdir is not None:

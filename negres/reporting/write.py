@@ -3,7 +3,7 @@ TensorBoard logs in ``tensorboard/``, written from ``results.json`` alone."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from negres.evaluators.protocol import saved_by
 from negres.measures.losses import SCORE_NAMES
 from negres.reporting import plots
 from negres.reporting.markdown import build_report
+from negres.reporting.tables import covers_label
 from negres.reporting.tensorboard import DEFAULT_SEED_CURVES, write_tensorboard
 from negres.reporting.tidy import write_tidy
 from negres.statistics.study import without_diverged
@@ -37,6 +38,23 @@ def plot_path(workdir: Path, kind: str, *parts: str) -> tuple[Path, str]:
     return path, str(path.relative_to(workdir))
 
 
+def study_intervals(results: Mapping[str, Any], metric: str,
+                    conditions: Sequence[str]) -> tuple[dict[str, tuple[float, float]], str]:
+    """``(condition -> (low, high), what they cover)``: the study's intervals of ``metric``
+    (``statistics.summaries``), the ones its sampling calls for, so that a plot shows the
+    report's interval; conditions without a finite one are left out."""
+    summaries = (results.get("statistics") or {}).get("summaries") or {}
+    out, covers = {}, set()
+    for name in conditions:
+        summary = (summaries.get(name) or {}).get(metric) or {}
+        ci = summary.get("ci")
+        if ci is not None and len(ci) == 2 and all(
+                isinstance(b, (int, float)) and np.isfinite(b) for b in ci):
+            out[name] = (float(ci[0]), float(ci[1]))
+            covers.add(covers_label(summary))
+    return out, " / ".join(sorted(covers))
+
+
 def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
     """Every plot of the study; returns ``(caption, path relative to workdir)``.
 
@@ -48,9 +66,10 @@ def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, st
     conditions = results["conditions"]
     if conditions:
         path, relative = plot_path(workdir, f"test_{score}_by_condition")
+        intervals, covers = study_intervals(results, f"test_{score}", list(conditions))
         plots.seed_strip(
             {name: np.asarray(c["metrics"][f"test_{score}"]) for name, c in conditions.items()},
-            path, metric_name=f"test {score}",
+            path, metric_name=f"test {score}", intervals=intervals, covers=covers,
             title=f"Test {score} per seed and condition (diverged seeds left out)"
             if any((c.get("diverged") or {}).get("count") for c in conditions.values())
             else f"Test {score} per seed and condition",

@@ -69,6 +69,9 @@ ESTIMAND_TEXT = {
     "test_set": "this test set (only seeds resampled)",
 }
 EXAMPLES_METHOD = "variance_components"
+# A rate where every example is mostly right (or mostly wrong): the variance-components
+# interval spanned with the exact binomial interval of the N examples.
+EXAMPLES_BOUNDARY_METHOD = "variance_components_exact_binomial"
 PAIRWISE_RULE = (
     "row means of a seed x seed matrix: intervals and tests use effective per-seed values, "
     "the row means stretched about the mean pairwise value so that their standard error is "
@@ -353,11 +356,11 @@ def _t_interval(estimate: float, terms: Terms, level: float
     variance = sum(t for t, _ in terms)
     df = _satterthwaite(terms)
     nan = float("nan")
+    if variance == 0.0:
+        return [estimate, estimate], 0.0, df, (1.0 if estimate == 0.0 else 0.0)
     if not (math.isfinite(variance) and math.isfinite(df)) or variance < 0:
         return [nan, nan], nan, df, nan
     se = math.sqrt(variance)
-    if se == 0.0:
-        return [estimate, estimate], 0.0, df, (1.0 if estimate == 0.0 else 0.0)
     half = float(scipy_stats.t.ppf(0.5 + level / 2.0, df)) * se
     p = float(2.0 * scipy_stats.t.sf(abs(estimate) / se, df))
     return [estimate - half, estimate + half], se, df, p
@@ -407,9 +410,39 @@ def describe_examples(per_example: Any, *, estimand: str = DEFAULT_ESTIMAND,
     ci, se, df, _ = _t_interval(a["grand"], seed_terms + example_terms, level)
     out["variance_components"] = _components(a) | {"df": df}
     if estimand == "distribution":
-        out.update(ci=ci, sem=se, ci_method=EXAMPLES_METHOD, ci_fallback=None,
+        method = EXAMPLES_METHOD
+        if _binary(y):
+            ci, method = _binary_rate_interval(y, ci, level)
+        out.update(ci=ci, sem=se, ci_method=method, ci_fallback=None,
                    ci_variance_components=ci, variance_method=EXAMPLES_RULE)
     return out
+
+
+def _binary(y: np.ndarray) -> bool:
+    return bool(np.all((y == 0.0) | (y == 1.0)))
+
+
+def _binary_rate_interval(y: np.ndarray, ci: list[float], level: float
+                          ) -> tuple[list[float], str]:
+    """The variance-components interval of a rate (1/0 per seed and example), guarded at
+    the boundary: where every example is right for most seeds (or wrong for most), the
+    moments see almost no spread between examples, yet N such examples bound the
+    distribution's rate no tighter than the exact binomial of N; the interval then spans
+    both. A rate lies in [0, 1]: cutting the interval there loses no coverage."""
+    example_means = y.mean(axis=0)
+    method = EXAMPLES_METHOD
+    for side in (example_means > 0.5, example_means < 0.5):
+        if np.all(side):
+            exact = _clopper_pearson(int(np.all(example_means > 0.5)) * y.shape[1],
+                                     y.shape[1], level)
+            ci = [min(ci[0], exact[0]), max(ci[1], exact[1])]
+            method = EXAMPLES_BOUNDARY_METHOD
+    return [max(ci[0], 0.0), min(ci[1], 1.0)], method
+
+
+def _clopper_pearson(successes: int, trials: int, level: float) -> list[float]:
+    interval = scipy_stats.binomtest(successes, trials).proportion_ci(level, method="exact")
+    return [float(interval.low), float(interval.high)]
 
 
 def compare_examples(per_example_x: Any, per_example_y: Any, *, paired: bool,
