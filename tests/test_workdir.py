@@ -253,10 +253,13 @@ def test_a_full_disk_while_writing_the_report_keeps_results_and_the_rerun_writes
                      key=lambda p: int(p.name))
     before_report = _size_kb(workdir / "results.json", workdir / "config.json",
                              workdir / "attributions", checkpoint)
-    assert _size_kb(workdir / "plots") > 64
+    # 128 kB to spare for the run's small files and what a loaded machine leaves in
+    # flight (48 kB ran short once in a full parallel suite), still far below the plots.
+    spare = 128
+    assert _size_kb(workdir / "plots") > 2 * spare
     command = [sys.executable, MAIN, *LIGHT, "--config.train.checkpoint_every=40",
                "--workdir", "{disk}/w"]
-    (full, rerun), copied = on_small_disk(tmp_path, before_report + 48, [command, command],
+    (full, rerun), copied = on_small_disk(tmp_path, before_report + spare, [command, command],
                                           bigger_kb=8192)
     line = error_line(full)
     assert "while writing the report" in line and "results.json is complete" in line

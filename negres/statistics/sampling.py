@@ -388,10 +388,14 @@ def describe_examples(per_example: Any, *, estimand: str = DEFAULT_ESTIMAND,
       **describe_kwargs: ``level``, ``num_resamples``, ``seed``.
 
     Returns:
-      :func:`describe`'s keys of the per-seed means; for ``"distribution"`` ``ci`` (and
-      ``ci_variance_components``), ``sem`` and ``ci_method`` are the variance-components
-      interval's. Plus ``sampling``, ``estimand``, ``covers``, ``num_examples`` and
-      ``variance_components`` (``seeds``, ``examples``, ``residual``, ``df``).
+      :func:`describe`'s keys of the per-seed means; for ``"distribution"`` ``ci``,
+      ``sem`` and ``ci_method`` are the variance-components interval's
+      (``ci_variance_components``), a rate's (1/0 values) kept inside [0, 1] and, where
+      every example is right for most seeds or wrong for most, spanned with the exact
+      binomial interval of the N examples (``ci_method``
+      ``"variance_components_exact_binomial"``). Plus ``sampling``, ``estimand``,
+      ``covers``, ``num_examples`` and ``variance_components`` (``seeds``, ``examples``,
+      ``residual``, ``df``).
     """
     _check_estimand(estimand)
     raw = _examples_matrix(per_example, "per_example")
@@ -410,10 +414,9 @@ def describe_examples(per_example: Any, *, estimand: str = DEFAULT_ESTIMAND,
     ci, se, df, _ = _t_interval(a["grand"], seed_terms + example_terms, level)
     out["variance_components"] = _components(a) | {"df": df}
     if estimand == "distribution":
-        method = EXAMPLES_METHOD
-        if _binary(y):
-            ci, method = _binary_rate_interval(y, ci, level)
-        out.update(ci=ci, sem=se, ci_method=method, ci_fallback=None,
+        shown, method = _binary_rate_interval(y, ci, level) if _binary(y) else (
+            ci, EXAMPLES_METHOD)
+        out.update(ci=shown, sem=se, ci_method=method, ci_fallback=None,
                    ci_variance_components=ci, variance_method=EXAMPLES_RULE)
     return out
 
