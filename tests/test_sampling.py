@@ -162,6 +162,11 @@ def test_a_rate_with_no_spread_gets_the_exact_binomial_interval_of_its_examples(
     one_wrong = np.ones((3, 14))
     one_wrong[1, 5] = 0.0
     assert sampling.describe_examples(one_wrong, **FAST)["ci"][0] <= right["ci"][0]
+    # Two conditions both right everywhere differ by at most what their exact intervals
+    # allow, not by exactly 0.
+    both = sampling.compare_examples(np.ones((3, 14)), np.ones((3, 14)), paired=True, **FAST)
+    bound = 1 - 0.025 ** (1 / 14)
+    assert both["ci"] == pytest.approx([-bound, bound]) and both["verdict"] == "inconclusive"
     # About this test set alone, there is nothing left to vary.
     assert sampling.describe_examples(np.ones((3, 14)), estimand="test_set",
                                       **FAST)["ci"] == [1.0, 1.0]
