@@ -94,7 +94,10 @@ def main(argv: list[str] | None = None) -> dict:
     if len(args.rho) >= 2:
         c = negres.stats.compare(accuracy[-1], accuracy[0], paired=True, seed=0)
         low, high = c["ci_bca"]
-        print(f"rho={args.rho[-1]:g} vs rho={args.rho[0]:g} (paired over seeds): difference "
+        # Over seeds alone: the test set is held fixed (negres.evaluate's per-example
+        # values would let the interval cover the test examples too).
+        print(f"rho={args.rho[-1]:g} vs rho={args.rho[0]:g} (paired over seeds, this test "
+              f"set held fixed): difference "
               f"{c['difference']:+.4f}, 95% CI [{low:+.4f}, {high:+.4f}], "
               f"p={c['p_value']:.3g} -> {c['verdict']}")
     print(f"total {time.perf_counter() - start:.1f} s")

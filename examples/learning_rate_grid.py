@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(f"{len(rates)} learning rates x {args.seeds} seeds x {args.steps} steps in one call: "
           f"{result.train_time_s:.1f} s; curves {result.curves['eval_accuracy'].shape}")
-    print("learning rate  mean val acc  95% bootstrap CI   min    max    diverged")
+    # Intervals over seeds alone, this validation set held fixed.
+    print("learning rate  mean val acc  95% bootstrap CI   min    max    diverged"
+          "  (CI over seeds, this validation set)")
     for rate, s, div in zip(rates, summaries, result.diverged_at, strict=True):
         low, high = s["ci_bca"]
         print(f"{rate:13g}  {s['mean']:12.4f}  [{low:.4f}, {high:.4f}]  {s['min']:.3f}  "
