@@ -53,18 +53,24 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     score = SCORE_NAMES[task.kind]
     loss_fn, per_example_fn = LOSSES[task.kind], PER_EXAMPLE[task.kind]
     scored = jax.jit(over_seeds(lambda p, x, y: loss_fn(context.apply(p, x), y)))
-    scored_per_example = jax.jit(over_seeds(
-        lambda p, x, y: per_example_fn(context.apply(p, x), y)))
+
+    def scored_and_per_example(p: Any, x: Any, y: Any) -> tuple[Any, Any]:
+        outputs = context.apply(p, x)  # one forward pass for both
+        return loss_fn(outputs, y), per_example_fn(outputs, y)
+
+    scored_test = jax.jit(over_seeds(scored_and_per_example))
     out = Evaluation(per_seed={"per_example": {}})
     for split, x, y in (("test", task.x_test, task.y_test),
                         ("train", task.x_train, task.y_train)):
-        loss, value = scored(context.params, x, y)
         by_example = {}
         if split == "test":
-            losses, values = jax.device_get(scored_per_example(context.params, x, y))
+            (loss, value), (losses, values) = jax.device_get(
+                scored_test(context.params, x, y))
             by_example = {"score": f"per_example/test_{score}", "loss": "per_example/test_loss"}
             out.per_seed["per_example"][f"test_{score}"] = np.asarray(values)
             out.per_seed["per_example"]["test_loss"] = np.asarray(losses)
+        else:
+            loss, value = scored(context.params, x, y)
         out.metrics[f"{split}_{score}"] = Metric(
             jax.device_get(value), SCORE_DIRECTIONS[score], {"split": split, "measure": score},
             units=UNITS[score], per_example=by_example.get("score"))

@@ -45,6 +45,15 @@ DIRECTIONS: tuple[Direction, ...] = ("higher", "lower", "none")
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
+def sampling_kind(pairwise: Any, per_example: Any) -> str:
+    """How a metric's per-seed values were sampled, from what it names (or holds):
+    ``"pairwise"`` with a seed x seed matrix, ``"examples"`` with per-example values, else
+    ``"seeds"``."""
+    if pairwise is not None:
+        return "pairwise"
+    return "examples" if per_example is not None else "seeds"
+
+
 class Sample(NamedTuple):
     """A metric's per-seed values with what they were computed from, for the statistics.
 
@@ -63,9 +72,7 @@ class Sample(NamedTuple):
     @property
     def sampling(self) -> str:
         """``"pairwise"``, ``"examples"`` or ``"seeds"``."""
-        if self.pairwise is not None:
-            return "pairwise"
-        return "examples" if self.per_example is not None else "seeds"
+        return sampling_kind(self.pairwise, self.per_example)
 
 
 # (x, y of the same seeds, each (S,) values or a Sample, direction) -> the statistics'
@@ -102,9 +109,7 @@ class Metric(NamedTuple):
     @property
     def sampling(self) -> str:
         """``"pairwise"``, ``"examples"`` or ``"seeds"``: how ``values`` were sampled."""
-        if self.pairwise is not None:
-            return "pairwise"
-        return "examples" if self.per_example is not None else "seeds"
+        return sampling_kind(self.pairwise, self.per_example)
 
 
 @dataclasses.dataclass

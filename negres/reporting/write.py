@@ -15,7 +15,7 @@ from negres.evaluators.protocol import saved_by
 from negres.measures.losses import SCORE_NAMES
 from negres.reporting import plots
 from negres.reporting.markdown import build_report
-from negres.reporting.tables import covers_label
+from negres.reporting.tables import ci_of, covers_label
 from negres.reporting.tensorboard import DEFAULT_SEED_CURVES, write_tensorboard
 from negres.reporting.tidy import write_tidy
 from negres.statistics.study import without_diverged
@@ -47,7 +47,7 @@ def study_intervals(results: Mapping[str, Any], metric: str,
     out, covers = {}, set()
     for name in conditions:
         summary = (summaries.get(name) or {}).get(metric) or {}
-        ci = summary.get("ci")
+        ci = ci_of(summary) if "ci" in summary or "ci_bca" in summary else None
         if ci is not None and len(ci) == 2 and all(
                 isinstance(b, (int, float)) and np.isfinite(b) for b in ci):
             out[name] = (float(ci[0]), float(ci[1]))

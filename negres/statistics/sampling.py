@@ -39,7 +39,6 @@ The simulations behind these choices are in ``bench/stats_calibration.py`` and
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -84,18 +83,6 @@ EXAMPLES_RULE = (
     "conditions on the same examples pairs the examples (and the seeds when paired)")
 
 
-def sampling_of(info: Mapping[str, Any] | None) -> Sampling:
-    """The sampling kind of a metric from its ``metric_info`` entry: ``"pairwise"`` when it
-    names a pairwise matrix, ``"examples"`` when it names per-example values, else
-    ``"seeds"`` (results written before metrics declared their sampling included)."""
-    info = info or {}
-    if info.get("pairwise"):
-        return "pairwise"
-    if info.get("per_example"):
-        return "examples"
-    return "seeds"
-
-
 def _check_estimand(estimand: str) -> None:
     if estimand not in ESTIMANDS:
         raise ValueError(f"estimand={estimand!r} is not allowed: one of {list(ESTIMANDS)}")
@@ -138,10 +125,18 @@ def u_statistic_variances(matrix: Any) -> dict[str, float]:
     disjoint = (float(rc.sum()) ** 2 + 2.0 * squares - 4.0 * float(np.sum(rc * rc))) / (
         n * (n - 1) * (n - 2) * (n - 3))
     zeta1, zeta2 = share_one - disjoint, squares / (n * (n - 1)) - disjoint
-    pseudo = theta + 2.0 * (n - 1) / (n - 2) * (h.sum(axis=1) / (n - 1) - theta)
     return {"mean": theta,
             "unbiased": max(2.0 / (n * (n - 1)) * (2.0 * (n - 2) * zeta1 + zeta2), 0.0),
-            "jackknife": float(np.var(pseudo, ddof=1) / n)}
+            "jackknife": _jackknife_variance(h.sum(axis=1) / (n - 1), theta)}
+
+
+def _jackknife_variance(row_means: np.ndarray, theta: float) -> float:
+    """The leave-one-seed-out jackknife variance of the mean off-diagonal value ``theta``
+    of a symmetric ``(S, S)`` matrix (``S >= 3``) from its row means: each seed's
+    pseudo-value is ``theta + 2 (S - 1) / (S - 2) (row mean - theta)``."""
+    n = row_means.size
+    pseudo = theta + 2.0 * (n - 1) / (n - 2) * (row_means - theta)
+    return float(np.var(pseudo, ddof=1) / n)
 
 
 def _u_statistic(m: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -157,20 +152,27 @@ def _u_statistic(m: np.ndarray) -> tuple[np.ndarray, float, float]:
     if n < 4:  # no two disjoint pairs: the jackknife's (conservative) variance alone
         if n < 3:
             return row_means, theta, float("nan")
-        pseudo = theta + 2.0 * (n - 1) / (n - 2) * (row_means - theta)
-        return row_means, theta, float(np.var(pseudo, ddof=1) / n)
+        return row_means, theta, _jackknife_variance(row_means, theta)
     v = u_statistic_variances(m)
     return row_means, theta, UNBIASED_WEIGHT * v["unbiased"] + (
         1.0 - UNBIASED_WEIGHT) * v["jackknife"]
 
 
-def _stretched(row_means: np.ndarray, theta: float, variance: float) -> np.ndarray:
-    """Row means stretched about ``theta`` so that ``var(values, ddof=1) / S == variance``."""
+def _stretch(row_means: np.ndarray, variance: float) -> float:
+    """The factor that stretches ``row_means`` about their mean so that their
+    ``var(ddof=1) / S`` is ``variance``; 1 where either is undefined or 0."""
     n = row_means.size
     spread = float(np.var(row_means, ddof=1)) if n > 1 else 0.0
     if not (math.isfinite(variance) and spread > 0.0):
-        return row_means - np.mean(row_means) + theta if math.isfinite(theta) else row_means
-    return theta + math.sqrt(n * variance / spread) * (row_means - np.mean(row_means))
+        return 1.0
+    return math.sqrt(n * variance / spread)
+
+
+def _stretched(row_means: np.ndarray, theta: float, variance: float) -> np.ndarray:
+    """Row means stretched about ``theta`` so that ``var(values, ddof=1) / S == variance``."""
+    if not math.isfinite(theta):
+        return row_means
+    return theta + _stretch(row_means, variance) * (row_means - np.mean(row_means))
 
 
 def pairwise_values(matrix: Any) -> np.ndarray:
@@ -212,9 +214,7 @@ def paired_pairwise_values(matrix_x: Any, matrix_y: Any) -> tuple[np.ndarray, np
     if keep.sum() == 0:
         return x, y
     row_d, _, variance = _u_statistic(d)
-    spread = float(np.var(row_d, ddof=1)) if row_d.size > 1 else 0.0
-    scale = (math.sqrt(row_d.size * variance / spread)
-             if math.isfinite(variance) and spread > 0.0 else 1.0)
+    scale = _stretch(row_d, variance)
     for out, m in ((x, mx), (y, my)):
         rows, theta, _ = _u_statistic(m[np.ix_(keep, keep)])
         out[keep] = theta + scale * (rows - np.mean(rows))
@@ -293,8 +293,11 @@ def _finite_rows(y: np.ndarray) -> np.ndarray:
     return y[np.all(np.isfinite(y), axis=1)]
 
 
-def _anova(y: np.ndarray) -> dict[str, Any]:
-    """Mean squares of a crossed seeds x examples table ``(S, N)``."""
+def crossed_mean_squares(y: np.ndarray) -> dict[str, Any]:
+    """Mean squares of a crossed two-way table ``(S, N)``, one value per cell (seeds x
+    examples here; two sources of randomness in :mod:`negres.statistics.sources`):
+    ``ms_seeds`` of the rows, ``ms_examples`` of the columns, ``ms_residual`` of the
+    interaction, each of ``S - 1``, ``N - 1`` and ``(S - 1)(N - 1)`` degrees of freedom."""
     s, n = y.shape
     rows, cols = y.mean(axis=1), y.mean(axis=0)
     grand = float(y.mean())
@@ -409,7 +412,7 @@ def describe_examples(per_example: Any, *, estimand: str = DEFAULT_ESTIMAND,
     if y.shape[0] < 2 or y.shape[1] < 1:
         out["variance_components"] = None
         return out
-    a = _anova(y)
+    a = crossed_mean_squares(y)
     seed_terms, example_terms = _variance_terms(a, estimand)
     ci, se, df, _ = _t_interval(a["grand"], seed_terms + example_terms, level)
     out["variance_components"] = _components(a) | {"df": df}
@@ -505,14 +508,14 @@ def compare_examples(per_example_x: Any, per_example_y: Any, *, paired: bool,
         d = raw_x[both] - raw_y[both]
         if d.shape[0] < 2:
             return out
-        a = _anova(d)
+        a = crossed_mean_squares(d)
         difference = a["grand"]
         seed_terms, example_terms = _variance_terms(a, estimand)
         seed_part = a["ms_seeds"] / a["examples"]  # variance of one seed's difference
     else:
         if min(yx.shape[0], yy.shape[0]) < 2:
             return out
-        ax, ay = _anova(yx), _anova(yy)
+        ax, ay = crossed_mean_squares(yx), crossed_mean_squares(yy)
         difference = ax["grand"] - ay["grand"]
         if shared:
             seed_terms, example_terms = _difference_terms(ax, ay, estimand)

@@ -34,6 +34,7 @@ import numpy as np
 
 from negres.errors import ArgumentError
 from negres.seeds import SourceDesign, crossed_design
+from negres.statistics.sampling import crossed_mean_squares
 
 METHOD = ("random-effects ANOVA of the balanced design (method of moments, negative "
           "components set to 0); generalized-pivot intervals")
@@ -88,12 +89,11 @@ def _mean_squares(values: np.ndarray, coded: Mapping[str, np.ndarray], replicate
         inside = values - cells[coded[names[0]]]
     else:
         a, b = sizes
-        row, col = cells.mean(axis=1), cells.mean(axis=0)
-        terms.append((names[0], replicates * b * np.sum((row - grand) ** 2) / (a - 1), a - 1))
-        terms.append((names[1], replicates * a * np.sum((col - grand) ** 2) / (b - 1), b - 1))
-        interaction = cells - row[:, None] - col[None, :] + grand
-        df = (a - 1) * (b - 1)
-        terms.append(("interaction", replicates * np.sum(interaction ** 2) / df, df))
+        # The cell means' crossed table; each cell mean averages `replicates` seeds.
+        table = crossed_mean_squares(cells)
+        terms.append((names[0], replicates * table["ms_seeds"], a - 1))
+        terms.append((names[1], replicates * table["ms_examples"], b - 1))
+        terms.append(("interaction", replicates * table["ms_residual"], (a - 1) * (b - 1)))
         inside = values - cells[coded[names[0]], coded[names[1]]]
     df_residual = values.size - int(np.prod(sizes))
     if df_residual > 0:

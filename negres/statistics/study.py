@@ -176,12 +176,8 @@ def analyze(
                                             num_permutations=num_permutations)
 
 
-    summaries = {
-        name: {m: sampling.describe_sample(sample_of(result, m), estimand=estimand, seed=seed,
-                                           **common)
-               for m in result["metrics"]}
-        for name, result in conditions.items()
-    }
+    summaries = {name: describe_evaluations(result, estimand=estimand, seed=seed, **common)
+                 for name, result in conditions.items()}
     if references is None:
         references = {name: (None if name == baseline else baseline) for name in conditions}
     directions: dict[str, str] = {}
@@ -254,7 +250,7 @@ def analyze(
 def _as_condition(evaluations: Mapping[str, Any]) -> Mapping[str, Any]:
     """A condition's results from :func:`negres.evaluate`'s ``{name: Evaluation}`` (or a
     condition's results as they are)."""
-    if "metrics" in evaluations and "metric_info" in evaluations:
+    if "metrics" in evaluations:
         return evaluations
     return as_results(evaluations)
 
