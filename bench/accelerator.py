@@ -280,8 +280,8 @@ def step_flops(trainer: SeedTrainer, data: dict[str, np.ndarray],
     keys = abstract((num_seeds, 2), jnp.uint32)
     state = jax.tree_util.tree_map(lambda a: abstract(a.shape, a.dtype),
                                    jax.eval_shape(trainer.init, keys, {}, example))
-    step = jax.jit(over_seeds(trainer.steps_one(1), seeded_args=(0, 1, 2, 3)))
-    lowered = step.lower(state, abstract((num_seeds,), jnp.int32), keys, {},
+    step = jax.jit(over_seeds(trainer.steps_one(1), seeded_args=(0, 1, 2, 3, 4)))
+    lowered = step.lower(state, abstract((num_seeds,), jnp.int32), keys, {}, (),
                          abstract((), jnp.int32), data_shapes)
     try:
         flops = cost_analysis_flops(lowered)

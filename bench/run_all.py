@@ -23,11 +23,16 @@ from one benchmark into the next); every script that times negres calls
      all-core peak of a 2048 x 2048 matmul (the faster of one on the default device and
      one per device at once);
   6. engine_overhead.py: negres's engine against a bare ``jit(vmap(scan))`` at S in
-     {64, 256}, with ablations at 64. A script that is not there is skipped with a message.
+     {64, 256}, with ablations at 64;
+  7. training_loop.py: the training-loop options at 64 seeds (epochs against
+     with-replacement sampling, Grain-fed against in-memory data, early stopping on
+     against off), 3 interleaved rounds. A script that is not there is skipped with a
+     message.
 
-Estimated on the 2-core CPU, idle: about 15 minutes in all (the 2-D CNN about 6, the
-MNIST-1D CNN about 3, engine overhead about 3, the rest about 3); more while other jobs
-share the machine (its load average is printed before each run).
+Estimated on the 2-core CPU, idle: about 18 minutes in all (the 2-D CNN about 6, the
+MNIST-1D CNN about 3, engine overhead about 3, the training loop about 3, the rest about
+3); more while other jobs share the machine (its load average is printed before each
+run).
 
 Each writes its JSON into bench/results/ (gitignored); this script then prints the
 README's tables from those files, with a table of the issue's targets (each measured
@@ -85,6 +90,9 @@ RUNS: list[tuple[str, str, list[str], list[str]]] = [
     ("engine_overhead", "engine_overhead.py",
      ["--seeds", "64,256", "--out", "{results}/engine_overhead.json"],
      ["--quick", "--out", "{results}/engine_overhead.json"]),
+    ("training_loop", "training_loop.py",
+     ["--rounds", "3", "--out", "{results}/training_loop.json"],
+     ["--quick", "--out", "{results}/training_loop.json"]),
 ]
 
 TRAINING_SECTIONS = {
@@ -336,6 +344,10 @@ def summarize(results: dict[str, Any], total: float, load_before: str, load_afte
                         + saliency_tables(results["compare_saliency"]))
     if "fraction_of_peak" in results:
         sections.append("### Fraction of peak\n\n" + peak_table(results["fraction_of_peak"]))
+    if "training_loop" in results:
+        # training_loop.py writes its table and the breakdown of each variant's extra time.
+        sections.append("### Training loop: epochs, Grain-fed data, early stopping\n\n"
+                        + results["training_loop"]["table_md"].rstrip("\n"))
     if missing:
         sections.append("### Not measured\n\n" + "\n".join(
             f"- {name}: {why}" for name, why in missing.items()))

@@ -23,6 +23,9 @@ _ATTRIBUTES: dict[str, str] = {
     "loss_program": "negres.training.contract",
     "train": "negres.training.driver",
     "TrainResult": "negres.training.driver",
+    "EarlyStopping": "negres.training.step",
+    "TrainingProgress": "negres.training.events",
+    "SavedRun": "negres.training.checkpoint",
     "ResumeError": "negres.errors",
     "DiskFullError": "negres.errors",
     "compile_training": "negres.training.driver",
@@ -88,6 +91,7 @@ __all__ = [
     "ConfigError",
     "CoreSetup",
     "DiskFullError",
+    "EarlyStopping",
     "Evaluation",
     "EvaluationContext",
     "Evaluator",
@@ -97,11 +101,13 @@ __all__ = [
     "Metric",
     "Plan",
     "ResumeError",
+    "SavedRun",
     "SeedProgram",
     "SeedTrainer",
     "Task",
     "TrainResult",
     "TrainingCheckpoints",
+    "TrainingProgress",
     "agreement",
     "builtin_program",
     "compile_training",
@@ -167,10 +173,11 @@ if TYPE_CHECKING:
     from negres.sharding import CoreSetup, initialize_distributed, seed_mesh, use_all_cores
     from negres.tasks import TASKS, Task, load_task, shifts
     from negres.training.builtin import builtin_program, make_apply, make_evaluate, train_seeds
-    from negres.training.checkpoint import TrainingCheckpoints
+    from negres.training.checkpoint import SavedRun, TrainingCheckpoints
     from negres.training.contract import LossState, SeedProgram, loss_program
     from negres.training.driver import TrainResult, compile_training, train
+    from negres.training.events import TrainingProgress
     from negres.training.linen import linen_apply, linen_program
     from negres.training.nnx import nnx_apply, nnx_program
     from negres.training.plan import Plan
-    from negres.training.step import SeedTrainer, make_seed_trainer
+    from negres.training.step import EarlyStopping, SeedTrainer, make_seed_trainer

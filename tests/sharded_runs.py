@@ -85,6 +85,31 @@ def open_path_cases(x, y, x_eval, y_eval, one_device, all_devices) -> dict:
                      "params_rows": int(other.seed_indices.size),
                      "shape": list(other.curves["train_loss"].shape),
                      "plan": other.plan}
+        if name == "open_linen_grid_2x5_seeds":
+            one_state = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[0, 0],
+                                               plain.state.params)
+    # The training loop's options together: epochs, early stopping, a warm start and data
+    # fed through Grain on 8 devices, against the same in memory on one.
+    from negres.training.contract import LossState
+    from negres.training.pipeline import ArraySource
+    from negres.training.step import EarlyStopping
+
+    program = linen_program(Net(), loss, optax.adam(1e-2))
+    common = dict(steps=20, batch_size=16, eval_every=5, seed=3, eval_data=eval_data,
+                  num_seeds=5, sampling="epochs", init_state=LossState(one_state, None, None),
+                  early_stopping=EarlyStopping("eval_loss", 1, mode="min", min_delta=1.0))
+    plain = train(program, data, mesh=one_device, **common)
+    other = train(program, ArraySource(data), mesh=all_devices, **common)
+    out["open_linen_loop_5_seeds"] = {
+        "params_max_abs_diff": _max_diff(plain.state, other.state),
+        "curves_max_abs_diff": max(float(np.nanmax(np.abs(plain.curves[c] - other.curves[c])))
+                                   for c in plain.curves),
+        "nan_curves_agree": all(np.array_equal(np.isnan(plain.curves[c]),
+                                               np.isnan(other.curves[c]))
+                                for c in plain.curves),
+        "stopped_at": other.stopped_at.tolist(), "stopped_at_plain": plain.stopped_at.tolist(),
+        "num_seeds_out": int(other.seed_indices.size),
+        "params_rows": int(other.seed_indices.size), "plan": other.plan}
     return out
 
 

@@ -11,7 +11,7 @@ import pytest
 import scipy.stats
 from numpy.testing import assert_allclose, assert_array_equal
 
-from negres.errors import ConfigError
+from negres.errors import ArgumentError, ConfigError
 from negres.measures import agreement
 from negres.models import MLP, Linear
 from negres.seeds import take_seed
@@ -316,11 +316,11 @@ def test_layer_order_is_creation_order_and_survives_jit():
     assert tuple(jitted) != expected  # ... until JAX rebuilds it with sorted keys
     assert agreement.layer_order(model, x) == expected
     assert agreement.resolve_layer_names(eager) == expected
-    with pytest.raises(ConfigError, match="layer_names"):
+    with pytest.raises(ArgumentError, match="layer_names"):
         agreement.resolve_layer_names(jitted)
     assert agreement.resolve_layer_names(jitted, agreement.layer_order(model, x)) == expected
     assert agreement.randomization_layer_names(eager) == expected[::-1]
-    with pytest.raises(ConfigError, match="layer_names"):
+    with pytest.raises(ArgumentError, match="layer_names"):
         agreement.resolve_layer_names(eager, expected[:-1])
 
 

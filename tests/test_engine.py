@@ -133,7 +133,8 @@ def test_linear_regression_recovers_true_coefficients(regression_task):
 def test_progress_reports_every_segment(small_digits):
     calls = []
     _train(small_digits, "linear", steps=200, num_seeds=2,
-           progress=lambda done, total, s, t: calls.append((done, total, s)))
+           progress=lambda update: calls.append((update.step, update.steps,
+                                                 update.num_seeds)))
     # 20 curve points, reported in segments of 2 points (20 steps).
     assert [c[0] for c in calls] == list(range(20, 201, 20))
     assert all(total == 200 and s == 2 for _, total, s in calls)

@@ -5,7 +5,9 @@ helpers, examples/_common.py, through its own folder) and its ``main(argv)`` run
 process, so JAX is imported once for all of them.
 """
 
+import csv
 import runpy
+import shutil
 from pathlib import Path
 
 import jax
@@ -168,6 +170,65 @@ def check_data_split_source(module: dict, out: dict) -> None:
     assert not np.array_equal(x0, x1)
 
 
+def check_epochs_early_stopping(module: dict, out: dict) -> None:
+    # --steps 160 --train-size 256 --batch-size 32: 20 epochs of 8 steps, one point each.
+    result, per_epoch, logdir = out["result"], out["steps_per_epoch"], out["logdir"]
+    try:
+        event_accumulator = pytest.importorskip(
+            "tensorboard.backend.event_processing.event_accumulator")
+        assert per_epoch == 8 and list(result.curve_steps) == list(range(8, 161, 8))
+        stopped_at, best_step = result.stopped_at, result.best_step
+        assert stopped_at.shape == (2,) and best_step.shape == (2,)
+        stopped = stopped_at >= 0
+        assert stopped.any()  # patience 2 at learning rate 1e-2: this toy size stops
+        # A seed stops `patience` points after its best one; one that trained to the end
+        # still has a best point.
+        np.testing.assert_array_equal(stopped_at[stopped] - best_step[stopped], 2 * per_epoch)
+        assert np.all(best_step[stopped] < stopped_at[stopped])
+        assert np.all((best_step > 0) & (best_step % per_epoch == 0) & (best_step <= 160))
+        # The returned state is the best point's: its validation accuracy, recomputed, is
+        # the curve's maximum, at best_step.
+        curve = result.curves["eval_accuracy"]  # (S, T); a stopped seed's frozen value after
+        at_best = curve[np.arange(2), best_step // per_epoch - 1]
+        np.testing.assert_allclose(out["val_accuracy"], at_best, atol=1e-6)
+        np.testing.assert_allclose(at_best, curve.max(axis=1), atol=1e-6)
+        test = out["test_accuracy"]
+        assert test.shape == (2,) and np.all((test >= 0) & (test <= 1)) and np.all(test > 0.5)
+        assert out["summary"]["n"] == 2
+        assert out["summary"]["ci"][0] <= out["summary"]["mean"] <= out["summary"]["ci"][1]
+
+        # The CSV: one row per seed x point x curve, each the curve's value; `stopped` from
+        # the seed's stopping step on.
+        with (logdir / "curves.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        names = sorted(result.curves)
+        assert len(rows) == 2 * 20 * len(names)
+        assert {(int(r["step"]), int(r["seed"]), r["metric"]) for r in rows} == {
+            (int(step), seed, name) for step in result.curve_steps for seed in (0, 1)
+            for name in names}
+        for r in rows:
+            seed, step = int(r["seed"]), int(r["step"])
+            expected = result.curves[r["metric"]][seed, step // per_epoch - 1]
+            np.testing.assert_array_equal(float(r["value"]), expected)  # nan == nan here
+            assert r["stopped"] == str(bool(0 <= stopped_at[seed] <= step))
+
+        # TensorBoard: the spread of every curve across seeds, and each seed's own curve.
+        def scalars(run: Path) -> dict:
+            assert list(run.glob("events.out.tfevents.*")), run
+            acc = event_accumulator.EventAccumulator(str(run)).Reload()
+            return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
+
+        spread = scalars(logdir / "all")
+        assert {f"curves/{n}/{s}" for n in names for s in ("mean", "min", "max")} <= set(spread)
+        assert [e.step for e in spread["curves/eval_accuracy/mean"]] == list(result.curve_steps)
+        for seed in (0, 1):
+            own = scalars(logdir / "all" / f"seed_{seed:04d}")["seed_curves/eval_accuracy"]
+            assert [e.step for e in own] == list(result.curve_steps)
+            np.testing.assert_allclose([e.value for e in own], curve[seed], rtol=1e-6)
+    finally:
+        shutil.rmtree(logdir, ignore_errors=True)  # the example's temporary folder
+
+
 # name -> (argv at toy size, what its printed report must contain, check of main's result)
 CASES = {
     "linen_batchnorm": (["--steps", "40", "--seeds", "2", "--num-train", "600",
@@ -184,6 +245,10 @@ CASES = {
                       check_own_evaluator),
     "data_split_source": (["--steps", "50", "--seeds", "3", "--splits", "3"], "split means",
                           check_data_split_source),
+    "epochs_early_stopping": (["--steps", "160", "--seeds", "2", "--patience", "2",
+                               "--train-size", "256", "--batch-size", "32",
+                               "--learning-rate", "1e-2"], "seeds stopped early",
+                              check_epochs_early_stopping),
 }
 
 

@@ -45,7 +45,7 @@ def test_sharded_chunked_and_mapped_runs_on_8_devices_equal_the_plain_run():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["device_count"] == 8
     cases = {k: v for k, v in out.items() if k != "device_count"}
-    assert len(cases) == 7
+    assert len(cases) == 8
     for name, case in cases.items():
         assert case["params_max_abs_diff"] < ATOL, name
         assert case["curves_max_abs_diff"] < ATOL, name
@@ -64,6 +64,9 @@ def test_sharded_chunked_and_mapped_runs_on_8_devices_equal_the_plain_run():
     assert cases["open_linen_grid_2x5_seeds"]["shape"] == [2, 5, 2]
     assert cases["open_linen_grid_2x5_seeds"]["plan"]["padded_seeds"] == 6
     assert cases["open_nnx_5_seeds"]["shape"] == [5, 2]
+    loop = cases["open_linen_loop_5_seeds"]
+    assert loop["nan_curves_agree"] and loop["stopped_at"] == loop["stopped_at_plain"]
+    assert max(loop["stopped_at"]) > 0  # some seed stopped: the stopping path ran
     mix = cases["sharded_cnn_mix_5_seeds"]["plan"]
     assert (mix["layout"], mix["seeds_per_map_step"], mix["seeds_per_chunk"]) == ("map", 2, 16)
 
@@ -120,7 +123,7 @@ def test_resumed_run_equals_the_uninterrupted_run(mlp_setup, tmp_path):
     for name, curve in plain.curves.items():
         np.testing.assert_array_equal(resumed.curves[name], curve)
     with (TrainingCheckpoints(tmp_path / "full") as other,
-          pytest.raises(ResumeError, match="another fingerprint")):
+          pytest.raises(ResumeError, match='fingerprint \\(saved "a", now')):
         train(num_seeds=5, checkpoints=other, fingerprint="another config")
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from negres import fields
-from negres.errors import ConfigError
+from negres.errors import ArgumentError, ConfigError
 from negres.evaluators.protocol import (
     Compare,
     Direction,
@@ -201,6 +201,10 @@ def evaluate(context: EvaluationContext) -> Evaluation:
                      shared={"methods": list(settings.attribution_methods),
                              "randomization_layers": {}},
                      passed_on={"attributions": {}})
+    # The randomisation check's steps, top layer first, checked before anything is computed.
+    randomized = None
+    if settings.randomization_check and context.init is not None:
+        randomized = _randomization_steps(params, context.layers)
     # Each seed's freshly initialised network: the randomisation check re-draws layers
     # from it, and the agreement's untrained baseline explains it whole.
     fresh = None
@@ -271,11 +275,10 @@ def evaluate(context: EvaluationContext) -> Evaluation:
             )
             metrics[f"{method}_max_sensitivity"] = _metric(
                 method, "max_sensitivity", jnp.nanmean(sensitivity, axis=1))
-        if settings.randomization_check and fresh is not None:
+        if randomized is not None:
             spearman = agreement.cascading_randomization_over_seeds(
-                fixed_fn, params, fresh, x, layer_names=context.layers)
-            out.shared["randomization_layers"][method] = list(
-                agreement.randomization_layer_names(params, context.layers))
+                fixed_fn, params, fresh, x, layer_names=randomized[::-1])
+            out.shared["randomization_layers"][method] = list(randomized)
             out.per_seed["randomization"][method] = np.asarray(spearman)
             metrics[f"{method}_randomization_spearman"] = _metric(
                 method, "randomization_spearman", spearman[:, -1])
@@ -295,6 +298,19 @@ def evaluate(context: EvaluationContext) -> Evaluation:
             context.workdir, context.condition, task, out.passed_on["attributions"],
             int(settings.save_attributions))
     return out
+
+
+def _randomization_steps(params: Any, layers: Sequence[str] | None) -> tuple[str, ...]:
+    """The layers the randomisation check re-draws, top first
+    (:func:`agreement.randomization_layer_names`), its error naming ``layers`` (the
+    argument of :func:`negres.evaluate` and field of :class:`EvaluationContext` that gives
+    them) rather than the measure's own ``layer_names``."""
+    try:
+        return agreement.randomization_layer_names(params, layers)
+    except ArgumentError as e:
+        if e.field != "layer_names" or isinstance(e, ConfigError):
+            raise
+        raise ArgumentError("layers", e.value, e.allowed) from None
 
 
 def _place_on_scale(out: Evaluation, context: EvaluationContext, method: str,

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from negres.errors import ConfigError
+from negres.errors import ArgumentError, ConfigError
 from negres.seeds import over_seeds
 
 # attribution_fn(params_one_seed, x (N, *input_shape)) -> (N, *input_shape)
@@ -562,6 +562,8 @@ def max_sensitivity_over_seeds(
 def layer_order(model: nn.Module, x: jax.Array, **init_kwargs: Any) -> tuple[str, ...]:
     """Names of the top-level parameter layers of a linen model in creation order.
 
+    These are the entries of the model's ``params`` collection (``Dense_0``,
+    ``BatchNorm_0``, ...), never the collections themselves (``params``, ``batch_stats``).
     Linen's ``init`` returns a dict whose insertion order is the order in which the
     submodules were created (``Dense_0, ..., Dense_10`` or ``Conv_0, Conv_1, Dense_0``).
     That order is lost as soon as the dict passes through ``jit``/``vmap`` (JAX rebuilds
@@ -588,16 +590,69 @@ def layer_order(model: nn.Module, x: jax.Array, **init_kwargs: Any) -> tuple[str
     return tuple(names)
 
 
-def _natural_key(name: str) -> tuple[Any, ...]:
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+def _natural_key(name: Any) -> tuple[Any, ...]:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name)))
+
+
+def _is_variables(params: Any) -> bool:
+    """Whether ``params`` is a model's whole variables rather than its parameter layers.
+
+    Linen's ``{"params": ..., "batch_stats": ...}`` (or ``{"params": ...}`` alone), the
+    ``{"params": ..., "model_state": ...}`` of :func:`negres.nnx_apply`, or a
+    :class:`negres.LossState` (``result.state``): anything with a ``params`` entry, the
+    rule :func:`negres.linen_apply` follows too (so a model with a top-level layer named
+    ``params`` is read as variables).
+    """
+    if isinstance(params, Mapping):
+        return "params" in params
+    return isinstance(params, tuple) and "params" in getattr(params, "_fields", ())
+
+
+def _layers_of(params: Any, argument: str = "params") -> Mapping[Any, Any]:
+    """The parameter layers of ``params``: the entries of its ``params`` collection when it
+    is a model's whole variables (see :func:`_is_variables`), else its own entries."""
+    layers = params
+    if _is_variables(params):
+        layers = params["params"] if isinstance(params, Mapping) else params.params
+    if not isinstance(layers, Mapping) or not layers:
+        raise ArgumentError(
+            argument, type(params).__name__,
+            "a non-empty dict of parameter layers (linen params, or a model's variables "
+            "whose 'params' collection holds the layers, e.g. {'params': ..., "
+            "'batch_stats': ...})")
+    return layers
+
+
+def _with_layers(params: Any, layers: Mapping[Any, Any]) -> Any:
+    """``params`` with its layers replaced; a model's other collections are kept as they are."""
+    if not _is_variables(params):
+        return layers
+    if isinstance(params, Mapping):
+        return {**params, "params": layers}
+    return params._replace(params=layers)
+
+
+def _cascade_axes(params: Any) -> Any:
+    """``vmap``'s ``in_axes`` over a :func:`cascade_params` result of ``params``' structure:
+    the layers along the cascade axis, a model's other collections shared."""
+    if not _is_variables(params):
+        return 0
+    if isinstance(params, Mapping):
+        return {name: 0 if name == "params" else None for name in params}
+    return type(params)(*(0 if name == "params" else None for name in params._fields))
 
 
 def resolve_layer_names(
-    params: Mapping[str, Any], layer_names: Sequence[str] | None = None
+    params: Any, layer_names: Sequence[str] | None = None
 ) -> tuple[str, ...]:
     """The layers of ``params`` bottom-first: ``layer_names`` checked, or the dict order.
 
-    Without ``layer_names`` the insertion order of ``params`` is taken as the creation
+    ``params`` is one seed's (or every seed's) parameter layers, a linen params dict, or a
+    model's whole variables: linen's ``{"params": ..., "batch_stats": ...}``, NNX's
+    ``{"params": ..., "model_state": ...}`` or a :class:`negres.LossState`, whose layers are
+    the entries of ``params`` (the other collections are not layers).
+
+    Without ``layer_names`` the insertion order of the layers is taken as the creation
     order. That holds for the dict straight from ``model.init``; after ``jit``/``vmap``
     keys are sorted, which is still the creation order for the models of
     :mod:`negres.models` (``Conv_*`` before ``Dense_*``, at most 10 of a kind) but not in
@@ -606,39 +661,69 @@ def resolve_layer_names(
 
     Returns:
       Layer names, bottom first.
+
+    Raises:
+      ArgumentError: naming ``layer_names``, when they are not a permutation of the layers,
+        or when they are left out and the layers' order is certainly not their creation
+        order.
     """
-    keys = tuple(params.keys())
+    keys = tuple(_layers_of(params).keys())
     if layer_names is None:
-        if list(keys) == sorted(keys) and sorted(keys) != sorted(keys, key=_natural_key):
-            raise ConfigError(
+        ordered = sorted(keys, key=str)
+        if list(keys) == ordered and ordered != sorted(keys, key=_natural_key):
+            raise ArgumentError(
                 "layer_names",
                 None,
-                f"explicit names in creation order: the keys {keys} are sorted as strings, "
+                f"explicit names in creation order: the layers {keys} are sorted as strings, "
                 "which loses the creation order; pass layer_order(model, x)",
             )
         return keys
-    names = tuple(layer_names)
-    if sorted(names) != sorted(keys):
-        raise ConfigError("layer_names", names, f"a permutation of the parameter layers {keys}")
+    allowed = f"a permutation of the parameter layers {keys}, bottom (input side) first"
+    try:
+        names = tuple(layer_names)
+    except TypeError:
+        names = None
+    if names is None or isinstance(layer_names, (str, bytes)):
+        raise ArgumentError("layer_names", layer_names, allowed)
+    names = tuple(str(n) if isinstance(n, str) else n for n in names)  # NumPy strings too
+    try:
+        permutation = len(names) == len(keys) and set(names) == set(keys)
+    except TypeError:  # unhashable names
+        permutation = False
+    if not permutation:
+        raise ArgumentError("layer_names", names, allowed)
     return names
 
 
 def cascade_params(
-    params: Mapping[str, Any],
-    random_params: Mapping[str, Any],
+    params: Any,
+    random_params: Any,
     layer_names: Sequence[str],
-) -> dict[str, Any]:
+) -> Any:
     """The cascade of Adebayo et al. (2018): step ``k`` has the top ``k`` layers re-drawn.
 
     Args:
-      params: one seed's trained parameters.
-      random_params: re-initialised parameters of the same structure.
+      params: one seed's trained parameters: its layers (a linen params dict) or a model's
+        whole variables (see :func:`resolve_layer_names`).
+      random_params: re-initialised parameters with the same layers (its layers alone or
+        whole variables; only its layers are read).
       layer_names: the layers bottom-first (see :func:`resolve_layer_names`), ``L`` of them.
 
     Returns:
-      Parameters with a leading cascade axis ``(L, ...)``: row ``k - 1`` has layers
-      ``layer_names[L - k:]`` taken from ``random_params``, the rest from ``params``.
+      ``params`` with a leading cascade axis ``(L, ...)`` on each of its layers: row
+      ``k - 1`` has layers ``layer_names[L - k:]`` taken from ``random_params``, the rest
+      from ``params``. Layers alone in, layers out (those named); variables in, the same
+      variables out, their other collections (``batch_stats``, ``model_state``, ...)
+      carried through unchanged, without the cascade axis (``vmap`` them with
+      ``in_axes=None``).
     """
+    layers = _layers_of(params, "params")
+    fresh = _layers_of(random_params, "random_params")
+    missing = [name for name in layer_names if name not in layers or name not in fresh]
+    if missing:
+        raise ArgumentError("layer_names", tuple(layer_names),
+                            f"names of layers of both params {tuple(layers)} and random_params "
+                            f"{tuple(fresh)}; {missing} are not")
     num_layers = len(layer_names)
     steps = jnp.arange(1, num_layers + 1)
     cascade: dict[str, Any] = {}
@@ -646,19 +731,19 @@ def cascade_params(
         randomised = position >= num_layers - steps  # (L,) for this layer
 
         def pick(
-            trained: jax.Array, fresh: jax.Array, randomised: jax.Array = randomised
+            trained: jax.Array, new: jax.Array, randomised: jax.Array = randomised
         ) -> jax.Array:
             mask = randomised.reshape((num_layers,) + (1,) * trained.ndim)
-            return jnp.where(mask, fresh[None], trained[None])
+            return jnp.where(mask, new[None], trained[None])
 
-        cascade[name] = jax.tree_util.tree_map(pick, params[name], random_params[name])
-    return cascade
+        cascade[name] = jax.tree_util.tree_map(pick, layers[name], fresh[name])
+    return _with_layers(params, cascade)
 
 
 def cascading_randomization(
     attribution_fn: AttributionFn,
-    params: Mapping[str, Any],
-    random_params: Mapping[str, Any],
+    params: Any,
+    random_params: Any,
     x: jax.Array,
     *,
     layer_names: Sequence[str] | None = None,
@@ -672,9 +757,14 @@ def cascading_randomization(
     one that stays near 1 ignores the parameters.
 
     Args:
-      attribution_fn: ``(params, x) -> (N, *input_shape)`` for one seed.
-      params: one seed's trained parameters, a linen params dict.
-      random_params: the same structure re-initialised (e.g. ``model.init`` with another key).
+      attribution_fn: ``(params, x) -> (N, *input_shape)`` for one seed; it is given
+        ``params``' structure (whole variables when ``params`` is).
+      params: one seed's trained parameters: a linen params dict, or a model's whole
+        variables (linen ``{"params": ..., "batch_stats": ...}``, NNX ``{"params": ...,
+        "model_state": ...}`` or a :class:`negres.LossState`), whose layers are the entries
+        of ``params``; the other collections are kept as trained at every step.
+      random_params: the same layers re-initialised (e.g. ``model.init`` with another key;
+        its layers alone or whole variables, of which only the layers are read).
       x: ``(N, *input_shape)``.
       layer_names: layers bottom-first; default the dict order, see
         :func:`resolve_layer_names` (the name of step ``k`` is
@@ -683,6 +773,9 @@ def cascading_randomization(
 
     Returns:
       ``(L,)``: entry ``k - 1`` is the correlation after re-drawing the top ``k`` layers.
+
+    Raises:
+      ArgumentError: naming the argument at fault (``layer_names``, ``params``, ...).
     """
     names = resolve_layer_names(params, layer_names)
     return _cascading_randomization(attribution_fn, names, bool(absolute), params, random_params, x)
@@ -693,13 +786,15 @@ def _cascading_randomization(
     attribution_fn: AttributionFn,
     names: tuple[str, ...],
     absolute: bool,
-    params: Mapping[str, Any],
-    random_params: Mapping[str, Any],
+    params: Any,
+    random_params: Any,
     x: jax.Array,
 ) -> jax.Array:
     trained = attribution_fn(params, x)
     cascade = cascade_params(params, random_params, names)
-    randomised = jax.vmap(attribution_fn, in_axes=(0, None))(cascade, x)  # (L, N, ...)
+    randomised = jax.vmap(attribution_fn, in_axes=(_cascade_axes(params), None))(
+        cascade, x
+    )  # (L, N, ...)
     per_example = jax.vmap(lambda a: spearman_per_example(trained, a, absolute=absolute))(
         randomised
     )
@@ -707,16 +802,19 @@ def _cascading_randomization(
 
 
 def randomization_layer_names(
-    params: Mapping[str, Any], layer_names: Sequence[str] | None = None
+    params: Any, layer_names: Sequence[str] | None = None
 ) -> tuple[str, ...]:
-    """Names of the cascade steps, top first: step ``k`` newly re-draws entry ``k - 1``."""
+    """Names of the cascade steps, top first: step ``k`` newly re-draws entry ``k - 1``.
+
+    ``params`` and ``layer_names`` as for :func:`resolve_layer_names`.
+    """
     return tuple(reversed(resolve_layer_names(params, layer_names)))
 
 
 def cascading_randomization_over_seeds(
     attribution_fn: AttributionFn,
-    params: Mapping[str, Any],
-    random_params: Mapping[str, Any],
+    params: Any,
+    random_params: Any,
     x: jax.Array,
     **settings: Any,
 ) -> jax.Array:
@@ -724,7 +822,8 @@ def cascading_randomization_over_seeds(
 
     Args:
       attribution_fn: ``(params, x) -> (N, *input_shape)`` for one seed.
-      params: ``(S, ...)`` trained parameters.
+      params: ``(S, ...)`` trained parameters, layers or a model's whole variables (see
+        :func:`cascading_randomization`).
       random_params: ``(S, ...)`` one re-initialisation per seed, or one seed's
         re-initialisation shared by all seeds.
       x: ``(N, *input_shape)``.
@@ -736,8 +835,9 @@ def cascading_randomization_over_seeds(
       ``(S, L)``.
     """
     names = resolve_layer_names(params, settings.pop("layer_names", None))
-    stacked = jax.tree_util.tree_leaves(params)[0].ndim
-    shared = jax.tree_util.tree_leaves(random_params)[0].ndim == stacked - 1
+    stacked = jax.tree_util.tree_leaves(_layers_of(params, "params"))[0].ndim
+    fresh = jax.tree_util.tree_leaves(_layers_of(random_params, "random_params"))[0].ndim
+    shared = fresh == stacked - 1
     one_seed = functools.partial(
         cascading_randomization, attribution_fn, layer_names=names, **settings
     )

@@ -7,5 +7,8 @@ for it and for the evaluators; ``plots`` draws the figures (learning
 curves, shift sweeps, per-seed strips, agreement heatmaps, saliency grids, frontiers);
 ``findings`` states, per documented study, in one sentence computed from the results,
 whether the document's finding reproduces; ``terminal`` prints per-seed tables on the
-command line. Every function here reads results; none trains or evaluates.
+command line. ``progress`` draws a training call's progress bar and ``live`` writes its
+curves to TensorBoard and a tidy table as they are computed (or from a finished
+``TrainResult``), for the library as for the command line. Every function here reads
+results; none trains or evaluates.
 """

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import jax
 import numpy as np
@@ -79,6 +79,38 @@ def _abstract(template: Any) -> Any:
         )
 
     return jax.tree.map(one, template)
+
+
+class SavedRun(NamedTuple):
+    """A training run read back from its checkpoints (:meth:`TrainingCheckpoints.read`).
+    Per-seed arrays have the shape ``(H..., S, ...)``, as in :class:`negres.TrainResult`.
+
+    Attributes:
+      step: the step the checkpoint was saved at.
+      steps: the steps of the run that saved it.
+      state: every seed's state: the stored dicts and lists, or the structure of ``like``
+        (under early stopping, each seed's best state where the run restored the best).
+      curves: name -> ``(H..., S, T)`` the curve points taken by ``step``.
+      curve_steps: ``(T,)`` the step of each point.
+      diverged_at: ``(H..., S)``; -1: never.
+      stopped_at: ``(H..., S)`` the step each seed stopped early at; -1: it did not.
+      seed_indices: ``(S,)``.
+      grid: name -> the values of each grid axis.
+      hyperparams: name -> ``(H..., S)`` each seed's per-seed values.
+      metadata: everything the run saved beside the arrays (its fingerprint, layout, ...).
+    """
+
+    step: int
+    steps: int
+    state: Any
+    curves: dict[str, np.ndarray]
+    curve_steps: np.ndarray
+    diverged_at: np.ndarray
+    stopped_at: np.ndarray
+    seed_indices: np.ndarray
+    grid: dict[str, tuple[float, ...]]
+    hyperparams: dict[str, np.ndarray]
+    metadata: dict[str, Any]
 
 
 class TrainingCheckpoints:
@@ -254,6 +286,71 @@ class TrainingCheckpoints:
             f"{shown}{f' (and {more} more)' if more > 0 else ''}; "
             "give an empty directory to start over"
         )
+
+    def read(self, step: int | None = None, *, like: Any = None) -> SavedRun:
+        """A checkpoint of :func:`negres.train` read back whole, without the program that
+        wrote it: the state, curves and seeds, shaped ``(H..., S, ...)``.
+
+        Args:
+          step: which checkpoint (``None``: the newest).
+          like: a pytree with the structure of one run's state (e.g. a
+            :class:`~negres.TrainResult`'s ``state``, or ``jax.eval_shape`` of it):
+            the state comes back in its structure (NamedTuples included); ``None``: as
+            stored, in dicts and lists.
+
+        Raises:
+          FileNotFoundError: no checkpoint, or not checkpoint ``step``.
+          CheckpointMismatchError: ``like`` names leaves the checkpoint does not hold.
+        """
+        step = self.latest_step() if step is None else step
+        if step is None or step not in self._manager.all_steps():
+            raise FileNotFoundError(
+                f"checkpoint directory {str(self.directory)!r} holds no step {step}; "
+                f"it holds steps {self.all_steps()}")
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
+        saved = jax.tree.map(np.asarray, restored.state)
+        metadata = dict(restored.metadata)
+        grid = {n: tuple(v) for n, v in (metadata.get("grid") or {}).items()}
+        lead = tuple(len(v) for v in grid.values())
+
+        def shaped(leaf: Any) -> Any:
+            leaf = np.asarray(leaf)
+            return leaf.reshape(*lead, -1, *leaf.shape[1:]) if lead else leaf
+
+        state = saved["state"]
+        num_rows = len(saved["diverged_at"])
+        stopped_at = np.full(num_rows, -1, np.int32)
+        if metadata.get("early_stopping"):
+            stopped_at = saved["state"]["stopped_at"]
+            state = state["best"] if metadata.get("restore_best", True) else state["state"]
+        if like is not None:
+            by_name = _leaves_by_name(state)
+            wanted = _leaves_by_name(like)
+            missing = sorted(wanted.keys() - by_name.keys())
+            if missing:
+                more = len(missing) - _MISMATCHES_SHOWN
+                raise CheckpointMismatchError(
+                    f"checkpoint directory {str(self.directory)!r} step {step} holds no "
+                    f"{', '.join(missing[:_MISMATCHES_SHOWN])}"
+                    f"{f' (and {more} more)' if more > 0 else ''}: like= has another "
+                    "structure than the run that saved it")
+            state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like),
+                                                 [by_name[name] for name in wanted])
+        eval_every = int(metadata.get("eval_every") or metadata.get("steps") or step)
+        points = step // eval_every
+        seeds = np.asarray(metadata.get("seed_indices", np.arange(num_rows)))
+        return SavedRun(
+            step=int(step), steps=int(metadata.get("steps", step)),
+            state=jax.tree.map(shaped, state),
+            curves={n: shaped(v[:, :points]) for n, v in saved["curves"].items()},
+            curve_steps=eval_every * np.arange(1, points + 1),
+            diverged_at=shaped(saved["diverged_at"]), stopped_at=shaped(stopped_at),
+            seed_indices=seeds[:seeds.size // max(1, int(np.prod(lead)))] if lead else seeds,
+            grid=grid,
+            hyperparams={n: shaped(v) for n, v in saved.get("hyper", {}).items()
+                         if n in set(metadata.get("hyperparams", saved.get("hyper", {})))},
+            metadata=metadata)
 
     def close(self) -> None:
         """Finish pending work and release orbax's threads."""

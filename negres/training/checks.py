@@ -19,10 +19,16 @@ import numpy as np
 from negres.errors import ArgumentError
 from negres.training.contract import Batch
 from negres.training.layout import check_layout
+from negres.training.step import (
+    RESERVED_HYPER,
+    SAMPLINGS,
+    EarlyStopping,
+    SeedTrainer,
+    is_design_name,
+)
 
 if TYPE_CHECKING:
     from negres.training.grid import Rows
-    from negres.training.step import SeedTrainer
 
 
 def is_int(value: object) -> bool:
@@ -121,6 +127,43 @@ def check_scale_arguments(
                             "an integer >= 0 (steps between checkpoints; 0: about one a minute)")
 
 
+def check_loop_arguments(*, sampling: object, early_stopping: object, stop_at: object,
+                         steps: int, eval_every: int, has_eval: bool) -> None:
+    """Raise :class:`ArgumentError` naming a training-loop argument that is not allowed:
+    the sampling, the early stopping's fields, ``stop_at``."""
+    if sampling not in SAMPLINGS:
+        raise ArgumentError("sampling", sampling, " or ".join(map(repr, SAMPLINGS)))
+    if stop_at is not None and (not is_int(stop_at) or not 1 <= stop_at <= steps
+                                or stop_at % eval_every):
+        raise ArgumentError("stop_at", stop_at, f"None or a multiple of eval_every="
+                            f"{eval_every} from {eval_every} to steps={steps}")
+    if early_stopping is None:
+        return
+    if not isinstance(early_stopping, EarlyStopping):
+        raise ArgumentError("early_stopping", early_stopping,
+                            "None or a negres.EarlyStopping(metric=..., patience=...)")
+    if not isinstance(early_stopping.metric, str) or not early_stopping.metric.startswith(
+            ("eval_", "train_")):
+        raise ArgumentError("early_stopping.metric", early_stopping.metric,
+                            "a curve name: eval_<metric> (on eval_data) or train_<metric>")
+    if early_stopping.metric.startswith("eval_") and not has_eval:
+        raise ArgumentError("early_stopping.metric", early_stopping.metric,
+                            "a train_<metric> curve, or pass eval_data (a validation set) to "
+                            "monitor an eval_<metric> curve")
+    if not is_int(early_stopping.patience) or early_stopping.patience < 1:
+        raise ArgumentError("early_stopping.patience", early_stopping.patience,
+                            "an integer >= 1 (curve points without improvement)")
+    if early_stopping.mode not in ("max", "min"):
+        raise ArgumentError("early_stopping.mode", early_stopping.mode, "'max' or 'min'")
+    delta = early_stopping.min_delta
+    if (isinstance(delta, bool) or not isinstance(delta, (int, float))
+            or not math.isfinite(delta) or delta < 0):
+        raise ArgumentError("early_stopping.min_delta", delta, "a finite number >= 0")
+    if not isinstance(early_stopping.restore_best, bool):
+        raise ArgumentError("early_stopping.restore_best", early_stopping.restore_best,
+                            "True or False")
+
+
 def check_program(trainer: SeedTrainer, rows: Rows, example: Batch,
                    eval_example: Batch | None) -> None:
     """Trace the program once, abstractly, before anything compiles: its step must return
@@ -134,7 +177,8 @@ def check_program(trainer: SeedTrainer, rows: Rows, example: Batch,
             read.add(name)
             if name not in self:
                 raise ArgumentError(
-                    "grid" if rows.grid else "hyperparams", sorted(self),
+                    "grid" if rows.grid else "hyperparams",
+                    sorted(set(self) - set(RESERVED_HYPER)),
                     f"values for every name the program reads: it reads hyper[{name!r}] "
                     f"(give it with grid= or hyperparams=, or read it with hyper.get)")
             return super().__getitem__(name)
@@ -143,12 +187,21 @@ def check_program(trainer: SeedTrainer, rows: Rows, example: Batch,
             read.add(name)
             return super().get(name, default)
 
-    hyper = Recording({n: np.asarray(v[0]) for n, v in rows.hyper.items()})
+    # Traced like training traces them: batch, keys and hyperparameters are abstract
+    # arrays, so a step indexing with a traced value (x[perm]) works here as it does there.
+    def abstract(tree: Any) -> Any:
+        return jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), tree)
+
+    hyper = abstract({n: np.asarray(v[0]) for n, v in rows.hyper.items()
+                      if not is_design_name(n)})
     program = trainer.program
     key = jax.ShapeDtypeStruct((2,), np.uint32)
-    state = jax.eval_shape(lambda k: program.init(k, example, hyper), key)
+    state = jax.eval_shape(lambda k, b, h: program.init(k, b, Recording(h)), key,
+                           abstract(example), hyper)
     rngs = {name: key for name in program.streams}
-    out = jax.eval_shape(lambda s, r: program.step(s, example, r, hyper), state, rngs)
+    out = jax.eval_shape(lambda s, b, r, h: program.step(s, b, r, Recording(h)), state,
+                         abstract(example), rngs, hyper)
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
         raise ArgumentError("program.step", f"a function returning {type(out).__name__}",
                             "(state, metrics): the new state and a dict of scalar metrics")
@@ -158,7 +211,8 @@ def check_program(trainer: SeedTrainer, rows: Rows, example: Batch,
                             "the new state with the structure init returns")
     evaluated = {}
     if eval_example is not None:
-        evaluated = jax.eval_shape(lambda s: program.evaluate(s, eval_example, hyper), state)
+        evaluated = jax.eval_shape(lambda s, b, h: program.evaluate(s, b, Recording(h)),
+                                   state, abstract(eval_example), hyper)
         if not isinstance(evaluated, Mapping):
             raise ArgumentError("program.evaluate", type(evaluated).__name__,
                                 "a function returning a dict of scalar metrics")
@@ -167,8 +221,18 @@ def check_program(trainer: SeedTrainer, rows: Rows, example: Batch,
         if shaped:
             raise ArgumentError(where, f"metrics of shapes {shaped}",
                                 "scalar metrics (average over the batch in the function)")
-    unread = sorted(set(rows.hyper) - read)
+    stopping = trainer.early_stopping
+    curves = [f"train_{n}" for n in metrics] + [f"eval_{n}" for n in evaluated]
+    if stopping is not None and stopping.metric not in curves:
+        raise ArgumentError("early_stopping.metric", stopping.metric,
+                            f"one of this program's curves: {', '.join(sorted(curves))}")
+    unread = sorted(set(hyper) - read - set(RESERVED_HYPER))
     if unread:
-        where = "grid" if rows.grid else "hyperparams"
+        in_grid = [name for name in unread if name in rows.grid]
+        where, unread = ("grid", in_grid) if in_grid else ("hyperparams", unread)
         raise ArgumentError(where, unread, "names the optimizer injects or the program reads "
-                            "from its hyper argument; these are read by neither")
+                            "from its hyper argument; these are read by neither (an "
+                            "optimizer's hyperparameter varies only when the optimizer is "
+                            "given as a factory, e.g. optimizer=optax.adamw with "
+                            "hyperparams={'weight_decay': 1e-4}, not as an instance such as "
+                            "optax.adamw(1e-3))")

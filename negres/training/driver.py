@@ -13,7 +13,8 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
@@ -22,16 +23,24 @@ from absl import logging
 from jax.sharding import Mesh, SingleDeviceSharding
 
 from negres.errors import ArgumentError, ResumeError
-from negres.seeds import MAX_SEED_INDEX, TRAINING_SOURCES, SourceDesign, seed_keys
+from negres.seeds import MAX_SEED_INDEX, TRAINING_SOURCES, SourceDesign, over_seeds, seed_keys
 from negres.sharding import agreed, devices_reason, put, replicated, seed_mesh, to_host
 from negres.training.checks import (
+    check_loop_arguments,
     check_program,
     check_scale_arguments,
     check_training_arguments,
     is_int,
 )
 from negres.training.contract import Batch, LossState, SeedProgram
+from negres.training.events import ProgressFn, TrainingProgress
+from negres.training.fingerprint import (
+    describe_differences,
+    fingerprint_differences,
+    run_fingerprint,
+)
 from negres.training.grid import Rows, expand_rows
+from negres.training.pipeline import GrainFeed, is_random_access
 from negres.training.plan import (
     Placement,
     Plan,
@@ -41,6 +50,10 @@ from negres.training.plan import (
     plan_description,
 )
 from negres.training.step import (
+    GRID_POINT,
+    RESERVED_HYPER,
+    SEED_INDEX,
+    EarlyStopping,
     SeedTrainer,
     design_hyper,
     is_design_name,
@@ -51,8 +64,8 @@ from negres.training.step import (
 if TYPE_CHECKING:
     from negres.training.checkpoint import TrainingCheckpoints
 
-# Called between segments with (steps_done, total_steps, num_seeds, elapsed_seconds).
-ProgressFn = Callable[[int, int, int, float], None]
+__all__ = ["EarlyStopping", "ProgressFn", "TrainResult", "TrainingProgress", "compile_training",
+           "train"]
 
 # Aim for about this many progress reports in a run.
 _PROGRESS_REPORTS = 10
@@ -82,6 +95,13 @@ class TrainResult(NamedTuple):
       hyperparams: name -> ``(H..., S)`` every seed's hyperparameter values.
       stream_seeds: source -> ``(S,)`` the seed index each seed's source drew from (the
         ``stream_seeds`` of the call); ``{}``: every source followed its seed.
+      stopped_at: ``(H..., S)`` the step each seed was stopped early at (its state is the
+        best one then, see ``best_step``); -1: it trained to the end (always, without
+        ``early_stopping``).
+      best_step: ``(H..., S)`` under early stopping, the step of each seed's best curve
+        point (the state returned with ``restore_best``); -1 otherwise.
+      restored_best: whether ``state`` holds each seed's best state (early stopping with
+        ``restore_best``); :meth:`final` then reads each curve at the best step.
     """
 
     state: Any
@@ -94,6 +114,9 @@ class TrainResult(NamedTuple):
     grid: dict[str, tuple[float, ...]]
     hyperparams: dict[str, np.ndarray]
     stream_seeds: dict[str, np.ndarray] = {}  # noqa: RUF012 (a NamedTuple's default, never mutated)
+    stopped_at: np.ndarray | None = None
+    best_step: np.ndarray | None = None
+    restored_best: bool = False
 
     @property
     def params(self) -> Any:
@@ -111,8 +134,16 @@ class TrainResult(NamedTuple):
         return _loss_state(self.state).opt_state
 
     def final(self, curve: str) -> np.ndarray:
-        """The last point of ``curve``: ``(H..., S)``, ready for :mod:`negres.stats`."""
-        return self.curves[curve][..., -1]
+        """``curve``'s value for the state returned: ``(H..., S)``, ready for
+        :mod:`negres.stats`. Its last point; under early stopping that restored each seed's
+        best state, the point of each seed's best step."""
+        values = self.curves[curve]
+        if not self.restored_best or self.best_step is None:
+            return values[..., -1]
+        at = np.clip(np.searchsorted(self.curve_steps, self.best_step), 0,
+                     values.shape[-1] - 1)
+        picked = np.take_along_axis(values, at[..., None], axis=-1)[..., 0]
+        return np.where(self.best_step > 0, picked, values[..., -1])
 
 
 def _loss_state(state: Any) -> LossState:
@@ -197,7 +228,41 @@ def checked_stream_seeds(stream_seeds: Mapping[str, Any], num_seeds: int,
     return checked
 
 
+_DATA_ALLOWED = ("one pytree of arrays sharing their leading (example) axis (an array, "
+                 "(x, y), a dict of arrays), or a random-access source for data that does not "
+                 "fit in memory (len() and [i]: negres.training.pipeline.ArraySource over "
+                 "NumPy memmaps, a Grain or TFDS data source, or a GrainFeed around one)")
+
+
+def _is_list_of_batches(data: Any) -> bool:
+    """A list (or tuple) of two or more batches of one structure, e.g. ``[(x1, y1), (x2,
+    y2)]``: its leaves would share a leading axis and pass for one dataset of ``B``
+    examples, so it is told apart here."""
+    if not isinstance(data, (list, tuple)) or len(data) < 2:
+        return False
+    if not all(isinstance(item, (list, tuple, dict)) for item in data):
+        return False
+    structures = {jax.tree_util.tree_structure(item) for item in data}
+    return len(structures) == 1
+
+
 def _checked_data(data: Batch, name: str) -> tuple[Batch, int]:
+    """``(data on the host, its number of examples)``; a random-access source comes back
+    as a :class:`~negres.training.pipeline.GrainFeed` (not read here)."""
+    if isinstance(data, GrainFeed):
+        return data, data.num_examples
+    if name == "data" and is_random_access(data):
+        feed = GrainFeed(data)
+        return feed, feed.num_examples
+    if isinstance(data, Iterator) or inspect.isgenerator(data):
+        raise ArgumentError(name, type(data).__name__,
+                            f"{_DATA_ALLOWED}; an iterator or generator cannot be replayed, "
+                            "and every seed draws its own batches from the whole set")
+    if _is_list_of_batches(data):
+        raise ArgumentError(name, f"a {type(data).__name__} of {len(data)} batches",
+                            f"{_DATA_ALLOWED}; join the batches first, e.g. "
+                            "jax.tree.map(lambda *b: np.concatenate(b), *batches): every "
+                            "seed draws its own batches")
     if not jax.tree_util.tree_leaves(data):
         raise ArgumentError(name, data, "a pytree of arrays (an array, a tuple, a dict, ...)")
     host = _host_tree(data, name)
@@ -214,7 +279,7 @@ class _Run(NamedTuple):
 
     placement: Placement
     plan: Plan
-    rows: Rows  # hyper holds the design's stream keys too (step.design_hyper)
+    rows: Rows  # hyper holds the design's stream keys and the reserved names too
     stream_seeds: dict[str, np.ndarray]  # source -> (S,) seed index, checked
     keys: np.ndarray  # (R, 2) every row's key, on the host
     chunk_rows: list[np.ndarray]  # per chunk, the rows it holds (padding repeats the last)
@@ -227,6 +292,22 @@ class _Run(NamedTuple):
     curve_names: list[str]
     init: Any
     segment: Any
+    feed: GrainFeed | None  # the pipeline batches are fed from; None: drawn from data
+    fingerprint: dict[str, str]  # component -> digest ({} without checkpoints)
+    resumed: dict[str, Any] | None  # the metadata of the checkpoint resumed from
+
+
+def _reserved_hyper(rows: Rows) -> dict[str, np.ndarray]:
+    """Every row's seed index and flat grid point, handed to the program's init and step."""
+    points = math.prod(rows.grid_shape)
+    per_point = rows.seed_indices.size // points
+    return {SEED_INDEX: rows.seed_indices.astype(np.uint32),
+            GRID_POINT: np.repeat(np.arange(points, dtype=np.int32), per_point)}
+
+
+def _program_hyper(hyper: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The hyperparameters a user gave (the design's keys and the reserved names left out)."""
+    return {n: v for n, v in hyper.items() if not is_design_name(n) and n not in RESERVED_HYPER}
 
 
 def _prepare_run(
@@ -235,39 +316,57 @@ def _prepare_run(
     seed_indices: Any, grid: Mapping[str, Sequence[float]] | None,
     hyperparams: Mapping[str, Any] | None, trainer: SeedTrainer | None, mesh: Mesh | None,
     seeds_per_chunk: int, layout: str, seeds_per_map_step: int,
-    memory_budget_bytes: int | None, checkpoint_every: int, checkpointing: bool,
-    resumed_layout: tuple[str, int] | None = None, stream_seeds: StreamSeeds | None = None,
-) -> _Run:
+    memory_budget_bytes: int | None, checkpoint_every: int,
+    checkpoints: TrainingCheckpoints | None = None, fingerprint: str = "",
+    stream_seeds: StreamSeeds | None = None, sampling: str = "replacement",
+    early_stopping: EarlyStopping | None = None, init_state: Any = None,
+    stop_at: int | None = None,
+) -> tuple[_Run, Any]:
+    """The call checked, placed and compiled, and ``init_state`` checked (``(R, ...)``
+    host arrays, or None)."""
     if not isinstance(program, SeedProgram):
         raise ArgumentError("program", type(program).__name__,
                             "a negres.SeedProgram (see loss_program, linen_program, nnx_program)")
     if not is_int(seed):
         raise ArgumentError("seed", seed, "an integer")
+    for argument, given in (("grid", grid), ("hyperparams", hyperparams)):
+        clash = sorted(set(given or ()) & set(RESERVED_HYPER))
+        if clash:
+            raise ArgumentError(argument, clash, f"names other than {', '.join(RESERVED_HYPER)}"
+                                " (negres hands every program these: hyper['seed_index'], "
+                                "hyper['grid_point'])")
     stream_seeds, num_seeds = _design_seeds(stream_seeds, num_seeds, seed_indices)
     rows = expand_rows(num_seeds, seed_indices, hyperparams, grid)
     per_point = rows.seed_indices.size // math.prod(rows.grid_shape)
     stream_seeds = checked_stream_seeds(stream_seeds, per_point, program.streams)
     host_data, num_train = _checked_data(data, "data")
+    feed = host_data if isinstance(host_data, GrainFeed) else None
     eval_every = steps if eval_every is None else eval_every
     check_training_arguments(num_seeds=int(rows.seed_indices.size), steps=steps,
                              batch_size=batch_size, eval_every=eval_every, num_train=num_train)
     check_scale_arguments(seeds_per_chunk=seeds_per_chunk, layout=layout,
                           seeds_per_map_step=seeds_per_map_step,
                           checkpoint_every=checkpoint_every)
+    check_loop_arguments(sampling=sampling, early_stopping=early_stopping, stop_at=stop_at,
+                         steps=steps, eval_every=eval_every, has_eval=eval_data is not None)
     if eval_data is not None and program.evaluate is None:
         raise ArgumentError("eval_data", "a batch", "None for a program without evaluate "
                             "(give the SeedProgram an evaluate function to get eval curves)")
     has_eval = eval_data is not None
     host_eval = _checked_data(eval_data, "eval_data")[0] if has_eval else ()
+    settings = {"batch_size": batch_size, "eval_every": eval_every, "has_eval": has_eval,
+                "sampling": sampling, "early_stopping": early_stopping, "fed": feed is not None}
     if trainer is None:
-        trainer = make_seed_trainer(program, batch_size=batch_size, eval_every=eval_every,
-                                    has_eval=has_eval)
-    elif (trainer.program, trainer.batch_size, trainer.eval_every, trainer.has_eval) != (
-            program, batch_size, eval_every, has_eval):
+        trainer = make_seed_trainer(program, **settings)
+    elif (trainer.program, *(getattr(trainer, n) for n in settings)) != (
+            program, *settings.values()):
         raise ArgumentError("trainer", "a trainer of another program or settings",
                             "make_seed_trainer(program, batch_size=..., eval_every=..., "
-                            "has_eval=...) with this call's values")
-    example = jax.tree_util.tree_map(lambda leaf: leaf[:batch_size], host_data)
+                            "has_eval=..., sampling=..., early_stopping=..., fed=...) with "
+                            "this call's values")
+    example = (feed.example(batch_size) if feed is not None else
+               jax.tree_util.tree_map(lambda leaf: leaf[:batch_size], host_data))
+    rows = rows._replace(hyper=rows.hyper | _reserved_hyper(rows))
     # Checked once per trainer and shapes: a trainer reused across calls traces nothing.
     checked = (tuple(sorted(rows.hyper)), bool(rows.grid),
                str(jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), (example, host_eval))))
@@ -281,16 +380,52 @@ def _prepare_run(
                    for name, indices in stream_seeds.items()}
         rows = rows._replace(hyper=rows.hyper | design_hyper(keys_of))
 
+    run_print: dict[str, str] = {}
+    resumed = None
+    resumed_layout = None
+    if checkpoints is not None:
+        # Refuse another run's checkpoints before anything compiles.
+        run_print = run_fingerprint(
+            program, example=example, eval_example=host_eval if has_eval else None,
+            hyper={n: np.asarray(v[0]) for n, v in rows.hyper.items() if not is_design_name(n)},
+            data=host_data,
+            eval_data=host_eval if has_eval else None, init_state=init_state,
+            settings={"batch_size": batch_size, "eval_every": eval_every, "seed": seed,
+                      "sampling": sampling, "fingerprint": fingerprint,
+                      # Another JAX may trace the same program differently: named as such.
+                      "jax": jax.__version__,
+                      "grid": {n: list(v) for n, v in rows.grid.items()},
+                      "hyperparams": sorted(_program_hyper(rows.hyper)),
+                      "early_stopping": None if early_stopping is None else
+                      early_stopping._asdict()})
+        if checkpoints.latest_step() is not None:
+            resumed = checkpoints.metadata()
+            _check_resumable(resumed, run_print, fingerprint, rows.seed_indices,
+                             stop_at or steps, checkpoints, stream_seeds)
+            # The layouts round differently: "auto" resumes in the layout it chose, not in
+            # one a new timing probe might pick.
+            if layout == "auto" and "layout" in resumed:
+                resumed_layout = (resumed["layout"], int(resumed["seeds_per_map_step"]))
+
     mesh_given, mesh = mesh, seed_mesh() if mesh is None else mesh
     shared = replicated(mesh)
     num_real = int(rows.seed_indices.size)
-    placement = Placement(trainer, mesh, put(host_data, shared), put(host_eval, shared),
-                          put(example, shared), {n: v.dtype for n, v in rows.hyper.items()})
+    fed_batch = None if feed is None else jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), example)
+    placement = Placement(trainer, mesh, () if feed is not None else put(host_data, shared),
+                          put(host_eval, shared), put(example, shared),
+                          {n: v.dtype for n, v in rows.hyper.items()}, fed_batch)
+    if init_state is not None:
+        init_state = _checked_init_state(init_state, placement, rows)
 
     num_points = steps // eval_every
-    between_checkpoints = checkpoint_points(checkpoint_every if checkpointing else 0,
+    between_checkpoints = checkpoint_points(checkpoint_every if checkpoints is not None else 0,
                                             eval_every, num_points)
-    per_segment = math.gcd(points_per_segment(num_points), between_checkpoints)
+    # Fed batches of a segment sit on the device whole: one curve point's at a time.
+    per_segment = 1 if feed is not None else math.gcd(points_per_segment(num_points),
+                                                      between_checkpoints)
+    if stop_at is not None:
+        per_segment = math.gcd(per_segment, stop_at // eval_every)
     if resumed_layout is not None:
         chosen, width = resumed_layout
         layout_reason = (f"{chosen}" + (f" of {width}" if chosen == "map" else "")
@@ -327,20 +462,67 @@ def _prepare_run(
         chunk_hyper=[put({n: v[r] for n, v in rows.hyper.items()}, split) for r in chunk_rows],
         eval_every=eval_every, num_points=num_points, points_per_segment=per_segment,
         points_per_checkpoint=between_checkpoints, curve_names=curve_names,
-        init=placement.init(chunk), segment=segment,
-    )
+        init=placement.init(chunk), segment=segment, feed=feed, fingerprint=run_print,
+        resumed=resumed,
+    ), init_state
 
 
-def _initial_states(run: _Run) -> list[tuple[Any, Any]]:
-    """Every chunk's freshly initialised ``(state, diverged_at)``."""
+def _checked_init_state(init_state: Any, placement: Placement, rows: Rows) -> Any:
+    """``init_state`` as host arrays ``(R, ...)``, one row per trained row: each leaf given
+    per seed ``(H..., S, ...)`` (as a :class:`TrainResult`'s state), or once ``(...)`` for
+    every seed; ``None`` where the program's init fills in (e.g. a fresh optimizer state:
+    ``LossState(params, model_state, None)``)."""
+    trainer = placement.trainer
+    abstract = jax.eval_shape(trainer.program.init, jax.ShapeDtypeStruct((2,), np.uint32),
+                              placement.example, {n: jax.ShapeDtypeStruct((), v.dtype)
+                                                  for n, v in rows.hyper.items()
+                                                  if not is_design_name(n)})
+    num_rows = rows.seed_indices.size
+    lead = (*rows.grid_shape, num_rows // math.prod(rows.grid_shape))
+
+    def one(given: Any, want: jax.ShapeDtypeStruct) -> Any:
+        if given is None:
+            return None
+        array = np.asarray(given)
+        if array.shape == want.shape:
+            array = np.broadcast_to(array, (num_rows, *want.shape))
+        elif array.shape == (*lead, *want.shape):
+            array = array.reshape(num_rows, *want.shape)
+        else:
+            raise ArgumentError(
+                "init_state", f"a leaf of shape {array.shape}",
+                f"leaves shaped like the program's state: {want.shape} for every seed, or "
+                f"{(*lead, *want.shape)} per seed (None: the program's init fills it in)")
+        return array.astype(want.dtype, copy=False)
+
+    try:
+        return jax.tree_util.tree_map(one, init_state, abstract, is_leaf=lambda x: x is None)
+    except (ValueError, TypeError) as e:
+        raise ArgumentError("init_state", f"a {type(init_state).__name__}",
+                            "a pytree with the structure of the program's state (as "
+                            f"init returns it; None in place of a subtree init fills in): {e}"
+                            ) from None
+
+
+def _initial_states(run: _Run, init_state: Any) -> list[tuple[Any, Any]]:
+    """Every chunk's freshly initialised ``(state, diverged_at)``; leaves of ``init_state``
+    (``(R, ...)``, or None) replace what init gave."""
     split = run.placement.split
-    return [(run.init(keys, hyper, run.placement.example),
-             put(np.full(rows.size, -1, np.int32), split))
-            for rows, keys, hyper in zip(run.chunk_rows, run.chunk_keys, run.chunk_hyper,
-                                         strict=True)]
+    trainer = run.placement.trainer
+    states = []
+    for rows, keys, hyper in zip(run.chunk_rows, run.chunk_keys, run.chunk_hyper, strict=True):
+        state = run.init(keys, hyper, run.placement.example)
+        if init_state is not None:
+            program_state = jax.tree_util.tree_map(
+                lambda given, fresh, r=rows: fresh if given is None else put(given[r], split),
+                init_state, trainer.program_state(state), is_leaf=lambda x: x is None)
+            # Rewrapped on the device: the best state so far starts as the given state.
+            state = put(jax.jit(over_seeds(trainer.wrap))(program_state), split)
+        states.append((state, put(np.full(rows.size, -1, np.int32), split)))
+    return states
 
 
-def _checkpoint_template(run: _Run) -> dict[str, Any]:
+def _checkpoint_template(run: _Run, num_points: int) -> dict[str, Any]:
     """The saved state's shapes, restored whole onto this process's first device: every
     host reads all seeds, then keeps its shards (the rows saved are the real seeds only,
     so a resumed run may chunk, pad or shard them differently)."""
@@ -355,27 +537,47 @@ def _checkpoint_template(run: _Run) -> dict[str, Any]:
     return {
         "state": state, "diverged_at": diverged_at,
         "keys": local((num_seeds, 2), np.uint32),
-        "hyper": {n: local(v.shape, v.dtype) for n, v in run.rows.hyper.items()},
-        "curves": {n: local((num_seeds, run.num_points), np.float32) for n in run.curve_names},
+        "hyper": {n: local(v.shape, v.dtype) for n, v in _saved_hyper(run).items()},
+        "curves": {n: local((num_seeds, num_points), np.float32) for n in run.curve_names},
     }
+
+
+def _saved_hyper(run: _Run) -> dict[str, np.ndarray]:
+    """The per-row values a checkpoint keeps: the reserved names follow from the seeds."""
+    return {n: v for n, v in run.rows.hyper.items() if n not in RESERVED_HYPER}
 
 
 def _stream_seeds_json(stream_seeds: Mapping[str, Any]) -> dict[str, list[int]]:
     return {n: np.asarray(v).tolist() for n, v in sorted(stream_seeds.items())}
 
 
-def _check_resumable(metadata: dict[str, Any], fingerprint: str, seed_indices: np.ndarray,
-                     steps: int, checkpoints: TrainingCheckpoints,
+def _check_resumable(metadata: dict[str, Any], run_print: dict[str, str], fingerprint: str,
+                     seed_indices: np.ndarray, target: int,
+                     checkpoints: TrainingCheckpoints,
                      stream_seeds: Mapping[str, Any]) -> None:
     where = f"the checkpoints in {checkpoints.directory}"
-    if metadata.get("fingerprint") != fingerprint:
-        raise ResumeError(f"{where} belong to a run of another fingerprint; resume with the "
-                          "fingerprint they were saved with, or give an empty directory")
+    saved = metadata.get("fingerprint")
+    if not isinstance(saved, dict):  # written before fingerprints were computed
+        if saved != fingerprint:
+            raise ResumeError(f"{where} belong to a run of another fingerprint; resume with "
+                              "the fingerprint they were saved with, or give an empty "
+                              "directory")
+    else:
+        differ = fingerprint_differences(saved, run_print)
+        # A setting that changes the arguments the program is traced with (a batch size, a
+        # hyperparameter's name) changes its traces too: the setting is the news.
+        settings = [name for name in differ if name.startswith("settings.")]
+        differ = settings or differ
+        if differ:
+            raise ResumeError(f"{where} hold another run; what differs: "
+                              f"{describe_differences(differ, saved, run_print)}; give an "
+                              "empty directory to start over")
     if list(metadata.get("seed_indices", [])) != seed_indices.tolist():
         raise ResumeError(f"{where} hold seeds {metadata.get('seed_indices')}, not "
                           f"{seed_indices.tolist()}; give an empty directory to start over")
-    if metadata.get("steps") != steps:
-        raise ResumeError(f"{where} are of a {metadata.get('steps')}-step run, not {steps}; "
+    if int(metadata.get("step", 0)) > target:
+        raise ResumeError(f"{where} are at step {metadata.get('step')}, past the {target} "
+                          "asked for; ask for steps (or stop_at) of at least that many, or "
                           "give an empty directory to start over")
     saved_design = metadata.get("stream_seeds") or {}
     if saved_design != _stream_seeds_json(stream_seeds):
@@ -385,15 +587,18 @@ def _check_resumable(metadata: dict[str, Any], fingerprint: str, seed_indices: n
                           "directory to start over")
 
 
-def _resume(run: _Run, checkpoints: TrainingCheckpoints, steps: int,
+def _resume(run: _Run, checkpoints: TrainingCheckpoints,
             ) -> tuple[int, list[tuple[Any, Any]], dict[str, np.ndarray]]:
-    """``(step, every chunk's (state, diverged_at), curves so far)`` from the newest checkpoint."""
-    saved, metadata = checkpoints.restore(None, _checkpoint_template(run))
+    """``(step, every chunk's (state, diverged_at), curves so far)`` from the newest
+    checkpoint; curves of a run of another length are cut or padded with NaN."""
+    metadata = run.resumed
+    saved_points = int(metadata["steps"]) // run.eval_every
+    saved, metadata = checkpoints.restore(None, _checkpoint_template(run, saved_points))
     saved = jax.tree_util.tree_map(lambda leaf: np.array(leaf, copy=True), saved)
     if not np.array_equal(saved["keys"], run.keys):
         raise ResumeError(f"the checkpoints in {checkpoints.directory} were trained with "
                           "another root seed; give an empty directory to start over")
-    for name, values in run.rows.hyper.items():
+    for name, values in _saved_hyper(run).items():
         if not np.array_equal(saved["hyper"][name], values):
             what = "another stream_seeds design" if is_design_name(name) else \
                 f"other values of {name!r}"
@@ -403,15 +608,66 @@ def _resume(run: _Run, checkpoints: TrainingCheckpoints, steps: int,
     states = [put(jax.tree_util.tree_map(lambda leaf, r=rows: leaf[r], state),
                   run.placement.split) for rows in run.chunk_rows]
     step = int(metadata["step"])
-    logging.info("negres: resumed from the checkpoint at step %d of %d in %s",
-                 step, steps, checkpoints.directory)
-    return step, states, saved["curves"]
+    curves = {}
+    for name, values in saved["curves"].items():
+        values = values[:, :run.num_points]
+        pad = run.num_points - values.shape[1]
+        curves[name] = np.pad(values, ((0, 0), (0, pad)), constant_values=np.nan)
+    logging.info("negres: resumed from the checkpoint at step %d of %d in %s", step,
+                 run.num_points * run.eval_every, checkpoints.directory)
+    return step, states, curves
 
 
 def _gather_state(states: list[tuple[Any, Any]], num_real: int) -> tuple[Any, np.ndarray]:
     """The chunks' ``(state, diverged_at)`` joined on the host, padding dropped."""
     return jax.tree_util.tree_map(lambda *leaves: np.concatenate(leaves)[:num_real],
                                   *[to_host(s) for s in states])
+
+
+def _fed_batches(run: _Run, chunk: int, start_step: int, num_steps: int) -> Any:
+    """The examples chunk ``chunk``'s seeds train on in ``num_steps`` steps from
+    ``start_step``, loaded through the pipeline: leaves ``(seeds, steps, batch, ...)``,
+    split over the seed mesh. The indices are the ones the in-memory path would draw."""
+    trainer = run.placement.trainer
+    key = ("indices", num_steps, run.feed.num_examples)
+    if key not in trainer.compiled:
+        trainer.compiled[key] = jax.jit(over_seeds(
+            lambda k, h, s: trainer.indices_one(k, h, s, num_steps, run.feed.num_examples),
+            seeded_args=(0, 1)))
+    draw = trainer.compiled[key]
+    indices = np.asarray(to_host(draw(run.chunk_keys[chunk], run.chunk_hyper[chunk],
+                                      np.int32(start_step))))
+    return put(run.feed.load(indices), run.placement.split)
+
+
+class _Prefetcher:
+    """Fed batches read one chunk-segment ahead, in a thread, so that the pipeline reads
+    the next segment's examples while the devices train on this one's."""
+
+    def __init__(self, run: _Run, num_steps: int):
+        self.run, self.num_steps = run, num_steps
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="negres-feed")
+        self.ahead: tuple[tuple[int, int], Future[Any]] | None = None
+
+    def take(self, chunk: int, start_step: int, following: tuple[int, int] | None) -> Any:
+        """The batches of ``chunk`` from ``start_step``; starts reading ``following``'s
+        (a chunk and a start step), if any."""
+        if self.ahead is not None and self.ahead[0] == (chunk, start_step):
+            batches = self.ahead[1].result()
+        else:
+            batches = _fed_batches(self.run, chunk, start_step, self.num_steps)
+        self.ahead = None if following is None else (following, self.pool.submit(
+            _fed_batches, self.run, *following, self.num_steps))
+        return batches
+
+
+def _stopping_of(trainer: SeedTrainer, state: Any, num_rows: int) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """``(stopped_at, best_step)`` of every row; -1 without early stopping."""
+    if trainer.early_stopping is None:
+        none = np.full(num_rows, -1, np.int32)
+        return none, none
+    return (np.asarray(to_host(state.stopped_at)), np.asarray(to_host(state.best_step)))
 
 
 def train(
@@ -427,6 +683,10 @@ def train(
     hyperparams: Mapping[str, Sequence[float] | np.ndarray] | None = None,
     eval_data: Batch | None = None,
     eval_every: int | None = None,
+    sampling: str = "replacement",
+    early_stopping: EarlyStopping | None = None,
+    init_state: Any = None,
+    stop_at: int | None = None,
     progress: ProgressFn | None = None,
     trainer: SeedTrainer | None = None,
     mesh: Mesh | None = None,
@@ -445,15 +705,21 @@ def train(
     names, are drawn per ``(seed, stream, step)``. So seed ``i`` of an ``S``-seed run equals
     seed ``i`` trained alone, at any grid point, sharded, chunked, laid out with ``lax.map``
     or resumed from a checkpoint. A seed whose loss or state stops being finite is frozen at
-    its last finite state (its curves become NaN); the other seeds are untouched.
+    its last finite state (its curves become NaN); the other seeds are untouched. Every
+    program's ``init`` and ``step`` find the seed's index in ``hyper["seed_index"]`` and its
+    grid point's flat index in ``hyper["grid_point"]``.
 
     Args:
       program: one seed's training (:func:`~negres.loss_program`,
         :func:`~negres.linen_program`, :func:`~negres.nnx_program`, or your own
         :class:`~negres.SeedProgram`).
       data: the training set, shared by all seeds: any pytree of arrays whose leaves share
-        their leading axis ``N`` (an array, ``(x, y)``, a dict of arrays, integer tokens).
-        Each step draws ``batch_size`` examples uniformly with replacement.
+        their leading axis ``N`` (an array, ``(x, y)``, a dict of arrays, integer tokens);
+        or, for data larger than memory, a random-access source (``len`` and ``[i]``:
+        :class:`negres.training.pipeline.ArraySource` over NumPy memmaps, a Grain,
+        ArrayRecord or TFDS data source, or a :class:`~negres.training.pipeline.GrainFeed`
+        around one), read through Grain one curve point at a time with the indices the
+        in-memory path would draw. Lists of batches, iterators and generators are refused.
       steps: optimizer steps per seed.
       batch_size: examples per step.
       num_seeds: ``S``, seeds ``0..S-1``; give this or ``seed_indices``.
@@ -463,11 +729,29 @@ def train(
         axes; results get shape ``(H_1, ..., H_k, S, ...)``. A name is an injected optimizer
         hyperparameter (``learning_rate`` of a factory such as ``optax.adam``) or anything
         the program reads from its ``hyper`` argument (e.g. a loss's label smoothing).
-      hyperparams: name -> ``(S,)`` values per row instead of a grid (rows may repeat seeds).
+      hyperparams: name -> ``(S,)`` values, one per seed (with a grid, every grid point
+        trains seed ``s`` with its value; without, one per row of ``seed_indices``).
       eval_data: a pytree like ``data`` evaluated whole at every curve point (needs the
         program's ``evaluate``).
       eval_every: steps between curve points; must divide ``steps`` (default: ``steps``).
-      progress: called between segments; ``None`` reports nothing.
+      sampling: ``"replacement"`` (each step draws ``batch_size`` examples uniformly with
+        replacement) or ``"epochs"`` (each seed visits every example once per epoch of
+        ``N // batch_size`` steps, in an order drawn per ``(seed, epoch)``; the last
+        ``N % batch_size`` examples of an epoch's order wait for another epoch).
+      early_stopping: an :class:`EarlyStopping`: each seed whose monitored curve has not
+        improved for ``patience`` curve points stops changing; its best state is returned
+        and ``stopped_at`` says when it stopped. ``None``: every seed trains every step.
+      init_state: start from this state instead of the program's init (fine-tuning, warm
+        starts): a pytree with the structure of the program's state, each leaf per seed
+        ``(H..., S, ...)`` (a :class:`TrainResult`'s ``state``) or one value for every
+        seed; ``None`` in place of a subtree keeps what init gives (e.g.
+        ``negres.LossState(result.params, result.model_state, None)``: a fresh optimizer).
+      stop_at: train to this step of the ``steps``-step run and return (a multiple of
+        ``eval_every``); with ``checkpoints``, a later call continues from there.
+      progress: called after every segment with a
+        :class:`~negres.training.events.TrainingProgress`: the steps done and each seed's
+        new curve points (:func:`negres.progress_reporter` draws a bar;
+        :mod:`negres.reporting.live` writes TensorBoard logs and a metrics table live).
       trainer: a :class:`SeedTrainer` to reuse (default: one cached per program).
       mesh: the devices the seed axis is split over (default: a ``seeds`` mesh of every
         device, :func:`negres.seed_mesh`); the data is replicated.
@@ -477,12 +761,20 @@ def train(
       seeds_per_map_step: seeds vmapped together at each ``lax.map`` step of ``"map"``.
       memory_budget_bytes: per-device budget of the automatic chunk size.
       checkpoints: where to save and resume (:class:`~negres.TrainingCheckpoints`);
-        ``None`` saves nothing. A call finding checkpoints there resumes from the newest.
+        ``None`` saves nothing. A call finding checkpoints there resumes from the newest,
+        after checking they are of this run: the program's functions (traced, with the
+        constants they close over: an optimizer's hyperparameters, a schedule, arrays),
+        the data's and ``init_state``'s contents, the batch size, curve spacing, sampling,
+        root seed, seeds, grid and ``stream_seeds``; anything else is refused naming what
+        differs. A call with more ``steps`` than the checkpoints' run continues it: seed
+        ``i`` then equals a run that had all the steps from the start, where the program
+        does not depend on the number of steps (a schedule decaying over ``steps`` does,
+        and is refused as another program).
       checkpoint_every: steps between checkpoints (rounded up to curve points; 0: at the
         first progress report a minute or more after the last save); the final state is
         always saved.
-      fingerprint: what identifies the run in its checkpoints; resuming from checkpoints
-        of another fingerprint is refused.
+      fingerprint: anything else that identifies the run (a config's hash), checked with
+        the computed fingerprint.
       stream_seeds: a source design: source -> ``(S,)`` seed indices, so that seed ``s``'s
         source ``name`` draws from the key of seed ``stream_seeds[name][s]`` instead of its
         own (every source not named follows seed ``s``). Sources: ``"init"`` (the key the
@@ -502,40 +794,36 @@ def train(
       ResumeError: checkpoints of another run.
     """
     start = time.perf_counter()
-    resumed_layout = None
-    if checkpoints is not None and checkpoints.latest_step() is not None:
-        # Refuse another run's checkpoints before anything compiles.
-        given, counted = _design_seeds(stream_seeds, num_seeds, seed_indices)
-        rows = expand_rows(counted, seed_indices, hyperparams, grid)
-        metadata = checkpoints.metadata()
-        _check_resumable(metadata, fingerprint, rows.seed_indices, steps, checkpoints,
-                         checked_stream_seeds(
-                             given, rows.seed_indices.size // math.prod(rows.grid_shape),
-                             program.streams if isinstance(program, SeedProgram) else ()))
-        # The layouts round differently: "auto" resumes in the layout it chose, not in one
-        # a new timing probe might pick.
-        if layout == "auto" and "layout" in metadata:
-            resumed_layout = (metadata["layout"], int(metadata["seeds_per_map_step"]))
-    run = _prepare_run(
+    run, init_state = _prepare_run(
         program, data, num_seeds=num_seeds, steps=steps, batch_size=batch_size, seed=seed,
         eval_every=eval_every, eval_data=eval_data, seed_indices=seed_indices, grid=grid,
         hyperparams=hyperparams, trainer=trainer, mesh=mesh, seeds_per_chunk=seeds_per_chunk,
         layout=layout, seeds_per_map_step=seeds_per_map_step,
         memory_budget_bytes=memory_budget_bytes, checkpoint_every=checkpoint_every,
-        checkpointing=checkpoints is not None, resumed_layout=resumed_layout,
-        stream_seeds=stream_seeds,
+        checkpoints=checkpoints, fingerprint=fingerprint, stream_seeds=stream_seeds,
+        sampling=sampling, early_stopping=early_stopping, init_state=init_state,
+        stop_at=stop_at,
     )
     num_real, eval_every = run.rows.seed_indices.size, run.eval_every
+    target = stop_at or steps
+    target_points = target // eval_every
     curves = {n: np.full((num_real, run.num_points), np.nan, np.float32)
               for n in run.curve_names}
     first_point, resumed_from = 0, None
-    if checkpoints is not None and checkpoints.latest_step() is not None:
-        resumed_from, states, curves = _resume(run, checkpoints, steps)
+    if run.resumed is not None:
+        resumed_from, states, curves = _resume(run, checkpoints)
         first_point = resumed_from // eval_every
     else:
-        states = _initial_states(run)
+        states = _initial_states(run, init_state)
 
     placement, chunk = run.placement, run.plan.seeds_per_chunk
+    trainer = placement.trainer
+    shape = run.rows.grid_shape
+    seeds = run.rows.seed_indices
+
+    def shaped(leaf: Any) -> Any:
+        return leaf.reshape(*shape, -1, *leaf.shape[1:]) if shape else leaf
+
     last_save = time.perf_counter()
     # A checkpoint of a run with other segment lengths may sit between this run's segments:
     # then segments as long as both grids allow.
@@ -543,12 +831,18 @@ def train(
         run.points_per_segment
     segment = run.segment if per_segment == run.points_per_segment else placement.segment(
         per_segment, run.plan.layout, run.plan.seeds_per_map_step, chunk)
-    for point in range(first_point, run.num_points, per_segment):
-        start_step = put(np.asarray(point * eval_every, np.int32), placement.shared)
+    loader = _Prefetcher(run, per_segment * eval_every) if run.feed is not None else None
+    for point in range(first_point, target_points, per_segment):
+        start_step = point * eval_every
+        step_on_device = put(np.asarray(start_step, np.int32), placement.shared)
         pending = []
         for c, (keys, hyper) in enumerate(zip(run.chunk_keys, run.chunk_hyper, strict=True)):
-            *state, pieces = segment(*states[c], keys, hyper, start_step, placement.data,
-                                     placement.eval_data)
+            fed = () if loader is None else loader.take(c, start_step, (
+                (c + 1, start_step) if c + 1 < len(run.chunk_keys) else
+                (0, start_step + per_segment * eval_every)
+                if point + per_segment < target_points else None))
+            *state, pieces = segment(*states[c], keys, hyper, fed, step_on_device,
+                                     placement.data, placement.eval_data)
             states[c] = tuple(state)
             pending.append(pieces)  # fetched after every chunk is dispatched, so they overlap
         for c, pieces in enumerate(pending):
@@ -557,48 +851,81 @@ def train(
             for name in run.curve_names:
                 curves[name][lo:hi, point:point + per_segment] = pieces[name][:hi - lo]
         done = (point + per_segment) * eval_every
+        new_points = slice(point, point + per_segment)
+        if progress is not None or trainer.early_stopping is not None:
+            diverged_now = np.concatenate([to_host(d) for _, d in states])[:num_real]
+            stopped_now = (np.full(num_real, -1, np.int32) if trainer.early_stopping is None
+                           else np.concatenate([to_host(s.stopped_at)
+                                                for s, _ in states])[:num_real])
+            if (trainer.early_stopping is not None and done < target
+                    and np.all((stopped_now >= 0) | (diverged_now >= 0))):
+                # Every seed stopped or diverged: the rest would change nothing. Their
+                # evaluation curves hold the frozen states' values, their training curves
+                # stay NaN, as training on would have left them.
+                for name, values in curves.items():
+                    if name.startswith("eval_"):
+                        values[:, point + per_segment:] = values[:, [point + per_segment - 1]]
+                new_points, done = slice(point, target_points), target
         if progress is not None:
-            jax.block_until_ready(states)
-            progress(done, steps, num_real, time.perf_counter() - start)
-        due = done == steps or (done % (run.points_per_checkpoint * eval_every) == 0 and (
+            progress(TrainingProgress(
+                step=done, steps=target, num_seeds=num_real,
+                elapsed_s=time.perf_counter() - start,
+                curve_steps=eval_every * np.arange(new_points.start + 1, new_points.stop + 1),
+                curves={n: shaped(v[:, new_points]) for n, v in curves.items()},
+                seed_indices=seeds[:seeds.size // math.prod(shape)] if shape else seeds,
+                grid=dict(run.rows.grid), diverged_at=shaped(np.asarray(diverged_now)),
+                stopped_at=shaped(stopped_now)))
+        due = done == target or (done % (run.points_per_checkpoint * eval_every) == 0 and (
             checkpoint_every > 0 or time.perf_counter() - last_save >= _CHECKPOINT_SECONDS))
         # Saving is collective: process 0's clock decides for every process.
         if checkpoints is not None and agreed(int(due)):
             state, diverged_at = _gather_state(states, num_real)
             # Saved replicated: every host can read every seed back, whatever the mesh then.
             saved = put({"state": state, "diverged_at": diverged_at, "keys": run.keys,
-                         "hyper": run.rows.hyper, "curves": curves}, placement.shared)
-            checkpoints.save(done, saved, {"step": done, "steps": steps,
-                                           "fingerprint": fingerprint,
-                                           "seed_indices": run.rows.seed_indices.tolist(),
-                                           "layout": run.plan.layout,
-                                           "stream_seeds": _stream_seeds_json(
-                                               run.stream_seeds),
-                                           "seeds_per_map_step": run.plan.seeds_per_map_step})
+                         "hyper": _saved_hyper(run), "curves": curves}, placement.shared)
+            checkpoints.save(done, saved, {
+                "step": done, "steps": steps, "eval_every": eval_every,
+                "fingerprint": run.fingerprint,
+                "seed_indices": run.rows.seed_indices.tolist(),
+                "grid": {n: list(v) for n, v in run.rows.grid.items()},
+                "hyperparams": sorted(_program_hyper(run.rows.hyper)),
+                "layout": run.plan.layout,
+                "stream_seeds": _stream_seeds_json(run.stream_seeds),
+                "seeds_per_map_step": run.plan.seeds_per_map_step,
+                "early_stopping": trainer.early_stopping is not None,
+                "restore_best": (trainer.early_stopping is None
+                                 or trainer.early_stopping.restore_best)})
             last_save = time.perf_counter()
+        if done == target:
+            break
+    if loader is not None:
+        loader.pool.shutdown(wait=True, cancel_futures=True)
     if (run.plan.num_chunks == 1 and not run.plan.padded_seeds and jax.process_count() == 1
             and not run.rows.grid):
         final_state, diverged_at = states[0]
     else:
         final_state, diverged_at = _gather_state(states, num_real)
     jax.block_until_ready(final_state)
-    shape = run.rows.grid_shape
-    seeds = run.rows.seed_indices
-
-    def shaped(leaf: Any) -> Any:
-        return leaf.reshape(*shape, -1, *leaf.shape[1:]) if shape else leaf
+    stopped_at, best_step = _stopping_of(trainer, final_state, num_real)
+    if trainer.early_stopping is not None:
+        final_state = (final_state.best if trainer.early_stopping.restore_best
+                       else final_state.state)
 
     return TrainResult(
         state=jax.tree_util.tree_map(shaped, final_state),
         seed_indices=seeds[:seeds.size // math.prod(shape)] if shape else seeds,
-        curves={n: shaped(v) for n, v in curves.items()},
-        curve_steps=eval_every * np.arange(1, run.num_points + 1),
+        curves={n: shaped(v[:, :target_points]) for n, v in curves.items()},
+        curve_steps=eval_every * np.arange(1, target_points + 1),
         train_time_s=time.perf_counter() - start,
         diverged_at=shaped(np.asarray(to_host(diverged_at))),
         plan=run.plan._asdict() | {"resumed_from_step": resumed_from},
         grid=dict(run.rows.grid),
-        hyperparams={n: shaped(v) for n, v in run.rows.hyper.items() if not is_design_name(n)},
+        hyperparams={n: shaped(v) for n, v in _program_hyper(run.rows.hyper).items()},
         stream_seeds=dict(run.stream_seeds),
+        stopped_at=shaped(stopped_at),
+        best_step=shaped(best_step),
+        restored_best=bool(trainer.early_stopping is not None
+                           and trainer.early_stopping.restore_best),
     )
 
 
@@ -612,9 +939,7 @@ def compile_training(*args: Any, **kwargs: Any) -> Plan:
     bound = inspect.signature(train).bind(*args, **kwargs)
     bound.apply_defaults()
     arguments = dict(bound.arguments)
-    checkpointing = arguments.pop("checkpoints") is not None
-    for name in ("progress", "fingerprint"):
+    for name in ("progress", "checkpoints", "fingerprint"):
         arguments.pop(name)
     positional = [arguments.pop(n) for n in ("program", "data")]
-    return _prepare_run(*positional, checkpointing=checkpointing, **arguments).plan
-
+    return _prepare_run(*positional, **arguments)[0].plan

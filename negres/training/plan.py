@@ -104,18 +104,21 @@ class Placement:
     """Compiles the lifted pieces of one trainer for one mesh and data, with explicit
     shardings: seeded arguments split over ``seeds``, shared ones replicated.
 
-    ``data`` and ``eval_data`` are pytrees already placed (replicated) on the mesh;
-    ``hyper`` maps each grid name to the dtype of its per-seed values.
+    ``data`` and ``eval_data`` are pytrees already placed (replicated) on the mesh (``data``
+    is ``()`` when batches are fed); ``hyper`` maps each grid name to the dtype of its
+    per-seed values; ``fed_batch``: one fed batch's shapes (leaves ``(batch_size, ...)``),
+    or None when the batches are drawn from ``data``.
     """
 
     def __init__(self, trainer: SeedTrainer, mesh: Mesh, data: Any, eval_data: Any,
-                 example: Any, hyper_dtypes: dict[str, Any]):
+                 example: Any, hyper_dtypes: dict[str, Any], fed_batch: Any = None):
         self.trainer = trainer
         self.mesh = mesh
         self.data = data
         self.eval_data = eval_data
         self.example = example
         self.hyper_dtypes = dict(sorted(hyper_dtypes.items()))
+        self.fed_batch = fed_batch
         self.split = seeded(mesh)
         self.shared = replicated(mesh)
 
@@ -140,9 +143,19 @@ class Placement:
             lambda leaf: self._abstract(leaf.shape, leaf.dtype, self.split), state)
         return state, self._abstract((num_seeds,), jnp.int32, self.split)
 
+    def abstract_fed(self, num_seeds: int, num_steps: int) -> Any:
+        """The fed batches of ``num_steps`` steps: leaves ``(num_seeds, num_steps,
+        batch_size, ...)`` split over seeds; ``()`` when batches are drawn from the data."""
+        if self.fed_batch is None:
+            return ()
+        return jax.tree_util.tree_map(
+            lambda a: self._abstract((num_seeds, num_steps, *a.shape), a.dtype, self.split),
+            self.fed_batch)
+
     def _cached(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         shapes = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype),
-                                        (self.data, self.eval_data, self.example))
+                                        (self.data, self.eval_data, self.example,
+                                         self.fed_batch))
         key = (*key, self.mesh, tuple(self.hyper_dtypes.items()),
                jax.tree_util.tree_structure(shapes), tuple(jax.tree_util.tree_leaves(shapes)))
         if key not in self.trainer.compiled:
@@ -160,32 +173,34 @@ class Placement:
         return self._cached(("init", num_seeds), build)
 
     def _lifted(self, fn: Callable[..., Any], shared: tuple[Any, ...], layout: str,
-                width: int, num_seeds: int) -> Any:
-        lifted = lift_over_seeds(fn, (0, 1, 2, 3), layout, num_devices=self.mesh.size,
+                width: int, num_seeds: int, num_steps: int) -> Any:
+        lifted = lift_over_seeds(fn, (0, 1, 2, 3, 4), layout, num_devices=self.mesh.size,
                                  seeds_per_map_step=width)
-        shardings = (self.split,) * 4 + (self.shared,) * (1 + len(shared))
+        shardings = (self.split,) * 5 + (self.shared,) * (1 + len(shared))
         jitted = jax.jit(lifted, in_shardings=shardings, out_shardings=self.split)
         state, diverged_at = self.abstract_state(num_seeds)
         keys, hyper = self.abstract_inputs(num_seeds)
         start = self._abstract((), jnp.int32, self.shared)
-        return jitted.lower(state, diverged_at, keys, hyper, start,
+        return jitted.lower(state, diverged_at, keys, hyper,
+                            self.abstract_fed(num_seeds, num_steps), start,
                             *self._shared_abstract(shared)).compile()
 
     def segment(self, num_points: int, layout: str, width: int, num_seeds: int) -> Any:
-        """Compiled ``(state, diverged_at, keys, hyper, start_step, data, eval_data)
+        """Compiled ``(state, diverged_at, keys, hyper, fed, start_step, data, eval_data)
         -> (state, diverged_at, curves)`` for ``num_seeds`` seeds."""
         return self._cached(
             ("segment", num_points, layout, width, num_seeds),
             lambda: self._lifted(self.trainer.segment_one(num_points),
-                                 (self.data, self.eval_data), layout, width, num_seeds))
+                                 (self.data, self.eval_data), layout, width, num_seeds,
+                                 num_points * self.trainer.eval_every))
 
     def steps(self, num_steps: int, layout: str, width: int, num_seeds: int) -> Any:
-        """Compiled ``(state, diverged_at, keys, hyper, start_step, data)
+        """Compiled ``(state, diverged_at, keys, hyper, fed, start_step, data)
         -> (state, diverged_at)``."""
         return self._cached(
             ("steps", num_steps, layout, width, num_seeds),
             lambda: self._lifted(self.trainer.steps_one(num_steps), (self.data,), layout,
-                                 width, num_seeds))
+                                 width, num_seeds, num_steps))
 
 
 # Layouts measured so far: conditions of one study that share a model (and differ in
@@ -256,6 +271,9 @@ def choose_layout(
     """
     if layout != "auto":
         return layout, (width if layout == "map" else 1), f"layout {layout} asked for"
+    if placement.fed_batch is not None:
+        return "vmap", 1, ("auto: batches fed from a pipeline, so vmap (the probe would "
+                           "need batches of its own)")
     trainer = placement.trainer
     if trainer.convolutional is None:
         state, diverged_at = jax.tree_util.tree_map(
@@ -263,7 +281,7 @@ def choose_layout(
         one_hyper = {n: jax.ShapeDtypeStruct((), d) for n, d in placement.hyper_dtypes.items()}
         trainer.convolutional = is_convolutional(
             trainer.steps_one(1), state, diverged_at, jax.ShapeDtypeStruct((2,), jnp.uint32),
-            one_hyper, jax.ShapeDtypeStruct((), jnp.int32), placement.data)
+            one_hyper, (), jax.ShapeDtypeStruct((), jnp.int32), placement.data)
     num_devices = placement.mesh.size
     platform = placement.mesh.devices.flat[0].platform
     per_device = -(-num_seeds // num_devices)
@@ -289,7 +307,7 @@ def choose_layout(
     state = placement.init(probe_seeds)(keys, probe_hyper, placement.example)
     diverged_at = put(np.full(probe_seeds, -1, np.int32), placement.split)
     start = put(np.asarray(0, np.int32), placement.shared)
-    args = (state, diverged_at, keys, probe_hyper, start, placement.data)
+    args = (state, diverged_at, keys, probe_hyper, (), start, placement.data)
     runs = {c: placement.steps(_PROBE_STEPS, *c, probe_seeds) for c in candidates}
     for run in runs.values():
         jax.block_until_ready(run(*args))  # first run: allocation, caches
