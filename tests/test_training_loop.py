@@ -383,3 +383,74 @@ def test_an_epochs_order_is_a_uniform_permutation():
     expected = orders_drawn / (size * (size - 1))
     chi2 = ((pairs - expected) ** 2 / expected).sum()
     assert scipy.stats.chi2.sf(chi2, size * (size - 1) - 1) > 1e-3
+
+
+def test_review_traps_of_the_loop(tmp_path):
+    """Data fed through Grain enters the fingerprint by its records; nested datasets are
+    not taken for lists of batches; eval_data must be in memory; continuing with the
+    default eval_every reads it from the checkpoints; init_state errors name the leaf; a
+    per-seed state warm-starts every grid point."""
+    from negres.training.pipeline import ArraySource
+
+    checkpoints = negres.TrainingCheckpoints(tmp_path / "fed")
+    negres.train(PROGRAM, ArraySource((X, Y)), num_seeds=2, checkpoints=checkpoints, **KW)
+    with pytest.raises(ResumeError, match="what differs: the training data"):
+        negres.train(PROGRAM, ArraySource((X, (Y + 1) % 3)), num_seeds=2,
+                     checkpoints=checkpoints, **(KW | {"steps": 80}))
+    with pytest.raises(ArgumentError, match=r"eval_data='ArraySource'.*in memory"):
+        negres.train(PROGRAM, (X, Y), num_seeds=2, steps=10, batch_size=8,
+                     eval_data=ArraySource((X, Y)))
+    # ((x, mask), (y, weight)): one dataset whose halves share a structure.
+    def loss(params, model_state, batch, rngs):
+        (x, mask), (y, weight) = batch
+        value, aux = _loss(params, model_state, (x * mask, y), rngs)
+        return value * weight.mean(), aux
+
+    nested = negres.loss_program(lambda key, batch: _init(key, batch[0]), loss,
+                                 optax.sgd(0.1), streams=())
+    data = ((X, np.ones_like(X)), (Y, np.ones(len(Y), np.float32)))
+    assert negres.train(nested, data, num_seeds=1, steps=5, batch_size=8).final(
+        "train_loss").shape == (1,)
+    # Continuing a run whose curve spacing was left to its default (steps).
+    checkpoints = negres.TrainingCheckpoints(tmp_path / "default")
+    negres.train(PROGRAM, (X, Y), num_seeds=2, steps=20, batch_size=BATCH,
+                 checkpoints=checkpoints)
+    more = negres.train(PROGRAM, (X, Y), num_seeds=2, steps=40, batch_size=BATCH,
+                        checkpoints=checkpoints)
+    np.testing.assert_array_equal(more.curve_steps, [20, 40])
+    # init_state: a leaf of the wrong shape is named; per-seed states start every point.
+    trained = negres.train(PROGRAM, (X, Y), num_seeds=2, **KW)
+    with pytest.raises(ArgumentError, match=r"init_state\.params\['[bw]'\]='a leaf of shape"):
+        negres.train(PROGRAM, (X, Y), num_seeds=3,
+                     init_state=negres.LossState(trained.params, None, None), **KW)
+    frozen = negres.loss_program(_init, _loss, optax.sgd, hyperparams={"learning_rate": 0.1},
+                                 streams=())
+    grid = negres.train(frozen, (X, Y), num_seeds=2, grid={"learning_rate": [1e-9, 2e-9]},
+                        init_state=negres.LossState(trained.params, {}, None), steps=5,
+                        batch_size=8)
+    np.testing.assert_allclose(np.asarray(grid.params["w"][1]),
+                               np.asarray(trained.params["w"]), atol=1e-6)
+
+
+def test_array_likes_stay_in_memory_and_equal_early_stopping_settings_resume(tmp_path):
+    from negres.training.pipeline import is_random_access
+
+    class Frame:  # a DataFrame's protocol: an array-like with len and []
+        def __array__(self, dtype=None, copy=None):
+            return X
+
+        def __len__(self):
+            return len(X)
+
+        def __getitem__(self, column):
+            return X[:, column]
+
+    assert not is_random_access(Frame())
+    checkpoints = negres.TrainingCheckpoints(tmp_path)
+    kw = KW | {"num_seeds": 2, "checkpoints": checkpoints}
+    negres.train(PROGRAM, (X, Y), early_stopping=negres.EarlyStopping("eval_loss", 9, "min", 0),
+                 **kw)
+    # 0 and 0.0, restore_best or not: the same training, resumed (here: continued).
+    again = negres.train(PROGRAM, (X, Y), early_stopping=negres.EarlyStopping(
+        "eval_loss", 9, "min", 0.0, restore_best=False), **(kw | {"steps": 50}))
+    assert again.plan["resumed_from_step"] == STEPS

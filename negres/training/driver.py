@@ -235,23 +235,34 @@ _DATA_ALLOWED = ("one pytree of arrays sharing their leading (example) axis (an 
 
 
 def _is_list_of_batches(data: Any) -> bool:
-    """A list (or tuple) of two or more batches of one structure, e.g. ``[(x1, y1), (x2,
-    y2)]``: its leaves would share a leading axis and pass for one dataset of ``B``
-    examples, so it is told apart here."""
+    """A list (or tuple) of two or more batches, e.g. ``[(x1, y1), (x2, y2)]``: items of
+    one structure whose leaves agree in dtype and in shape past the leading axis. Its
+    leaves would share a leading axis and pass for one dataset of ``B`` examples, so it is
+    told apart here; ``((x, mask), (y, weight))`` is one dataset (``x`` and ``y`` differ)."""
     if not isinstance(data, (list, tuple)) or len(data) < 2:
         return False
     if not all(isinstance(item, (list, tuple, dict)) for item in data):
         return False
-    structures = {jax.tree_util.tree_structure(item) for item in data}
-    return len(structures) == 1
+    if len({jax.tree_util.tree_structure(item) for item in data}) != 1:
+        return False
+
+    def signature(item: Any) -> list[tuple[Any, ...]]:
+        return [(np.shape(leaf)[1:], np.asarray(leaf).dtype)
+                for leaf in jax.tree_util.tree_leaves(item)]
+
+    return all(signature(item) == signature(data[0]) for item in data[1:])
 
 
 def _checked_data(data: Batch, name: str) -> tuple[Batch, int]:
     """``(data on the host, its number of examples)``; a random-access source comes back
     as a :class:`~negres.training.pipeline.GrainFeed` (not read here)."""
+    if name != "data" and (isinstance(data, GrainFeed) or is_random_access(data)):
+        raise ArgumentError(name, type(data).__name__,
+                            "a pytree of arrays in memory (it is evaluated whole at every "
+                            "curve point)")
     if isinstance(data, GrainFeed):
         return data, data.num_examples
-    if name == "data" and is_random_access(data):
+    if is_random_access(data):
         feed = GrainFeed(data)
         return feed, feed.num_examples
     if isinstance(data, Iterator) or inspect.isgenerator(data):
@@ -341,7 +352,14 @@ def _prepare_run(
     stream_seeds = checked_stream_seeds(stream_seeds, per_point, program.streams)
     host_data, num_train = _checked_data(data, "data")
     feed = host_data if isinstance(host_data, GrainFeed) else None
-    eval_every = steps if eval_every is None else eval_every
+    if eval_every is None:
+        eval_every = steps
+        # Continuing a run that spaced its curve by default: its spacing, not the new steps.
+        if checkpoints is not None and checkpoints.latest_step() is not None:
+            saved_every = checkpoints.metadata().get("eval_every")
+            if is_int(saved_every) and saved_every > 0 and is_int(steps) and \
+                    steps % saved_every == 0:
+                eval_every = saved_every
     check_training_arguments(num_seeds=int(rows.seed_indices.size), steps=steps,
                              batch_size=batch_size, eval_every=eval_every, num_train=num_train)
     check_scale_arguments(seeds_per_chunk=seeds_per_chunk, layout=layout,
@@ -388,7 +406,9 @@ def _prepare_run(
         run_print = run_fingerprint(
             program, example=example, eval_example=host_eval if has_eval else None,
             hyper={n: np.asarray(v[0]) for n, v in rows.hyper.items() if not is_design_name(n)},
-            data=host_data,
+            # A feed is its source read a certain way: the source's records enter, and the
+            # decoding function by name.
+            data=host_data if feed is None else feed.source,
             eval_data=host_eval if has_eval else None, init_state=init_state,
             settings={"batch_size": batch_size, "eval_every": eval_every, "seed": seed,
                       "sampling": sampling, "fingerprint": fingerprint,
@@ -396,8 +416,13 @@ def _prepare_run(
                       "jax": jax.__version__,
                       "grid": {n: list(v) for n, v in rows.grid.items()},
                       "hyperparams": sorted(_program_hyper(rows.hyper)),
-                      "early_stopping": None if early_stopping is None else
-                      early_stopping._asdict()})
+                      "decode": None if feed is None or feed.decode is None else
+                      getattr(feed.decode, "__qualname__", type(feed.decode).__name__),
+                      # What decides training; restore_best only picks what is returned.
+                      "early_stopping": None if early_stopping is None else (
+                          f"{early_stopping.metric} {early_stopping.mode} patience="
+                          f"{early_stopping.patience} min_delta="
+                          f"{float(early_stopping.min_delta):g}")})
         if checkpoints.latest_step() is not None:
             resumed = checkpoints.metadata()
             _check_resumable(resumed, run_print, fingerprint, rows.seed_indices,
@@ -469,18 +494,19 @@ def _prepare_run(
 
 def _checked_init_state(init_state: Any, placement: Placement, rows: Rows) -> Any:
     """``init_state`` as host arrays ``(R, ...)``, one row per trained row: each leaf given
-    per seed ``(H..., S, ...)`` (as a :class:`TrainResult`'s state), or once ``(...)`` for
-    every seed; ``None`` where the program's init fills in (e.g. a fresh optimizer state:
-    ``LossState(params, model_state, None)``)."""
+    per seed ``(H..., S, ...)`` (as a :class:`TrainResult`'s state), per seed ``(S, ...)``
+    for every grid point, or once ``(...)`` for every seed; ``None`` where the program's
+    init fills in (e.g. a fresh optimizer state: ``LossState(params, model_state, None)``)."""
     trainer = placement.trainer
     abstract = jax.eval_shape(trainer.program.init, jax.ShapeDtypeStruct((2,), np.uint32),
                               placement.example, {n: jax.ShapeDtypeStruct((), v.dtype)
                                                   for n, v in rows.hyper.items()
                                                   if not is_design_name(n)})
     num_rows = rows.seed_indices.size
-    lead = (*rows.grid_shape, num_rows // math.prod(rows.grid_shape))
+    points = math.prod(rows.grid_shape)
+    lead = (*rows.grid_shape, num_rows // points)
 
-    def one(given: Any, want: jax.ShapeDtypeStruct) -> Any:
+    def one(path: Any, given: Any, want: jax.ShapeDtypeStruct) -> Any:
         if given is None:
             return None
         array = np.asarray(given)
@@ -488,15 +514,23 @@ def _checked_init_state(init_state: Any, placement: Placement, rows: Rows) -> An
             array = np.broadcast_to(array, (num_rows, *want.shape))
         elif array.shape == (*lead, *want.shape):
             array = array.reshape(num_rows, *want.shape)
+        elif rows.grid_shape and array.shape == (lead[-1], *want.shape):
+            array = np.tile(array, (points, *[1] * len(want.shape)))  # each seed's, per point
         else:
+            per_seed = f"{(*lead, *want.shape)} per seed"
+            if rows.grid_shape:
+                per_seed += f", {(lead[-1], *want.shape)} per seed at every grid point"
             raise ArgumentError(
-                "init_state", f"a leaf of shape {array.shape}",
-                f"leaves shaped like the program's state: {want.shape} for every seed, or "
-                f"{(*lead, *want.shape)} per seed (None: the program's init fills it in)")
+                f"init_state{jax.tree_util.keystr(path)}", f"a leaf of shape {array.shape}",
+                f"a leaf shaped like the program's state: {want.shape} for every seed, or "
+                f"{per_seed} (None: the program's init fills it in)")
         return array.astype(want.dtype, copy=False)
 
     try:
-        return jax.tree_util.tree_map(one, init_state, abstract, is_leaf=lambda x: x is None)
+        return jax.tree_util.tree_map_with_path(one, init_state, abstract,
+                                                is_leaf=lambda x: x is None)
+    except ArgumentError:
+        raise
     except (ValueError, TypeError) as e:
         raise ArgumentError("init_state", f"a {type(init_state).__name__}",
                             "a pytree with the structure of the program's state (as "
@@ -517,7 +551,7 @@ def _initial_states(run: _Run, init_state: Any) -> list[tuple[Any, Any]]:
                 lambda given, fresh, r=rows: fresh if given is None else put(given[r], split),
                 init_state, trainer.program_state(state), is_leaf=lambda x: x is None)
             # Rewrapped on the device: the best state so far starts as the given state.
-            state = put(jax.jit(over_seeds(trainer.wrap))(program_state), split)
+            state = jax.jit(over_seeds(trainer.wrap), out_shardings=split)(program_state)
         states.append((state, put(np.full(rows.size, -1, np.int32), split)))
     return states
 
@@ -558,6 +592,8 @@ def _check_resumable(metadata: dict[str, Any], run_print: dict[str, str], finger
     where = f"the checkpoints in {checkpoints.directory}"
     saved = metadata.get("fingerprint")
     if not isinstance(saved, dict):  # written before fingerprints were computed
+        logging.warning("negres: %s were written before negres computed fingerprints: only "
+                        "the fingerprint string given with them is checked", where)
         if saved != fingerprint:
             raise ResumeError(f"{where} belong to a run of another fingerprint; resume with "
                               "the fingerprint they were saved with, or give an empty "
@@ -626,18 +662,22 @@ def _gather_state(states: list[tuple[Any, Any]], num_real: int) -> tuple[Any, np
 
 def _fed_batches(run: _Run, chunk: int, start_step: int, num_steps: int) -> Any:
     """The examples chunk ``chunk``'s seeds train on in ``num_steps`` steps from
-    ``start_step``, loaded through the pipeline: leaves ``(seeds, steps, batch, ...)``,
-    split over the seed mesh. The indices are the ones the in-memory path would draw."""
+    ``start_step``, loaded through the pipeline on the host: leaves ``(seeds, steps,
+    batch, ...)``. The indices are the ones the in-memory path would draw, computed from
+    host copies of the chunk's keys on this process's own device: no collective, so a
+    thread may call this while the main thread trains."""
     trainer = run.placement.trainer
     key = ("indices", num_steps, run.feed.num_examples)
     if key not in trainer.compiled:
         trainer.compiled[key] = jax.jit(over_seeds(
             lambda k, h, s: trainer.indices_one(k, h, s, num_steps, run.feed.num_examples),
             seeded_args=(0, 1)))
-    draw = trainer.compiled[key]
-    indices = np.asarray(to_host(draw(run.chunk_keys[chunk], run.chunk_hyper[chunk],
-                                      np.int32(start_step))))
-    return put(run.feed.load(indices), run.placement.split)
+    rows = run.chunk_rows[chunk]
+    here = jax.local_devices()[0]
+    keys, hyper = jax.device_put((run.keys[rows], {n: v[rows] for n, v in
+                                                   run.rows.hyper.items()}), here)
+    indices = np.asarray(trainer.compiled[key](keys, hyper, np.int32(start_step)))
+    return run.feed.load(indices)
 
 
 class _Prefetcher:
@@ -658,7 +698,9 @@ class _Prefetcher:
             batches = _fed_batches(self.run, chunk, start_step, self.num_steps)
         self.ahead = None if following is None else (following, self.pool.submit(
             _fed_batches, self.run, *following, self.num_steps))
-        return batches
+        # Read ahead on the host, placed here: the devices hold one chunk's batches at a
+        # time, as the chunk size was chosen for.
+        return put(batches, self.run.placement.split)
 
 
 def _stopping_of(trainer: SeedTrainer, state: Any, num_rows: int) -> tuple[np.ndarray,
@@ -743,9 +785,10 @@ def train(
         and ``stopped_at`` says when it stopped. ``None``: every seed trains every step.
       init_state: start from this state instead of the program's init (fine-tuning, warm
         starts): a pytree with the structure of the program's state, each leaf per seed
-        ``(H..., S, ...)`` (a :class:`TrainResult`'s ``state``) or one value for every
-        seed; ``None`` in place of a subtree keeps what init gives (e.g.
-        ``negres.LossState(result.params, result.model_state, None)``: a fresh optimizer).
+        ``(H..., S, ...)`` (a :class:`TrainResult`'s ``state``), per seed ``(S, ...)`` at
+        every grid point, or one value for every seed; ``None`` in place of a subtree keeps
+        what init gives (e.g. ``negres.LossState(result.params, result.model_state,
+        None)``: a fresh optimizer).
       stop_at: train to this step of the ``steps``-step run and return (a multiple of
         ``eval_every``); with ``checkpoints``, a later call continues from there.
       progress: called after every segment with a
@@ -766,7 +809,8 @@ def train(
         constants they close over: an optimizer's hyperparameters, a schedule, arrays),
         the data's and ``init_state``'s contents, the batch size, curve spacing, sampling,
         root seed, seeds, grid and ``stream_seeds``; anything else is refused naming what
-        differs. A call with more ``steps`` than the checkpoints' run continues it: seed
+        differs. A call with more ``steps`` than the checkpoints' run (and the same
+        ``eval_every``; left out, it is read from the checkpoints) continues it: seed
         ``i`` then equals a run that had all the steps from the start, where the program
         does not depend on the number of steps (a schedule decaying over ``steps`` does,
         and is refused as another program).
@@ -832,27 +876,29 @@ def train(
     segment = run.segment if per_segment == run.points_per_segment else placement.segment(
         per_segment, run.plan.layout, run.plan.seeds_per_map_step, chunk)
     loader = _Prefetcher(run, per_segment * eval_every) if run.feed is not None else None
-    for point in range(first_point, target_points, per_segment):
-        start_step = point * eval_every
-        step_on_device = put(np.asarray(start_step, np.int32), placement.shared)
-        pending = []
-        for c, (keys, hyper) in enumerate(zip(run.chunk_keys, run.chunk_hyper, strict=True)):
-            fed = () if loader is None else loader.take(c, start_step, (
-                (c + 1, start_step) if c + 1 < len(run.chunk_keys) else
-                (0, start_step + per_segment * eval_every)
-                if point + per_segment < target_points else None))
-            *state, pieces = segment(*states[c], keys, hyper, fed, step_on_device,
-                                     placement.data, placement.eval_data)
-            states[c] = tuple(state)
-            pending.append(pieces)  # fetched after every chunk is dispatched, so they overlap
-        for c, pieces in enumerate(pending):
-            pieces = to_host(pieces)
-            lo, hi = c * chunk, min((c + 1) * chunk, num_real)
-            for name in run.curve_names:
-                curves[name][lo:hi, point:point + per_segment] = pieces[name][:hi - lo]
-        done = (point + per_segment) * eval_every
-        new_points = slice(point, point + per_segment)
-        if progress is not None or trainer.early_stopping is not None:
+    try:
+        for point in range(first_point, target_points, per_segment):
+            start_step = point * eval_every
+            step_on_device = put(np.asarray(start_step, np.int32), placement.shared)
+            pending = []
+            for c, (keys, hyper) in enumerate(zip(run.chunk_keys, run.chunk_hyper, strict=True)):
+                fed = () if loader is None else loader.take(c, start_step, (
+                    (c + 1, start_step) if c + 1 < len(run.chunk_keys) else
+                    (0, start_step + per_segment * eval_every)
+                    if point + per_segment < target_points else None))
+                *state, pieces = segment(*states[c], keys, hyper, fed, step_on_device,
+                                         placement.data, placement.eval_data)
+                states[c] = tuple(state)
+                pending.append(pieces)  # fetched after every chunk is dispatched, so they overlap
+            for c, pieces in enumerate(pending):
+                pieces = to_host(pieces)
+                lo, hi = c * chunk, min((c + 1) * chunk, num_real)
+                for name in run.curve_names:
+                    curves[name][lo:hi, point:point + per_segment] = pieces[name][:hi - lo]
+            done = (point + per_segment) * eval_every
+            new_points = slice(point, point + per_segment)
+            # Gathered on every process whatever its progress argument (a gather is
+            # collective; a user may pass progress on process 0 only): (S,) arrays.
             diverged_now = np.concatenate([to_host(d) for _, d in states])[:num_real]
             stopped_now = (np.full(num_real, -1, np.int32) if trainer.early_stopping is None
                            else np.concatenate([to_host(s.stopped_at)
@@ -866,40 +912,41 @@ def train(
                     if name.startswith("eval_"):
                         values[:, point + per_segment:] = values[:, [point + per_segment - 1]]
                 new_points, done = slice(point, target_points), target
-        if progress is not None:
-            progress(TrainingProgress(
-                step=done, steps=target, num_seeds=num_real,
-                elapsed_s=time.perf_counter() - start,
-                curve_steps=eval_every * np.arange(new_points.start + 1, new_points.stop + 1),
-                curves={n: shaped(v[:, new_points]) for n, v in curves.items()},
-                seed_indices=seeds[:seeds.size // math.prod(shape)] if shape else seeds,
-                grid=dict(run.rows.grid), diverged_at=shaped(np.asarray(diverged_now)),
-                stopped_at=shaped(stopped_now)))
-        due = done == target or (done % (run.points_per_checkpoint * eval_every) == 0 and (
-            checkpoint_every > 0 or time.perf_counter() - last_save >= _CHECKPOINT_SECONDS))
-        # Saving is collective: process 0's clock decides for every process.
-        if checkpoints is not None and agreed(int(due)):
-            state, diverged_at = _gather_state(states, num_real)
-            # Saved replicated: every host can read every seed back, whatever the mesh then.
-            saved = put({"state": state, "diverged_at": diverged_at, "keys": run.keys,
-                         "hyper": _saved_hyper(run), "curves": curves}, placement.shared)
-            checkpoints.save(done, saved, {
-                "step": done, "steps": steps, "eval_every": eval_every,
-                "fingerprint": run.fingerprint,
-                "seed_indices": run.rows.seed_indices.tolist(),
-                "grid": {n: list(v) for n, v in run.rows.grid.items()},
-                "hyperparams": sorted(_program_hyper(run.rows.hyper)),
-                "layout": run.plan.layout,
-                "stream_seeds": _stream_seeds_json(run.stream_seeds),
-                "seeds_per_map_step": run.plan.seeds_per_map_step,
-                "early_stopping": trainer.early_stopping is not None,
-                "restore_best": (trainer.early_stopping is None
-                                 or trainer.early_stopping.restore_best)})
-            last_save = time.perf_counter()
-        if done == target:
-            break
-    if loader is not None:
-        loader.pool.shutdown(wait=True, cancel_futures=True)
+            if progress is not None:
+                progress(TrainingProgress(
+                    step=done, steps=target, num_seeds=num_real,
+                    elapsed_s=time.perf_counter() - start,
+                    curve_steps=eval_every * np.arange(new_points.start + 1, new_points.stop + 1),
+                    curves={n: shaped(v[:, new_points]) for n, v in curves.items()},
+                    seed_indices=seeds[:seeds.size // math.prod(shape)] if shape else seeds,
+                    grid=dict(run.rows.grid), diverged_at=shaped(np.asarray(diverged_now)),
+                    stopped_at=shaped(stopped_now)))
+            due = done == target or (done % (run.points_per_checkpoint * eval_every) == 0 and (
+                checkpoint_every > 0 or time.perf_counter() - last_save >= _CHECKPOINT_SECONDS))
+            # Saving is collective: process 0's clock decides for every process.
+            if checkpoints is not None and agreed(int(due)):
+                state, diverged_at = _gather_state(states, num_real)
+                # Saved replicated: every host can read every seed back, whatever the mesh then.
+                saved = put({"state": state, "diverged_at": diverged_at, "keys": run.keys,
+                             "hyper": _saved_hyper(run), "curves": curves}, placement.shared)
+                checkpoints.save(done, saved, {
+                    "step": done, "steps": steps, "eval_every": eval_every,
+                    "fingerprint": run.fingerprint,
+                    "seed_indices": run.rows.seed_indices.tolist(),
+                    "grid": {n: list(v) for n, v in run.rows.grid.items()},
+                    "hyperparams": sorted(_program_hyper(run.rows.hyper)),
+                    "layout": run.plan.layout,
+                    "stream_seeds": _stream_seeds_json(run.stream_seeds),
+                    "seeds_per_map_step": run.plan.seeds_per_map_step,
+                    "early_stopping": trainer.early_stopping is not None,
+                    "restore_best": (trainer.early_stopping is None
+                                     or trainer.early_stopping.restore_best)})
+                last_save = time.perf_counter()
+            if done == target:
+                break
+    finally:
+        if loader is not None:
+            loader.pool.shutdown(wait=True, cancel_futures=True)
     if (run.plan.num_chunks == 1 and not run.plan.padded_seeds and jax.process_count() == 1
             and not run.rows.grid):
         final_state, diverged_at = states[0]

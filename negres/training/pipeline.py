@@ -80,13 +80,16 @@ def is_random_access(data: Any) -> bool:
     ``RandomAccessDataSource`` protocol: ``grain.sources.ArrayRecordDataSource``,
     ``tfds.data_source(...)``, :class:`ArraySource`, a user class over ``np.memmap``);
     False for what negres treats as a pytree of data: NumPy and JAX arrays (memmaps
-    included), lists, tuples, dicts and other mappings, strings and bytes, and for
-    classes themselves (a class has ``__len__`` as an attribute when its instances do).
+    included) and array-likes (anything with ``__array__``, e.g. a DataFrame), lists,
+    tuples, dicts and other mappings, strings and bytes, and for classes themselves (a
+    class has ``__len__`` as an attribute when its instances do).
     """
     if isinstance(data, type):
         return False
     if isinstance(data, np.ndarray | np.generic | jax.Array | list | tuple | Mapping | str
                   | bytes | bytearray | memoryview):
+        return False
+    if hasattr(data, "__array__"):  # array-likes (a DataFrame) are one array of data
         return False
     return hasattr(data, "__len__") and hasattr(data, "__getitem__")
 
