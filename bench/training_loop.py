@@ -270,6 +270,11 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def median_extra(wall: dict[str, list[float]], name: str, over: str) -> float:
+    """The median over rounds of how much longer ``name`` took than ``over`` that round."""
+    return median([a - b for a, b in zip(wall[name], wall[over], strict=True)])
+
+
 def summarize(times: dict[str, dict[str, list[float]]], compile_s: dict[str, float],
               first: dict[str, Any], num_points: int) -> list[dict[str, Any]]:
     wall, cpu = times["wall"], times["cpu"]
@@ -317,8 +322,7 @@ def explain(times: dict[str, dict[str, list[float]]], info: dict[str, Any],
         if name in wall and other in wall:
             found.append({
                 "variant": name, "over": other,
-                "extra_s": median([a - b for a, b in zip(wall[name], wall[other],
-                                                         strict=True)]),
+                "extra_s": median_extra(wall, name, other),
                 "accounted_s": None,
                 "accounted_by": "each step computes its batch's positions of the epoch's "
                                 "order (a keyed Feistel permutation, nothing sorted or "
@@ -330,8 +334,7 @@ def explain(times: dict[str, dict[str, list[float]]], info: dict[str, Any],
                             in zip(loads, pieces["put_s"], strict=True)])
         found.append({
             "variant": name, "over": BASELINE,
-            "extra_s": median([a - b for a, b in zip(wall[name], wall[BASELINE],
-                                                     strict=True)]),
+            "extra_s": median_extra(wall, name, BASELINE),
             "accounted_s": accounted,
             "accounted_by": f"GrainFeed.load inside the call ({median(loads):.2f} s) + "
                             f"{points} copies of a point's examples onto the devices "
@@ -345,8 +348,7 @@ def explain(times: dict[str, dict[str, list[float]]], info: dict[str, Any],
         accounted = median([-(1 - last / info["steps"]) * b for b in wall[BASELINE]])
         found.append({
             "variant": name, "over": BASELINE,
-            "extra_s": median([a - b for a, b in zip(wall[name], wall[BASELINE],
-                                                     strict=True)]),
+            "extra_s": median_extra(wall, name, BASELINE),
             "accounted_s": accounted,
             "accounted_by": f"the call ended once the last seed stopped (step {last} of "
                             f"{info['steps']}): {1 - last / info['steps']:.0%} of the "

@@ -60,6 +60,14 @@ def _leaves_by_name(tree: Any) -> dict[str, Any]:
     return {_leaf_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+def _in_structure_of(like: Any, by_name: dict[str, Any]) -> Any:
+    """The leaves ``by_name`` (name -> leaf) in ``like``'s structure, matched by name:
+    orbax stores NamedTuples as dicts and tuples as lists, so the structure is ``like``'s
+    whatever containers orbax returns."""
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like),
+                                        [by_name[name] for name in _leaves_by_name(like)])
+
+
 def _describe(shape: tuple[int, ...], dtype: Any) -> str:
     return f"{tuple(shape)} {np.dtype(dtype).name}"
 
@@ -254,12 +262,7 @@ class TrainingCheckpoints:
                 metadata=ocp.args.JsonRestore(),
             ),
         )
-        # Rebuild from the template's treedef, matching leaves by name, so the structure
-        # (optax NamedTuples included) is the template's whatever containers orbax returns.
-        by_name = _leaves_by_name(restored.state)
-        names = list(_leaves_by_name(abstract))
-        treedef = jax.tree_util.tree_structure(abstract)
-        state = jax.tree_util.tree_unflatten(treedef, [by_name[name] for name in names])
+        state = _in_structure_of(abstract, _leaves_by_name(restored.state))
         return state, dict(restored.metadata)
 
     def _check_matches(self, step: int, abstract: Any) -> None:
@@ -335,8 +338,7 @@ class TrainingCheckpoints:
                     f"{', '.join(missing[:_MISMATCHES_SHOWN])}"
                     f"{f' (and {more} more)' if more > 0 else ''}: like= has another "
                     "structure than the run that saved it")
-            state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like),
-                                                 [by_name[name] for name in wanted])
+            state = _in_structure_of(like, by_name)
         eval_every = int(metadata.get("eval_every") or metadata.get("steps") or step)
         points = step // eval_every
         seeds = np.asarray(metadata.get("seed_indices", np.arange(num_rows)))

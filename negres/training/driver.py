@@ -352,14 +352,17 @@ def _prepare_run(
     stream_seeds = checked_stream_seeds(stream_seeds, per_point, program.streams)
     host_data, num_train = _checked_data(data, "data")
     feed = host_data if isinstance(host_data, GrainFeed) else None
+    # The newest checkpoint's metadata, read once: it decides the default curve spacing
+    # and whether the call may resume.
+    resumed = (checkpoints.metadata() if checkpoints is not None
+               and checkpoints.latest_step() is not None else None)
     if eval_every is None:
         eval_every = steps
         # Continuing a run that spaced its curve by default: its spacing, not the new steps.
-        if checkpoints is not None and checkpoints.latest_step() is not None:
-            saved_every = checkpoints.metadata().get("eval_every")
-            if is_int(saved_every) and saved_every > 0 and is_int(steps) and \
-                    steps % saved_every == 0:
-                eval_every = saved_every
+        saved_every = None if resumed is None else resumed.get("eval_every")
+        if is_int(saved_every) and saved_every > 0 and is_int(steps) and \
+                steps % saved_every == 0:
+            eval_every = saved_every
     check_training_arguments(num_seeds=int(rows.seed_indices.size), steps=steps,
                              batch_size=batch_size, eval_every=eval_every, num_train=num_train)
     check_scale_arguments(seeds_per_chunk=seeds_per_chunk, layout=layout,
@@ -399,7 +402,6 @@ def _prepare_run(
         rows = rows._replace(hyper=rows.hyper | design_hyper(keys_of))
 
     run_print: dict[str, str] = {}
-    resumed = None
     resumed_layout = None
     if checkpoints is not None:
         # Refuse another run's checkpoints before anything compiles.
@@ -423,8 +425,7 @@ def _prepare_run(
                           f"{early_stopping.metric} {early_stopping.mode} patience="
                           f"{early_stopping.patience} min_delta="
                           f"{float(early_stopping.min_delta):g}")})
-        if checkpoints.latest_step() is not None:
-            resumed = checkpoints.metadata()
+        if resumed is not None:
             _check_resumable(resumed, run_print, fingerprint, rows.seed_indices,
                              stop_at or steps, checkpoints, stream_seeds)
             # The layouts round differently: "auto" resumes in the layout it chose, not in
@@ -684,20 +685,22 @@ class _Prefetcher:
     """Fed batches read one chunk-segment ahead, in a thread, so that the pipeline reads
     the next segment's examples while the devices train on this one's."""
 
-    def __init__(self, run: _Run, num_steps: int):
-        self.run, self.num_steps = run, num_steps
+    def __init__(self, run: _Run, num_steps: int, end_step: int):
+        self.run, self.num_steps, self.end_step = run, num_steps, end_step
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="negres-feed")
         self.ahead: tuple[tuple[int, int], Future[Any]] | None = None
 
-    def take(self, chunk: int, start_step: int, following: tuple[int, int] | None) -> Any:
-        """The batches of ``chunk`` from ``start_step``; starts reading ``following``'s
-        (a chunk and a start step), if any."""
+    def take(self, chunk: int, start_step: int) -> Any:
+        """The batches of ``chunk`` from ``start_step``; starts reading the next chunk's
+        (or the next segment's first chunk's), if the call trains on to it."""
         if self.ahead is not None and self.ahead[0] == (chunk, start_step):
             batches = self.ahead[1].result()
         else:
             batches = _fed_batches(self.run, chunk, start_step, self.num_steps)
-        self.ahead = None if following is None else (following, self.pool.submit(
-            _fed_batches, self.run, *following, self.num_steps))
+        following = ((chunk + 1, start_step) if chunk + 1 < len(self.run.chunk_rows) else
+                     (0, start_step + self.num_steps))
+        self.ahead = None if following[1] >= self.end_step else (
+            following, self.pool.submit(_fed_batches, self.run, *following, self.num_steps))
         # Read ahead on the host, placed here: the devices hold one chunk's batches at a
         # time, as the chunk size was chosen for.
         return put(batches, self.run.placement.split)
@@ -875,17 +878,15 @@ def train(
         run.points_per_segment
     segment = run.segment if per_segment == run.points_per_segment else placement.segment(
         per_segment, run.plan.layout, run.plan.seeds_per_map_step, chunk)
-    loader = _Prefetcher(run, per_segment * eval_every) if run.feed is not None else None
+    loader = (_Prefetcher(run, per_segment * eval_every, target) if run.feed is not None
+              else None)
     try:
         for point in range(first_point, target_points, per_segment):
             start_step = point * eval_every
             step_on_device = put(np.asarray(start_step, np.int32), placement.shared)
             pending = []
             for c, (keys, hyper) in enumerate(zip(run.chunk_keys, run.chunk_hyper, strict=True)):
-                fed = () if loader is None else loader.take(c, start_step, (
-                    (c + 1, start_step) if c + 1 < len(run.chunk_keys) else
-                    (0, start_step + per_segment * eval_every)
-                    if point + per_segment < target_points else None))
+                fed = () if loader is None else loader.take(c, start_step)
                 *state, pieces = segment(*states[c], keys, hyper, fed, step_on_device,
                                          placement.data, placement.eval_data)
                 states[c] = tuple(state)

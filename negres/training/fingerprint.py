@@ -28,6 +28,7 @@ import numpy as np
 from jax.extend import core as jcore
 
 from negres.training.contract import Batch, SeedProgram
+from negres.training.pipeline import is_random_access
 
 # A hash per component: 128 bits are plenty to tell runs apart and keep the metadata short.
 _DIGEST_BYTES = 16
@@ -85,22 +86,12 @@ def _update_tree(hasher: Any, tree: Any) -> None:
         _update_array(hasher, leaf)
 
 
-def _is_source(data: Any) -> bool:
-    """Whether ``data`` is a random-access source (grain, TFDS) rather than a pytree."""
-    if isinstance(data, (list, tuple, Mapping, np.ndarray, jax.Array, str, bytes)):
-        return False
-    if hasattr(data, "__array__") or not jax.tree_util.treedef_is_leaf(
-            jax.tree_util.tree_structure(data)):
-        return False
-    return hasattr(data, "__len__") and hasattr(data, "__getitem__")
-
-
 def data_digest(data: Any) -> str:
     """A hash of a pytree of arrays (structure, and each leaf's shape, dtype and bytes), or
     of a random-access source's length, type and the records at 16 evenly spaced indices:
     a sample, so a change to a record it does not read goes unnoticed."""
     hasher = _hasher()
-    if _is_source(data):
+    if is_random_access(data):
         size = len(data)
         kind = type(data)
         hasher.update(f"source {kind.__module__}.{kind.__qualname__} {size}".encode())

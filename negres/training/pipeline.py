@@ -81,8 +81,8 @@ def is_random_access(data: Any) -> bool:
     ``tfds.data_source(...)``, :class:`ArraySource`, a user class over ``np.memmap``);
     False for what negres treats as a pytree of data: NumPy and JAX arrays (memmaps
     included) and array-likes (anything with ``__array__``, e.g. a DataFrame), lists,
-    tuples, dicts and other mappings, strings and bytes, and for classes themselves (a
-    class has ``__len__`` as an attribute when its instances do).
+    tuples, dicts and other mappings and registered pytree nodes, strings and bytes, and
+    for classes themselves (a class has ``__len__`` as an attribute when its instances do).
     """
     if isinstance(data, type):
         return False
@@ -91,6 +91,8 @@ def is_random_access(data: Any) -> bool:
         return False
     if hasattr(data, "__array__"):  # array-likes (a DataFrame) are one array of data
         return False
+    if not jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(data)):
+        return False  # a registered pytree node is a container of data
     return hasattr(data, "__len__") and hasattr(data, "__getitem__")
 
 
