@@ -91,9 +91,10 @@ def is_random_access(data: Any) -> bool:
         return False
     if hasattr(data, "__array__"):  # array-likes (a DataFrame) are one array of data
         return False
-    if not jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(data)):
-        return False  # a registered pytree node is a container of data
-    return hasattr(data, "__len__") and hasattr(data, "__getitem__")
+    if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+        return False  # (asked first: JAX warns when it flattens a generator)
+    # A registered pytree node is a container of data.
+    return jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(data))
 
 
 def _reopen_recipe(leaf: Any) -> tuple | None:
