@@ -16,8 +16,9 @@ from ml_collections import ConfigDict, config_flags
 
 from negres import sharding
 from negres.errors import ConfigError
+from negres.files import is_disk_full, says_disk_full
 from negres.study import experiment
-from negres.study.workdir import WorkdirError, is_disk_full, says_disk_full
+from negres.study.workdir import WorkdirError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file (configs/NAME.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results.json, report.md and plots.")

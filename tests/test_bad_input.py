@@ -12,8 +12,9 @@ import pytest
 from tests_configs import tiny_config
 
 from negres.errors import ConfigError
+from negres.files import write_json_atomic
 from negres.study import experiment
-from negres.study.workdir import WorkdirError, write_json_atomic
+from negres.study.workdir import WorkdirError
 
 
 def a_workdir_with_results(tmp_path):

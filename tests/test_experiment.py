@@ -109,7 +109,7 @@ def test_report_and_plots_are_written_and_rebuilt_from_results_alone(study):
 
 
 def test_results_json_round_trips_non_finite_values(tmp_path):
-    from negres.study.workdir import read_json, write_json_atomic
+    from negres.files import read_json, write_json_atomic
 
     write_json_atomic(tmp_path / "r.json", {"a": np.array([1.0, np.nan, np.inf])})
     values = read_json(tmp_path / "r.json")["a"]
@@ -160,7 +160,8 @@ def test_top_k_is_capped_so_agreement_is_not_trivial(top_k, num_features, expect
 
 
 def test_report_only_refuses_results_of_another_schema_in_one_line(tmp_path):
-    from negres.study.workdir import WorkdirError, write_json_atomic
+    from negres.files import write_json_atomic
+    from negres.study.workdir import WorkdirError
 
     write_json_atomic(tmp_path / "results.json",
                       {"schema_version": 1, "config": {}, "conditions": {}})

@@ -40,7 +40,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from negres.study.workdir import load_results_file, write_atomic, write_text_atomic
+from negres.files import write_atomic, write_text_atomic
+from negres.study.workdir import load_results_file
 
 # The tidy table's columns, in this order in metrics.csv, metrics.parquet and the table.
 COLUMNS = ("condition", "seed", "metric", "shift", "severity", "value", "direction", "units",

@@ -12,6 +12,7 @@ from absl import logging
 
 from negres.evaluators import evaluators_of
 from negres.evaluators.protocol import saved_by
+from negres.files import write_text_atomic
 from negres.measures.losses import SCORE_NAMES
 from negres.reporting import plots
 from negres.reporting.markdown import build_report
@@ -19,7 +20,7 @@ from negres.reporting.tables import ci_of, covers_label
 from negres.reporting.tensorboard import DEFAULT_SEED_CURVES, write_tensorboard
 from negres.reporting.tidy import write_tidy
 from negres.statistics.study import without_diverged
-from negres.study.workdir import PLOTS_DIR, REPORT_FILE, write_text_atomic
+from negres.study.workdir import PLOTS_DIR, REPORT_FILE
 
 # Seeds shown side by side in saliency plots.
 _SALIENCY_SEEDS = 4

@@ -32,6 +32,7 @@ from negres.evaluators import (
     resolve,
     run_evaluators,
 )
+from negres.files import read_json, to_jsonable, write_json_atomic
 from negres.measures.agreement import layer_order
 from negres.models import build_model, check_model_input
 from negres.reporting import write as report
@@ -59,11 +60,8 @@ from negres.study.workdir import (
     load_results_file,
     make_writable,
     overwrite_pending,
-    read_json,
     set_aside,
-    to_jsonable,
     workdir_lock,
-    write_json_atomic,
 )
 from negres.study.workdir import roll_back as roll_back_workdir
 from negres.tasks import Task, load_task

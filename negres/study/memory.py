@@ -34,7 +34,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from negres.errors import ConfigError
-from negres.study.workdir import readable_size
+from negres.files import readable_size
 from negres.training.optimizers import VMAPPABLE_HYPERPARAMS
 
 if TYPE_CHECKING:

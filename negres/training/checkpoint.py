@@ -27,7 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from negres.errors import DiskFullError, ResumeError
-from negres.study.workdir import free_space, is_disk_full, readable_size, to_jsonable
+from negres.files import free_space, is_disk_full, readable_size, to_jsonable
 
 # What orbax writes beside the arrays of a checkpoint (a dozen metadata and OCDBT manifest
 # files): measured at 52 kB of 4 kB blocks. A step is saved only when the arrays' bytes
