@@ -17,7 +17,7 @@ from ml_collections import ConfigDict, config_flags
 from negres import sharding
 from negres.errors import ConfigError
 from negres.files import is_disk_full, says_disk_full
-from negres.study import experiment
+from negres.study import experiment, lifecycle
 from negres.study.workdir import WorkdirError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file (configs/NAME.py).")
@@ -158,9 +158,9 @@ def main(argv: list[str]) -> None:
         if _REPORT_ONLY.value or _ROLLBACK.value:
             if sharding.is_main_process():
                 if _ROLLBACK.value:
-                    experiment.roll_back(_WORKDIR.value)
+                    lifecycle.roll_back(_WORKDIR.value)
                 else:
-                    experiment.rebuild_report(_WORKDIR.value)
+                    lifecycle.rebuild_report(_WORKDIR.value)
             return
         experiment.run(load_config(), _WORKDIR.value, overwrite=_OVERWRITE.value,
                        extend=_EXTEND.value)

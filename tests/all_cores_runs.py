@@ -25,6 +25,7 @@ import test_studies  # noqa: E402
 from tests_configs import load_config, tiny_config  # noqa: E402
 
 from negres.study import experiment  # noqa: E402
+from negres.study.workdir import load_results_file  # noqa: E402
 
 SEEDS = 4  # two per device on two cores: the seed axis is split, not padded
 
@@ -78,7 +79,7 @@ def configs():
 
 def main() -> None:
     # The per-seed numbers are what is compared; report.md and the plots are not needed.
-    experiment.complete_report = experiment.load_results_file
+    experiment.complete_report = load_results_file
     out = {"num_devices": jax.device_count(), "reason": SETUP.reason, "studies": {}}
     with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE):
         for name, config in configs():

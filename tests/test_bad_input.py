@@ -13,7 +13,7 @@ from tests_configs import tiny_config
 
 from negres.errors import ConfigError
 from negres.files import write_json_atomic
-from negres.study import experiment
+from negres.study import experiment, lifecycle, prepare, workdir
 from negres.study.workdir import WorkdirError
 
 
@@ -118,12 +118,12 @@ def test_an_empty_workdir_is_refused_before_anything_is_written(tmp_path, monkey
 def test_train_subset_is_a_field_of_every_task():
     config = tiny_config()
     config.task.train_subset = 100
-    conditions, _ = experiment.prepare_conditions(config)
+    conditions = prepare.prepare_study(config).conditions
     assert conditions[0].task.num_train == 100
 
 
 def valid_results() -> dict:
-    return {"schema_version": experiment.SCHEMA_VERSION, "config": {}, "task": {},
+    return {"schema_version": workdir.SCHEMA_VERSION, "config": {}, "task": {},
             "baseline": "mlp", "device": {}, "wall_time_s": 1.0,
             "conditions": {"mlp": {"num_seeds": 2, "metrics": {}, "evaluations": {},
                                    "curves": {}}},
@@ -157,7 +157,7 @@ def test_report_only_says_in_one_line_what_is_wrong_with_results_json(tmp_path, 
     else:
         write_json_atomic(path, content)
     with pytest.raises(WorkdirError) as err:
-        experiment.rebuild_report(str(tmp_path))
+        lifecycle.rebuild_report(str(tmp_path))
     assert said in str(err.value) and "\n" not in str(err.value)
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
@@ -166,7 +166,7 @@ def test_report_only_on_results_damaged_inside_is_one_line(tmp_path):
     results = valid_results()  # passes the checks of its outer keys, lacks what tables need
     write_json_atomic(tmp_path / "results.json", results)
     with pytest.raises(WorkdirError, match="the report cannot be built from") as err:
-        experiment.rebuild_report(str(tmp_path))
+        lifecycle.rebuild_report(str(tmp_path))
     assert "\n" not in str(err.value)
 
 
@@ -203,10 +203,10 @@ def test_paired_conditions_with_unequal_seed_counts_are_refused(tmp_path):
     assert snapshot(workdir) == before
     # Unpaired, the same seed counts are fine (Welch); paired, equal ones are.
     config.stats.paired_conditions = False
-    experiment.prepare_conditions(config)
+    prepare.prepare_study(config)
     config.stats.paired_conditions = True
     config.conditions = ({"name": "four", "num_seeds": 4}, {"name": "again", "num_seeds": 4})
-    experiment.prepare_conditions(config)
+    prepare.prepare_study(config)
 
 
 def library_program():

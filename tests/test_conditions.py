@@ -74,16 +74,16 @@ def test_a_condition_overrides_a_declared_field_the_base_leaves_at_its_default()
 def test_a_bad_override_names_its_condition():
     from tests_configs import tiny_config
 
-    from negres.study.experiment import prepare_conditions
+    from negres.study.prepare import prepare_study
 
     config = tiny_config()
     config.conditions = ({"name": "a"}, {"name": "b", "optimizer.learning_rate": "fast"})
     with pytest.raises(ConfigError) as err:
-        prepare_conditions(config)
+        prepare_study(config)
     assert err.value.field == "conditions['b'].optimizer.learning_rate"
     config.conditions = ({"name": "a"},
                          {"name": "b", "optimizer.learning_rate": float("nan")})
     with pytest.raises(ConfigError) as err:
-        prepare_conditions(config)
+        prepare_study(config)
     assert err.value.field == "conditions['b'].optimizer.learning_rate"
     assert "finite" in str(err.value) and "\n" not in str(err.value)

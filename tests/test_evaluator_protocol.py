@@ -11,7 +11,7 @@ from tests_configs import tiny_config
 
 from negres import evaluators
 from negres.errors import ConfigError
-from negres.study import experiment
+from negres.study import experiment, prepare
 
 MARGIN_MODULE = '''
 """A test's own evaluator: the mean logit margin of each seed, with no better direction."""
@@ -135,5 +135,5 @@ def test_conditions_of_classification_and_regression_are_refused_together():
     config.conditions = ({"name": "digits"},
                          {"name": "regression", "task.name": "synthetic_regression"})
     with pytest.raises(ConfigError) as err:
-        experiment.prepare_conditions(config)
+        prepare.prepare_study(config)
     assert err.value.field == "conditions" and "regression" in str(err.value)

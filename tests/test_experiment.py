@@ -11,7 +11,7 @@ from negres import evaluators, linen_apply
 from negres.measures.agreement import layer_order
 from negres.models import build_model
 from negres.seeds import take_rows
-from negres.study import experiment
+from negres.study import experiment, lifecycle
 from negres.training.builtin import train_seeds
 from negres.training.optimizers import build_optimizer
 
@@ -102,7 +102,7 @@ def test_report_and_plots_are_written_and_rebuilt_from_results_alone(study):
     attributions = np.load(workdir / "attributions" / "fast__integrated_gradients.npy")
     assert attributions.shape == (3, 4, 8, 8, 1)
     (workdir / "report.md").unlink()
-    experiment.rebuild_report(str(workdir))
+    lifecycle.rebuild_report(str(workdir))
     assert (workdir / "report.md").read_text() == report
     results = json.loads((workdir / "results.json").read_text())
     assert results["metrics"] == results["conditions"]["fast"]["metrics"]
@@ -166,6 +166,6 @@ def test_report_only_refuses_results_of_another_schema_in_one_line(tmp_path):
     write_json_atomic(tmp_path / "results.json",
                       {"schema_version": 1, "config": {}, "conditions": {}})
     with pytest.raises(WorkdirError) as err:
-        experiment.rebuild_report(str(tmp_path))
+        lifecycle.rebuild_report(str(tmp_path))
     assert "schema version 1" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "report.md").exists()

@@ -23,7 +23,7 @@ from tests_configs import REPO, load_config, tiny_config
 from negres.errors import ConfigError
 from negres.evaluators import multiplicity, robustness
 from negres.evaluators.protocol import Evaluation, EvaluationContext
-from negres.study import experiment
+from negres.study import group_training, prepare
 from negres.study.memory import (
     MEMORY_ENV,
     available_memory,
@@ -37,17 +37,17 @@ CONFIGS = sorted(p.stem for p in REPO.glob("configs/*.py") if p.stem != "__init_
 
 
 def _refusal(config: ConfigDict, available: float, monkeypatch) -> ConfigError:
-    # Through the environment: the check may also run inside prepare_conditions.
+    # Through the environment: the check may also run inside prepare_study.
     monkeypatch.setenv(MEMORY_ENV, str(int(available)))
     with pytest.raises(ConfigError) as err:
-        conditions, _ = experiment.prepare_conditions(config)
+        conditions = prepare.prepare_study(config).conditions
         check_memory(conditions)
     return err.value
 
 
 def _fits(config: ConfigDict, available: float, monkeypatch) -> None:
     monkeypatch.setenv(MEMORY_ENV, str(int(available)))
-    conditions, _ = experiment.prepare_conditions(config)
+    conditions = prepare.prepare_study(config).conditions
     check_memory(conditions)
 
 
@@ -69,8 +69,8 @@ def test_state_per_seed_is_the_trained_states_bytes(variant):
     for dotted, value in variant.items():
         section, key = dotted.split(".")
         config[section][key] = value
-    conditions, _ = experiment.prepare_conditions(config)
-    trained = experiment.train_group(conditions)[0]
+    conditions = prepare.prepare_study(config).conditions
+    trained = group_training.train_group(conditions)[0]
     leaves = jax.tree_util.tree_leaves(trained.state)
     assert sum(np.asarray(leaf).nbytes for leaf in leaves) == (
         config.num_seeds * state_bytes_per_seed(conditions[0]))
@@ -146,7 +146,7 @@ def test_shipped_configs_fit_on_a_machine_of_8_gb(name, monkeypatch):
             return _at_full_size(task, 50_000, 10_000, len(task_config.corruptions),
                                  tuple(task_config.corruption_severities))
 
-        monkeypatch.setattr(experiment, "load_task", load_task)
+        monkeypatch.setattr(prepare, "load_task", load_task)
     _fits(config, 8 * GB, monkeypatch)
 
 
@@ -218,7 +218,7 @@ def test_occlusion_severity_is_refused_before_anything_runs():
     config.evaluation.shifts = ("occlusion",)
     config.evaluation.severities = (0.0, 1.5)
     with pytest.raises(ConfigError, match=r"^config\.evaluation\.severities=\(0\.0, 1\.5\)"):
-        experiment.prepare_conditions(config)
+        prepare.prepare_study(config)
 
 
 def test_a_task_shift_named_occlusion_is_the_tasks_to_bound():
@@ -254,12 +254,14 @@ TWO_HOSTS = textwrap.dedent("""
 
     from negres.errors import ConfigError
     from negres.study import experiment
+    from negres.study import prepare
+    from negres.study import group_training
     from negres.study.memory import check_memory
 
     config = load_config("default")
     config.num_seeds = 2000
     config.evaluation.evaluators = ()
-    conditions, _ = experiment.prepare_conditions(config)
+    conditions = prepare.prepare_study(config).conditions
     try:  # process 1's host is small: 4 copies of 58 kB a seed fit 430 times in 100 MB
         check_memory(conditions, available=lambda: 10**8 if process == 1 else 10**12)
         print("accepted")

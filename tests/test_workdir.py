@@ -18,7 +18,7 @@ import pytest
 from conftest import KILL_AFTER_CHECKPOINT
 from tests_configs import LIGHT, tiny_config
 
-from negres.study.experiment import prepare_workdir
+from negres.study.lifecycle import prepare_workdir
 from negres.study.workdir import (
     OUTPUTS,
     REPLACED_DIR,

@@ -17,6 +17,7 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from negres.errors import ConfigError
+from negres.study.config import section_fields
 
 # Fields a condition may not override: they define the study, not a variant of it.
 _STUDY_FIELDS = frozenset({"conditions", "baseline", "stats", "finding"})
@@ -58,8 +59,6 @@ def check_condition_name(name: str, index: int, taken: dict[str, str]) -> None:
 def _declared(path: list[str], leaf: str) -> bool:
     """Whether ``path.leaf`` is a declared config field (a base config may leave it at its
     default by not setting it; a condition may still override it)."""
-    from negres.study.config import section_fields
-
     section = ".".join(path)
     return section in section_fields() and leaf in {f.name for f in section_fields()[section]}
 

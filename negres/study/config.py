@@ -156,8 +156,10 @@ def complete(config: ConfigDict) -> ConfigDict:
     return completed
 
 
-def validate_config(config: ConfigDict) -> None:
-    """Raise :class:`ConfigError` for the first field that is unknown or not allowed.
+def validate_config(config: ConfigDict) -> ConfigDict:
+    """Raise :class:`ConfigError` for the first field that is unknown or not allowed;
+    return ``config`` completed with every default (:func:`complete`), the one completed
+    config the study works from.
 
     Checks what can be checked without data: every field against its declaration
     (unknown names, types, ranges, finiteness), names against the registries, the
@@ -208,6 +210,7 @@ def validate_config(config: ConfigDict) -> None:
     noisy = ("input_noise",) if completed.train.input_noise > 0 else ()
     configured_design(completed.randomness, completed.num_seeds,
                       sources=("init", "data", "dropout", *noisy))
+    return completed
 
 
 def reference_rows() -> list[tuple[str, Field]]:

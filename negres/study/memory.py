@@ -6,7 +6,7 @@ the study's peak host memory from what grows with the seeds and refuses a seed c
 cannot fit, naming the field, its value and about how many seeds fit. The study's three
 phases peak at different times, so the largest one is what it needs:
 
-* training, one call per group of conditions (:func:`~negres.study.experiment.
+* training, one call per group of conditions (:func:`~negres.study.prepare.
   group_conditions`), whose seeds are held together: the training state, exact from its
   shapes (:func:`state_bytes_per_seed`, ``jax.eval_shape``: nothing is allocated), times
   the copies of it that exist at once (:data:`STATE_COPIES`), and the learning curves;
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -35,10 +34,8 @@ from jax.experimental import multihost_utils
 
 from negres.errors import ConfigError
 from negres.files import readable_size
+from negres.study.prepare import Condition, condition_program, group_conditions
 from negres.training.optimizers import VMAPPABLE_HYPERPARAMS
-
-if TYPE_CHECKING:
-    from negres.study.experiment import Condition
 
 # Copies of the training state that exist at once at the peak of a training call: the
 # state going into a compiled segment and the one coming out, the host copy gathered for a
@@ -106,8 +103,6 @@ def available_memory() -> int:
 def state_bytes_per_seed(condition: Condition) -> int:
     """Bytes of one seed's training state (parameters, model state, optimizer state) as
     :func:`negres.train` holds it, from the shapes of the program's ``init``."""
-    from negres.study.experiment import condition_program  # it imports this module
-
     task = condition.task
     program = condition_program(condition)
     example = {"x": jax.ShapeDtypeStruct((1, *task.input_shape), jnp.float32),
@@ -143,8 +138,6 @@ class _Study:
     for its phases at any seed counts."""
 
     def __init__(self, conditions: Sequence[Condition]):
-        from negres.study.experiment import group_conditions
-
         self.groups = group_conditions(list(conditions))
         # Once per call: a group shares its graph, so its conditions share state shapes.
         self.state = [state_bytes_per_seed(group[0]) for group in self.groups]
@@ -184,7 +177,7 @@ class _Study:
 
 
 def _seed_field(condition: Condition) -> str:
-    """The config field that sets ``condition``'s seed count, as prepare_conditions names
+    """The config field that sets ``condition``'s seed count, as prepare_study names
     a condition's fields."""
     if "num_seeds" in condition.overrides:
         return f"conditions[{condition.name!r}].num_seeds"
@@ -217,7 +210,7 @@ def check_memory(conditions: Sequence[Condition],
     and what the study would need, phase by phase.
 
     Args:
-      conditions: from :func:`negres.study.experiment.prepare_conditions`.
+      conditions: from :func:`negres.study.prepare.prepare_study`.
       available: bytes of memory the study may use (default: :func:`available_memory`).
     """
     study = _Study(conditions)

@@ -35,6 +35,8 @@ PLOTS_DIR = "plots"
 # The version of results.json's layout; --report_only refuses another.
 SCHEMA_VERSION = 2
 CONFIG_FILE = "config.json"
+# Training checkpoints, one directory per group of conditions and look.
+CHECKPOINTS_DIR = "checkpoints"
 REPLACED_DIR = ".negres_replaced"
 # Held (an OS file lock, flock) by the one process that uses the workdir: it names that
 # process, and the kernel releases it when the process ends, killed or not.
@@ -52,7 +54,7 @@ _MOVED_MARKER = "moved"
 # they tee into the workdir) are never moved or deleted. tests/test_workdir.py checks a
 # study writes nothing else.
 OUTPUTS = (RESULTS_FILE, REPORT_FILE, PLOTS_DIR, "metrics.csv", "metrics.parquet", "tensorboard",
-           "attributions", CONFIG_FILE, "checkpoints")
+           "attributions", CONFIG_FILE, CHECKPOINTS_DIR)
 
 
 class WorkdirError(ValueError):
