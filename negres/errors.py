@@ -25,3 +25,7 @@ class ResumeError(ValueError):
 
 class DiskFullError(OSError):
     """A write ran out of disk space; the message names the directory and the space needed."""
+
+
+class WorkdirError(ValueError):
+    """The workdir cannot be used as asked (already holds results, or is not writable)."""

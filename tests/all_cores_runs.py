@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_studies  # noqa: E402
 from tests_configs import load_config, tiny_config  # noqa: E402
 
+from negres.results import load_results_file  # noqa: E402
 from negres.study import experiment  # noqa: E402
-from negres.study.workdir import load_results_file  # noqa: E402
 
 SEEDS = 4  # two per device on two cores: the seed axis is split, not padded
 

@@ -13,7 +13,8 @@ from tests_configs import tiny_config
 
 from negres.errors import ConfigError
 from negres.files import write_json_atomic
-from negres.study import experiment, lifecycle, prepare, workdir
+from negres.results import SCHEMA_VERSION
+from negres.study import experiment, lifecycle, prepare
 from negres.study.workdir import WorkdirError
 
 
@@ -123,7 +124,7 @@ def test_train_subset_is_a_field_of_every_task():
 
 
 def valid_results() -> dict:
-    return {"schema_version": workdir.SCHEMA_VERSION, "config": {}, "task": {},
+    return {"schema_version": SCHEMA_VERSION, "config": {}, "task": {},
             "baseline": "mlp", "device": {}, "wall_time_s": 1.0,
             "conditions": {"mlp": {"num_seeds": 2, "metrics": {}, "evaluations": {},
                                    "curves": {}}},

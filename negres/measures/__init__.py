@@ -7,4 +7,7 @@ for one seed or all of them; ``agreement`` compares attributions across seeds (r
 correlations, top-k overlap, max-sensitivity, the randomisation sanity check);
 ``interpretability`` holds proxies of how interpretable a model is (sparsity, linear
 surrogate fidelity). Nothing here reads a config or a task: evaluators do that.
+
+Layer: measures, tasks and models. Pure functions on arrays; imports only the
+foundations (errors, fields, files, results, seeds, sharding).
 """

@@ -10,6 +10,7 @@ import numpy as np
 
 from negres.evaluators.performance import collapsed_seeds, seed_list
 from negres.measures.losses import SCORE_NAMES
+from negres.statistics.study import without_diverged
 
 # Collapsed seeds named one by one on the terminal; past these, a count.
 TERMINAL_SEEDS = 10
@@ -79,8 +80,6 @@ def print_summary(results: Mapping[str, Any]) -> None:
     another condition), and which of its seeds collapsed (stayed finite but ended with a
     higher training loss than they started with: in the tables, unflagged otherwise).
     """
-    from negres.statistics.study import without_diverged
-
     score = SCORE_NAMES[results["task"]["kind"]]
     paired = results["statistics"]["settings"].get("paired_conditions", False)
     shown, excluded = without_diverged(results["conditions"], paired=paired)

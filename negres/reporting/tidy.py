@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from negres.files import write_atomic, write_text_atomic
-from negres.study.workdir import load_results_file
+from negres.results import load_results_file
 
 # The tidy table's columns, in this order in metrics.csv, metrics.parquet and the table.
 COLUMNS = ("condition", "seed", "metric", "shift", "severity", "value", "direction", "units",
@@ -189,7 +189,7 @@ def tidy_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One dict per number of one seed, with the keys :data:`COLUMNS` in order.
 
     Args:
-      results: a parsed ``results.json`` (:func:`negres.study.workdir.load_results_file`).
+      results: a parsed ``results.json`` (:func:`negres.results.load_results_file`).
 
     Returns:
       Per condition, in results.json's order: for each metric, ``(S,)`` rows (``shift``
@@ -446,7 +446,7 @@ def load_results(workdirs: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     Raises:
       ImportError: pandas is not installed.
       ValueError: run names repeat, or ``runs`` and ``workdirs`` differ in length.
-      negres.study.workdir.WorkdirError: a workdir holds no valid ``results.json``.
+      negres.errors.WorkdirError: a workdir holds no valid ``results.json``.
     """
     try:
         import pandas as pd

@@ -10,6 +10,9 @@ spends the false-positive probability over the looks of a study extended with mo
 against its reference, shifts against clean data and attribution methods against each
 other, with seeds whose training diverged left out and counted. ``negres.stats`` is this
 package.
+
+Layer: statistics. Intervals, tests and verdicts over what evaluators return; imports
+evaluators and the layers below, never reporting or the study.
 """
 
 from negres.statistics import calibration, sampling, sequential

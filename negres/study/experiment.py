@@ -23,6 +23,7 @@ from ml_collections import ConfigDict
 from negres.files import to_jsonable, write_json_atomic
 from negres.reporting import write as report
 from negres.reporting.findings import finding_of
+from negres.results import RESULTS_FILE, SCHEMA_VERSION
 from negres.sharding import is_main_process
 from negres.study.analysis import analyze_study
 from negres.study.evaluation import evaluate_condition
@@ -34,13 +35,7 @@ from negres.study.prepare import (
     group_conditions,
     prepare_study,
 )
-from negres.study.workdir import (
-    CHECKPOINTS_DIR,
-    RESULTS_FILE,
-    SCHEMA_VERSION,
-    disk_full_explained,
-    workdir_lock,
-)
+from negres.study.workdir import CHECKPOINTS_DIR, disk_full_explained, workdir_lock
 
 # What to do when the disk fills after training: the final checkpoint holds every seed.
 RERUN_RESUMES = ("free some space and rerun the same command: it resumes from the final "

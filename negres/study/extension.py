@@ -10,17 +10,15 @@ from ml_collections import ConfigDict
 
 from negres.errors import ConfigError
 from negres.files import read_json, write_json_atomic
+from negres.results import REPORT_FILE, RESULTS_FILE, load_results_file
 from negres.sharding import barrier, is_main_process
 from negres.study.prepare import what_is_computed
 from negres.study.workdir import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
-    REPORT_FILE,
-    RESULTS_FILE,
     WorkdirError,
     check_workdir_name,
     disk_full_explained,
-    load_results_file,
     make_writable,
     overwrite_pending,
 )

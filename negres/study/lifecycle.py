@@ -12,6 +12,7 @@ from negres.files import read_json, write_json_atomic
 from negres.reporting import write as report
 from negres.reporting.findings import finding_of
 from negres.reporting.terminal import print_summary
+from negres.results import REPORT_FILE, RESULTS_FILE, load_results_file
 from negres.sharding import barrier, is_main_process
 from negres.study.extension import first_difference, prepare_extension, without_seed_counts
 from negres.study.prepare import Study, what_is_computed
@@ -19,14 +20,11 @@ from negres.study.workdir import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     REPLACED_DIR,
-    REPORT_FILE,
-    RESULTS_FILE,
     WorkdirError,
     check_workdir_name,
     discard_outputs,
     disk_full_explained,
     finish_overwrite,
-    load_results_file,
     make_writable,
     overwrite_pending,
     set_aside,
