@@ -11,6 +11,7 @@ from tests_configs import tiny_config
 
 from negres import evaluators
 from negres.errors import ConfigError
+from negres.reporting.sections import PRESENTATIONS
 from negres.study import experiment, prepare
 
 MARGIN_MODULE = '''
@@ -22,6 +23,7 @@ import numpy as np
 
 from negres import fields
 from negres.evaluators.protocol import Evaluation, Evaluator, Metric, saved_by
+from negres.reporting.sections import Presentation
 from negres.seeds import over_seeds
 
 
@@ -51,8 +53,9 @@ EVALUATOR = Evaluator(
     name="margin",
     fields=(fields.number("margin_scale", 1.0, "margin: a scale", 0.0, low_open=True),),
     evaluate=evaluate,
-    report=report,
 )
+# Its part of the report: the presentation, registered in negres.reporting.sections.
+PRESENTATION = Presentation(report=report)
 '''
 
 
@@ -79,10 +82,12 @@ def test_requirements_must_come_first_and_names_must_not_repeat():
 
 @pytest.fixture
 def margin_registered(tmp_path, monkeypatch):
-    """A new evaluator: its one file, and its one registry line."""
+    """A new evaluator: its one file, and its one registry line (and one line in the
+    presentations' registry for its part of the report)."""
     (tmp_path / "margin_evaluator.py").write_text(textwrap.dedent(MARGIN_MODULE))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(evaluators.REGISTRY, "margin", "margin_evaluator")
+    monkeypatch.setitem(PRESENTATIONS, "margin", "margin_evaluator")
     yield
     sys.modules.pop("margin_evaluator", None)
 

@@ -183,7 +183,7 @@ def test_ci_label_names_the_fallback():
 
 def test_robustness_severity_table_uses_the_default_interval():
     pytest.importorskip("jax")
-    from negres.evaluators.robustness import _severity_table
+    from negres.reporting.sections.robustness import _severity_table
     from negres.reporting.tables import ci_label, interval
 
     rng = np.random.default_rng(4)
@@ -211,7 +211,7 @@ def test_robustness_severity_table_covers_the_examples_where_they_were_saved():
     """With each test example's score saved, a severity's interval is the seeds x examples
     one (wider than the seeds' alone on a small test set) and the table says so."""
     pytest.importorskip("jax")
-    from negres.evaluators.robustness import _severity_table
+    from negres.reporting.sections.robustness import _severity_table
     from negres.statistics import sampling
 
     rng = np.random.default_rng(5)

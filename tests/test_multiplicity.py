@@ -18,6 +18,7 @@ from negres.evaluators.multiplicity import (
     vote_entropy,
 )
 from negres.evaluators.protocol import Evaluation, EvaluationContext
+from negres.reporting.sections.multiplicity import PRESENTATION
 from negres.tasks import Task
 
 # Three seeds, four examples: seeds 0 and 1 differ on example 2, seeds 1 and 2 on
@@ -239,7 +240,7 @@ def _results(matrices: bool = True) -> dict:
 
 @pytest.mark.parametrize("matrices", [True, False])
 def test_report(matrices):
-    lines = EVALUATOR.report(_results(matrices), ["baseline", "no_multiplicity"])
+    lines = PRESENTATION.report(_results(matrices), ["baseline", "no_multiplicity"])
     assert lines[0] == "## Prediction multiplicity"
     assert "### baseline (3 seeds, 3 pairs of seeds)" in lines
     assert not any("no_multiplicity" in line for line in lines)
@@ -260,11 +261,11 @@ def test_report(matrices):
 
 
 def test_report_without_results():
-    assert EVALUATOR.report({"conditions": {"a": {"metrics": {}}}}, ["a"]) == []
+    assert PRESENTATION.report({"conditions": {"a": {"metrics": {}}}}, ["a"]) == []
 
 
 def test_plot(tmp_path):
-    made = EVALUATOR.plots(_results(), tmp_path)  # the workdir; plots go to its plots/
+    made = PRESENTATION.plots(_results(), tmp_path)  # the workdir; plots go to its plots/
     assert len(made) == 1
     caption, path = made[0]
     assert path == "plots/multiplicity_churn.png"

@@ -3,7 +3,10 @@
 ``protocol`` defines what an evaluator is and returns. Each other module here holds one
 :class:`~negres.evaluators.protocol.Evaluator` (its config fields and defaults, a check
 run before anything compiles, the evaluation on an apply function and stacked parameters,
-and its part of the report) and is registered by one line in :data:`REGISTRY`.
+and optionally paired comparisons within a condition) and is registered by one line in
+:data:`REGISTRY`. Evaluators compute only: what a study shows of one (its part of the
+report, its plots, the files it saves) is its presentation, one module and one line in
+:data:`negres.reporting.sections.PRESENTATIONS`.
 ``performance`` scores every seed on the test and training sets; ``robustness`` sweeps
 shifts by severity; ``attributions`` computes saliency maps and their cross-seed agreement
 and sanity checks; ``subsets`` scores named test subsets; ``truth`` compares attributions
@@ -12,6 +15,9 @@ seed; ``multiplicity`` measures how often seeds of equal accuracy disagree on si
 predictions. The study runs the evaluators its config names (``evaluation.evaluators``);
 statistics, the report and the plots are generic over what they return
 (:mod:`negres.evaluators.protocol`).
+
+Layer: evaluators. Computing only; imports training, measures, tasks, models and the
+foundations, never statistics, reporting or the study (``tests/test_evaluator_layers.py``).
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
+from negres import fields
 from negres.errors import ConfigError
 from negres.evaluators.protocol import (
     DIRECTIONS,
@@ -36,6 +44,8 @@ from negres.evaluators.protocol import (
     at_path,
 )
 from negres.fields import Field
+from negres.seeds import num_seeds_of, seed_keys, stream_key
+from negres.sharding import spread_seeds
 from negres.tasks import Task
 
 # Name -> the module holding its EVALUATOR. Adding an evaluator: one file, one line here.
@@ -99,8 +109,6 @@ def all_fields() -> list[Field]:
 def run_evaluators(evaluators: Sequence[Evaluator], context: EvaluationContext
                    ) -> dict[str, Evaluation]:
     """Run ``evaluators`` in order; each sees the results of those it requires."""
-    from negres.sharding import spread_seeds
-
     # Every evaluator's per-seed work then runs on all of this process's devices.
     context = dataclasses.replace(context, params=spread_seeds(context.params),
                                   seed_keys=spread_seeds(context.seed_keys))
@@ -146,11 +154,6 @@ def evaluate(
       Evaluator name -> :class:`Evaluation`; :func:`as_results` turns them into the
       ``metrics``/``metric_info``/``evaluations`` entries of a study's results.
     """
-    import jax
-
-    from negres import fields
-    from negres.seeds import num_seeds_of, seed_keys, stream_key
-
     chosen = resolve(default_evaluators() if evaluators is None else evaluators)
     own = [f for e in chosen for f in e.fields if e.name not in REGISTRY]
     config = fields.completed(
@@ -207,8 +210,7 @@ def evaluators_of(results: Mapping[str, Any]) -> list[Evaluator]:
     """The evaluators that ran in a study (its ``results.json``), in the order they ran."""
     names = dict.fromkeys(n for c in results["conditions"].values()
                           for n in (c.get("evaluations") or {}))
-    # An evaluator of the caller's own (not registered) has no report hooks to find: its
-    # metrics still get the generic tables and statistics.
+    # An evaluator of the caller's own (not registered) has no Evaluator to find here.
     return [get_evaluator(n) for n in names if n in REGISTRY]
 
 

@@ -136,19 +136,6 @@ def seed_list(collapsed: list[tuple[int, float, float]], limit: int) -> str:
     return f"seed{'s' if len(collapsed) > 1 else ''} {named}{more}"
 
 
-def condition_report(condition: Mapping[str, Any]) -> list[str]:
-    """Which seeds collapsed, with their training loss at initialisation and at the end."""
-    collapsed = collapsed_seeds(condition)
-    if not collapsed:
-        return []
-    # Nothing non-finite marks these seeds, so the statistics above include them (chance
-    # accuracy, enormous losses that move every mean): say so.
-    return [f"**{len(collapsed)} of {condition['num_seeds']} seeds collapsed** (training loss "
-            "ended above its loss at initialisation, though it stayed finite): "
-            f"{seed_list(collapsed, REPORT_SEEDS)}. Collapse leaves no seed out of the "
-            "statistics above; only a non-finite loss or parameter does.", ""]
-
-
 def memory(settings: Any, task: Any, num_seeds: int) -> MemoryUse:
     """Each test example's score and loss per seed: ``2 S N`` numbers, held and saved."""
     del settings
@@ -161,6 +148,5 @@ EVALUATOR = Evaluator(
     fields=(),
     evaluate=evaluate,
     memory=memory,
-    condition_report=condition_report,
     doc="each seed's score (accuracy or MSE) and loss on the test and the training set",
 )

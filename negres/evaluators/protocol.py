@@ -3,10 +3,11 @@
 An evaluator is one module holding one :class:`Evaluator`: its name, the config fields it
 reads from the study's ``evaluation`` section (with defaults), the evaluators it needs
 before it, a check of its settings against the task (run before anything compiles), the
-evaluation itself, and optionally its part of the report. It runs on an
-:class:`EvaluationContext` (an apply function, the stacked parameters, the task's data
-and per-seed keys), so it works on any model, negres's own or one trained through the
-open training contract, and returns an :class:`Evaluation`:
+evaluation itself, and optionally paired comparisons within a condition. It computes
+only: what the report shows of it is its presentation (:mod:`negres.reporting.sections`).
+It runs on an :class:`EvaluationContext` (an apply function, the stacked parameters,
+the task's data and per-seed keys), so it works on any model, negres's own or one
+trained through the open training contract, and returns an :class:`Evaluation`:
 
 * ``metrics``: per-seed numbers ``(S,)``, each with its declared direction
   (``"higher"`` or ``"lower"`` is better, or ``"none"``: described, never given an
@@ -27,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
@@ -140,9 +140,6 @@ class EvaluationContext:
       layers: the parameter collection's top-level names from input to output (the
         randomisation check re-initialises them from the top); None: their stored order.
       earlier: name -> :class:`Evaluation` of the evaluators this one requires.
-      workdir: where an evaluator may write files (saved attributions); None: nowhere
-        (a library call, or a process other than the first of a multi-host run).
-      condition: the condition's name, for the names of such files.
       kept: ``(S,)`` bool, the seeds whose training stayed finite; numbers that pool seeds
         (a majority vote) use only these. None: all.
     """
@@ -156,8 +153,6 @@ class EvaluationContext:
     init: Callable[[jax.Array], Any] | None = None
     layers: Sequence[str] | None = None
     earlier: Mapping[str, Evaluation] = dataclasses.field(default_factory=dict)
-    workdir: Path | None = None
-    condition: str = ""
     kept: np.ndarray | None = None
 
     @property
@@ -188,6 +183,10 @@ def _no_check(settings: ConfigDict, task: Task) -> None:
 class Evaluator:
     """One evaluator, registered by name in :data:`negres.evaluators.REGISTRY`.
 
+    It computes only: its part of the report, its plots and the files it saves are its
+    presentation, registered under the same name in
+    :data:`negres.reporting.sections.PRESENTATIONS`.
+
     Attributes:
       name: its name in ``evaluation.evaluators`` and in results.
       fields: the ``evaluation`` fields it reads, with defaults.
@@ -196,13 +195,6 @@ class Evaluator:
         setting the task cannot take. Runs before anything compiles.
       requires: evaluators that must run before this one; their results arrive in
         ``context.earlier``.
-      report: ``(results, condition names) -> markdown lines`` for the study's report,
-        reading what this evaluator saved; None: its metrics appear in the generic tables
-        only.
-      condition_report: ``(one condition's results) -> markdown lines`` shown with that
-        condition's table.
-      plots: ``(results, workdir) -> [(caption, path relative to workdir)]``, drawn from
-        what this evaluator saved, with seeds left out as in the statistics.
       statistics: ``(one condition's results, compare) -> {family: {label: comparison}}``:
         paired comparisons within a condition (a shift against the clean test set, one
         attribution method against another); ``compare(x, y, direction)`` compares two
@@ -223,9 +215,6 @@ class Evaluator:
     evaluate: Callable[[EvaluationContext], Evaluation]
     check: Callable[[ConfigDict, Task], None] = _no_check
     requires: tuple[str, ...] = ()
-    report: Callable[[Mapping[str, Any], Sequence[str]], list[str]] | None = None
-    condition_report: Callable[[Mapping[str, Any]], list[str]] | None = None
-    plots: Callable[[Mapping[str, Any], Path], list[tuple[str, str]]] | None = None
     statistics: Callable[[Mapping[str, Any], Compare], dict[str, dict[str, Any]]] | None = None
     doc: str = ""
     by_default: bool = True

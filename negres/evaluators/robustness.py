@@ -12,7 +12,6 @@ shifted set are passed on to evaluators that require this one (``multiplicity``)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -36,17 +35,7 @@ from negres.evaluators.protocol import (
 )
 from negres.measures import metrics
 from negres.measures.losses import SCORE_NAMES
-from negres.reporting.tables import (
-    ci_label,
-    comparison_header,
-    comparison_rows,
-    fmt,
-    interval,
-    table,
-    with_range,
-)
 from negres.seeds import over_seeds, stream_key
-from negres.statistics.sampling import describe_sample
 from negres.tasks import ShiftSet, Task
 from negres.tasks.shifts import SHIFTS, get_shift, occlusion
 
@@ -239,7 +228,9 @@ def _evaluate_shift_set(
     return {k: np.asarray(v) for k, v in swept.items()}
 
 
-def _curves(condition: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def curves_of(condition: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One condition's saved sweeps: ``(shift -> {measure: (S, K)}, shift -> (K,)
+    severities)``; empty where robustness did not run."""
     saved = saved_by(condition, "robustness")
     return saved["per_seed"].get("curves") or {}, saved["shared"].get("severities") or {}
 
@@ -248,10 +239,10 @@ def _per_example(condition: Mapping[str, Any]) -> Mapping[str, Any]:
     return saved_by(condition, "robustness")["per_seed"].get("per_example") or {}
 
 
-def _severity_sample(condition: Mapping[str, Any], shift: str, k: int, score: str) -> Sample:
+def severity_sample(condition: Mapping[str, Any], shift: str, k: int, score: str) -> Sample:
     """Severity ``k`` of ``shift``: each seed's score, with each test example's where saved
     (a shift of the clean test set; a real shifted set's examples are its own)."""
-    values = np.asarray(_curves(condition)[0][shift][score], float)[:, k]
+    values = np.asarray(curves_of(condition)[0][shift][score], float)[:, k]
     saved = _per_example(condition).get(shift)
     return Sample(values, None if saved is None else np.asarray(saved, float)[:, k])
 
@@ -259,7 +250,7 @@ def _severity_sample(condition: Mapping[str, Any], shift: str, k: int, score: st
 def statistics(condition: Mapping[str, Any], compare: Compare) -> dict[str, dict[str, Any]]:
     """Each shift at each non-zero severity against the clean test set, paired by seed
     (and by test example, where the shift is of the clean test set's examples)."""
-    curves, severities = _curves(condition)
+    curves, severities = curves_of(condition)
     score = "mse" if "test_mse" in condition["metrics"] else "accuracy"
     clean = sample_of(condition, f"test_{score}")
     family = {}
@@ -267,95 +258,9 @@ def statistics(condition: Mapping[str, Any], compare: Compare) -> dict[str, dict
         for k, severity in enumerate(severities[shift]):
             if severity != 0:
                 family[f"{shift}@{severity:g}"] = compare(
-                    _severity_sample(condition, shift, k, score), clean,
+                    severity_sample(condition, shift, k, score), clean,
                     SCORE_DIRECTIONS[score]) | {"shift": shift, "severity": float(severity)}
     return {"shift_vs_clean": family} if family else {}
-
-
-def _severity_table(condition: Mapping[str, Any], metric: str, estimand: str) -> list[str]:
-    curves, severities = _curves(condition)
-    lines = []
-    for shift, values in curves.items():
-        values = np.asarray(values[metric], dtype=float)
-        if values.shape[0] == 0:  # every seed left out
-            continue
-        # The interval the sampling calls for, over the finite seeds, as in every table.
-        rows, summaries = [], []
-        for k, severity in enumerate(severities[shift]):
-            column = values[:, k]
-            summary = describe_sample(_severity_sample(condition, shift, k, metric),
-                                      estimand=estimand, num_resamples=2000)
-            summaries.append(summary)
-            rows.append([fmt(severity, 3), fmt(float(np.nanmean(column))), interval(summary["ci"]),
-                         fmt(float(np.nanmin(column))), fmt(float(np.nanmax(column)))])
-        lines += [f"*{shift}* ({metric} by severity; the interval covers "
-                  f"{summaries[0]['covers']})", ""]
-        lines += table(["severity", "mean", f"95% CI ({ci_label(summaries[0])})", "min seed",
-                        "max seed"], rows)
-    return lines
-
-
-def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
-    """Per condition: the score by severity, and each shifted set against the clean one."""
-    score = SCORE_NAMES[results["task"]["kind"]]
-    within = results["statistics"].get("within_conditions", {}).get("robustness", {})
-    shown = [n for n in names if n in within or _curves(results["conditions"][n])[0]]
-    if not shown:
-        return []
-    lines = ["## Robustness under shift", "",
-             f"Shifted minus clean test {score}, the same seeds evaluated twice (paired), "
-             "Holm across the shifted sets of each condition.", ""]
-    for name in shown:
-        lines += [f"### `{name}`", ""]
-        lines += _severity_table(results["conditions"][name], score, results["statistics"].get(
-            "settings", {}).get("estimand", "distribution"))
-        family = within.get(name, {}).get("shift_vs_clean", {})
-        if family:
-            lines += table(["shift", *comparison_header(list(family.values()))[1:]],
-                           [comparison_rows(s, c) for s, c in family.items()])
-    return lines
-
-
-def confusion_report(condition: Mapping[str, Any], max_classes: int = 4) -> list[str]:
-    """Row-normalised confusion matrices (mean over seeds) for tasks with few classes."""
-    lines = []
-    for name, matrices in (saved_by(condition, "robustness")["per_seed"].get("confusion")
-                           or {}).items():
-        counts = np.asarray(matrices, dtype=float)  # (S, C, C)
-        if counts.ndim != 3 or counts.shape[0] == 0 or counts.shape[-1] > max_classes:
-            continue
-        rates = counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1.0)
-        mean, low, high = rates.mean(0), rates.min(0), rates.max(0)
-        classes = range(counts.shape[-1])
-        rows = [[f"true {i}", *[with_range(mean[i, j], low[i, j], high[i, j]) for j in classes]]
-                for i in classes]
-        label = "clean test set" if name == "clean" else f"{name}, largest severity"
-        lines += [f"*Confusion, {label}* (share of each true class predicted as each class; "
-                  "mean over seeds, seed range):", ""]
-        lines += table(["", *[f"pred {j}" for j in classes]], rows)
-    return lines
-
-
-def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
-    """The score under every shift by severity, every seed, one plot per condition."""
-    from negres.reporting import plots as figures
-    from negres.reporting.write import plot_path
-
-    score = SCORE_NAMES[results["task"]["kind"]]
-    written = []
-    for name, condition in results["conditions"].items():
-        curves, severities = _curves(condition)
-        if not curves or not len(condition["seed_indices"]):
-            continue
-        # One axis of severities: the shifts swept over the first shift's severities.
-        first = list(severities[next(iter(curves))])
-        same = {s: v for s, v in curves.items() if list(severities[s]) == first}
-        path, relative = plot_path(workdir, "robustness", name)
-        figures.robustness_curves(
-            np.asarray(first), {s: np.asarray(v[score]) for s, v in same.items()}, path,
-            metric_name=f"test {score}", clean=np.asarray(condition["metrics"][f"test_{score}"]))
-        written.append((f"Test {score} under shift, by severity: {name}", relative))
-    return written
 
 
 EVALUATOR = Evaluator(
@@ -364,9 +269,6 @@ EVALUATOR = Evaluator(
     evaluate=evaluate,
     check=check,
     memory=memory,
-    report=report,
-    condition_report=confusion_report,
-    plots=plots,
     statistics=statistics,
     doc="every seed's score, loss and calibration under each shift, severity by severity",
 )

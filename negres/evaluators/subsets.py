@@ -22,7 +22,6 @@ from negres.evaluators.protocol import (
     Evaluator,
     MemoryUse,
     Metric,
-    saved_by,
 )
 from negres.measures import metrics
 from negres.measures.losses import SCORE_NAMES
@@ -97,15 +96,6 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     return out
 
 
-def condition_report(condition: Mapping[str, Any]) -> list[str]:
-    """Which subsets the ``subset_*`` metrics are of, and their sizes."""
-    sizes = saved_by(condition, "subsets")["shared"].get("sizes") or {}
-    if not sizes:
-        return []
-    return ["Test subsets (`subset_*` metrics): " + ", ".join(
-        f"`{s}` ({count} examples)" for s, count in sizes.items()), ""]
-
-
 def memory(settings: Any, task: Task, num_seeds: int) -> MemoryUse:
     """Each subset example's score and loss per seed (``2 S n`` numbers per subset), and
     the whole test set's while they are sliced."""
@@ -120,7 +110,6 @@ EVALUATOR = Evaluator(
     fields=(),
     evaluate=evaluate,
     memory=memory,
-    condition_report=condition_report,
     doc="every seed's score on the named test subsets a task declares (e.g. where a "
         "shortcut contradicts the rule)",
 )

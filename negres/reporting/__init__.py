@@ -2,8 +2,10 @@
 
 ``write`` writes ``report.md`` and the plots of a workdir from its ``results.json``;
 ``markdown`` builds the report's text, the generic tables every metric gets and the
-evaluators' sections in the order they ran; ``tables`` formats numbers and markdown tables
-for it and for the evaluators; ``plots`` draws the figures (learning
+evaluators' sections in the order they ran; ``sections`` holds each evaluator's
+presentation (its report sections, plots and saved files), registered by evaluator name
+in ``sections.PRESENTATIONS``; ``tables`` formats numbers and markdown tables for the
+report and the sections; ``plots`` draws the figures (learning
 curves, shift sweeps, per-seed strips, agreement heatmaps, saliency grids, frontiers);
 ``findings`` states, per documented study, in one sentence computed from the results,
 whether the document's finding reproduces; ``terminal`` prints per-seed tables on the
@@ -11,4 +13,7 @@ command line. ``progress`` draws a training call's progress bar and ``live`` wri
 curves to TensorBoard and a tidy table as they are computed (or from a finished
 ``TrainResult``), for the library as for the command line. Every function here reads
 results; none trains or evaluates.
+
+Layer: reporting. Every presenting hook (the evaluators' presentations included); imports
+statistics, evaluators and the layers below, never the study.
 """

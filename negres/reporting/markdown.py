@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from negres.evaluators import evaluators_of
+from negres.reporting.sections import presentations_of
 from negres.reporting.sources import sources_section
 from negres.reporting.tables import (
     ci_label,
@@ -191,7 +191,7 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
         lines += ["**What these seeds cannot tell.** " + " ".join(
             note.rstrip(".") + "." for note in notes), ""]
     lines += training_plan_lines(conditions)
-    evaluators = evaluators_of(results)
+    presentations = presentations_of(results)
     excluded = analysis.get("excluded_diverged_seeds") or {}
     lines += ["## Results per condition", ""]
     for name in names:
@@ -202,9 +202,9 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
         lines += diverged_lines(conditions[name], name, excluded)
         lines += condition_table(analysis["summaries"][name], level,
                                  analysis.get("directions") or {})
-        for evaluator in evaluators:
-            if evaluator.condition_report is not None:
-                lines += evaluator.condition_report(conditions[name])
+        for presentation in presentations:
+            if presentation.condition_report is not None:
+                lines += presentation.condition_report(conditions[name])
     comparisons = analysis["comparisons"]
     if comparisons:
         references = {c.get("reference", baseline) for f in comparisons.values()
@@ -231,9 +231,9 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
             every += list(family.values())
         lines += inconclusive_note(every)
     lines += sources_section(results)
-    for evaluator in evaluators:
-        if evaluator.report is not None:
-            lines += evaluator.report(results, names)
+    for presentation in presentations:
+        if presentation.report is not None:
+            lines += presentation.report(results, names)
     if plots:
         lines += ["## Plots", ""]
         for caption, path in plots:

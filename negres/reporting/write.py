@@ -10,17 +10,17 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from negres.evaluators import evaluators_of
 from negres.evaluators.protocol import saved_by
 from negres.files import write_text_atomic
 from negres.measures.losses import SCORE_NAMES
 from negres.reporting import plots
 from negres.reporting.markdown import build_report
+from negres.reporting.sections import evaluator_plots
 from negres.reporting.tables import ci_of, covers_label
 from negres.reporting.tensorboard import DEFAULT_SEED_CURVES, write_tensorboard
 from negres.reporting.tidy import write_tidy
+from negres.results import PLOTS_DIR, REPORT_FILE
 from negres.statistics.study import without_diverged
-from negres.study.workdir import PLOTS_DIR, REPORT_FILE
 
 # Seeds shown side by side in saliency plots.
 _SALIENCY_SEEDS = 4
@@ -85,9 +85,7 @@ def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, st
             path, title=f"Learning curves: {name}",
         )
         written.append((f"Learning curves of every seed: {name}", relative))
-    for evaluator in evaluators_of(results):
-        if evaluator.plots is not None:
-            written += evaluator.plots(results, workdir)
+    written += evaluator_plots(results, workdir)
     return written
 
 

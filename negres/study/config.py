@@ -279,18 +279,12 @@ def default_config_source() -> str:
     return "\n".join(lines)
 
 
-# A library argument -> the config field that sets it, for messages on the command line.
+# A library argument -> the config field that sets it, for messages on the command line:
+# every top-level and ``train`` field sets the library argument of its name; these others
+# are named apart.
 ARGUMENT_FIELDS = {
-    "num_seeds": "num_seeds",
-    "steps": "train.steps",
-    "batch_size": "train.batch_size",
-    "eval_every": "train.eval_every",
-    "label_noise": "train.label_noise",
-    "input_noise": "train.input_noise",
-    "seeds_per_chunk": "train.seeds_per_chunk",
-    "layout": "train.layout",
-    "seeds_per_map_step": "train.seeds_per_map_step",
-    "checkpoint_every": "train.checkpoint_every",
+    **{f.name: f.name for f in TOP_FIELDS},
+    **{f.name: f"train.{f.name}" for f in TRAIN_FIELDS},
     "kind": "task.kind",
 }
 

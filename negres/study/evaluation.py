@@ -16,6 +16,7 @@ from negres.evaluators import (
     run_evaluators,
 )
 from negres.measures.agreement import layer_order
+from negres.reporting.sections import save_files
 from negres.seeds import seed_keys, stream_key
 from negres.sharding import is_main_process
 from negres.study.prepare import Condition
@@ -39,10 +40,12 @@ def evaluate_condition(
         shared_key=stream_key(jax.random.PRNGKey(config.seed), "evaluation"),
         init=lambda key: model.init(key, example, train=False)["params"],
         layers=layer_order(model, example, train=False),
-        workdir=workdir if is_main_process() else None, condition=condition.name,
         kept=np.asarray(trained.diverged_at) < 0,
     )
-    evaluated = as_results(run_evaluators(condition.evaluators, context))
+    evaluations = run_evaluators(condition.evaluators, context)
+    if is_main_process():  # the files its presentations save (the attributions' .npy)
+        save_files(evaluations, workdir, condition.name, task, config.evaluation)
+    evaluated = as_results(evaluations)
     curves = {name.replace("eval_", "test_"): v for name, v in trained.curves.items()}
     diverged = trained.diverged_at >= 0
     return {
