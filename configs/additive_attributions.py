@@ -9,15 +9,12 @@ attribution can show. The activation is smooth (GELU) so that the mixed partial 
 defined; with ReLU it is 0 almost everywhere.
 """
 
-from configs import default
+from configs import study
 
 
 def get_config():
-    config = default.get_config()
-    config.title = "Additive attributions and an x0·x1 interaction (doc 002)"
-    config.finding = "additive_attributions"
-    config.num_seeds = 32
-    config.task.name = "synthetic_regression"
+    config = study("Additive attributions and an x0·x1 interaction (doc 002)", num_seeds=32,
+                   finding="additive_attributions", task="synthetic_regression")
     config.task.interaction = 0.0  # set per condition below
     config.model.hidden_sizes = (32, 32)
     config.model.activation = "gelu"

@@ -11,9 +11,10 @@ Each model is compared with the linear model of its dataset; the report's fronti
 put every model at its mean with intervals on both axes.
 """
 
-from configs import default
+from configs import grouped_conditions, study
 
-# Per dataset: the models of the sweep, as overrides of the base config.
+# Per dataset: the models of the sweep, as overrides of the base config; the first, the
+# linear model, is the one the others of its dataset are compared with.
 SWEEP = {
     "digits": (
         ("linear", {"model.name": "linear"}),
@@ -33,10 +34,8 @@ SWEEP = {
 
 
 def get_config():
-    config = default.get_config()
-    config.title = "Capacity against interpretability, digits and MNIST-1D (doc 003)"
-    config.finding = "capacity_tradeoff"
-    config.num_seeds = 16
+    config = study("Capacity against interpretability, digits and MNIST-1D (doc 003)",
+                   num_seeds=16, finding="capacity_tradeoff")
     config.train.steps = 2000
     config.train.batch_size = 100
     config.train.eval_every = 200
@@ -46,13 +45,6 @@ def get_config():
     config.evaluation.randomization_check = False
     config.evaluation.evaluators = ("robustness", "attributions", "surrogate_fidelity")
     config.evaluation.save_attributions = 8
-    conditions = []
-    for dataset, models in SWEEP.items():
-        for model, overrides in models:
-            condition = {"name": f"{dataset}/{model}", "task.name": dataset, **overrides}
-            if model != "linear":
-                condition["compared_with"] = f"{dataset}/linear"
-            conditions.append(condition)
-    config.conditions = tuple(conditions)
+    config.conditions = grouped_conditions("task.name", SWEEP)
     config.baseline = "digits/linear"
     return config

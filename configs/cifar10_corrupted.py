@@ -11,7 +11,7 @@ then run ``python main.py --config configs/cifar10_corrupted.py --workdir runs/c
 --config.task.num_test=500 --config.num_seeds=4 --config.train.steps=200``.
 """
 
-from configs import default
+from configs import study
 
 # The 15 corruptions of Hendrycks & Dietterich (2019); TFDS also has 4 extra ones.
 BENCHMARK_CORRUPTIONS = (
@@ -22,10 +22,7 @@ BENCHMARK_CORRUPTIONS = (
 
 
 def get_config():
-    config = default.get_config()
-    config.title = "CIFAR-10 CNN under the CIFAR-10-C corruptions"
-    config.num_seeds = 16
-    config.task.name = "cifar10"
+    config = study("CIFAR-10 CNN under the CIFAR-10-C corruptions", num_seeds=16, task="cifar10")
     config.task.data_dir = ""  # "" reads $TFDS_DATA_DIR or ~/tensorflow_datasets
     config.task.num_train = 0  # 0: the whole split
     config.task.num_test = 0

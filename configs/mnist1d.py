@@ -4,14 +4,11 @@ Compares the three models' test accuracy with intervals against the published nu
 (logistic regression 32%, MLP 68%, CNN 94%; Greydanus 2020). Runs offline on a CPU.
 """
 
-from configs import default
+from configs import study
 
 
 def get_config():
-    config = default.get_config()
-    config.title = "MNIST-1D: logistic regression, MLP and CNN"
-    config.num_seeds = 16
-    config.task.name = "mnist1d"
+    config = study("MNIST-1D: logistic regression, MLP and CNN", num_seeds=16, task="mnist1d")
     config.task.shuffle_seq = False  # True: the spatially shuffled control
     config.model.hidden_sizes = (100, 100)  # the published MLP: 40 -> 100 -> 100 -> 10
     config.model.channels = (25, 25, 25)  # the published CNN: three convolutions of 25

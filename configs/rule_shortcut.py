@@ -14,43 +14,43 @@ model looks. (An MLP rather than a CNN: XLA's CPU convolutions run ~60x slower t
 MLP inside the training loop; ``--config.model.name=cnn`` on an accelerator.)
 """
 
-from configs import default
+from configs import study
+
+# What the variants set differently, and the control world's agreement of shortcut and label.
+VARIANTS = {
+    "tabular": dict(
+        title="A rule and a shortcut, tabular (doc 000)", task="rule_shortcut",
+        hidden_sizes=(64, 64), shift="shortcut_reversal", attribution_examples=200, top_k=1,
+        save_attributions=64,
+        control_agreement=0.5),  # the sign of the shortcut is a coin flip
+    "image": dict(
+        title="A rule and a shortcut, digits with a class-coding patch (doc 000)",
+        task="digits_shortcut", hidden_sizes=(128, 64), shift="patch_shuffle",
+        attribution_examples=64, top_k=8, save_attributions=16,
+        control_agreement=0.1),  # the patch codes a uniformly random class
+}
 
 
 def get_config(variant: str | None = None):
     variant = variant or "tabular"
-    if variant not in ("tabular", "image"):
+    if variant not in VARIANTS:
         raise ValueError(f"configs/rule_shortcut.py:{variant}: the variant must be "
                          "'tabular' (default) or 'image'")
-    config = default.get_config()
-    config.finding = "rule_shortcut"
-    config.num_seeds = 16
+    chosen = VARIANTS[variant]
+    config = study(chosen["title"], num_seeds=16, finding="rule_shortcut", task=chosen["task"])
+    config.model.hidden_sizes = chosen["hidden_sizes"]
     config.train.steps = 1000
     config.train.eval_every = 100
+    config.evaluation.shifts = (chosen["shift"],)
     config.evaluation.severities = (0.0, 0.25, 0.5, 0.75, 1.0)
     config.evaluation.attribution_methods = ("integrated_gradients",)
+    config.evaluation.attribution_examples = chosen["attribution_examples"]
+    config.evaluation.top_k = chosen["top_k"]
     config.evaluation.randomization_check = False
+    config.evaluation.save_attributions = chosen["save_attributions"]
     config.baseline = "shortcut"
-    if variant == "tabular":
-        config.title = "A rule and a shortcut, tabular (doc 000)"
-        config.task.name = "rule_shortcut"
-        config.model.hidden_sizes = (64, 64)
-        config.evaluation.shifts = ("shortcut_reversal",)
-        config.evaluation.attribution_examples = 200
-        config.evaluation.top_k = 1
-        config.evaluation.save_attributions = 64
-        control_agreement = 0.5  # the sign of the shortcut is a coin flip
-    else:
-        config.title = "A rule and a shortcut, digits with a class-coding patch (doc 000)"
-        config.task.name = "digits_shortcut"
-        config.model.hidden_sizes = (128, 64)
-        config.evaluation.shifts = ("patch_shuffle",)
-        config.evaluation.attribution_examples = 64
-        config.evaluation.top_k = 8
-        config.evaluation.save_attributions = 16
-        control_agreement = 0.1  # the patch codes a uniformly random class
     config.conditions = (
         {"name": "shortcut"},
-        {"name": "control", "task.shortcut_agreement": control_agreement},
+        {"name": "control", "task.shortcut_agreement": chosen["control_agreement"]},
     )
     return config

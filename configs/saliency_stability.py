@@ -9,15 +9,12 @@ than digits: a 2-D CNN on digits trains ~20x slower on a CPU (XLA's convolution 
 training loop), a 1-D one does not.
 """
 
-from configs import default
+from configs import study
 
 
 def get_config():
-    config = default.get_config()
-    config.title = "Saliency stability across seeds, label noise and input noise (doc 001)"
-    config.finding = "saliency_stability"
-    config.num_seeds = 16
-    config.task.name = "mnist1d"
+    config = study("Saliency stability across seeds, label noise and input noise (doc 001)",
+                   num_seeds=16, finding="saliency_stability", task="mnist1d")
     config.task.num_samples = 5000  # 4000 train, 1000 test
     config.task.train_split = 0.8
     config.task.shuffle_seq = False

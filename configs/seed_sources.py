@@ -8,13 +8,12 @@ each with a 95% interval (docs/sources.md). Bouthillier et al. (2021) found data
 to matter as much as initialisation; this study measures it on one model.
 """
 
-from configs import default
+from configs import study
 
 
 def get_config():
-    config = default.get_config()
-    config.title = "Sources of seed-to-seed spread: initialisation vs data order"
-    config.num_seeds = 64  # the product of randomness.levels
+    config = study("Sources of seed-to-seed spread: initialisation vs data order",
+                   num_seeds=64)  # the product of randomness.levels
     config.randomness.vary = ("init", "data")
     config.randomness.levels = (8, 8)
     config.randomness.metrics = ("test_accuracy", "test_loss", "integrated_gradients_sparsity")

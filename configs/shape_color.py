@@ -9,7 +9,7 @@ accuracy on the seen and on the held-out combinations, learning curves, and verd
 against the full model of the same factor.
 """
 
-from configs import default
+from configs import grouped_conditions, study
 
 ABLATIONS = (
     ("full", {}),
@@ -20,11 +20,8 @@ ABLATIONS = (
 
 
 def get_config():
-    config = default.get_config()
-    config.title = "Shape and color with held-out combinations (doc 004)"
-    config.finding = "shape_color"
-    config.num_seeds = 12
-    config.task.name = "shape_color"
+    config = study("Shape and color with held-out combinations (doc 004)", num_seeds=12,
+                   finding="shape_color", task="shape_color")
     config.task.target = "shape"  # set per condition below
     config.model.name = "attention"
     config.model.activation = "gelu"
@@ -39,13 +36,8 @@ def get_config():
     config.evaluation.top_k = 32
     config.evaluation.randomization_check = False
     config.evaluation.save_attributions = 8
-    conditions = []
-    for target in ("shape", "color"):
-        for ablation, overrides in ABLATIONS:
-            condition = {"name": f"{target}/{ablation}", "task.target": target, **overrides}
-            if ablation != "full":
-                condition["compared_with"] = f"{target}/full"
-            conditions.append(condition)
-    config.conditions = tuple(conditions)
+    # Every ablation of each target, compared with the full model of that target.
+    config.conditions = grouped_conditions("task.target",
+                                           {target: ABLATIONS for target in ("shape", "color")})
     config.baseline = "shape/full"
     return config

@@ -2,6 +2,8 @@
 
 import dataclasses
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -80,6 +82,23 @@ def tree_allclose(a, b, atol: float, rtol: float = 0.0) -> None:
 
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol)
+
+
+REPO = Path(__file__).resolve().parents[1]
+MAIN = str(REPO / "main.py")
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a test's Python subprocess: this one's, on the CPU, with the
+    checkout importable."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+
+
+def run_python(*argv: str) -> subprocess.CompletedProcess:
+    """``python *argv`` run from the checkout (``subprocess_env``), its output captured as
+    text; 5 minutes at most."""
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=REPO,
+                          env=subprocess_env(), timeout=300)
 
 
 # A Python script (python -c) that runs main.py with argv and SIGKILLs it right after the

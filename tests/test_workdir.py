@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import KILL_AFTER_CHECKPOINT
+from conftest import KILL_AFTER_CHECKPOINT, MAIN, REPO, run_python, subprocess_env
 from tests_configs import LIGHT, tiny_config
 
 from negres.study.lifecycle import prepare_workdir
@@ -27,18 +27,6 @@ from negres.study.workdir import (
     roll_back,
     set_aside,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-MAIN = str(REPO / "main.py")
-
-
-def env() -> dict[str, str]:
-    return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-
-
-def run(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=REPO,
-                          env=env(), timeout=300)
 
 
 def error_line(proc: subprocess.CompletedProcess) -> str:
@@ -58,7 +46,7 @@ def snapshot(workdir: Path) -> dict[str, bytes]:
 def finished(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     """A workdir holding a finished run of LIGHT, and a snapshot of it."""
     workdir = tmp_path_factory.mktemp("finished") / "w"
-    proc = run(MAIN, *LIGHT, "--workdir", str(workdir))
+    proc = run_python(MAIN, *LIGHT, "--workdir", str(workdir))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir, snapshot(workdir)
 
@@ -82,7 +70,7 @@ def test_a_killed_overwrite_sets_the_earlier_run_aside_and_the_same_command_comp
         finished, tmp_path):
     workdir = copy_of(finished, tmp_path)
     argv = [MAIN, *LIGHT, "--config.seed=1", "--workdir", str(workdir), "--overwrite"]
-    killed = run("-c", KILL_AFTER_CHECKPOINT.format(kill_step=20, argv=argv))
+    killed = run_python("-c", KILL_AFTER_CHECKPOINT.format(kill_step=20, argv=argv))
     assert killed.returncode == -9, killed.stderr[-3000:]
     # Not a mix: the top holds the new run's config and checkpoints only; the earlier
     # results wait, whole, in the set-aside directory.
@@ -95,7 +83,7 @@ def test_a_killed_overwrite_sets_the_earlier_run_aside_and_the_same_command_comp
     shutil.copytree(workdir, tmp_path / "w2")
     argv2 = [MAIN, *LIGHT, "--config.seed=1", "--workdir", str(tmp_path / "w2")]
     for command in (argv, argv2):
-        again = run(*command)
+        again = run_python(*command)
         assert again.returncode == 0, again.stderr[-3000:]
         assert "resumed from the checkpoint at step 20 of 40" in again.stderr
     first, second = (json.loads((w / "results.json").read_text())
@@ -107,12 +95,12 @@ def test_a_killed_overwrite_sets_the_earlier_run_aside_and_the_same_command_comp
 def test_a_killed_overwrite_rolls_back_to_the_earlier_run(finished, tmp_path):
     workdir = copy_of(finished, tmp_path)
     argv = [MAIN, *LIGHT, "--config.seed=1", "--workdir", str(workdir), "--overwrite"]
-    assert run("-c", KILL_AFTER_CHECKPOINT.format(kill_step=10, argv=argv)).returncode == -9
-    proc = run(MAIN, "--workdir", str(workdir), "--rollback")
+    assert run_python("-c", KILL_AFTER_CHECKPOINT.format(kill_step=10, argv=argv)).returncode == -9
+    proc = run_python(MAIN, "--workdir", str(workdir), "--rollback")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert snapshot(workdir) == finished[1]
-    assert "no unfinished --overwrite" in error_line(run(MAIN, "--workdir", str(workdir),
-                                                         "--rollback"))
+    assert "no unfinished --overwrite" in error_line(run_python(MAIN, "--workdir", str(workdir),
+                                                                "--rollback"))
 
 
 def set_aside_stopped_after_two_moves(workdir: Path, monkeypatch) -> None:
@@ -169,7 +157,7 @@ def test_a_missing_report_is_written_by_the_same_command_without_retraining(fini
     workdir = copy_of(finished, tmp_path)
     (workdir / "report.md").unlink()
     shutil.rmtree(workdir / "plots")
-    proc = run(MAIN, *LIGHT, "--workdir", str(workdir))
+    proc = run_python(MAIN, *LIGHT, "--workdir", str(workdir))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train: step" not in proc.stderr
     assert (workdir / "report.md").read_bytes() == finished[1]["report.md"]
@@ -181,7 +169,7 @@ def test_a_corrupt_config_json_beside_checkpoints_is_one_line(finished, tmp_path
     (workdir / "results.json").unlink()
     (workdir / "config.json").write_text('{"num_seeds": 2, "tra')
     before = snapshot(workdir)
-    line = error_line(run(MAIN, *LIGHT, "--workdir", str(workdir)))
+    line = error_line(run_python(MAIN, *LIGHT, "--workdir", str(workdir)))
     assert "holds checkpoints of a run of a config its config.json no longer records" in line
     assert "--overwrite" in line
     assert snapshot(workdir) == before
@@ -219,7 +207,7 @@ def on_small_disk(tmp_path: Path, size_kb: int, commands: list[list[str]],
                       f"echo $? > {out}/{number}.rc")
     script.append(f"cp -a {disk}/w {out}/w 2>/dev/null; true")
     subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
-                    "; ".join(script)], cwd=REPO, env=env(), timeout=600, check=True)
+                    "; ".join(script)], cwd=REPO, env=subprocess_env(), timeout=600, check=True)
     procs = [subprocess.CompletedProcess(command, int((out / f"{n}.rc").read_text()),
                                          (out / f"{n}.out").read_text(),
                                          (out / f"{n}.err").read_text())
@@ -272,10 +260,10 @@ def test_report_only_during_an_unfinished_overwrite_names_the_set_aside_results(
                                                                                  tmp_path):
     workdir = copy_of(finished, tmp_path)
     set_aside(workdir)  # as an --overwrite killed before its results
-    line = error_line(run(MAIN, "--workdir", str(workdir), "--report_only"))
+    line = error_line(run_python(MAIN, "--workdir", str(workdir), "--report_only"))
     assert f"set the earlier run's results aside in {REPLACED_DIR}/" in line
     assert "--rollback" in line and "holds no results.json to report on" not in line
-    assert run(MAIN, "--workdir", str(workdir), "--rollback").returncode == 0
+    assert run_python(MAIN, "--workdir", str(workdir), "--rollback").returncode == 0
     assert snapshot(workdir) == finished[1]
 
 
@@ -293,7 +281,7 @@ def test_rollback_and_report_only_on_a_read_only_workdir_are_one_line(finished, 
         script.append(f"'{sys.executable}' '{MAIN}' --workdir '{workdir}' {flag} "
                       f"> {out}/{number}.out 2> {out}/{number}.err; echo $? > {out}/{number}.rc")
     subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
-                    "; ".join(script)], cwd=REPO, env=env(), timeout=300, check=True)
+                    "; ".join(script)], cwd=REPO, env=subprocess_env(), timeout=300, check=True)
     for number, doing in enumerate(("--rollback", "--report_only")):
         proc = subprocess.CompletedProcess([], int((out / f"{number}.rc").read_text()),
                                            (out / f"{number}.out").read_text(),

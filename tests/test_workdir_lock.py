@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import KILL_AFTER_CHECKPOINT
+from conftest import KILL_AFTER_CHECKPOINT, MAIN, REPO, run_python, subprocess_env
 from tests_configs import LIGHT
 
 from negres.study.workdir import (
@@ -23,8 +23,6 @@ from negres.study.workdir import (
     workdir_lock,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-MAIN = str(REPO / "main.py")
 # Holds the workdir argv[1] until killed, and says so on stdout once it does.
 HOLD = """
 import sys, time
@@ -33,15 +31,6 @@ with workdir_lock(sys.argv[1], doing="a test"):
     print("held", flush=True)
     time.sleep(600)
 """
-
-
-def env() -> dict[str, str]:
-    return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-
-
-def run(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=REPO,
-                          env=env(), timeout=300)
 
 
 def error_line(stderr: str) -> str:
@@ -64,7 +53,7 @@ def test_two_runs_started_together_one_runs_and_the_other_is_refused_in_one_line
     workdir = tmp_path / "w"
     processes = [subprocess.Popen([sys.executable, MAIN, *LIGHT, "--workdir", str(workdir)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  cwd=REPO, env=env()) for _ in range(2)]
+                                  cwd=REPO, env=subprocess_env()) for _ in range(2)]
     try:
         outputs = [p.communicate(timeout=300) for p in processes]
     finally:
@@ -84,14 +73,14 @@ def test_two_runs_started_together_one_runs_and_the_other_is_refused_in_one_line
 def test_a_run_killed_with_sigkill_leaves_no_lock_that_blocks_the_next(tmp_path):
     workdir = tmp_path / "w"
     argv = [MAIN, *LIGHT, "--workdir", str(workdir)]
-    killed = run("-c", KILL_AFTER_CHECKPOINT.format(kill_step=10, argv=argv))
+    killed = run_python("-c", KILL_AFTER_CHECKPOINT.format(kill_step=10, argv=argv))
     assert killed.returncode == -9, killed.stderr[-3000:]
     # The killed run's lock file is still there, naming it; the kernel released its lock.
     assert (workdir / LOCK_FILE).read_text().split()[0].isdigit()
     # As a save killed half-way leaves it: orbax's temporary directory of step 30.
     temp = workdir / "checkpoints" / "0_mlp" / "30.orbax-checkpoint-tmp"
     (temp / "metadata.orbax-checkpoint-tmp").mkdir(parents=True)
-    again = run(*argv)
+    again = run_python(*argv)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from the checkpoint at step 10 of 40" in again.stderr
     assert (workdir / "report.md").exists()
@@ -107,11 +96,11 @@ def test_every_kind_of_run_is_refused_while_another_process_holds_the_workdir(tm
     workdir.mkdir()
     (workdir / "results.json").write_text("{}")  # what each would read or replace
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(workdir)],
-                              stdout=subprocess.PIPE, text=True, cwd=REPO, env=env())
+                              stdout=subprocess.PIPE, text=True, cwd=REPO, env=subprocess_env())
     try:
         assert holder.stdout.readline().strip() == "held"
         before = snapshot(workdir)
-        proc = run(MAIN, "--workdir", str(workdir), *flags)
+        proc = run_python(MAIN, "--workdir", str(workdir), *flags)
         line = error_line(proc.stderr)
         assert f"is in use by another negres run (process {holder.pid})" in line
         assert snapshot(workdir) == before
