@@ -5,7 +5,8 @@ pure functions, and compare conditions with statistics that can say "inconclusiv
 Every stacked object has the seed axis first.
 
 Importing negres is light: the names below are loaded on first use, so ``import negres``
-does not pull in orbax, scikit-learn, TFDS or matplotlib until something needs them.
+does not pull in scikit-learn, TFDS or matplotlib until something needs them (nor orbax
+before ``negres.train``, which saves checkpoints with it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# Public name -> the module that defines it (a module itself when the name is a module).
+# Public name -> the module that defines it. One public way to do each thing: internals
+# (SeedTrainer, make_seed_trainer, Plan, compile_training) and negres's own shortcuts
+# (negres.training.builtin.train_seeds) stay importable from their modules only.
 _ATTRIBUTES: dict[str, str] = {
     # training: the open core
     "SeedProgram": "negres.training.contract",
@@ -23,15 +26,13 @@ _ATTRIBUTES: dict[str, str] = {
     "loss_program": "negres.training.contract",
     "train": "negres.training.driver",
     "TrainResult": "negres.training.driver",
+    "Scale": "negres.training.plan",
+    "Checkpointing": "negres.training.checkpoint",
     "EarlyStopping": "negres.training.step",
     "TrainingProgress": "negres.training.events",
     "SavedRun": "negres.training.checkpoint",
     "ResumeError": "negres.errors",
     "DiskFullError": "negres.errors",
-    "compile_training": "negres.training.driver",
-    "Plan": "negres.training.plan",
-    "SeedTrainer": "negres.training.step",
-    "make_seed_trainer": "negres.training.step",
     "linen_program": "negres.training.linen",
     "linen_apply": "negres.training.linen",
     "nnx_program": "negres.training.nnx",
@@ -41,10 +42,9 @@ _ATTRIBUTES: dict[str, str] = {
     "load_results": "negres.reporting.tidy",
     "LoadedResults": "negres.reporting.tidy",
     "LabelledArray": "negres.reporting.tidy",
-    # negres's own models and losses on the same contract
+    # negres's own models and losses on the same contract (trained by negres.train)
     "builtin_program": "negres.training.builtin",
-    "train_seeds": "negres.training.builtin",
-    "make_apply": "negres.training.builtin",
+    "builtin_data": "negres.training.builtin",
     "make_evaluate": "negres.training.builtin",
     # the seed axis and where it lives
     "over_seeds": "negres.seeds",
@@ -74,13 +74,11 @@ _ATTRIBUTES: dict[str, str] = {
 _SUBMODULES: dict[str, str] = {
     "agreement": "negres.measures.agreement",
     "evaluators": "negres.evaluators",
-    "findings": "negres.reporting.findings",
     "interpretability": "negres.measures.interpretability",
     "metrics": "negres.measures.metrics",
     "models": "negres.models",
     "saliency": "negres.measures.saliency",
     "shifts": "negres.tasks.shifts",
-    "stats": "negres.statistics",
     "statistics": "negres.statistics",
     "training": "negres.training",
 }
@@ -88,6 +86,7 @@ _SUBMODULES: dict[str, str] = {
 __all__ = [
     "TASKS",
     "ArgumentError",
+    "Checkpointing",
     "ConfigError",
     "CoreSetup",
     "DiskFullError",
@@ -99,21 +98,19 @@ __all__ = [
     "LoadedResults",
     "LossState",
     "Metric",
-    "Plan",
     "ResumeError",
     "SavedRun",
+    "Scale",
     "SeedProgram",
-    "SeedTrainer",
     "Task",
     "TrainResult",
     "TrainingCheckpoints",
     "TrainingProgress",
     "agreement",
+    "builtin_data",
     "builtin_program",
-    "compile_training",
     "evaluate",
     "evaluators",
-    "findings",
     "initialize_distributed",
     "interpretability",
     "linen_apply",
@@ -121,9 +118,7 @@ __all__ = [
     "load_results",
     "load_task",
     "loss_program",
-    "make_apply",
     "make_evaluate",
-    "make_seed_trainer",
     "metrics",
     "models",
     "nnx_apply",
@@ -137,11 +132,9 @@ __all__ = [
     "seed_mesh",
     "shifts",
     "statistics",
-    "stats",
     "stream_key",
     "take_seed",
     "train",
-    "train_seeds",
     "training",
     "use_all_cores",
 ]
@@ -163,21 +156,19 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from negres import evaluators, models, statistics, training
-    from negres import statistics as stats
     from negres.errors import ArgumentError, ConfigError, DiskFullError, ResumeError
     from negres.evaluators import evaluate
     from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric
     from negres.measures import agreement, interpretability, metrics, saliency
-    from negres.reporting import findings
     from negres.seeds import num_seeds_of, over_seeds, seed_key, seed_keys, stream_key, take_seed
     from negres.sharding import CoreSetup, initialize_distributed, seed_mesh, use_all_cores
     from negres.tasks import TASKS, Task, load_task, shifts
-    from negres.training.builtin import builtin_program, make_apply, make_evaluate, train_seeds
-    from negres.training.checkpoint import SavedRun, TrainingCheckpoints
+    from negres.training.builtin import builtin_data, builtin_program, make_evaluate
+    from negres.training.checkpoint import Checkpointing, SavedRun, TrainingCheckpoints
     from negres.training.contract import LossState, SeedProgram, loss_program
-    from negres.training.driver import TrainResult, compile_training, train
+    from negres.training.driver import TrainResult, train
     from negres.training.events import TrainingProgress
     from negres.training.linen import linen_apply, linen_program
     from negres.training.nnx import nnx_apply, nnx_program
-    from negres.training.plan import Plan
-    from negres.training.step import EarlyStopping, SeedTrainer, make_seed_trainer
+    from negres.training.plan import Scale
+    from negres.training.step import EarlyStopping

@@ -5,6 +5,12 @@ study's config validation, ``configs/default.py`` and the docs' config reference
 built from these declarations (:mod:`negres.study.config`), so a default is written once.
 Every check refuses NaN and infinity where a finite number is meant, and booleans where a
 number is meant.
+
+These are negres's one set of value checks: the config's fields and the library's argument
+checks (:mod:`negres.training.checks`, which raise
+:class:`~negres.errors.ArgumentError`) both use :func:`is_int`, :func:`is_number`,
+:class:`Interval`, :func:`one_of` and :func:`real_numbers`, so a bound and its wording are
+written once.
 """
 
 from __future__ import annotations
@@ -12,11 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 from ml_collections import ConfigDict
 
-from negres.errors import ConfigError
+from negres.errors import ArgumentError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,16 @@ class Field:
             raise ConfigError(f"{section}.{self.name}" if section else self.name, value,
                               self.allowed)
 
+    def check_argument(self, value: Any, argument: str | None = None) -> None:
+        """Raise :class:`ArgumentError` naming ``argument`` (default: the field's name) if
+        ``value`` is not allowed: the library's check of the argument a field configures."""
+        if not self.accepts(value):
+            raise ArgumentError(self.name if argument is None else argument, value,
+                                self.allowed)
+
 
 def is_int(value: Any) -> bool:
+    """A Python integer (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -54,37 +69,92 @@ def is_number(value: Any) -> bool:
             and math.isfinite(value))
 
 
+def is_int_in(value: Any, minimum: int, maximum: float = math.inf) -> bool:
+    """An integer (not a bool) in ``[minimum, maximum]``."""
+    return is_int(value) and minimum <= value <= maximum
+
+
+def one_of(options: Iterable[Any]) -> str:
+    """``one of [...]``: the options in words, sorted."""
+    return f"one of {sorted(options, key=str)}"
+
+
+class Interval(NamedTuple):
+    """The real numbers from ``low`` to ``high``, each end closed unless said open."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, values: Any) -> Any:
+        """Whether each of ``values`` (a number or a numpy array) lies in the interval."""
+        above = values > self.low if self.low_open else values >= self.low
+        below = values < self.high if self.high_open else values <= self.high
+        return above & below
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` is a finite real number (not a bool) in the interval."""
+        return is_number(value) and bool(self.holds(value))
+
+    @property
+    def bounds(self) -> str:
+        """``> 0``, ``<= 1``, ``in [0, 1)``, or ``''`` when unbounded."""
+        if math.isinf(self.low) and math.isinf(self.high):
+            return ""
+        if math.isinf(self.high):
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if math.isinf(self.low):
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return (f"in {'(' if self.low_open else '['}{self.low:g}, "
+                f"{self.high:g}{')' if self.high_open else ']'}")
+
+    @property
+    def allowed(self) -> str:
+        """What :meth:`accepts` allows, in words: ``a finite number >= 0``,
+        ``a number in [0, 1)``."""
+        if math.isinf(self.low) or math.isinf(self.high):
+            return f"a finite number {self.bounds}".rstrip()
+        return f"a number {self.bounds}"
+
+
+def real_numbers(argument: str, values: Any, allowed: str) -> np.ndarray:
+    """``values`` (a number or a list of them) as a float64 array, each a finite real
+    number; anything else (strings, booleans, None, complex numbers, NaN, infinity) is an
+    :class:`ArgumentError` naming ``argument``."""
+    items = values if isinstance(values, (list, tuple)) else [values]
+    if any(isinstance(v, (bool, np.bool_, str, bytes)) or v is None for v in items):
+        raise ArgumentError(argument, values, allowed)
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):  # ragged or not array-like
+        raise ArgumentError(argument, values, allowed) from None
+    if array.dtype.kind not in "iuf":
+        raise ArgumentError(argument, values, allowed)
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ArgumentError(argument, values, allowed)
+    return array
+
+
 def integer(name: str, default: int, doc: str, minimum: int = 0,
             maximum: int | None = None) -> Field:
     """An integer in ``[minimum, maximum]``."""
     allowed = (f"an integer from {minimum} to {maximum}" if maximum is not None
                else f"an integer >= {minimum}")
-    return Field(name, default, doc, allowed,
-                 lambda v: is_int(v) and v >= minimum and (maximum is None or v <= maximum))
+    upper = math.inf if maximum is None else maximum
+    return Field(name, default, doc, allowed, lambda v: is_int_in(v, minimum, upper))
 
 
 def number(name: str, default: float, doc: str, low: float = -math.inf,
            high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Field:
     """A finite number in the interval from ``low`` to ``high`` (open where said)."""
-    left = "(" if low_open else "["
-    right = ")" if high_open else "]"
-    if math.isinf(low) and math.isinf(high):
-        allowed = "a finite number"
-    elif math.isinf(high):
-        allowed = f"a finite number {'>' if low_open else '>='} {low:g}"
-    elif math.isinf(low):
-        allowed = f"a finite number {'<' if high_open else '<='} {high:g}"
-    else:
-        allowed = f"a number in {left}{low:g}, {high:g}{right}"
+    return bounded(name, default, doc, Interval(low, high, low_open, high_open))
 
-    def accepts(v: Any) -> bool:
-        if not is_number(v):
-            return False
-        above = v > low if low_open else v >= low
-        below = v < high if high_open else v <= high
-        return above and below
 
-    return Field(name, default, doc, allowed, accepts)
+def bounded(name: str, default: float, doc: str, interval: Interval) -> Field:
+    """A finite number in ``interval``."""
+    return Field(name, default, doc, interval.allowed, interval.accepts)
 
 
 def boolean(name: str, default: bool, doc: str) -> Field:
@@ -92,9 +162,9 @@ def boolean(name: str, default: bool, doc: str) -> Field:
 
 
 def choice(name: str, default: Any, doc: str, options: Iterable[Any]) -> Field:
-    """One of ``options``."""
+    """One of ``options`` (of the default's type)."""
     options = tuple(options)
-    return Field(name, default, doc, f"one of {sorted(options, key=str)}",
+    return Field(name, default, doc, one_of(options),
                  lambda v: isinstance(v, type(default)) and v in options)
 
 

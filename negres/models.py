@@ -331,18 +331,17 @@ def _positive(name: str, default: Any, doc: str) -> fields.Field:
 
 
 def _widths(name: str, default: tuple[int, ...], doc: str) -> fields.Field:
-    return fields.sequence(name, default, doc,
-                           lambda v: fields.is_int(v) and 1 <= v <= 1 << 20,
+    return fields.sequence(name, default, doc, lambda v: fields.is_int_in(v, 1, 1 << 20),
                            "positive integers", min_len=1)
 
 
+# The model's name, one of the registry's (MODELS is the one place a name is written).
+NAME_FIELD = fields.choice("name", "mlp", " | ".join(MODELS), MODELS)
 # Every model's fields in one section (a study may sweep models); each reads its own.
 FIELDS = (
-    fields.choice("name", "mlp", "linear | mlp | cnn | attention", ("linear", "mlp", "cnn",
-                                                                     "attention")),
+    NAME_FIELD,
     _widths("hidden_sizes", (64,), "mlp: widths of the hidden layers"),
-    fields.choice("activation", "relu", "relu | gelu | tanh | sigmoid | silu",
-                  tuple(ACTIVATIONS)),
+    fields.choice("activation", "relu", " | ".join(ACTIVATIONS), ACTIVATIONS),
     fields.number("dropout_rate", 0.0, "mlp/cnn/attention: dropout after hidden layers, "
                   "per-seed masks", 0.0, 1.0, high_open=True),
     _widths("channels", (16, 32), "cnn: channels of the convolutions"),
@@ -368,8 +367,7 @@ def build_model(model_config: ConfigDict, num_outputs: int) -> nn.Module:
     """The model named by ``model_config.name``, checked against :data:`FIELDS` and
     completed with their defaults, with ``num_outputs`` outputs."""
     name = model_config.get("name")
-    if name not in MODELS:
-        raise ConfigError("model.name", name, f"one of {sorted(MODELS)}")
+    NAME_FIELD.check(name, "model")  # no default here: a model config names its model
     return MODELS[name](fields.completed(model_config, FIELDS, "model"), num_outputs)
 
 

@@ -27,7 +27,8 @@ from negres.reporting.findings import FINDINGS
 from negres.seeds import DESIGN_FIELDS, configured_design
 from negres.tasks import COMMON_FIELDS as TASK_COMMON_FIELDS
 from negres.tasks import TASKS, fields_named, task_fields
-from negres.training.checks import check_training_arguments
+from negres.training.checks import INPUT_NOISE, LABEL_NOISE, check_training_arguments
+from negres.training.layout import LAYOUTS
 from negres.training.optimizers import FIELDS as OPTIMIZER_FIELDS
 
 # Bounds on sizes that drive memory or time, so that a typo fails now, not after training.
@@ -58,13 +59,11 @@ TRAIN_FIELDS = (
                    minimum=1),
     fields.integer("eval_every", 50, "steps between learning-curve points; divides steps",
                    minimum=1),
-    fields.number("label_noise", 0.0, "share of training labels each seed sees replaced at "
-                  "random", 0.0, 1.0),
-    fields.number("input_noise", 0.0, "std of Gaussian noise added to training inputs, per "
-                  "seed", 0.0),
+    LABEL_NOISE,
+    INPUT_NOISE,
     fields.integer("seeds_per_chunk", 0, "seeds per compiled call; 0: all that fit in memory"),
-    fields.choice("layout", "auto", "auto | vmap | map: seeds side by side or in sequence",
-                  ("auto", "vmap", "map")),
+    fields.choice("layout", "auto", f"{' | '.join(LAYOUTS)}: seeds side by side or in sequence",
+                  LAYOUTS),
     fields.integer("seeds_per_map_step", 1, "map: seeds vmapped together at each step",
                    minimum=1),
     fields.integer("checkpoint_every", 0, "steps between checkpoints; 0: about one a minute"),
@@ -285,6 +284,10 @@ def default_config_source() -> str:
 ARGUMENT_FIELDS = {
     **{f.name: f.name for f in TOP_FIELDS},
     **{f.name: f"train.{f.name}" for f in TRAIN_FIELDS},
+    # negres.train's options name their fields: negres.Scale's (scale.layout, ...) and
+    # negres.Checkpointing's every.
+    **{f"scale.{f.name}": f"train.{f.name}" for f in TRAIN_FIELDS},
+    "checkpointing.every": "train.checkpoint_every",
     "kind": "task.kind",
 }
 

@@ -29,9 +29,10 @@ from negres.study.workdir import (
 from negres.training.builtin import (
     builtin_data,
 )
-from negres.training.checkpoint import TrainingCheckpoints
+from negres.training.checkpoint import Checkpointing, TrainingCheckpoints
 from negres.training.driver import TrainResult, train
 from negres.training.optimizers import VMAPPABLE_HYPERPARAMS, hyperparams_of
+from negres.training.plan import Scale
 
 
 def train_group(group: list[Condition], checkpoint_dir: Path | None = None,
@@ -80,8 +81,9 @@ def train_group(group: list[Condition], checkpoint_dir: Path | None = None,
                 steps=config.train.steps, batch_size=config.train.batch_size,
                 seed=config.seed, eval_every=config.train.eval_every,
                 progress=progress_reporter(interactive=None if is_main_process() else False),
-                hyperparams=hyperparams, checkpoints=checkpoints,
-                checkpoint_every=checkpoint_every, fingerprint=fingerprint, **settings,
+                hyperparams=hyperparams, scale=Scale(**settings),
+                checkpointing=None if checkpoints is None else Checkpointing(
+                    checkpoints, every=checkpoint_every, fingerprint=fingerprint),
                 stream_seeds=None if design is None else design.take(seed_indices),
             )
     except ResumeError as e:

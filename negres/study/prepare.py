@@ -9,6 +9,7 @@ call (:func:`group_conditions`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, NamedTuple
 
@@ -24,7 +25,7 @@ from negres.evaluators import (
 from negres.files import to_jsonable
 from negres.models import build_model, check_model_input
 from negres.study.conditions import expand_conditions, references_of
-from negres.study.config import as_config_fields, complete, validate_config
+from negres.study.config import TRAIN_FIELDS, as_config_fields, complete, validate_config
 from negres.tasks import Task, load_task
 from negres.training.builtin import (
     builtin_program,
@@ -34,6 +35,7 @@ from negres.training.builtin import (
 from negres.training.checks import check_scale_arguments, check_training_arguments
 from negres.training.contract import SeedProgram
 from negres.training.optimizers import VMAPPABLE_HYPERPARAMS, build_optimizer
+from negres.training.plan import Scale
 
 
 class Condition(NamedTuple):
@@ -130,9 +132,11 @@ def scale_settings(config: ConfigDict) -> dict[str, Any]:
     return {knob: config.train[knob] for knob in SCHEDULING_KNOBS}
 
 
-# Knobs that change how seeds are scheduled, not what they compute: a run may resume under
-# other values (for example smaller chunks after running out of memory).
-SCHEDULING_KNOBS = ("seeds_per_chunk", "layout", "seeds_per_map_step", "checkpoint_every")
+# The train fields that set negres.Scale's fields of their names, and the checkpoint
+# interval: they change how seeds are scheduled, not what they compute, so a run may resume
+# under other values (for example smaller chunks after running out of memory).
+SCHEDULING_KNOBS = (*(f.name for f in dataclasses.fields(Scale) if f.name in
+                      {t.name for t in TRAIN_FIELDS}), "checkpoint_every")
 
 
 def what_is_computed(config: dict[str, Any]) -> dict[str, Any]:

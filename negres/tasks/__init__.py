@@ -10,6 +10,9 @@ One module per world: ``digits`` (scikit-learn's bundled digits), ``mnist1d``,
 (MNIST, Fashion-MNIST, CIFAR-10 and its corruptions). Every task declares its config fields
 next to its builder (``FIELDS``) and is registered in :data:`TASKS`; :func:`load_task`
 checks a task config against them, completes it with their defaults and builds the task.
+
+Layer: measures, tasks and models. Data and what is true by construction; imports
+only the foundations and its own layer.
 """
 
 from __future__ import annotations
@@ -60,9 +63,11 @@ TASKS: dict[str, TaskSpec] = {
        for name in tfds_datasets.DATASETS},
 }
 
+# The task's name, one of the registry's (TASKS is the one place a name is written).
+NAME_FIELD = choice("name", "digits", "a task of negres.tasks.TASKS", TASKS)
 # The fields every task takes.
 COMMON_FIELDS: tuple[Field, ...] = (
-    choice("name", "digits", "a task of negres.tasks.TASKS", sorted(TASKS)),
+    NAME_FIELD,
     integer("train_subset", 0, "0: all training examples; else that many, drawn once with "
             "subset_seed and shared by every seed", minimum=0),
     integer("subset_seed", 0, "draws the train_subset examples", minimum=0),
@@ -70,8 +75,7 @@ COMMON_FIELDS: tuple[Field, ...] = (
 
 
 def _spec(name: Any) -> TaskSpec:
-    if not isinstance(name, str) or name not in TASKS:
-        raise ConfigError("task.name", name, f"one of {sorted(TASKS)}")
+    NAME_FIELD.check(name, "task")
     return TASKS[name]
 
 

@@ -12,39 +12,45 @@ chunks); :mod:`~negres.training.driver` runs it (:func:`train`: the rows of a gr
 segments reported live as :mod:`~negres.training.events`, checkpoints via
 :mod:`~negres.training.checkpoint` checked against a run's
 :mod:`~negres.training.fingerprint` before resuming, batches fed from
-:mod:`~negres.training.pipeline` for data larger than memory).
+:mod:`~negres.training.pipeline` for data larger than memory). A call says where its
+seeds run with one :class:`Scale` (``plan``) and where it saves with one
+:class:`Checkpointing` (``checkpoint``).
 :mod:`~negres.training.builtin` is negres's own models and losses as one program, the one
 the command line trains.
+
+Layer: training. Imports the foundations and measures, tasks and models; never
+evaluators, statistics, reporting or the study.
 """
 
 from negres.errors import ResumeError
+from negres.training.checkpoint import Checkpointing
 from negres.training.contract import (
     LossState,
     SeedProgram,
     loss_program,
     set_hyperparams,
 )
-from negres.training.driver import TrainResult, compile_training, train
+from negres.training.driver import TrainResult, train
 from negres.training.events import TrainingProgress
 from negres.training.linen import linen_apply, linen_program
 from negres.training.nnx import nnx_apply, nnx_program
-from negres.training.plan import Plan
-from negres.training.step import EarlyStopping, SeedTrainer, make_seed_trainer
+from negres.training.plan import Scale
+from negres.training.step import EarlyStopping
 
+# The engine's internals (SeedTrainer, make_seed_trainer, Plan, compile_training) are
+# importable from their modules (negres.training.step, .plan, .driver), not from here.
 __all__ = [
+    "Checkpointing",
     "EarlyStopping",
     "LossState",
-    "Plan",
     "ResumeError",
+    "Scale",
     "SeedProgram",
-    "SeedTrainer",
     "TrainResult",
     "TrainingProgress",
-    "compile_training",
     "linen_apply",
     "linen_program",
     "loss_program",
-    "make_seed_trainer",
     "nnx_apply",
     "nnx_program",
     "set_hyperparams",

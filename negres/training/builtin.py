@@ -9,7 +9,6 @@ optionally with per-seed label noise and input noise. All of it is a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,22 +21,20 @@ import optax
 from negres.errors import ArgumentError
 from negres.measures.losses import LOSSES, SCORE_NAMES
 from negres.seeds import stream_key
+from negres.training.checks import INPUT_NOISE, LABEL_NOISE
 from negres.training.contract import SeedProgram, loss_program
 from negres.training.driver import TrainResult, train
 from negres.training.linen import linen_apply
 
 
-def make_apply(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
-    """One seed's deterministic forward pass ``(params, x (B, *input_shape)) -> (B, K)`` of a
-    built-in model (they all take ``train``)."""
-    return linen_apply(model, train_argument="train")
-
-
 def make_evaluate(
     model: nn.Module, kind: str
 ) -> Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
-    """One seed's ``(params, x, y) -> (loss, score)`` on a whole set (score: accuracy or MSE)."""
-    apply_fn = make_apply(model)
+    """One seed's ``(params, x, y) -> (loss, score)`` on a whole set (score: accuracy or MSE).
+
+    The forward pass is :func:`negres.linen_apply` of the model (the built-in models take
+    ``train``, which it finds)."""
+    apply_fn = linen_apply(model)
     loss_fn = LOSSES[kind]
 
     def evaluate(params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -77,18 +74,17 @@ def noisy_labels(
 
 
 def check_label_noise(rate: float, kind: str, num_classes: int | None) -> None:
-    """Raise :class:`ArgumentError` unless ``rate`` is a share in [0, 1) usable for ``kind``."""
-    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
-        raise ArgumentError("label_noise", rate, "a share in [0, 1)")
+    """Raise :class:`ArgumentError` unless ``rate`` is a share in [0, 1) usable for ``kind``
+    (the bound is :data:`negres.training.checks.LABEL_NOISE`'s, the config field's too)."""
+    LABEL_NOISE.check_argument(rate)
     if rate > 0 and (kind != "classification" or not num_classes or num_classes < 2):
         raise ArgumentError("label_noise", rate,
                             "0 for regression tasks (label noise needs classes)")
 
 
 def check_input_noise(std: float) -> None:
-    """Raise :class:`ArgumentError` unless ``std`` is a finite number >= 0."""
-    if not isinstance(std, (int, float)) or isinstance(std, bool) or not 0.0 <= std < math.inf:
-        raise ArgumentError("input_noise", std, "a standard deviation >= 0 (0 is off)")
+    """Raise :class:`ArgumentError` unless ``std`` is a finite number >= 0 (0 is off)."""
+    INPUT_NOISE.check_argument(std)
 
 
 def builtin_data(x: Any, y: Any, *, label_noise: float = 0.0) -> dict[str, np.ndarray]:
@@ -168,9 +164,11 @@ def train_seeds(
     program: SeedProgram | None = None,
     **kwargs: Any,
 ) -> TrainResult:
-    """Train a built-in model on ``(x_train, y_train)``: :func:`builtin_program` and
-    :func:`negres.train` in one call. ``kwargs`` are :func:`negres.train`'s (``num_seeds``,
-    ``steps``, ``batch_size``, ``seed``, ``eval_every``, ``hyperparams``, ...).
+    """``negres.train(builtin_program(model, optimizer, ...), builtin_data(x_train, y_train),
+    eval_data=builtin_data(x_eval, y_eval), **kwargs)``: a shortcut for negres's own tests
+    and benchmarks, not part of the public namespace (:func:`negres.train` is the one way
+    to train). ``kwargs`` are :func:`negres.train`'s (``num_seeds``, ``steps``,
+    ``batch_size``, ``scale``, ``checkpointing``, ...).
 
     ``program`` reuses an already built :func:`builtin_program` (and so its compiled code).
     """
@@ -183,4 +181,4 @@ def train_seeds(
 
 
 __all__ = ["builtin_data", "builtin_program", "check_input_noise", "check_label_noise",
-           "make_apply", "make_evaluate", "noisy_labels", "train_seeds"]
+           "make_evaluate", "noisy_labels", "train_seeds"]

@@ -13,10 +13,14 @@ Each step directory holds two items:
   optimizer state ``(S, ...)``, keys ``(S, 2)`` uint32, curves name -> ``(S, T)``
   float32 (NaN where a point is not taken yet), ``diverged_at`` ``(S,)`` int32;
 * ``metadata``: a small JSON dict (step, seed indices, a fingerprint of the config).
+
+:class:`Checkpointing` is what a user hands :func:`negres.train`: where to save, how
+often, and what else identifies the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from types import TracebackType
@@ -26,8 +30,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from negres.errors import DiskFullError, ResumeError
+from negres.errors import ArgumentError, DiskFullError, ResumeError
 from negres.files import free_space, is_disk_full, readable_size, to_jsonable
+from negres.training.checks import check_scale_arguments
+from negres.training.plan import fields_of
 
 # What orbax writes beside the arrays of a checkpoint (a dozen metadata and OCDBT manifest
 # files): measured at 52 kB of 4 kB blocks. A step is saved only when the arrays' bytes
@@ -368,3 +374,52 @@ class TrainingCheckpoints:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often :func:`negres.train` saves a run, and what identifies it. Checked
+    when made: a bad value raises :class:`~negres.ArgumentError` naming the field
+    (``checkpointing.every``).
+
+    A call finding checkpoints in ``directory`` resumes from the newest, after checking
+    they are of this run: the program's functions (traced, with the constants they close
+    over: an optimizer's hyperparameters, a schedule, arrays), the data's and
+    ``init_state``'s contents, the batch size, curve spacing, sampling, root seed, seeds,
+    grid and ``stream_seeds``; anything else is refused naming what differs
+    (:class:`~negres.ResumeError`).
+
+    Attributes:
+      directory: a directory (opened for the call and closed after it), or an open
+        :class:`TrainingCheckpoints` (left open: its owner closes it).
+      every: steps between checkpoints, rounded up to whole curve points; 0: at the first
+        progress report a minute or more after the last save. The final state is always
+        saved.
+      fingerprint: anything else that identifies the run (a config's hash), checked with
+        the fingerprint negres computes.
+    """
+
+    directory: str | os.PathLike[str] | TrainingCheckpoints
+    every: int = 0
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.directory, (str, os.PathLike, TrainingCheckpoints)):
+            raise ArgumentError("checkpointing.directory", self.directory,
+                                "a directory (a str or a pathlib.Path) or a "
+                                "negres.TrainingCheckpoints")
+        with fields_of("checkpointing"):
+            try:
+                check_scale_arguments(seeds_per_chunk=0, layout="auto", seeds_per_map_step=1,
+                                      checkpoint_every=self.every)
+            except ArgumentError as e:
+                raise ArgumentError("every", e.value, e.allowed) from None
+        if not isinstance(self.fingerprint, str):
+            raise ArgumentError("checkpointing.fingerprint", self.fingerprint,
+                                "a string (e.g. a config's hash)")
+
+    def open(self) -> tuple[TrainingCheckpoints, bool]:
+        """``(the checkpoints, whether this call opened them and so closes them)``."""
+        if isinstance(self.directory, TrainingCheckpoints):
+            return self.directory, False
+        return TrainingCheckpoints(self.directory), True

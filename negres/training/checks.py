@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import numpy as np
 
+from negres import fields
 from negres.errors import ArgumentError
+from negres.fields import is_int, is_int_in, real_numbers
 from negres.training.contract import Batch
+from negres.training.grid import Rows
 from negres.training.layout import check_layout
+from negres.training.optimizers import check_hyperparameter_range
 from negres.training.step import (
     RESERVED_HYPER,
     SAMPLINGS,
@@ -27,68 +31,22 @@ from negres.training.step import (
     is_design_name,
 )
 
-if TYPE_CHECKING:
-    from negres.training.grid import Rows
+# is_int, real_numbers and check_hyperparameter_range are defined in negres.fields and
+# negres.training.optimizers; they stay importable from here only until driver.py,
+# plan.py and contract.py import them from there.
+__all__ = ["INPUT_NOISE", "LABEL_NOISE", "check_hyperparameter_range", "check_loop_arguments",
+           "check_program", "check_scale_arguments", "check_training_arguments", "is_int",
+           "real_numbers"]
 
-
-def is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# The range the optax optimizers' own contracts give a hyperparameter, by the name their
-# factories take it under: (low, high, low open, high open, what it is).
-OPTIMIZER_RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
-    "learning_rate": (0.0, math.inf, True, False, "a step size"),
-    "weight_decay": (0.0, math.inf, False, False, "a decay of the weights"),
-    "momentum": (0.0, 1.0, False, True, "the decay of the momentum"),
-    "b1": (0.0, 1.0, False, True, "the decay of the first moment"),
-    "b2": (0.0, 1.0, False, True, "the decay of the second moment"),
-    "eps": (0.0, math.inf, False, False, "a small constant added to a denominator"),
-    "eps_root": (0.0, math.inf, False, False, "a small constant added under a root"),
-}
-
-
-def range_text(low: float, high: float, low_open: bool, high_open: bool) -> str:
-    """``> 0``, ``>= 0`` or ``in [0, 1)``."""
-    if math.isinf(high):
-        return f"{'>' if low_open else '>='} {low:g}"
-    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-
-
-def real_numbers(argument: str, values: Any, allowed: str) -> np.ndarray:
-    """``values`` (a number or a list of them) as a float64 array, each a finite real
-    number; anything else (strings, booleans, None, complex numbers, NaN, infinity) is an
-    :class:`ArgumentError` naming ``argument``."""
-    items = values if isinstance(values, (list, tuple)) else [values]
-    if any(isinstance(v, (bool, np.bool_, str, bytes)) or v is None for v in items):
-        raise ArgumentError(argument, values, allowed)
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError):  # ragged or not array-like
-        raise ArgumentError(argument, values, allowed) from None
-    if array.dtype.kind not in "iuf":
-        raise ArgumentError(argument, values, allowed)
-    array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ArgumentError(argument, values, allowed)
-    return array
-
-
-def check_hyperparameter_range(argument: str, name: str, values: Any,
-                               array: np.ndarray) -> None:
-    """Refuse values of the hyperparameter ``name`` outside the range its optimizer's
-    contract gives (:data:`OPTIMIZER_RANGES`: a learning rate > 0, a decay in [0, 1), ...),
-    naming ``argument``; names without one are the program's own and pass."""
-    if name not in OPTIMIZER_RANGES:
-        return
-    low, high, low_open, high_open, meaning = OPTIMIZER_RANGES[name]
-    above = array > low if low_open else array >= low
-    below = array < high if high_open else array <= high
-    bad = array[~(above & below)]
-    if bad.size:
-        raise ArgumentError(argument, values,
-                            f"numbers {range_text(low, high, low_open, high_open)} (optax's "
-                            f"{name} is {meaning}; {float(bad[0]):g} is not)")
+# The built-in program's training-data noise (negres.training.builtin), declared once for
+# its library checks and the study config's train section. A label-noise share of 1
+# replaces every label, leaving no signal to learn: the share stays below 1.
+LABEL_NOISE = fields.number("label_noise", 0.0, "share of training labels each seed sees "
+                            "replaced at random", 0.0, 1.0, high_open=True)
+INPUT_NOISE = fields.number("input_noise", 0.0, "std of Gaussian noise added to training "
+                            "inputs, per seed", 0.0)
+# early_stopping.min_delta: an improvement smaller than this does not count.
+MIN_DELTA = fields.Interval(0.0)
 
 
 def check_training_arguments(
@@ -99,16 +57,16 @@ def check_training_arguments(
     ``num_train=None`` (the data not loaded yet) skips the bound of the batch size by the
     training set size.
     """
-    if not is_int(num_seeds) or num_seeds < 1:
+    if not is_int_in(num_seeds, 1):
         raise ArgumentError("num_seeds", num_seeds, "an integer >= 1")
-    if not is_int(steps) or steps < 1:
+    if not is_int_in(steps, 1):
         raise ArgumentError("steps", steps, "an integer >= 1")
     upper = num_train if num_train is not None else math.inf
-    if not is_int(batch_size) or not 1 <= batch_size <= upper:
+    if not is_int_in(batch_size, 1, upper):
         allowed = (f"an integer from 1 to the training set size ({num_train} examples)"
                    if num_train is not None else "an integer >= 1")
         raise ArgumentError("batch_size", batch_size, allowed)
-    if not is_int(eval_every) or eval_every < 1 or steps % eval_every:
+    if not is_int_in(eval_every, 1) or steps % eval_every:
         raise ArgumentError("eval_every", eval_every,
                             f"a positive integer that divides steps={steps}")
 
@@ -118,11 +76,11 @@ def check_scale_arguments(
     checkpoint_every: object,
 ) -> None:
     """Raise :class:`ArgumentError` naming a scale or durability argument not allowed."""
-    if not is_int(seeds_per_chunk) or seeds_per_chunk < 0:
+    if not is_int_in(seeds_per_chunk, 0):
         raise ArgumentError("seeds_per_chunk", seeds_per_chunk,
                             "an integer >= 0 (0: chosen from the compiled step's memory)")
     check_layout(layout, seeds_per_map_step)
-    if not is_int(checkpoint_every) or checkpoint_every < 0:
+    if not is_int_in(checkpoint_every, 0):
         raise ArgumentError("checkpoint_every", checkpoint_every,
                             "an integer >= 0 (steps between checkpoints; 0: about one a minute)")
 
@@ -133,8 +91,7 @@ def check_loop_arguments(*, sampling: object, early_stopping: object, stop_at: o
     the sampling, the early stopping's fields, ``stop_at``."""
     if sampling not in SAMPLINGS:
         raise ArgumentError("sampling", sampling, " or ".join(map(repr, SAMPLINGS)))
-    if stop_at is not None and (not is_int(stop_at) or not 1 <= stop_at <= steps
-                                or stop_at % eval_every):
+    if stop_at is not None and (not is_int_in(stop_at, 1, steps) or stop_at % eval_every):
         raise ArgumentError("stop_at", stop_at, f"None or a multiple of eval_every="
                             f"{eval_every} from {eval_every} to steps={steps}")
     if early_stopping is None:
@@ -150,15 +107,14 @@ def check_loop_arguments(*, sampling: object, early_stopping: object, stop_at: o
         raise ArgumentError("early_stopping.metric", early_stopping.metric,
                             "a train_<metric> curve, or pass eval_data (a validation set) to "
                             "monitor an eval_<metric> curve")
-    if not is_int(early_stopping.patience) or early_stopping.patience < 1:
+    if not is_int_in(early_stopping.patience, 1):
         raise ArgumentError("early_stopping.patience", early_stopping.patience,
                             "an integer >= 1 (curve points without improvement)")
     if early_stopping.mode not in ("max", "min"):
         raise ArgumentError("early_stopping.mode", early_stopping.mode, "'max' or 'min'")
-    delta = early_stopping.min_delta
-    if (isinstance(delta, bool) or not isinstance(delta, (int, float))
-            or not math.isfinite(delta) or delta < 0):
-        raise ArgumentError("early_stopping.min_delta", delta, "a finite number >= 0")
+    if not MIN_DELTA.accepts(early_stopping.min_delta):
+        raise ArgumentError("early_stopping.min_delta", early_stopping.min_delta,
+                            MIN_DELTA.allowed)
     if not isinstance(early_stopping.restore_best, bool):
         raise ArgumentError("early_stopping.restore_best", early_stopping.restore_best,
                             "True or False")

@@ -14,14 +14,14 @@ pairs and PureJaxRL's ``make_train``:
   set, taken at every curve point.
 
 Most users do not write a step: :func:`loss_program` builds one from an ``init``, a
-``loss(params, model_state, batch, rngs[, hyper]) -> (loss, (model_state, aux))`` and any
-optax transformation; :mod:`negres.training.linen` and :mod:`negres.training.nnx` build
-those from flax modules.
+``loss(params, model_state, batch, rngs) -> (loss, (model_state, aux))`` and any optax
+transformation; :mod:`negres.training.linen` and :mod:`negres.training.nnx` build those
+from flax modules. Whether the functions given to them take ``hyper`` is declared with
+``hyper=True``, never guessed from their signatures.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -31,6 +31,8 @@ import numpy as np
 import optax
 
 from negres.errors import ArgumentError
+from negres.fields import real_numbers
+from negres.training.optimizers import check_hyperparameter_range
 
 Batch = Any  # any pytree of arrays whose leaves share their leading (example) axis
 Hyper = Mapping[str, jax.Array]  # per-seed scalars: one grid point's hyperparameters
@@ -48,6 +50,11 @@ class SeedProgram(NamedTuple):
       streams: names of the random streams ``step`` receives (e.g. ``("dropout",)``).
       name: what identifies the program across calls (layout timings are shared between
         programs of one name and data shape); ``""``: this object only.
+      reads_hyper: whether the functions read hyperparameters of their own from ``hyper``
+        (a grid's label smoothing, ...). ``False`` (what :func:`loss_program` and the flax
+        programs build without ``hyper=True``): only an optimizer's injected
+        hyperparameters may vary per seed, and :func:`negres.train` refuses any other grid
+        or hyperparams name before compiling, saying so.
     """
 
     init: Callable[[jax.Array, Batch, Hyper], Any]
@@ -55,6 +62,7 @@ class SeedProgram(NamedTuple):
     evaluate: Callable[[Any, Batch, Hyper], Metrics] | None = None
     streams: tuple[str, ...] = ()
     name: str = ""
+    reads_hyper: bool = True
 
 
 class LossState(NamedTuple):
@@ -70,20 +78,6 @@ class LossState(NamedTuple):
     params: Any
     model_state: Any
     opt_state: Any
-
-
-def takes_hyper(fn: Callable[..., Any], positional: int) -> bool:
-    """Whether ``fn`` accepts a ``hyper`` argument after its first ``positional`` ones."""
-    try:
-        parameters = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    if any(p.name == "hyper" for p in parameters):
-        return True
-    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
-        return True
-    plain = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(plain) > positional
 
 
 def as_optimizer(
@@ -106,10 +100,6 @@ def as_optimizer(
     if not callable(optimizer):
         raise ArgumentError("optimizer", type(optimizer).__name__,
                             "an optax.GradientTransformation or a function returning one")
-    # checks imports this module (for Batch): imported here, where it is needed, to keep
-    # the two modules free of an import cycle.
-    from negres.training.checks import check_hyperparameter_range, real_numbers
-
     for name, value in dict(hyperparams or {}).items():
         if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value):
             continue  # per-seed arrays are checked where they are laid out
@@ -132,6 +122,12 @@ def _hyperparam_paths(opt_state: Any) -> dict[str, list[tuple[Any, ...]]]:
             if name == "hyperparams" and isinstance(names[i + 1], str):
                 found.setdefault(names[i + 1], []).append(path)
     return found
+
+
+def injected_hyperparams(opt_state: Any) -> frozenset[str]:
+    """The names of the hyperparameters injected anywhere in ``opt_state`` (those a
+    factory optimizer wrapped by :func:`as_optimizer` keeps in its state)."""
+    return frozenset(_hyperparam_paths(opt_state))
 
 
 def set_hyperparams(opt_state: Any, hyper: Mapping[str, jax.Array]) -> Any:
@@ -161,41 +157,49 @@ def loss_program(
     evaluate: Callable[..., Metrics] | None = None,
     streams: tuple[str, ...] = ("dropout",),
     name: str = "",
+    hyper: bool = False,
 ) -> SeedProgram:
     """A :class:`SeedProgram` that minimises ``loss`` with an optax optimizer.
 
     Args:
-      init: ``(key (2,), batch[, hyper]) -> (params, model_state)``; ``model_state`` is
-        ``{}`` for a model without one.
-      loss: ``(params, model_state, batch, rngs[, hyper]) -> (loss (), (model_state, aux))``
-        where ``aux`` is a dict of scalar metrics (e.g. ``{"accuracy": ...}``). ``hyper``,
-        when the function takes it, maps grid names to this seed's values.
+      init: ``(key (2,), batch) -> (params, model_state)`` (``(key, batch, hyper)`` with
+        ``hyper=True``); ``model_state`` is ``{}`` for a model without one.
+      loss: ``(params, model_state, batch, rngs) -> (loss (), (model_state, aux))`` (with
+        ``hyper=True``, ``hyper`` comes last) where ``aux`` is a dict of scalar metrics
+        (e.g. ``{"accuracy": ...}``).
       optimizer: any optax transformation (chains, schedules, ``inject_hyperparams``), or a
         factory such as ``optax.adam`` whose numeric arguments then may vary per seed.
       hyperparams: the factory's arguments (e.g. ``{"learning_rate": 1e-3}``).
-      evaluate: ``(params, model_state, batch[, hyper]) -> metrics`` on an evaluation set;
-        ``None``: no evaluation curves.
+      evaluate: ``(params, model_state, batch) -> metrics`` (``hyper`` last with
+        ``hyper=True``) on an evaluation set; ``None``: no evaluation curves.
       streams: the named random streams ``loss`` receives in ``rngs``.
       name: see :class:`SeedProgram`.
+      hyper: whether ``init``, ``loss`` and ``evaluate`` take ``hyper`` as their last
+        argument: this seed's values of every grid and hyperparams name, with
+        ``hyper["seed_index"]`` and ``hyper["grid_point"]``. Declared, not read from their
+        signatures. ``False``: only the optimizer's injected hyperparameters may vary per
+        seed (:func:`negres.train` refuses other names before compiling).
 
     Returns:
       A program whose state is a :class:`LossState`. Grid names among the optimizer's
-      injected hyperparameters are set in its state; every grid name reaches ``loss``.
+      injected hyperparameters are set in its state; with ``hyper=True`` every grid name
+      reaches the functions.
     """
+    if not isinstance(hyper, bool):
+        raise ArgumentError("hyper", hyper, "True (init, loss and evaluate take hyper as "
+                            "their last argument) or False (they do not)")
     transform = as_optimizer(optimizer, hyperparams)
-    init_hyper, loss_hyper = takes_hyper(init, 2), takes_hyper(loss, 4)
-    eval_hyper = evaluate is not None and takes_hyper(evaluate, 3)
 
-    def init_state(key: jax.Array, batch: Batch, hyper: Hyper) -> LossState:
-        params, model_state = init(key, batch, hyper) if init_hyper else init(key, batch)
-        opt_state = set_hyperparams(transform.init(params), hyper)
+    def init_state(key: jax.Array, batch: Batch, hyper_values: Hyper) -> LossState:
+        params, model_state = init(key, batch, hyper_values) if hyper else init(key, batch)
+        opt_state = set_hyperparams(transform.init(params), hyper_values)
         return LossState(params, model_state, opt_state)
 
     def step(state: LossState, batch: Batch, rngs: Mapping[str, jax.Array],
-             hyper: Hyper) -> tuple[LossState, Metrics]:
+             hyper_values: Hyper) -> tuple[LossState, Metrics]:
         def objective(params: Any) -> tuple[jax.Array, tuple[Any, Metrics]]:
             args = (params, state.model_state, batch, rngs)
-            return loss(*args, hyper) if loss_hyper else loss(*args)
+            return loss(*args, hyper_values) if hyper else loss(*args)
 
         (value, (model_state, aux)), grads = jax.value_and_grad(objective, has_aux=True)(
             state.params)
@@ -205,9 +209,9 @@ def loss_program(
 
     evaluate_state = None
     if evaluate is not None:
-        def evaluate_state(state: LossState, batch: Batch, hyper: Hyper) -> Metrics:
+        def evaluate_state(state: LossState, batch: Batch, hyper_values: Hyper) -> Metrics:
             args = (state.params, state.model_state, batch)
-            return dict(evaluate(*args, hyper) if eval_hyper else evaluate(*args))
+            return dict(evaluate(*args, hyper_values) if hyper else evaluate(*args))
 
     return SeedProgram(init=init_state, step=step, evaluate=evaluate_state,
-                       streams=tuple(streams), name=name)
+                       streams=tuple(streams), name=name, reads_hyper=hyper)

@@ -19,7 +19,8 @@ import jax
 import numpy as np
 
 from negres.errors import ArgumentError
-from negres.training.checks import check_hyperparameter_range, is_int, real_numbers
+from negres.fields import is_int_in, real_numbers
+from negres.training.optimizers import check_hyperparameter_range
 
 
 def float_dtype() -> np.dtype:
@@ -58,7 +59,7 @@ def expand_rows(num_seeds: int | None, seed_indices: Any,
     if seed_indices is None:
         if num_seeds is None:
             raise ArgumentError("num_seeds", None, "an integer >= 1 (or pass seed_indices)")
-        if not is_int(num_seeds) or num_seeds < 1:
+        if not is_int_in(num_seeds, 1):
             raise ArgumentError("num_seeds", num_seeds, "an integer >= 1")
         seed_indices = np.arange(num_seeds)
     seeds = np.asarray(seed_indices)

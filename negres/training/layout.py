@@ -18,7 +18,10 @@ from typing import Any
 import jax
 
 from negres.errors import ArgumentError
+from negres.fields import is_int_in, one_of
 
+# The one place a layout's name is written: check_layout and the config's train.layout
+# field read it.
 LAYOUTS = ("auto", "vmap", "map")
 # Primitives that make a model "convolutional" for the layout choice.
 _CONVOLUTIONS = frozenset({"conv_general_dilated"})
@@ -26,10 +29,9 @@ _CONVOLUTIONS = frozenset({"conv_general_dilated"})
 
 def check_layout(layout: object, seeds_per_map_step: object) -> None:
     """Raise :class:`ArgumentError` unless the layout knobs are allowed."""
-    if layout not in LAYOUTS:
-        raise ArgumentError("layout", layout, f"one of {list(LAYOUTS)}")
-    if (not isinstance(seeds_per_map_step, int) or isinstance(seeds_per_map_step, bool)
-            or seeds_per_map_step < 1):
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        raise ArgumentError("layout", layout, one_of(LAYOUTS))
+    if not is_int_in(seeds_per_map_step, 1):
         raise ArgumentError("seeds_per_map_step", seeds_per_map_step, "an integer >= 1")
 
 

@@ -19,9 +19,9 @@ import optax
 
 from negres.errors import ArgumentError
 from negres.seeds import stream_key
-from negres.training.contract import Batch, Metrics, SeedProgram, loss_program, takes_hyper
+from negres.training.contract import Batch, Metrics, SeedProgram, loss_program
 
-# (outputs, batch[, hyper]) -> loss, or (loss, {metric: scalar})
+# (outputs, batch) or (outputs, batch, hyper) -> loss, or (loss, {metric: scalar})
 OutputLoss = Callable[..., Any]
 Inputs = int | str | Callable[[Batch], Any] | None
 
@@ -113,14 +113,16 @@ def linen_program(
     streams: tuple[str, ...] = ("dropout",),
     train_argument: str | None = "auto",
     name: str = "",
+    hyper: bool = False,
 ) -> SeedProgram:
     """Train a linen ``module`` on ``loss`` of its outputs, one program for every seed.
 
     Args:
       module: any ``flax.linen.Module``; BatchNorm and other mutable collections are the
         per-seed model state.
-      loss: ``(outputs, batch[, hyper]) -> loss`` or ``-> (loss, {metric: scalar})``; also
-        evaluates the model (outputs in evaluation mode) when ``eval_data`` is given.
+      loss: ``(outputs, batch) -> loss`` or ``-> (loss, {metric: scalar})`` (``(outputs,
+        batch, hyper)`` with ``hyper=True``); also evaluates the model (outputs in
+        evaluation mode) when ``eval_data`` is given.
       optimizer: any optax transformation, or a factory (``optax.adam``) with
         ``hyperparams``, whose numeric arguments may then vary over a grid.
       hyperparams: the factory's arguments.
@@ -129,22 +131,27 @@ def linen_program(
       streams: random streams passed to the module as ``rngs`` (each step's own key).
       train_argument: how the module is told it trains (see :func:`mode_argument`).
       name: see :class:`~negres.SeedProgram`.
+      hyper: whether ``loss`` takes ``hyper`` (this seed's grid and hyperparams values) as
+        its last argument: declared, not read from its signature. ``False``: only the
+        optimizer's injected hyperparameters may vary per seed.
     """
     if not isinstance(module, nn.Module):
         raise ArgumentError("module", type(module).__name__, "a flax.linen.Module")
     mode = mode_argument(module, train_argument)
-    loss_hyper = takes_hyper(loss, 2)
+    if not isinstance(hyper, bool):
+        raise ArgumentError("hyper", hyper, "True (the loss takes hyper as its last "
+                            "argument) or False (it does not)")
 
-    def output_loss(outputs: Any, batch: Batch, hyper: Any) -> tuple[jax.Array, Metrics]:
-        return split_loss(loss(outputs, batch, hyper) if loss_hyper else loss(outputs, batch))
+    def output_loss(outputs: Any, batch: Batch, values: Any) -> tuple[jax.Array, Metrics]:
+        return split_loss(loss(outputs, batch, values) if hyper else loss(outputs, batch))
 
-    def init(key: jax.Array, batch: Batch) -> tuple[Any, Any]:
+    def init(key: jax.Array, batch: Batch, values: Any) -> tuple[Any, Any]:
         rngs = {"params": stream_key(key, "init")} | {s: stream_key(key, s) for s in streams}
         variables = dict(module.init(rngs, pick_inputs(batch, inputs), **mode(False)))
         params = variables.pop("params", {})
         return params, variables
 
-    def train_loss(params, model_state, batch, rngs, hyper):
+    def train_loss(params, model_state, batch, rngs, values):
         variables = {"params": params, **model_state}
         x = pick_inputs(batch, inputs)
         if model_state:
@@ -153,14 +160,17 @@ def linen_program(
             model_state = {**model_state, **updates}
         else:
             outputs = module.apply(variables, x, rngs=rngs, **mode(True))
-        value, metrics = output_loss(outputs, batch, hyper)
+        value, metrics = output_loss(outputs, batch, values)
         return value, (model_state, metrics)
 
-    def evaluate(params, model_state, batch, hyper):
+    def evaluate(params, model_state, batch, values):
         outputs = module.apply({"params": params, **model_state}, pick_inputs(batch, inputs),
                                **mode(False))
-        value, metrics = output_loss(outputs, batch, hyper)
+        value, metrics = output_loss(outputs, batch, values)
         return {"loss": value, **metrics}
 
+    # The wrappers above always take hyper; whether the program reads names of its own
+    # from it is what the user declared.
     return loss_program(init, train_loss, optimizer, hyperparams=hyperparams,
-                        evaluate=evaluate, streams=streams, name=name)
+                        evaluate=evaluate, streams=streams, name=name,
+                        hyper=True)._replace(reads_hyper=hyper)

@@ -45,7 +45,6 @@ from negres.training.contract import (
     Metrics,
     SeedProgram,
     loss_program,
-    takes_hyper,
 )
 from negres.training.linen import Inputs, OutputLoss, pick_inputs, split_loss
 
@@ -209,6 +208,7 @@ def nnx_program(
     inputs: Inputs = "auto",
     streams: tuple[str, ...] = ("dropout",),
     name: str = "",
+    hyper: bool = False,
 ) -> SeedProgram:
     """Train a flax NNX module on ``loss`` of its outputs, one program for every seed.
 
@@ -217,9 +217,9 @@ def nnx_program(
         ``params`` stream (the seed's ``init`` stream) and one stream per name in
         ``streams``, e.g. ``lambda rngs: MLP(64, 10, rngs=rngs)``. It must build the same
         structure every call (it is called once abstractly here, then once per seed).
-      loss: ``(outputs, batch[, hyper]) -> loss`` or ``-> (loss, {metric: scalar})``, on one
-        seed's outputs; also evaluates the model (in evaluation mode, ``model.eval()``)
-        when ``eval_data`` is given.
+      loss: ``(outputs, batch) -> loss`` or ``-> (loss, {metric: scalar})`` (``(outputs,
+        batch, hyper)`` with ``hyper=True``), on one seed's outputs; also evaluates the
+        model (in evaluation mode, ``model.eval()``) when ``eval_data`` is given.
       optimizer: any optax transformation, or a factory (``optax.adam``) with
         ``hyperparams``, whose numeric arguments may then vary over a grid.
       hyperparams: the factory's arguments.
@@ -229,6 +229,9 @@ def nnx_program(
       streams: the module's random streams (``nnx.Dropout`` uses ``"dropout"``); each is
         reseeded at every step with that step's key.
       name: see :class:`~negres.SeedProgram`.
+      hyper: whether ``loss`` takes ``hyper`` (this seed's grid and hyperparams values) as
+        its last argument: declared, not read from its signature. ``False``: only the
+        optimizer's injected hyperparameters may vary per seed.
 
     Returns:
       A program whose state is a :class:`~negres.LossState`: ``params`` (the
@@ -237,17 +240,19 @@ def nnx_program(
     """
     streams = _check_streams(streams)
     layout = _layout(make_model, streams)
-    loss_hyper = takes_hyper(loss, 2)
+    if not isinstance(hyper, bool):
+        raise ArgumentError("hyper", hyper, "True (the loss takes hyper as its last "
+                            "argument) or False (it does not)")
 
-    def output_loss(outputs: Any, batch: Batch, hyper: Any) -> tuple[jax.Array, Metrics]:
-        return split_loss(loss(outputs, batch, hyper) if loss_hyper else loss(outputs, batch))
+    def output_loss(outputs: Any, batch: Batch, values: Any) -> tuple[jax.Array, Metrics]:
+        return split_loss(loss(outputs, batch, values) if hyper else loss(outputs, batch))
 
-    def init(key: jax.Array, batch: Batch) -> tuple[dict, dict]:
+    def init(key: jax.Array, batch: Batch, values: Any) -> tuple[dict, dict]:
         # Only the arrays are kept: every seed is rebuilt from the first build's graphdef.
         return _take_apart(layout, _build(make_model, key, streams))
 
     def train_loss(params: Any, model_state: Any, batch: Batch,
-                   rngs: Mapping[str, jax.Array], hyper: Any) -> tuple[jax.Array, Any]:
+                   rngs: Mapping[str, jax.Array], values: Any) -> tuple[jax.Array, Any]:
         model = _rebuild(layout, params, model_state)
         model.train()
         if rngs:
@@ -255,18 +260,21 @@ def nnx_program(
             # "match_shape" also reseeds streams split for vmapped or scanned layers.
             nnx.reseed(model, graph=True, policy="match_shape", **rngs)
         outputs = model(pick_inputs(batch, inputs))
-        value, metrics = output_loss(outputs, batch, hyper)
+        value, metrics = output_loss(outputs, batch, values)
         _, model_state = _take_apart(layout, model)  # BatchNorm statistics updated
         return value, (model_state, metrics)
 
-    def evaluate(params: Any, model_state: Any, batch: Batch, hyper: Any) -> Metrics:
+    def evaluate(params: Any, model_state: Any, batch: Batch, values: Any) -> Metrics:
         model = _rebuild(layout, params, model_state)
         model.eval()
-        value, metrics = output_loss(model(pick_inputs(batch, inputs)), batch, hyper)
+        value, metrics = output_loss(model(pick_inputs(batch, inputs)), batch, values)
         return {"loss": value, **metrics}
 
+    # The wrappers above always take hyper; whether the program reads names of its own
+    # from it is what the user declared.
     return loss_program(init, train_loss, optimizer, hyperparams=hyperparams,
-                        evaluate=evaluate, streams=streams, name=name)
+                        evaluate=evaluate, streams=streams, name=name,
+                        hyper=True)._replace(reads_hyper=hyper)
 
 
 def nnx_apply(make_model: MakeModel, *, streams: tuple[str, ...] = ("dropout",),

@@ -5,14 +5,18 @@ the data every seed shares is replicated (:mod:`negres.sharding`). A convolution
 model may run faster with its seeds one after another (``lax.map``) than side by side
 (``vmap``): :func:`choose_layout` times both where it matters. :func:`choose_chunk` keeps
 a call within the device's memory by compiling it and reading its memory analysis.
+:class:`Scale` is what a user says about all this to :func:`negres.train`: where the
+seeds run and how they are chunked and laid out, none of which changes their numbers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -20,10 +24,69 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from negres.errors import ArgumentError
 from negres.seeds import lift_over_seeds, over_seeds, seed_keys
 from negres.sharding import agreed, put, replicated, seeded
+from negres.training.checks import check_scale_arguments, is_int
 from negres.training.layout import is_convolutional, seeds_per_unit
 from negres.training.step import SeedTrainer
+
+
+@contextlib.contextmanager
+def fields_of(owner: str) -> Iterator[None]:
+    """Name an :class:`ArgumentError` raised inside as a field of ``owner`` (``layout`` ->
+    ``scale.layout``), so that the message names what the user wrote."""
+    try:
+        yield
+    except ArgumentError as e:
+        raise ArgumentError(f"{owner}.{e.field}", e.value, e.allowed) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """Where and how :func:`negres.train` runs the seeds: none of it changes a seed's
+    numbers (seed ``i`` equals seed ``i`` trained alone under any of these), only the
+    time and memory a call takes. Checked when made: a bad value raises
+    :class:`~negres.ArgumentError` naming the field (``scale.layout``).
+
+    Attributes:
+      mesh: the devices the seed axis is split over (default: a ``seeds`` mesh of every
+        device, :func:`negres.seed_mesh`); the data is replicated.
+      seeds_per_chunk: seeds per compiled call (rounded up to whole rows of devices);
+        0 chooses from the compiled segment's memory analysis against the memory budget.
+      layout: ``"vmap"``, ``"map"`` or ``"auto"`` (see :mod:`negres.training.layout`).
+      seeds_per_map_step: seeds vmapped together at each ``lax.map`` step of ``"map"``.
+      memory_budget_bytes: per-device budget of the automatic chunk size (default: 90% of
+        an accelerator's memory, half the host's on a CPU).
+      trainer: a :class:`~negres.training.step.SeedTrainer` to train with (default: the
+        one cached per program and settings); benchmarks pass a subclass or reuse one to
+        keep compilation out of their timings.
+    """
+
+    mesh: Mesh | None = None
+    seeds_per_chunk: int = 0
+    layout: str = "auto"
+    seeds_per_map_step: int = 1
+    memory_budget_bytes: int | None = None
+    trainer: SeedTrainer | None = None
+
+    def __post_init__(self) -> None:
+        with fields_of("scale"):
+            check_scale_arguments(seeds_per_chunk=self.seeds_per_chunk, layout=self.layout,
+                                  seeds_per_map_step=self.seeds_per_map_step,
+                                  checkpoint_every=0)
+        if self.mesh is not None and not isinstance(self.mesh, Mesh):
+            raise ArgumentError("scale.mesh", self.mesh,
+                                "None or a jax.sharding.Mesh with a 'seeds' axis "
+                                "(negres.seed_mesh(devices))")
+        if self.memory_budget_bytes is not None and (not is_int(self.memory_budget_bytes)
+                                                     or self.memory_budget_bytes < 1):
+            raise ArgumentError("scale.memory_budget_bytes", self.memory_budget_bytes,
+                                "None (chosen from the device) or an integer >= 1 (bytes per "
+                                "device)")
+        if self.trainer is not None and not isinstance(self.trainer, SeedTrainer):
+            raise ArgumentError("scale.trainer", type(self.trainer).__name__,
+                                "None or a negres.training.step.SeedTrainer")
 
 
 class Plan(NamedTuple):

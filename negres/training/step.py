@@ -213,7 +213,8 @@ class SeedTrainer:
 
     Built by :func:`make_seed_trainer` once per program, batch size and curve spacing, and
     reusable across :func:`negres.train` calls: compiled executables are cached per
-    (seed count, layout, mesh, data shapes).
+    (seed count, layout, mesh, data shapes). An internal of the engine, not in negres's
+    namespace; a benchmark passes its own as ``negres.Scale(trainer=...)``.
 
     Per seed (``state`` is the carry: the program's training state, or a
     :class:`StoppingState` around it under early stopping; ``diverged_at`` an int32 scalar;
