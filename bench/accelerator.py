@@ -76,7 +76,7 @@ from negres.seeds import over_seeds
 from negres.sharding import seed_mesh
 from negres.training.builtin import builtin_data, builtin_program, train_seeds
 from negres.training.driver import TrainResult
-from negres.training.plan import memory_budget
+from negres.training.plan import Scale, memory_budget
 from negres.training.step import SeedTrainer, make_seed_trainer
 
 LEARNING_RATE = 1e-2
@@ -310,7 +310,7 @@ class Prepared:
         """One whole ``train_seeds`` call, blocked until its state is computed."""
         result = train_seeds(self.model, self.optimizer, self.x, self.y, num_seeds=num_seeds,
                              steps=self.steps, batch_size=BATCH_SIZE, program=self.program,
-                             trainer=self.trainer, mesh=mesh, layout=layout)
+                             scale=Scale(trainer=self.trainer, mesh=mesh, layout=layout))
         jax.block_until_ready(result.state)
         return result
 

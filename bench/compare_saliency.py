@@ -48,7 +48,8 @@ from captum.attr import IntegratedGradients
 from negres.measures.saliency import attribute, attribute_over_seeds, seed_devices
 from negres.seeds import take_rows, take_seed
 from negres.sharding import put, seed_mesh, seeded, to_host
-from negres.training.builtin import make_apply, train_seeds
+from negres.training.builtin import train_seeds
+from negres.training.linen import linen_apply
 
 ONE_DEVICE = "negres, 1 device"
 # Each method is called back to back for about this long per round (the time per call is
@@ -85,7 +86,7 @@ def run(seeds_list: list[int], examples: int, ig_steps: int, repeats: int,
                           batch_size=common.BATCH_SIZE).params
     trained = to_host(trained)  # every S below is placed from the host
     mesh, default = seed_mesh(), jax.devices()[0]
-    apply_fn = make_apply(model)
+    apply_fn = linen_apply(model)
     x = jnp.asarray(data.x_eval[:examples])  # uncommitted: follows the params' devices
     x_torch = torch.from_numpy(WORKLOAD.to_torch_layout(np.array(x)))
     port_gap = max(common.check_port(WORKLOAD, take_seed(trained, s), np.asarray(x))

@@ -58,6 +58,7 @@ from negres.seeds import over_seeds, seed_key, stream_key, take_rows, take_seed
 from negres.sharding import seed_mesh
 from negres.training.builtin import builtin_data, builtin_program, make_evaluate, train_seeds
 from negres.training.driver import compile_training
+from negres.training.plan import Scale
 
 METHODS = ("negres", "negres loop", "JAX step loop", "torch loop", "torch.func")
 SEQUENTIAL = {"negres loop", "JAX step loop", "torch loop"}
@@ -93,7 +94,8 @@ class JaxTrainer:
         device)."""
         result = train_seeds(self.model, self.optimizer, self.x, self.y, steps=self.steps,
                              batch_size=common.BATCH_SIZE, eval_every=self.steps,
-                             seed_indices=seeds, program=self.trainer, mesh=mesh)
+                             seed_indices=seeds, program=self.trainer,
+                             scale=Scale(mesh=mesh))
         if mesh is None:
             self.plans[len(seeds)] = result.plan
         return result.params
@@ -101,7 +103,7 @@ class JaxTrainer:
     def compile(self, seeds: list[int]) -> None:
         """Compile negres's call for ``len(seeds)`` seeds without running the training.
 
-        :func:`negres.compile_training` with the arguments ``negres`` passes
+        :func:`negres.training.driver.compile_training` with the arguments ``negres`` passes
         ``train_seeds`` compiles (and picks the layout of) exactly what the timed call runs;
         running the training once instead would cost minutes for the CNN at S = 64.
         """

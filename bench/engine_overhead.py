@@ -32,7 +32,8 @@ at S = ``--seeds`` (64 and 256), on every CPU core as one JAX CPU device per cor
   negres compiled   negres's own compiled ``init`` and segment executables, called as
                     the driver calls them: ``negres`` minus this is the per-call host time.
   proto ...         alternatives, as ``SeedTrainer`` subclasses trained through the real
-                    ``negres.train(trainer=...)`` and timed by their compiled pieces:
+                    ``negres.train(scale=negres.Scale(trainer=...))`` and timed by their
+                    compiled pieces:
                     ``dot check`` (:class:`DotCheckTrainer`: the old per-step guard with
                     the check as a GEMV) and ``replay`` (:class:`ReplayTrainer`: negres's
                     replay with an exact trigger, every step's whole state checked).
@@ -99,6 +100,7 @@ from negres.models import MLP  # noqa: E402
 from negres.seeds import seed_key, seed_keys, step_key  # noqa: E402
 from negres.sharding import put, replicated, seed_mesh, seeded  # noqa: E402
 from negres.training.builtin import builtin_data, builtin_program, train_seeds  # noqa: E402
+from negres.training.plan import Scale  # noqa: E402
 from negres.training.step import (  # noqa: E402
     SeedTrainer,
     _int32_steps,
@@ -149,14 +151,13 @@ class Workload:
         # vmap pinned: the bare reference is a jit(vmap(scan)), and this measures the engine,
         # not the layout "auto" would pick (map at 256 seeds on a CPU, docs/scale.md).
         return {"steps": self.steps, "batch_size": BATCH_SIZE, "eval_every": self.eval_every,
-                "layout": "vmap", **extra}
+                **extra}
 
     def negres(self, num_seeds: int, trainer: SeedTrainer | None = None) -> Any:
         """``train_seeds`` as compare_training.py calls it (plus ``trainer`` for the prototype)."""
-        extra = {} if trainer is None else {"trainer": trainer}
         return train_seeds(self.model, self.optimizer, self.x, self.y,
                            seed_indices=list(range(num_seeds)), program=self.program,
-                           **self.train_kwargs(), **extra)
+                           scale=Scale(layout="vmap", trainer=trainer), **self.train_kwargs())
 
     def trainer(self) -> SeedTrainer:
         return SeedTrainer(self.program, batch_size=BATCH_SIZE, eval_every=self.eval_every,
@@ -428,12 +429,12 @@ def verify(quick: bool) -> dict[str, Any]:
               "eval_data": data}
     settings = {"batch_size": BATCH_SIZE, "eval_every": steps // 4, "has_eval": True}
     current = SeedTrainer(program, **settings)
-    reference = train(program, data, trainer=current, **kwargs)
+    reference = train(program, data, scale=Scale(trainer=current), **kwargs)
     results: dict[str, Any] = {"diverged_at": reference.diverged_at.tolist()}
     for name, cls in PROTOTYPES.items():
         trainer = cls(program, **settings)
         share_init(current, trainer)
-        got = train(program, data, trainer=trainer, **kwargs)
+        got = train(program, data, scale=Scale(trainer=trainer), **kwargs)
         results[name] = {"state": _same(got.state, reference.state),
                          "curves": _same(got.curves, reference.curves),
                          "diverged_at": _same(got.diverged_at, reference.diverged_at)}

@@ -37,7 +37,8 @@ from negres.measures.saliency import attribute, attribute_over_seeds  # noqa: E4
 from negres.models import build_model  # noqa: E402
 from negres.seeds import take_seed  # noqa: E402
 from negres.tasks import load_task  # noqa: E402
-from negres.training.builtin import make_apply, train_seeds  # noqa: E402
+from negres.training.builtin import train_seeds  # noqa: E402
+from negres.training.linen import linen_apply  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:
@@ -62,7 +63,7 @@ def main() -> None:
     model = build_model(ConfigDict({"name": "mlp", "hidden_sizes": (64,)}), task.num_outputs)
     trained = train_seeds(model, optax.adam(1e-2), task.x_train, task.y_train,
                           num_seeds=args.seeds, steps=200, batch_size=128)
-    apply_fn = make_apply(model)
+    apply_fn = linen_apply(model)
     x = jnp.asarray(task.x_test[: args.examples])
 
     vmapped = jax.jit(lambda p, xs: attribute_over_seeds(

@@ -69,6 +69,7 @@ from negres.sharding import put, seed_mesh, seeded
 from negres.training.builtin import builtin_program, train_seeds
 from negres.training.contract import SeedProgram
 from negres.training.driver import TrainResult
+from negres.training.plan import Scale
 
 WORKLOAD = common.WORKLOADS["mlp_digits"]
 DEFAULT_SEEDS = ",".join(str(2**k) for k in range(11))  # 1, 2, 4, ..., 1024
@@ -100,12 +101,13 @@ class MatmulPeak:
 def seed_runner(model: fnn.Module, optimizer: optax.GradientTransformation,
                 trainer: SeedProgram, data: common.Data, steps: int,
                 mesh: Mesh) -> Callable[..., TrainResult]:
-    """``run(num_seeds, **scale)``: one blocking ``train_seeds`` call with ``trainer``."""
+    """``run(num_seeds, **scale)``: one blocking ``train_seeds`` call with ``trainer``, the
+    keywords fields of its :class:`negres.Scale`."""
 
     def run(num_seeds: int, **scale: Any) -> TrainResult:
         result = train_seeds(model, optimizer, data.x_train, data.y_train,
                              num_seeds=num_seeds, steps=steps, batch_size=common.BATCH_SIZE,
-                             program=trainer, mesh=mesh, **scale)
+                             program=trainer, scale=Scale(mesh=mesh, **scale))
         jax.block_until_ready(result.params)
         return result
 

@@ -1,6 +1,6 @@
 """Table 8 of docs/calibration.md: the variance decomposition by source of randomness.
 
-``negres.stats.variance_by_source`` splits a metric's spread across seeds into the share
+``negres.statistics.variance_by_source`` splits a metric's spread across seeds into the share
 each source of randomness (initialisation, data order, ...) accounts for, with 95%
 intervals. This script simulates studies with known components (normal effects, the
 balanced designs a study lays out with ``negres.seeds.crossed_design``) through

@@ -81,7 +81,7 @@ def main() -> None:
         result = train_seeds(
             model, optimizer, task.x_train, task.y_train, num_seeds=len(seed_indices),
             steps=args.steps, batch_size=batch_size, eval_every=args.steps,
-            seed_indices=seed_indices, program=trainer, mesh=mesh,
+            seed_indices=seed_indices, program=trainer, scale=negres.Scale(mesh=mesh),
         )
         return result
 

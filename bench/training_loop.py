@@ -37,8 +37,8 @@ for the same ``--steps`` steps with the same batch, curve spacing and eval set:
                            segment boundary where no seed is left training: the one case
                            where early stopping saves time.
 
-Compilation is excluded: each variant's ``SeedTrainer`` (``negres.make_seed_trainer``) is
-compiled with ``negres.compile_training`` and then called once untimed (first
+Compilation is excluded: each variant's ``SeedTrainer`` (``make_seed_trainer``) is
+compiled with ``compile_training`` (negres.training.driver) and then called once untimed (first
 allocations, Grain's first threads), and every timed call reuses it. The wall time is
 that of the whole ``negres.train`` call a user makes (argument checks, data placed on the
 devices, the segments, curves fetched), layout pinned to ``vmap`` and one chunk of all
@@ -89,7 +89,10 @@ from tables import load_average, markdown_table  # noqa: E402
 from negres.models import MLP  # noqa: E402
 from negres.sharding import put, seed_mesh, seeded  # noqa: E402
 from negres.training.builtin import builtin_data, builtin_program  # noqa: E402
+from negres.training.driver import compile_training  # noqa: E402
 from negres.training.pipeline import ArraySource, GrainFeed  # noqa: E402
+from negres.training.plan import Scale  # noqa: E402
+from negres.training.step import make_seed_trainer  # noqa: E402
 
 RESULTS_DIR = Path(os.environ.get("NEGRES_BENCH_RESULTS", REPO / "bench" / "results"))
 DEFAULT_OUT = RESULTS_DIR / "training_loop.json"
@@ -184,11 +187,12 @@ def make_calls(variants: list[Variant], program: Any, settings: dict[str, Any],
     (``first``: that call's result)."""
     calls: dict[str, Callable] = {}
     for v in variants:
-        trainer = negres.make_seed_trainer(
+        trainer = make_seed_trainer(
             program, batch_size=settings["batch_size"], eval_every=settings["eval_every"],
             has_eval=True, sampling=v.sampling, early_stopping=v.early_stopping, fed=v.fed)
         kwargs = dict(settings, sampling=v.sampling, early_stopping=v.early_stopping,
-                      trainer=trainer)
+                      scale=Scale(layout="vmap", seeds_per_chunk=settings["num_seeds"],
+                                  trainer=trainer))
 
         def call(v: Variant = v, kwargs: dict[str, Any] = kwargs) -> Any:
             result = negres.train(program, v.data, **kwargs)
@@ -196,7 +200,7 @@ def make_calls(variants: list[Variant], program: Any, settings: dict[str, Any],
             return result
 
         start = time.perf_counter()
-        negres.compile_training(program, v.data, **kwargs)
+        compile_training(program, v.data, **kwargs)
         first[v.name] = call()
         compile_s[v.name] = time.perf_counter() - start
         calls[v.name] = call
@@ -474,8 +478,7 @@ def main() -> None:
                                   optax.adam(LEARNING_RATE))
         settings = {"steps": args.steps, "batch_size": args.batch_size,
                     "eval_every": args.eval_every, "num_seeds": args.seeds,
-                    "eval_data": builtin_data(x_eval, y_eval), "layout": "vmap",
-                    "seeds_per_chunk": args.seeds}
+                    "eval_data": builtin_data(x_eval, y_eval)}
         compile_s: dict[str, float] = {}
         first: dict[str, Any] = {}
         calls = make_calls(variants, program, settings, compile_s, first)

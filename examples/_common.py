@@ -51,7 +51,7 @@ def curve_spacing(steps: int, points: int) -> int:
 
 
 def print_summary(summary: dict, name: str = "test accuracy") -> None:
-    """Print a :func:`negres.stats.describe` summary of one number per seed: its mean, 95%
+    """Print a :func:`negres.statistics.describe` summary of one number per seed: its mean, 95%
     interval (the default method, and what it treats as random where the summary says)
     and range."""
     low, high = summary["ci"]

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     for rho, acc, div in zip(result.grid["rho"], accuracy, result.diverged_at, strict=True):
         print(f"{rho:<7g} {' '.join(f'{a:.3f}' for a in acc):{width}s} {div.tolist()}")
     if len(args.rho) >= 2:
-        c = negres.stats.compare(accuracy[-1], accuracy[0], paired=True, seed=0)
+        c = negres.statistics.compare(accuracy[-1], accuracy[0], paired=True, seed=0)
         low, high = c["ci_bca"]
         # Over seeds alone: the test set is held fixed (negres.evaluate's per-example
         # values would let the interval cover the test examples too).

@@ -8,7 +8,7 @@ the same ``--seeds`` seeds in each, one ``negres.train`` call per split (the see
 call share its data), each seed scored on its own split's test set. Seed ``i`` draws the
 same initialisation and batch-order keys in every split, so split and seed are crossed.
 
-``negres.stats.variance_by_source(values, factors)`` then splits the variance of test
+``negres.statistics.variance_by_source(values, factors)`` then splits the variance of test
 accuracy into the split's share, the seed's share and the remainder (their interaction),
 each with a 95% generalized interval (docs/sources.md). The estimand is the spread of a
 fresh (split, seed) run of this model on this dataset.
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
         accuracy[k] = result.final("eval_accuracy")
     factors = {"split": np.repeat(np.arange(args.splits), args.seeds),
                "seed": np.tile(np.arange(args.seeds), args.splits)}
-    found = negres.stats.variance_by_source(accuracy.ravel(), factors)
+    found = negres.statistics.variance_by_source(accuracy.ravel(), factors)
 
     print(f"test accuracy of {args.splits} splits x {args.seeds} seeds: mean "
           f"{accuracy.mean():.4f}, std {accuracy.std(ddof=1):.4f}")

@@ -13,7 +13,7 @@ Shows:
   seeds, TensorBoard runs (``tensorboard --logdir LOGDIR`` shows them live, each epoch's
   points as its segment ends) and a tidy ``LOGDIR/curves.csv``;
 * the test accuracy of every seed's best state (its own forward pass, ``jax.vmap`` over
-  the seed axis of ``negres.linen_apply``) with ``negres.stats.describe``.
+  the seed axis of ``negres.linen_apply``) with ``negres.statistics.describe``.
 
 Data: scikit-learn's 8x8 digits, flat ``(N, 64)``; its 1347 training digits split into
 ``--train-size`` for training (default 1024, a multiple of the batch size, so that no
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     # result.params is each seed's best state (restore_best), leaves (S, ...).
     val_accuracy = accuracy_per_seed(model, result.params, *validation)   # (S,)
     test_accuracy = accuracy_per_seed(model, result.params, x_test, y_test)  # (S,)
-    summary = negres.stats.describe(test_accuracy, seed=0)
+    summary = negres.statistics.describe(test_accuracy, seed=0)
     # ---
 
     stopped = result.stopped_at >= 0

@@ -7,7 +7,7 @@ grid point in the same call, and every result gets the grid's axis first: curves
 ``(4, 8, T)``, parameters ``(4, 8, ...)``. Each grid point trains the *same* seeds (same
 initialisation, same batches), so grid points compare seed by seed (paired).
 
-``negres.stats`` gives a bootstrap interval of the mean validation accuracy at each
+``negres.statistics`` gives a bootstrap interval of the mean validation accuracy at each
 learning rate, and compares the best with the runner-up: a verdict of "improved" needs
 the interval of the difference and both tests to agree, else "inconclusive". (The two
 were picked on these same numbers, which flatters the winner: confirm on fresh seeds,
@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> dict:
                           eval_data=val_data, eval_every=curve_spacing(args.steps, 6))
     accuracy = result.final("eval_accuracy")                     # (4, S)
     rates = result.grid["learning_rate"]
-    summaries = [negres.stats.describe(acc, seed=0) for acc in accuracy]
+    summaries = [negres.statistics.describe(acc, seed=0) for acc in accuracy]
     best, second = np.argsort([-s["mean"] for s in summaries])[:2]  # diverged seeds left out
-    comparison = negres.stats.compare(accuracy[best], accuracy[second], paired=True, seed=0)
+    comparison = negres.statistics.compare(accuracy[best], accuracy[second], paired=True, seed=0)
 
     print(f"{len(rates)} learning rates x {args.seeds} seeds x {args.steps} steps in one call: "
           f"{result.train_time_s:.1f} s; curves {result.curves['eval_accuracy'].shape}")

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = negres.train(program, (x_train, y_train), steps=args.steps,
                           batch_size=args.batch_size, num_seeds=args.seeds,
                           eval_data=(x_test, y_test), eval_every=curve_spacing(args.steps, 4),
-                          layout=args.layout)
+                          scale=negres.Scale(layout=args.layout))
     accuracy = result.final("eval_accuracy")                       # (S,)
 
     variables = {"params": result.params, **result.model_state}   # every leaf (S, ...)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("seed  test accuracy  diverged_at")
     for s, (acc, div) in enumerate(zip(accuracy, result.diverged_at, strict=True)):
         print(f"{s:4d}  {acc:13.3f}  {div:11d}")
-    print_summary(negres.stats.describe(accuracy, seed=0))
+    print_summary(negres.statistics.describe(accuracy, seed=0))
     print(f"integrated gradients of {x.shape[0]} test digits, attributions "
           f"{tuple(attributions.shape)} (seed axis first)")
     print("cross-seed agreement (mean ± std over seed pairs; 1 = identical):")

@@ -5,7 +5,7 @@ Shows:
 * ``negres.nnx_program`` on an ordinary ``nnx.Module``: each seed gets its own
   initialisation, dropout masks and batches; its BatchNorm statistics become the seed's
   model state (``result.model_state``), every array with the seed axis first;
-* each seed's test accuracy, and their mean with a bootstrap interval (``negres.stats``);
+* each seed's test accuracy, and their mean with a bootstrap interval (``negres.statistics``);
 * ``negres.nnx_apply``: every seed's predictions in evaluation mode, lifted over seeds.
 
 Data: scikit-learn's 8x8 digits, flattened to 64 pixels.
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{args.seeds} seeds x {args.steps} steps in one call: {result.train_time_s:.1f} s")
     for s, acc in zip(result.seed_indices, accuracy, strict=True):
         print(f"seed {s}: test accuracy {acc:.3f}")
-    summary = negres.stats.describe(accuracy, seed=0)
+    summary = negres.statistics.describe(accuracy, seed=0)
     print_summary(summary)
     predictions = np.asarray(logits).argmax(-1)                     # (S, N)
     agree = np.mean(np.all(predictions == predictions[0], axis=0))

@@ -12,7 +12,7 @@ Shows:
   test examples, so the evaluator saves each example's flip (``per_example``) and its
   interval covers the test examples' sampling too, as negres's own test accuracy does;
   churn between seeds is a mean over pairs of seeds (``pairwise``);
-* the per-seed numbers with those intervals (``negres.stats.describe_evaluations``).
+* the per-seed numbers with those intervals (``negres.statistics.describe_evaluations``).
 
 Data: scikit-learn's 8x8 digits, flattened to 64 pixels.
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{flip:.3f}")
     # Each metric's interval as its sampling calls for: accuracy and flips over seeds and
     # test examples (the data distribution), churn as a mean over pairs of seeds.
-    summaries = negres.stats.describe_evaluations(evaluations, seed=0)
+    summaries = negres.statistics.describe_evaluations(evaluations, seed=0)
     print_summary(summaries["test_accuracy"])
     summary = summaries["gaussian_noise_flips"]
     print_summary(summary, "share of flipped predictions")

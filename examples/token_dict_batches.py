@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("test accuracy per seed at steps " + " ".join(map(str, result.curve_steps)) + ":")
     for s, curve in enumerate(result.curves["eval_accuracy"]):
         print(f"  seed {s}: " + " ".join(f"{a:.3f}" for a in curve))
-    print_summary(negres.stats.describe(accuracy, seed=0), "final test accuracy")
+    print_summary(negres.statistics.describe(accuracy, seed=0), "final test accuracy")
     print(f"total {time.perf_counter() - start:.1f} s")
     return {"result": result, "accuracy": accuracy, "program": program,
             "train_data": train_data, "test_data": test_data}
