@@ -56,7 +56,10 @@ def get_config() -> ConfigDict:
 
     config.train = ConfigDict()
     config.train.steps = 500  # optimizer steps per seed
-    config.train.batch_size = 128  # examples per step, drawn uniformly with replacement
+    config.train.batch_size = 128  # examples per step
+    # replacement | epochs: batches drawn uniformly with replacement, or each epoch a permutation
+    # per seed
+    config.train.sampling = "replacement"
     config.train.eval_every = 50  # steps between learning-curve points; divides steps
     config.train.label_noise = 0.0  # share of training labels each seed sees replaced at random
     config.train.input_noise = 0.0  # std of Gaussian noise added to training inputs, per seed

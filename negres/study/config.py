@@ -30,6 +30,7 @@ from negres.tasks import TASKS, fields_named, task_fields
 from negres.training.checks import INPUT_NOISE, LABEL_NOISE, check_training_arguments
 from negres.training.layout import LAYOUTS
 from negres.training.optimizers import FIELDS as OPTIMIZER_FIELDS
+from negres.training.step import SAMPLINGS
 
 # Bounds on sizes that drive memory or time, so that a typo fails now, not after training.
 MAX_SEEDS = 1 << 20
@@ -55,8 +56,9 @@ TOP_FIELDS = (
 )
 TRAIN_FIELDS = (
     fields.integer("steps", 500, "optimizer steps per seed", minimum=1, maximum=MAX_STEPS),
-    fields.integer("batch_size", 128, "examples per step, drawn uniformly with replacement",
-                   minimum=1),
+    fields.integer("batch_size", 128, "examples per step", minimum=1),
+    fields.choice("sampling", "replacement", f"{' | '.join(SAMPLINGS)}: batches drawn "
+                  "uniformly with replacement, or each epoch a permutation per seed", SAMPLINGS),
     fields.integer("eval_every", 50, "steps between learning-curve points; divides steps",
                    minimum=1),
     LABEL_NOISE,
