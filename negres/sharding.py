@@ -61,6 +61,7 @@ def available_cores() -> int:
 
 def _backends_initialized() -> bool:
     try:
+        # A private module of jax, imported only where asked: it may move between versions.
         from jax._src import xla_bridge
         return bool(xla_bridge.backends_are_initialized())
     except (ImportError, AttributeError):  # a JAX that moved it: assume the worst

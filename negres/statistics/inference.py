@@ -116,7 +116,7 @@ def _rng(seed: Seed) -> np.random.Generator:
     if isinstance(seed, (int, np.integer)):
         return np.random.default_rng(int(seed))
     if "key<" in str(getattr(seed, "dtype", "")):  # a typed JAX key: take its raw bits
-        import jax
+        import jax  # only for a JAX key: the statistics run on NumPy without loading JAX
 
         seed = jax.random.key_data(seed)
     return np.random.default_rng(np.asarray(seed).astype(np.uint64).ravel().tolist())

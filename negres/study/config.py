@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import textwrap
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from ml_collections import ConfigDict
@@ -309,9 +311,6 @@ def as_config_fields() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> None:
     """``--write-default``: regenerate configs/default.py; ``--write-docs``: the fields
     table of docs/config.md (between its markers)."""
-    import sys
-    from pathlib import Path
-
     args = sys.argv[1:] if argv is None else argv
     root = Path(__file__).resolve().parents[2]
     if "--write-default" in args:

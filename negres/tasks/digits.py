@@ -24,7 +24,7 @@ def make_digits(task_config: ConfigDict) -> Task:
     """
     # scikit-learn (a second of import) loads when a digits task is built, not with negres.
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # (the same)
 
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[..., None]

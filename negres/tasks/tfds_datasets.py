@@ -61,7 +61,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {dataset: _fields(dataset) for dataset in
 
 def available_corruptions(dataset: str) -> list[str]:
     """Corruption names of ``dataset``'s corrupted counterpart, read from TFDS's builder."""
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # optional: only TFDS tasks need it
 
     corrupted = DATASETS[dataset][1]
     if corrupted is None:
@@ -95,7 +95,7 @@ def resolve_data_dir(data_dir: str) -> str:
 
 def read_split(name: str, split: str, data_dir: str, limit: int = 0) -> tuple[np.ndarray, ...]:
     """Images ``uint8 (N, H, W, C)`` and labels ``int32 (N,)`` of one split, read once."""
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # optional: only TFDS tasks need it
 
     try:
         source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)

@@ -364,7 +364,7 @@ class GrainFeed:
         rows = indices.reshape(-1, width)
         flat_out = [leaf.reshape(len(rows), width, *leaf.shape[indices.ndim:])
                     for leaf in out]
-        import grain
+        import grain  # optional, as above: only a fed source needs it
 
         dataset = grain.MapDataset.source(rows).map(self._read)
         stream = dataset.to_iter_dataset(self.read_options)
