@@ -9,6 +9,7 @@ cluster by itself (Cloud TPU pods, SLURM, Open MPI).
 import errno
 import logging as std_logging
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -16,6 +17,7 @@ from ml_collections import ConfigDict, config_flags
 
 from negres import sharding
 from negres.errors import ConfigError
+from negres.evaluators import evaluator_fields, moved_field
 from negres.files import is_disk_full, says_disk_full
 from negres.study import experiment, lifecycle
 from negres.study.workdir import WorkdirError
@@ -49,7 +51,10 @@ def config_error(e: BaseException, path: str) -> str:
         return (f"--config={path!r} defines no get_config(); a config file's get_config() "
                 "returns an ml_collections.ConfigDict (see configs/default.py)")
     if isinstance(e, AttributeError):
-        return f"a --config.* override names a field the config lacks: {detail}"
+        moved = [f"--config.evaluation.{name} is {hint}" for name in re.findall(r"'(\w+)'", detail)
+                 if (hint := moved_field(name, evaluator_fields()))]
+        return (f"a --config.* override names a field the config lacks: {detail}"
+                + (f" ({'; '.join(moved)})" if moved else ""))
     return f"--config={path!r} could not be loaded: {type(e).__name__}: {detail}"
 
 

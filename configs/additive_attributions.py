@@ -20,12 +20,12 @@ def get_config():
     config.model.activation = "gelu"
     config.train.steps = 2000
     config.train.eval_every = 100
-    config.evaluation.attribution_methods = ("gradient_x_input", "integrated_gradients",
-                                             "shapley")
-    config.evaluation.attribution_examples = 200
-    config.evaluation.ig_steps = 64
-    config.evaluation.top_k = 2
-    config.evaluation.save_attributions = 200  # all: the plots mark the truth
+    config.evaluation.attributions.attribution_methods = (
+        "gradient_x_input", "integrated_gradients", "shapley")
+    config.evaluation.attributions.attribution_examples = 200
+    config.evaluation.attributions.ig_steps = 64
+    config.evaluation.attributions.top_k = 2
+    config.evaluation.attributions.save_attributions = 200  # all: the plots mark the truth
     config.conditions = (
         {"name": "additive", "task.interaction": 0.0},
         {"name": "interaction", "task.interaction": 2.0},

@@ -40,11 +40,11 @@ def get_config():
     config.train.batch_size = 100
     config.train.eval_every = 200
     config.train.layout = "vmap"  # pinned: the README's numbers were measured with it
-    config.evaluation.severities = (0.0, 0.2)
-    config.evaluation.top_k = 8
-    config.evaluation.randomization_check = False
+    config.evaluation.robustness.severities = (0.0, 0.2)
+    config.evaluation.attributions.top_k = 8
+    config.evaluation.attributions.randomization_check = False
     config.evaluation.evaluators = ("robustness", "attributions", "surrogate_fidelity")
-    config.evaluation.save_attributions = 8
+    config.evaluation.attributions.save_attributions = 8
     config.conditions = grouped_conditions("task.name", SWEEP)
     config.baseline = "digits/linear"
     return config

@@ -37,8 +37,8 @@ def get_config():
     config.optimizer.weight_decay = 1e-4
     config.train.steps = 5000
     config.train.eval_every = 500
-    config.evaluation.shifts = ()  # the real corruptions replace the synthetic shifts
-    config.evaluation.severities = (0.0,)
-    config.evaluation.attribution_examples = 32
-    config.evaluation.randomization_check = False
+    config.evaluation.robustness.shifts = ()  # the real corruptions replace the synthetic shifts
+    config.evaluation.robustness.severities = (0.0,)
+    config.evaluation.attributions.attribution_examples = 32
+    config.evaluation.attributions.randomization_check = False
     return config

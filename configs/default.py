@@ -73,28 +73,46 @@ def get_config() -> ConfigDict:
     # always runs first)
     config.evaluation.evaluators = (
         "robustness", "attributions", "subsets", "truth", "multiplicity")
+
+    config.evaluation.robustness = ConfigDict()
     # names in ['channel_shift', 'covariate_scale', 'gaussian_noise', 'occlusion'] or the task's own
     # shifts
-    config.evaluation.shifts = ("gaussian_noise",)
-    config.evaluation.severities = (0.0, 0.1, 0.2, 0.3, 0.5)  # severity sweep of every shift
-    config.evaluation.shared_shift_noise = True  # every seed sees the same shifted test set
+    config.evaluation.robustness.shifts = ("gaussian_noise",)
+    # severity sweep of every shift
+    config.evaluation.robustness.severities = (0.0, 0.1, 0.2, 0.3, 0.5)
+    # every seed sees the same shifted test set
+    config.evaluation.robustness.shared_shift_noise = True
+
+    config.evaluation.attributions = ConfigDict()
     # attribution methods, names in negres.measures.saliency.ATTRIBUTION_METHODS
-    config.evaluation.attribution_methods = ("integrated_gradients",)
-    config.evaluation.attribution_examples = 64  # first N test examples attributed per seed
-    config.evaluation.attribution_target = "predicted"  # predicted | label: the output explained
-    config.evaluation.ig_steps = 32  # integrated gradients: midpoint-rule steps
-    config.evaluation.smoothgrad_samples = 16  # smoothgrad: noisy copies per example
-    config.evaluation.smoothgrad_noise = 0.15  # smoothgrad: noise std as a share of input range
-    config.evaluation.shapley_background = 0  # shapley: background rows (0: zero baseline)
-    config.evaluation.top_k = 10  # top-k agreement between seeds (capped at half the features)
-    config.evaluation.max_sensitivity = False  # stability of attributions under perturbation
-    config.evaluation.sensitivity_radius = 0.05  # max-sensitivity: L-inf radius of perturbations
-    config.evaluation.sensitivity_samples = 8  # max-sensitivity: perturbations per example
-    config.evaluation.randomization_check = True  # cascading parameter-randomisation check
-    config.evaluation.save_attributions = 16  # examples whose attributions are saved as .npy
+    config.evaluation.attributions.attribution_methods = ("integrated_gradients",)
+    # first N test examples attributed per seed
+    config.evaluation.attributions.attribution_examples = 64
+    # predicted | label: the output explained
+    config.evaluation.attributions.attribution_target = "predicted"
+    config.evaluation.attributions.ig_steps = 32  # integrated gradients: midpoint-rule steps
+    config.evaluation.attributions.smoothgrad_samples = 16  # smoothgrad: noisy copies per example
+    # smoothgrad: noise std as a share of input range
+    config.evaluation.attributions.smoothgrad_noise = 0.15
+    # shapley: background rows (0: zero baseline)
+    config.evaluation.attributions.shapley_background = 0
+    # top-k agreement between seeds (capped at half the features)
+    config.evaluation.attributions.top_k = 10
+    # stability of attributions under perturbation
+    config.evaluation.attributions.max_sensitivity = False
+    # max-sensitivity: L-inf radius of perturbations
+    config.evaluation.attributions.sensitivity_radius = 0.05
+    # max-sensitivity: perturbations per example
+    config.evaluation.attributions.sensitivity_samples = 8
+    # cascading parameter-randomisation check
+    config.evaluation.attributions.randomization_check = True
+    # examples whose attributions are saved as .npy
+    config.evaluation.attributions.save_attributions = 16
+
+    config.evaluation.multiplicity = ConfigDict()
     # multiplicity: save the S x S churn matrix of every shifted test set at every severity (S*S*K
     # numbers a shift; False at hundreds of seeds keeps the clean one and each shift's mean)
-    config.evaluation.multiplicity_matrices = True
+    config.evaluation.multiplicity.multiplicity_matrices = True
 
     config.stats = ConfigDict()
     config.stats.level = 0.95  # confidence level of intervals and tests

@@ -17,7 +17,7 @@ def get_config():
     config.train.batch_size = 100
     config.train.eval_every = 200
     config.train.layout = "vmap"  # pinned: the README's numbers were measured with it
-    config.evaluation.top_k = 5
+    config.evaluation.attributions.top_k = 5
     config.conditions = (
         {"name": "logistic", "model.name": "linear"},
         {"name": "mlp", "model.name": "mlp"},

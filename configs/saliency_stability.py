@@ -26,11 +26,11 @@ def get_config():
     config.train.batch_size = 100
     config.train.eval_every = 150
     config.train.layout = "vmap"  # pinned: the README's numbers were measured with it
-    config.evaluation.severities = (0.0, 0.1, 0.3)
-    config.evaluation.attribution_methods = ("gradient", "gradient_x_input",
-                                             "integrated_gradients", "smoothgrad")
-    config.evaluation.top_k = 8
-    config.evaluation.max_sensitivity = True
+    config.evaluation.robustness.severities = (0.0, 0.1, 0.3)
+    config.evaluation.attributions.attribution_methods = (
+        "gradient", "gradient_x_input", "integrated_gradients", "smoothgrad")
+    config.evaluation.attributions.top_k = 8
+    config.evaluation.attributions.max_sensitivity = True
     config.conditions = (
         {"name": "clean"},
         {"name": "label_noise", "train.label_noise": 0.2},

@@ -18,6 +18,6 @@ def get_config():
     config.randomness.levels = (8, 8)
     config.randomness.metrics = ("test_accuracy", "test_loss", "integrated_gradients_sparsity")
     config.evaluation.evaluators = ("attributions",)
-    config.evaluation.attribution_methods = ("integrated_gradients",)
-    config.evaluation.randomization_check = False
+    config.evaluation.attributions.attribution_methods = ("integrated_gradients",)
+    config.evaluation.attributions.randomization_check = False
     return config

@@ -29,13 +29,13 @@ def get_config():
     config.train.steps = 800
     config.train.batch_size = 64
     config.train.eval_every = 80
-    config.evaluation.shifts = ("channel_shift",)
-    config.evaluation.severities = (0.0, 0.1, 0.2, 0.3)
-    config.evaluation.attribution_examples = 32
-    config.evaluation.ig_steps = 16
-    config.evaluation.top_k = 32
-    config.evaluation.randomization_check = False
-    config.evaluation.save_attributions = 8
+    config.evaluation.robustness.shifts = ("channel_shift",)
+    config.evaluation.robustness.severities = (0.0, 0.1, 0.2, 0.3)
+    config.evaluation.attributions.attribution_examples = 32
+    config.evaluation.attributions.ig_steps = 16
+    config.evaluation.attributions.top_k = 32
+    config.evaluation.attributions.randomization_check = False
+    config.evaluation.attributions.save_attributions = 8
     # Every ablation of each target, compared with the full model of that target.
     config.conditions = grouped_conditions("task.target",
                                            {target: ABLATIONS for target in ("shape", "color")})

@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import flax.linen as nn
 import numpy as np
 import optax
 from sklearn.datasets import load_digits
@@ -32,18 +31,7 @@ import negres
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # finds _common.py however run
 from _common import arguments
-
-
-class MLP(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        return nn.Dense(10)(nn.relu(nn.Dense(64)(x)))
-
-
-def loss(logits, batch):
-    _, y = batch
-    value = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    return value, {"accuracy": (logits.argmax(-1) == y).mean()}
+from learning_rate_grid import MLP, loss  # the same small MLP and loss
 
 
 def split(k: int):

@@ -2,9 +2,10 @@
 
 Shows:
 
-* an evaluator written outside negres: one ``negres.Evaluator`` with its config field,
-  its direction (fewer flips is better) and a dependency on negres's ``robustness``
-  evaluator, whose predictions on every shifted test set it reads through the protocol
+* an evaluator written outside negres: one ``negres.Evaluator`` with its config field
+  (in its own settings section, ``{"flips": {"flip_severity": ...}}``), its direction
+  (fewer flips is better) and a dependency on negres's ``robustness`` evaluator, whose
+  predictions on every shifted test set it reads through the protocol
   (``context.earlier``) instead of computing them again;
 * ``negres.evaluate`` running it next to negres's own evaluators (``robustness``,
   ``multiplicity``) on a linen MLP trained with ``negres.train``, 8 seeds in one call;
@@ -42,7 +43,8 @@ def prediction_flips(context: negres.EvaluationContext) -> negres.Evaluation:
     passed = context.earlier["robustness"].passed_on           # negres's predictions
     clean = passed["predictions"]["clean"][:, 0]                # (S, N)
     out = negres.Evaluation(per_seed={"flipped": {}})
-    for shift in context.settings.shifts:
+    shifts = [name for name in passed["predictions"] if name != "clean"]  # robustness's
+    for shift in shifts:
         severities = np.asarray(passed["severities"][shift])   # (K,)
         level = int(np.argmin(np.abs(severities - context.settings.flip_severity)))
         flipped = (passed["predictions"][shift][:, level] != clean).astype(float)  # (S, N)
@@ -92,8 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     evaluations = negres.evaluate(
         negres.linen_apply(MLP()), result.params, task,
         evaluators=("robustness", FLIPS, "multiplicity"),
-        settings={"shifts": ("gaussian_noise",), "severities": (0.0, 0.1, 0.3),
-                  "flip_severity": 0.3})
+        settings={"robustness": {"shifts": ("gaussian_noise",), "severities": (0.0, 0.1, 0.3)},
+                  "flips": {"flip_severity": 0.3}})  # each evaluator's own section
     flips = evaluations["flips"].metrics["gaussian_noise_flips"].values       # (S,)
     accuracy = evaluations["performance"].metrics["test_accuracy"].values     # (S,)
     churn = evaluations["multiplicity"].metrics["churn_clean"].values         # (S,)

@@ -93,7 +93,7 @@ class SourceDesign:
     Attributes:
       stream_seeds: stream -> ``(S,)`` the seed index its draws come from, per seed.
       factors: stream -> ``(S,)`` the level (0, 1, ...) of that source per seed, what
-        :func:`negres.stats.variance_by_source` takes.
+        :func:`negres.statistics.variance_by_source` takes.
     """
 
     stream_seeds: Mapping[str, np.ndarray]

@@ -54,7 +54,8 @@ def cifar10_corrupted():
     config.task.corruption_severities = (1,)
     config.model.channels, config.model.dense_size = (4,), 8
     config.train.batch_size = 8
-    config.evaluation.attribution_examples = config.evaluation.save_attributions = 2
+    attributions = config.evaluation.attributions
+    attributions.attribution_examples = attributions.save_attributions = 2
     return config
 
 
@@ -89,10 +90,10 @@ def main() -> None:
             out.setdefault("seconds", {})[name] = round(time.perf_counter() - start, 1)
             out["studies"][name] = {
                 condition: {
-                    "devices": c["training_plan"]["num_devices"],
-                    "numbers": {**{f"metric/{k}": v for k, v in c["metrics"].items()},
-                                **{f"curve/{k}": v for k, v in c["curves"].items()}},
-                } for condition, c in results["conditions"].items()}
+                    "devices": c.training_plan["num_devices"],
+                    "numbers": {**{f"metric/{k}": v for k, v in c.metrics.items()},
+                                **{f"curve/{k}": v for k, v in c.curves.items()}},
+                } for condition, c in results.conditions.items()}
     print(json.dumps(out, default=lambda v: np.asarray(v).tolist()))
 
 

@@ -59,8 +59,8 @@ def tiny_study(tmp_path_factory):
     from negres.study import experiment
 
     config = tiny_config()
-    config.evaluation.attribution_methods = ("integrated_gradients",)
-    config.evaluation.max_sensitivity = False
+    config.evaluation.attributions.attribution_methods = ("integrated_gradients",)
+    config.evaluation.attributions.max_sensitivity = False
     config.conditions = (
         {"name": "fast"},
         {"name": "slow", "optimizer.learning_rate": 0.001},

@@ -34,16 +34,16 @@ def main() -> None:
     from negres.sharding import barrier, is_main_process
     from negres.tasks import load_task
     from negres.training.builtin import train_seeds
-    from negres.training.checkpoint import TrainingCheckpoints
+    from negres.training.checkpoint import Checkpointing, TrainingCheckpoints
 
     task = load_task(ConfigDict({"name": "digits"}))
     model = build_model(ConfigDict({"name": "mlp", "hidden_sizes": (16,)}), 10)
     common = dict(num_seeds=5, steps=10, batch_size=16, eval_every=5, seed=2,
-                  x_eval=task.x_test[:64], y_eval=task.y_test[:64], checkpoint_every=5,
-                  fingerprint="multihost")
+                  x_eval=task.x_test[:64], y_eval=task.y_test[:64])
     with TrainingCheckpoints(args.checkpoints) as checkpoints:
         trained = train_seeds(model, optax.adam(1e-2), task.x_train[:256], task.y_train[:256],
-                              checkpoints=checkpoints, **common)
+                              checkpointing=Checkpointing(checkpoints, every=5,
+                                                          fingerprint="multihost"), **common)
     # What a run killed after step 5 leaves: its first checkpoint only (one process deletes
     # the rest of the shared directory while the other waits).
     if is_main_process():
@@ -51,7 +51,8 @@ def main() -> None:
     barrier("negres test: checkpoint 10 removed")
     with TrainingCheckpoints(args.checkpoints) as checkpoints:
         resumed = train_seeds(model, optax.adam(1e-2), task.x_train[:256], task.y_train[:256],
-                              checkpoints=checkpoints, **common)
+                              checkpointing=Checkpointing(checkpoints, every=5,
+                                                          fingerprint="multihost"), **common)
     leaves = jax.tree_util.tree_leaves(trained.params)
     again = jax.tree_util.tree_leaves(resumed.params)
     if is_main_process():

@@ -13,6 +13,7 @@ from negres.models import build_model
 from negres.sharding import seed_mesh
 from negres.tasks import load_task
 from negres.training.builtin import builtin_program, train_seeds
+from negres.training.plan import Scale
 
 MODELS = {
     "mlp": {"name": "mlp", "hidden_sizes": (16,), "dropout_rate": 0.1},
@@ -75,8 +76,8 @@ def open_path_cases(x, y, x_eval, y_eval, one_device, all_devices) -> dict:
     out = {}
     for name, (program, extra) in programs.items():
         common = dict(steps=10, batch_size=16, eval_every=5, seed=3, eval_data=eval_data) | extra
-        plain = train(program, data, mesh=one_device, **common)
-        other = train(program, data, mesh=all_devices, **common)
+        plain = train(program, data, scale=Scale(mesh=one_device), **common)
+        other = train(program, data, scale=Scale(mesh=all_devices), **common)
         out[name] = {"params_max_abs_diff": _max_diff(plain.state, other.state),
                      "curves_max_abs_diff": max(float(np.max(np.abs(plain.curves[c]
                                                                    - other.curves[c])))
@@ -98,8 +99,8 @@ def open_path_cases(x, y, x_eval, y_eval, one_device, all_devices) -> dict:
     common = dict(steps=20, batch_size=16, eval_every=5, seed=3, eval_data=eval_data,
                   num_seeds=5, sampling="epochs", init_state=LossState(one_state, None, None),
                   early_stopping=EarlyStopping("eval_loss", 1, mode="min", min_delta=1.0))
-    plain = train(program, data, mesh=one_device, **common)
-    other = train(program, ArraySource(data), mesh=all_devices, **common)
+    plain = train(program, data, scale=Scale(mesh=one_device), **common)
+    other = train(program, ArraySource(data), scale=Scale(mesh=all_devices), **common)
     out["open_linen_loop_5_seeds"] = {
         "params_max_abs_diff": _max_diff(plain.state, other.state),
         "curves_max_abs_diff": max(float(np.nanmax(np.abs(plain.curves[c] - other.curves[c])))
@@ -129,9 +130,10 @@ def main() -> None:
                       x_eval=x_eval, y_eval=y_eval, program=programs[model_name])
         key = (model_name, num_seeds)
         if key not in plain:
-            plain[key] = train_seeds(model, optimizer, x, y, mesh=one_device, layout="vmap",
-                                     **common)
-        other = train_seeds(model, optimizer, x, y, mesh=all_devices, **common, **settings)
+            plain[key] = train_seeds(model, optimizer, x, y,
+                                     scale=Scale(mesh=one_device, layout="vmap"), **common)
+        other = train_seeds(model, optimizer, x, y, scale=Scale(mesh=all_devices, **settings),
+                            **common)
         params_diff = max(
             float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
             for a, b in zip(jax.tree_util.tree_leaves(plain[key].params),

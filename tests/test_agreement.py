@@ -555,9 +555,9 @@ def scaled_study(small_digits):
     result = train_seeds(model, build_optimizer(config.optimizer), small_digits.x_train,
                          small_digits.y_train, num_seeds=SCALE_SEEDS, steps=60, batch_size=32)
     example = small_digits.x_test[:1]
-    settings = {"attribution_methods": ("gradient", "smoothgrad"),
-                "attribution_examples": 16, "smoothgrad_samples": 4,
-                "randomization_check": False, "save_attributions": 0}
+    settings = {"attributions": {"attribution_methods": ("gradient", "smoothgrad"),
+                                 "attribution_examples": 16, "smoothgrad_samples": 4,
+                                 "randomization_check": False, "save_attributions": 0}}
     out = evaluators.evaluate(
         linen_apply(model), result.params, small_digits, evaluators=("attributions",),
         settings=settings, seed_indices=result.seed_indices,
@@ -606,24 +606,23 @@ def test_the_scaled_metric_is_the_formula_on_every_pair(scaled_study):
 
 
 def test_a_seed_left_out_as_diverged_leaves_the_scales_rows_and_columns(scaled_study):
-    from negres.statistics.study import kept_rows
-
-    results = scaled_study[1] | {"seed_indices": np.arange(SCALE_SEEDS)}
+    results = scaled_study[1]
+    assert results.seed_indices.tolist() == list(range(SCALE_SEEDS))
     keep = np.array([True, False, True, True])
-    rows = kept_rows(results, keep)
-    saved = rows["evaluations"]["attributions"]
+    rows = results.kept(keep)
+    saved = rows.evaluations["attributions"]
     for method in ("gradient", "smoothgrad"):
         for measure in agreement.AGREEMENT_MEASURES:
             for baseline in ("untrained", "permuted"):
-                full = results["evaluations"]["attributions"]["pairwise"][
+                full = results.saved_by("attributions").pairwise[
                     "agreement_baseline"][method][measure][baseline]
-                assert_array_equal(saved["pairwise"]["agreement_baseline"][method][measure][
+                assert_array_equal(saved.pairwise["agreement_baseline"][method][measure][
                     baseline], np.asarray(full)[np.ix_(keep, keep)])
-            scaled = saved["pairwise"]["agreement_scaled"][method][measure]
+            scaled = saved.pairwise["agreement_scaled"][method][measure]
             assert scaled.shape == (3, 3)
-        metric = rows["metrics"][f"{method}_spearman_abs_agreement_scaled"]
-        kept = saved["pairwise"]["agreement_scaled"][method]["spearman_abs"]
+        metric = rows.metrics[f"{method}_spearman_abs_agreement_scaled"]
+        kept = saved.pairwise["agreement_scaled"][method]["spearman_abs"]
         assert_allclose(metric, _off_diagonal(kept).reshape(3, 2).mean(axis=1))
-    ceiling = saved["per_seed"]["agreement_ceiling"]["smoothgrad"]["cosine"]
-    assert_array_equal(ceiling, np.asarray(results["evaluations"]["attributions"]["per_seed"][
+    ceiling = saved.per_seed["agreement_ceiling"]["smoothgrad"]["cosine"]
+    assert_array_equal(ceiling, np.asarray(results.saved_by("attributions").per_seed[
         "agreement_ceiling"]["smoothgrad"]["cosine"])[keep])

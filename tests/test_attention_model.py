@@ -89,9 +89,8 @@ def test_attention_switch_removes_every_attention_parameter(freeze):
 def test_frozen_embeddings_keep_their_initial_values(attention, freeze):
     x, y = _quadrant_task(64, seed=1)
     model = _model(attention, freeze)
-    result = negres.train_seeds(
-        model, optax.adam(1e-2), x, y, num_seeds=2, steps=20, batch_size=16
-    )
+    result = negres.train(negres.builtin_program(model, optax.adam(1e-2)),
+                          negres.builtin_data(x, y), num_seeds=2, steps=20, batch_size=16)
     for i in range(2):
         # How the engine initialises seed i.
         initial = model.init(stream_key(seed_key(0, i), "init"), x[:1], train=False)["params"]
@@ -218,9 +217,10 @@ def test_check_model_input_names_patch_size_and_input_shape():
 def test_learns_which_quadrant_is_bright(attention):
     x, y = _quadrant_task(512, seed=2)
     x_test, y_test = _quadrant_task(256, seed=3)
-    result = negres.train_seeds(
-        _model(attention), optax.adam(1e-2), x, y, num_seeds=2, steps=150, batch_size=32,
-        eval_every=75, x_eval=x_test, y_eval=y_test,
+    result = negres.train(
+        negres.builtin_program(_model(attention), optax.adam(1e-2)), negres.builtin_data(x, y),
+        num_seeds=2, steps=150, batch_size=32, eval_every=75,
+        eval_data=negres.builtin_data(x_test, y_test),
     )
     accuracy = result.curves["eval_accuracy"]  # (S, 2): after 75 and 150 steps
     assert accuracy.shape == (2, 2)

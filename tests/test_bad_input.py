@@ -50,16 +50,17 @@ CASES = [
     ("optimizer.learning_rate", math.nan),
     ("optimizer.weight_decay", math.nan),
     ("optimizer.grad_clip_norm", math.nan),
-    ("evaluation.severities", (0.0, math.nan)),
-    ("evaluation.severities", (0.0, math.inf)),
-    ("evaluation.smoothgrad_noise", math.nan),
-    ("evaluation.sensitivity_radius", math.nan),
+    ("evaluation.robustness.severities", (0.0, math.nan)),
+    ("evaluation.robustness.severities", (0.0, math.inf)),
+    ("evaluation.attributions.smoothgrad_noise", math.nan),
+    ("evaluation.attributions.sensitivity_radius", math.nan),
     ("task.split_seed", -1),
     ("num_seeds", 1_000_000_000),
     ("stats.num_resamples", 1_000_000_000),
     ("stats.level", math.nan),
-    ("evaluation.shifts", ("gaussian_noise", "gaussian_noise")),
-    ("evaluation.attribution_methods", ("integrated_gradients", "integrated_gradients")),
+    ("evaluation.robustness.shifts", ("gaussian_noise", "gaussian_noise")),
+    ("evaluation.attributions.attribution_methods",
+     ("integrated_gradients", "integrated_gradients")),
 ]
 
 
@@ -77,9 +78,10 @@ def test_a_bad_value_is_one_line_and_the_workdir_keeps_what_it_held(tmp_path, fi
 
 def test_occlusion_beyond_the_whole_input_is_refused(tmp_path):
     workdir, before = a_workdir_with_results(tmp_path)
-    config = with_value("evaluation.shifts", ("occlusion",))
-    config.evaluation.severities = (0.0, 0.5, 5.0)
-    with pytest.raises(ConfigError, match=r"evaluation\.severities=\(0\.0, 0\.5, 5\.0\)") as err:
+    config = with_value("evaluation.robustness.shifts", ("occlusion",))
+    config.evaluation.robustness.severities = (0.0, 0.5, 5.0)
+    with pytest.raises(ConfigError,
+                       match=r"evaluation\.robustness\.severities=\(0\.0, 0\.5, 5\.0\)") as err:
         experiment.run(config, str(workdir), overwrite=True)
     assert "[0, 1]" in str(err.value)
     assert snapshot(workdir) == before
@@ -288,9 +290,9 @@ def test_a_fully_diverged_condition_leaves_paired_comparisons_explained_and_unpa
     config.conditions = ({"name": "ok"}, {"name": "slower", "optimizer.learning_rate": 0.02},
                          {"name": "exploding", "optimizer.learning_rate": 1e30})
     results = experiment.run(config, str(tmp_path))
-    assert results["conditions"]["exploding"]["diverged"]["count"] == 3
-    statistics = results["statistics"]
-    compared = statistics["comparisons"]["test_accuracy"]["slower"]
+    assert results.conditions["exploding"].diverged.count == 3
+    statistics = results.statistics
+    compared = statistics.comparisons["test_accuracy"]["slower"]
     assert compared["paired"] and min(compared["n_x"], compared["n_y"]) == 0
     assert compared["verdict"] == "inconclusive"
     assert compared["reason"].startswith("`slower` − `ok` has 0 paired seeds: paired conditions "
@@ -300,7 +302,7 @@ def test_a_fully_diverged_condition_leaves_paired_comparisons_explained_and_unpa
     unpaired = compared["unpaired"]
     assert not unpaired["paired"] and unpaired["n_x"] == unpaired["n_y"] == 3
     assert unpaired["verdict"] in ("improved", "worse", "inconclusive")
-    assert compared["reason"] in statistics["notes"]
+    assert compared["reason"] in statistics.notes
     # The report says why, and shows the unpaired comparison beside the empty paired one.
     report = (tmp_path / "report.md").read_text()
     assert "**What these seeds cannot tell.**" in report and compared["reason"] in report

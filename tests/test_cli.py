@@ -195,9 +195,9 @@ def test_one_seed_runs_to_a_report_that_says_what_one_seed_cannot_tell(tmp_path)
     workdir = tmp_path / "w"
     proc = run_main("--config", "configs/default.py", "--workdir", str(workdir),
                     "--config.num_seeds=1", "--config.train.steps=20",
-                    "--config.train.eval_every=10", "--config.evaluation.ig_steps=4",
-                    "--config.evaluation.attribution_examples=4",
-                    "--config.evaluation.randomization_check=False",
+                    "--config.train.eval_every=10", "--config.evaluation.attributions.ig_steps=4",
+                    "--config.evaluation.attributions.attribution_examples=4",
+                    "--config.evaluation.attributions.randomization_check=False",
                     "--config.stats.num_resamples=200", "--config.stats.num_permutations=200")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (workdir / "report.md").exists()

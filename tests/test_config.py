@@ -71,10 +71,10 @@ def test_a_missing_field_takes_its_declared_default():
     from negres.evaluators.attributions import FIELDS
 
     config = load(DEFAULT)
-    del config.evaluation["ig_steps"]
+    del config.evaluation.attributions["ig_steps"]
     validate_config(config)
     declared = next(f.default for f in FIELDS if f.name == "ig_steps")
-    assert complete(config).evaluation.ig_steps == declared
+    assert complete(config).evaluation.attributions.ig_steps == declared
 
 
 def test_configs_default_is_generated_from_the_declarations():

@@ -14,6 +14,7 @@ from negres.evaluators.protocol import Evaluation, Evaluator
 from negres.reporting import sections
 from negres.reporting.markdown import build_report
 from negres.reporting.sections import Presentation
+from negres.results import SCHEMA_VERSION, Results
 
 EVALUATORS_DIR = Path(evaluators.__file__).parent
 # The layers above the evaluators: an evaluator may import none of them.
@@ -74,7 +75,7 @@ def test_every_presentation_is_of_a_registered_evaluator(name):
                                              presentation.plots, presentation.save))
 
 
-def _results() -> dict:
+def _results() -> Results:
     """The least of a results.json that the report is built from: two conditions whose
     evaluations include one of a user's own evaluator, ``flips``."""
     conditions = {
@@ -84,20 +85,22 @@ def _results() -> dict:
         for name, count in (("a", 3), ("b", 5))}
     settings = {"level": 0.95, "num_resamples": 10, "baseline": "a",
                 "verdict_rule": "a rule", "paired_conditions": False}
-    return {"conditions": conditions, "config": {"train": {"steps": 1}},
-            "task": {"name": "toy", "kind": "classification", "num_train": 1, "num_test": 1},
-            "wall_time_s": 0.0, "device": {"platform": "cpu", "kind": "cpu"},
-            "statistics": {"settings": settings, "summaries": {"a": {}, "b": {}},
-                           "comparisons": {}}}
+    return Results.from_json({
+        "schema_version": SCHEMA_VERSION, "baseline": "a", "conditions": conditions,
+        "config": {"train": {"steps": 1}},
+        "task": {"name": "toy", "kind": "classification", "num_train": 1, "num_test": 1},
+        "wall_time_s": 0.0, "device": {"platform": "cpu", "kind": "cpu"},
+        "statistics": {"settings": settings, "summaries": {"a": {}, "b": {}},
+                       "comparisons": {}}})
 
 
 def _flipped(condition) -> int:
-    return condition["evaluations"]["flips"]["shared"]["flipped"]
+    return condition.saved_by("flips").shared["flipped"]
 
 
 def _flips_report(results, names):
     return ["## Flips", "",
-            *[f"{n}: {_flipped(results['conditions'][n])} flipped" for n in names], ""]
+            *[f"{n}: {_flipped(results.conditions[n])} flipped" for n in names], ""]
 
 
 def _flips_condition(condition):

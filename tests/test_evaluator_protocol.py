@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from negres import fields
-from negres.evaluators.protocol import Evaluation, Evaluator, Metric, saved_by
+from negres.evaluators.protocol import Evaluation, Evaluator, Metric
 from negres.reporting.sections import Presentation
 from negres.seeds import over_seeds
 
@@ -43,8 +43,7 @@ def evaluate(context):
 def report(results, names):
     lines = ["## Margins", ""]
     for name in names:
-        first = np.asarray(saved_by(results["conditions"][name], "margin")["per_seed"][
-            "margins"])
+        first = np.asarray(results.conditions[name].saved_by("margin").per_seed["margins"])
         lines.append(f"{name}: {first.shape[0]} seeds, first margin {first[0, 0]:.4f}")
     return lines + [""]
 
@@ -95,28 +94,30 @@ def margin_registered(tmp_path, monkeypatch):
 def test_a_new_evaluator_is_one_file_and_one_registry_line(margin_registered, tmp_path):
     config = tiny_config()
     config.evaluation.evaluators = ("margin",)
-    config.evaluation.margin_scale = 2.0  # its field is a config field now
+    # Its field is a config field now, in its own section.
+    config.evaluation.margin = {"margin_scale": 2.0}
     config.conditions = ({"name": "fast"}, {"name": "slow", "optimizer.learning_rate": 1e-4})
     workdir = tmp_path / "run"
     results = experiment.run(config, str(workdir))
-    fast = results["conditions"]["fast"]
-    assert list(fast["evaluations"]) == ["performance", "margin"]
-    assert fast["metric_info"]["mean_margin"]["direction"] == "none"
-    assert np.asarray(fast["metrics"]["mean_margin"]).shape == (3,)
+    fast = results.conditions["fast"]
+    assert list(fast.evaluations) == ["performance", "margin"]
+    assert fast.direction("mean_margin") == "none"
+    assert fast.metric_info["mean_margin"].evaluator == "margin"
+    assert np.asarray(fast.metrics["mean_margin"]).shape == (3,)
     # Its metric gets statistics like any other, and no improved/worse verdict.
-    compared = results["statistics"]["comparisons"]["mean_margin"]["slow"]
+    compared = results.statistics.comparisons["mean_margin"]["slow"]
     assert compared["verdict"] in ("higher", "lower", "inconclusive")
     assert compared["higher_is_better"] is None
     # The declared direction of a built-in metric decides its verdict's wording.
-    assert results["statistics"]["directions"]["test_loss"] == "lower"
+    assert results.statistics.directions["test_loss"] == "lower"
     report = (workdir / "report.md").read_text()
     assert "## Margins" in report and "fast: 3 seeds" in report
     assert "**mean_margin** (no better direction)" in report
     # A bad value of its field is refused before anything runs.
-    config.evaluation.margin_scale = float("nan")
+    config.evaluation.margin.margin_scale = float("nan")
     with pytest.raises(ConfigError) as err:
         experiment.run(config, str(tmp_path / "bad"))
-    assert err.value.field == "evaluation.margin_scale"
+    assert err.value.field == "evaluation.margin.margin_scale"
     assert not (tmp_path / "bad").exists()
 
 
@@ -132,7 +133,10 @@ def test_an_evaluation_without_its_seed_axis_is_refused_when_collected():
             metrics={"m": metric._replace(pairwise="missing")})})
     collected = evaluators.as_results({"mine": evaluators.Evaluation(
         metrics={"m": metric}, pairwise={"p": np.eye(3)})})
-    assert collected["metric_info"]["m"]["direction"] == "higher"
+    assert collected.direction("m") == "higher"
+    assert collected.metric_info["m"].evaluator == "mine"
+    assert collected.evaluations["mine"].pairwise["p"].shape == (3, 3)
+    assert collected.num_seeds == 3 and collected.seed_indices.tolist() == [0, 1, 2]
 
 
 def test_conditions_of_classification_and_regression_are_refused_together():

@@ -29,7 +29,7 @@ def _evaluate(config, model, task, params, seed_indices, names):
     example = task.x_test[:1]
     return evaluators.evaluate(
         linen_apply(model), params, task, evaluators=names,
-        settings={k: v for k, v in config.evaluation.items() if k != "evaluators"},
+        settings=config.evaluation,  # each evaluator's section; `evaluators` is ignored
         seed_indices=seed_indices,
         init=lambda key: model.init(key, example, train=False)["params"],
         layers=layer_order(model, example, train=False))
@@ -62,25 +62,25 @@ def study(tiny_study):
 
 def test_learning_rate_conditions_share_one_compiled_call(study, small_digits):
     _, _, results = study
-    conditions = results["conditions"]
-    assert conditions["fast"]["trained_in_one_call_with"] == ["slow"]
-    assert conditions["linear"]["trained_in_one_call_with"] == []
-    assert conditions["slow"]["hyperparams"]["learning_rate"] == 0.001
+    conditions = results.conditions
+    assert conditions["fast"].trained_in_one_call_with == ["slow"]
+    assert conditions["linear"].trained_in_one_call_with == []
+    assert conditions["slow"].hyperparams["learning_rate"] == 0.001
     # Slower learning leaves a higher training loss on every seed.
-    fast = np.asarray(conditions["fast"]["metrics"]["train_loss"])
-    slow = np.asarray(conditions["slow"]["metrics"]["train_loss"])
+    fast = np.asarray(conditions["fast"].metrics["train_loss"])
+    slow = np.asarray(conditions["slow"].metrics["train_loss"])
     assert np.all(slow > fast)
 
 
 def test_statistics_compare_every_condition_with_the_baseline(study):
     _, _, results = study
-    comparisons = results["statistics"]["comparisons"]["test_accuracy"]
+    comparisons = results.statistics.comparisons["test_accuracy"]
     assert set(comparisons) == {"slow", "linear"}
     for c in comparisons.values():
         assert c["verdict"] in ("improved", "worse", "inconclusive")
         assert c["adjustment"] == "holm" and c["num_comparisons"] == 2
-    summary = results["statistics"]["summaries"]["fast"]["test_accuracy"]
-    values = results["conditions"]["fast"]["metrics"]["test_accuracy"]
+    summary = results.statistics.summaries["fast"]["test_accuracy"]
+    values = results.conditions["fast"].metrics["test_accuracy"]
     assert summary["n"] == len(values) == 3
     assert summary["mean"] == pytest.approx(np.mean(values))
 
@@ -134,17 +134,17 @@ def test_regression_study_end_to_end(tmp_path):
     config.task.name = "synthetic_regression"
     config.task.num_train = 256
     config.task.num_test = 64
-    config.evaluation.attribution_methods = ("gradient_x_input", "shapley")
-    config.evaluation.shapley_background = 8
-    config.evaluation.max_sensitivity = False
-    config.evaluation.randomization_check = False
+    config.evaluation.attributions.attribution_methods = ("gradient_x_input", "shapley")
+    config.evaluation.attributions.shapley_background = 8
+    config.evaluation.attributions.max_sensitivity = False
+    config.evaluation.attributions.randomization_check = False
     results = experiment.run(config, str(tmp_path))
-    metrics = results["metrics"]
+    metrics = results.baseline_results.metrics
     assert {"test_mse", "gaussian_noise_mean_mse", "shapley_completeness_gap"} <= set(metrics)
     assert "test_ece" not in metrics
     # Exact Shapley values add up to f(x) - E[f(background)].
     assert max(metrics["shapley_completeness_gap"]) < 1e-4
-    gap = np.asarray(results["conditions"]["mlp"]["evaluations"]["robustness"]["per_seed"][
+    gap = np.asarray(results.conditions["mlp"].saved_by("robustness").per_seed[
         "curves"]["gaussian_noise"]["gap"])
     assert np.all(gap[:, -1] > 0)  # noise raises the MSE of every seed
     report = (tmp_path / "report.md").read_text()

@@ -37,18 +37,17 @@ def extended(tmp_path_factory):
 def test_seed_i_of_an_extended_study_equals_seed_i_of_a_study_run_whole(extended):
     _, _, _, results, from_start = extended
     for name in ("fast", "slow"):
-        ours, whole = results["conditions"][name], from_start["conditions"][name]
-        assert ours["seed_indices"] == whole["seed_indices"] == [0, 1, 2, 3]
-        for metric, values in whole["metrics"].items():
-            np.testing.assert_allclose(ours["metrics"][metric], values, atol=2e-5,
+        ours, whole = results.conditions[name], from_start.conditions[name]
+        assert ours.seed_indices.tolist() == whole.seed_indices.tolist() == [0, 1, 2, 3]
+        for metric, values in whole.metrics.items():
+            np.testing.assert_allclose(ours.metrics[metric], values, atol=2e-5,
                                        err_msg=f"{name}/{metric}")
-        for curve, values in whole["curves"].items():
-            np.testing.assert_allclose(ours["curves"][curve], values, atol=2e-5)
+        for curve, values in whole.curves.items():
+            np.testing.assert_allclose(ours.curves[curve], values, atol=2e-5)
         # Pairwise numbers cross the looks: seeds 0-1 against seeds 2-3.
-        churn = ours["evaluations"]["multiplicity"]["pairwise"]["churn"]["clean"]
+        churn = ours.saved_by("multiplicity").pairwise["churn"]["clean"]
         np.testing.assert_allclose(
-            churn, whole["evaluations"]["multiplicity"]["pairwise"]["churn"]["clean"],
-            atol=2e-5)
+            churn, whole.saved_by("multiplicity").pairwise["churn"]["clean"], atol=2e-5)
 
 
 def test_only_the_new_seeds_train_and_the_looks_are_recorded(extended):
@@ -58,11 +57,11 @@ def test_only_the_new_seeds_train_and_the_looks_are_recorded(extended):
     assert sorted(p.stat().st_mtime_ns for p in (workdir / "checkpoints").rglob("*")
                   if "_look" not in str(p.relative_to(workdir))) == first_checkpoints
     assert (group.parent / "0_fast_look2").is_dir()
-    assert results["looks"] == [{"fast": 2, "slow": 2}, {"fast": 4, "slow": 4}]
-    sequential = results["statistics"]["settings"]["sequential"]
+    assert results.looks == [{"fast": 2, "slow": 2}, {"fast": 4, "slow": 4}]
+    sequential = results.statistics.settings["sequential"]
     assert sequential["looks"] == [2, 4] and sequential["look"] == 2
     assert sequential["alpha"] == pytest.approx(nominal_alphas([2, 4])[1])
-    compared = results["statistics"]["comparisons"]["test_accuracy"]["slow"]
+    compared = results.statistics.comparisons["test_accuracy"]["slow"]
     assert compared["alpha"] == sequential["alpha"]
     report = (workdir / "report.md").read_text()
     assert "look 2" in report
@@ -149,7 +148,7 @@ def test_a_killed_extension_is_not_rewritten_by_an_extension_to_another_count(ex
     assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before
     # Rerun as it was, the extension resumes and finishes.
     results = experiment.run(study_config(4), str(workdir), extend=True)
-    assert results["looks"] == [{"fast": 2, "slow": 2}, {"fast": 4, "slow": 4}]
+    assert results.looks == [{"fast": 2, "slow": 2}, {"fast": 4, "slow": 4}]
 
 
 def test_a_study_written_before_a_config_field_existed_still_extends(extended, tmp_path):
@@ -168,5 +167,5 @@ def test_a_study_written_before_a_config_field_existed_still_extends(extended, t
         config["stats"].pop("estimand")
         (workdir / name).write_text(json.dumps(data))
     results = experiment.run(study_config(4), str(workdir), extend=True)
-    assert results["looks"] == [{"fast": 2, "slow": 2}, {"fast": 4, "slow": 4}]
+    assert results.looks == [{"fast": 2, "slow": 2}, {"fast": 4, "slow": 4}]
     assert not (workdir / "checkpoints" / "0_fast_look1").exists()

@@ -190,7 +190,7 @@ def test_hyperparameter_dtypes_matter_not_their_values():
     def scaled(logits, batch, hyper):
         return cross_entropy(logits, batch) * hyper["scale"]
 
-    program = negres.linen_program(MLP(), scaled, optax.sgd(0.1))
+    program = negres.linen_program(MLP(), scaled, optax.sgd(0.1), hyper=True)
     small, large, other_dtype = (fingerprint(program, hyper={"scale": value})
                                  for value in (np.float32(0.5), np.float32(2.0),
                                                np.asarray(1, jnp.bfloat16)))

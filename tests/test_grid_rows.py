@@ -68,7 +68,7 @@ FEATURES, STEPS, BATCH = 4, 20, 8
 def _weighted_program():
     """Linear regression whose loss is scaled by a per-seed weight ``hyper["w"]``."""
 
-    def init(key, batch):
+    def init(key, batch, hyper):
         w = 0.1 * jax.random.normal(negres.stream_key(key, "init"), (FEATURES,))
         return {"w": w}, {}
 
@@ -77,7 +77,8 @@ def _weighted_program():
         value = hyper["w"] * jnp.mean((x @ params["w"] - y) ** 2)
         return value, (model_state, {})
 
-    return negres.loss_program(init, loss, optax.sgd, hyperparams={"learning_rate": 0.1})
+    return negres.loss_program(init, loss, optax.sgd, hyperparams={"learning_rate": 0.1},
+                               hyper=True)
 
 
 def test_a_grid_with_per_seed_hyperparams_equals_each_seed_alone():

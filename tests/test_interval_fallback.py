@@ -16,6 +16,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from negres.reporting.tables import interval
+from negres.results import ConditionResults, Saved
 from negres.statistics import inference as stats
 
 LEVEL = 0.95
@@ -189,9 +190,9 @@ def test_robustness_severity_table_uses_the_default_interval():
     rng = np.random.default_rng(4)
     accuracy = np.c_[NEAR_ONE, rng.binomial(200, 0.8, size=16) / 200]  # (S, K)
     accuracy[3, 1] = np.nan  # a diverged seed is left out, as in describe
-    condition = {"evaluations": {"robustness": {
-        "per_seed": {"curves": {"noise": {"accuracy": accuracy}}},
-        "shared": {"severities": {"noise": [0.0, 0.5]}}}}}
+    condition = ConditionResults(evaluations={"robustness": Saved(
+        per_seed={"curves": {"noise": {"accuracy": accuracy}}},
+        shared={"severities": {"noise": [0.0, 0.5]}})})
     lines = _severity_table(condition, "accuracy", "distribution")
     header = next(line for line in lines if line.startswith("| severity"))
     assert "(BCa)" not in header
@@ -217,10 +218,10 @@ def test_robustness_severity_table_covers_the_examples_where_they_were_saved():
     rng = np.random.default_rng(5)
     difficulty = rng.beta(4, 1.5, size=50)
     per_example = (rng.random((16, 2, 50)) < difficulty).astype(float)  # (S, K, N)
-    condition = {"evaluations": {"robustness": {
-        "per_seed": {"curves": {"noise": {"accuracy": per_example.mean(axis=2)}},
-                     "per_example": {"noise": per_example}},
-        "shared": {"severities": {"noise": [0.0, 0.5]}}}}}
+    condition = ConditionResults(evaluations={"robustness": Saved(
+        per_seed={"curves": {"noise": {"accuracy": per_example.mean(axis=2)}},
+                  "per_example": {"noise": per_example}},
+        shared={"severities": {"noise": [0.0, 0.5]}})})
     lines = _severity_table(condition, "accuracy", "distribution")
     assert any("covers seeds × 50 test examples" in line or "seeds and test examples" in line
                for line in lines)

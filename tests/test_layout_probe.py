@@ -93,13 +93,14 @@ def test_a_dense_model_with_enough_seeds_is_timed_as_map_too(run):
 
 def test_auto_resumes_in_the_layout_its_checkpoints_were_written_in(run, tmp_path):
     width = 1
-    uninterrupted = run(num_seeds=4, layout="map", seeds_per_map_step=width)
+    in_map = negres.Scale(layout="map", seeds_per_map_step=width)
+    uninterrupted = run(num_seeds=4, scale=in_map)
     with negres.TrainingCheckpoints(tmp_path) as full:
-        run(num_seeds=4, layout="map", seeds_per_map_step=width, checkpoints=full,
-            checkpoint_every=EVAL_EVERY)
+        run(num_seeds=4, scale=in_map,
+            checkpointing=negres.Checkpointing(full, every=EVAL_EVERY))
     shutil.rmtree(tmp_path / str(STEPS))  # what a run killed after step 10 leaves
     with negres.TrainingCheckpoints(tmp_path) as partial:
-        resumed = run(num_seeds=4, checkpoints=partial, checkpoint_every=EVAL_EVERY)
+        resumed = run(num_seeds=4, checkpointing=negres.Checkpointing(partial, every=EVAL_EVERY))
     assert resumed.plan["resumed_from_step"] == EVAL_EVERY
     assert (resumed.plan["layout"], resumed.plan["seeds_per_map_step"]) == ("map", width)
     assert "being resumed" in resumed.plan["reason"]

@@ -242,7 +242,7 @@ def _program():
     def init(key, batch):
         return {"w": 0.1 * jax.random.normal(negres.stream_key(key, "init"), (FEATURES,))}, {}
 
-    def loss(params, model_state, batch, rngs, hyper):
+    def loss(params, model_state, batch, rngs):
         x, y = batch
         return jnp.mean((x @ params["w"] - y) ** 2), (model_state, {})
 

@@ -13,6 +13,7 @@ from ml_collections import ConfigDict
 from negres.errors import ConfigError
 from negres.models import CNN, MatmulConv, build_model
 from negres.training.builtin import train_seeds
+from negres.training.plan import Scale
 
 
 @pytest.mark.parametrize(("shape", "kernel", "stride"), [
@@ -59,7 +60,7 @@ def test_seeds_trained_with_either_implementation_agree(small_digits):
         train_seeds(build_model(ConfigDict({"name": "cnn", "channels": (4,), "dense_size": 8,
                                             "conv_impl": impl}), 10),
                     optax.adam(1e-2), small_digits.x_train, small_digits.y_train,
-                    layout=layout, **common)
+                    scale=Scale(layout=layout), **common)
         for impl, layout in (("lax", "vmap"), ("matmul", "map"))
     ]
     tree_allclose(trained[0].params, trained[1].params, atol=1e-4)

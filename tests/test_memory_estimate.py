@@ -162,8 +162,9 @@ def test_multiplicity_estimate_covers_what_the_evaluator_really_holds():
     labels = np.arange(examples) % classes
     task = Task(name="toy", kind="classification", x_train=x, y_train=labels, x_test=x,
                 y_test=labels, num_outputs=classes)
-    settings = ConfigDict({"shifts": ("gaussian_noise",), "severities": severities,
-                           "multiplicity_matrices": True})
+    # multiplicity's settings: its own section and that of robustness, which it requires.
+    settings = ConfigDict({"multiplicity_matrices": True, "robustness": {
+        "shifts": ("gaussian_noise",), "severities": severities}})
     passed_on = {
         "predictions": {"clean": _predictions(num_seeds, 1, examples, classes),
                         "gaussian_noise": _predictions(num_seeds, 3, examples, classes)},
@@ -208,16 +209,17 @@ def test_occlusion_severity_is_a_share(shifts, severities, refused):
         return
     with pytest.raises(ConfigError) as err:
         robustness.check(settings, _toy_task())
-    assert err.value.field == "evaluation.severities"
-    assert str(err.value) == (f"config.evaluation.severities={severities!r} is not allowed: "
-                              "severities in [0, 1] when occlusion is among the shifts")
+    assert err.value.field == "evaluation.robustness.severities"
+    assert str(err.value) == (f"config.evaluation.robustness.severities={severities!r} is not "
+                              "allowed: severities in [0, 1] when occlusion is among the shifts")
 
 
 def test_occlusion_severity_is_refused_before_anything_runs():
     config = tiny_config()
-    config.evaluation.shifts = ("occlusion",)
-    config.evaluation.severities = (0.0, 1.5)
-    with pytest.raises(ConfigError, match=r"^config\.evaluation\.severities=\(0\.0, 1\.5\)"):
+    config.evaluation.robustness.shifts = ("occlusion",)
+    config.evaluation.robustness.severities = (0.0, 1.5)
+    with pytest.raises(ConfigError,
+                       match=r"^config\.evaluation\.robustness\.severities=\(0\.0, 1\.5\)"):
         prepare.prepare_study(config)
 
 

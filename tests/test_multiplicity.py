@@ -19,6 +19,7 @@ from negres.evaluators.multiplicity import (
 )
 from negres.evaluators.protocol import Evaluation, EvaluationContext
 from negres.reporting.sections.multiplicity import PRESENTATION
+from negres.results import ConditionResults, Results, StudyStatistics, TaskInfo
 from negres.tasks import Task
 
 # Three seeds, four examples: seeds 0 and 1 differ on example 2, seeds 1 and 2 on
@@ -225,7 +226,7 @@ def _as_json(value):
     raise TypeError(type(value))
 
 
-def _results(matrices: bool = True) -> dict:
+def _results(matrices: bool = True) -> Results:
     conditions = {}
     for name in ("baseline", "wider"):
         evaluation = EVALUATOR.evaluate(_context(matrices=matrices))
@@ -235,7 +236,15 @@ def _results(matrices: bool = True) -> dict:
                                              "pairwise": evaluation.pairwise,
                                              "shared": evaluation.shared}}}
     conditions["no_multiplicity"] = {"metrics": {}, "evaluations": {}}
-    return json.loads(json.dumps({"conditions": conditions}, default=_as_json))
+    conditions = json.loads(json.dumps(conditions, default=_as_json))
+    return _typed(conditions)
+
+
+def _typed(conditions: dict) -> Results:
+    """Results holding these conditions (as in results.json) and nothing else."""
+    return Results(config={}, task=TaskInfo(), baseline=next(iter(conditions)),
+                   conditions={n: ConditionResults.from_json(c) for n, c in conditions.items()},
+                   statistics=StudyStatistics())
 
 
 @pytest.mark.parametrize("matrices", [True, False])
@@ -261,7 +270,7 @@ def test_report(matrices):
 
 
 def test_report_without_results():
-    assert PRESENTATION.report({"conditions": {"a": {"metrics": {}}}}, ["a"]) == []
+    assert PRESENTATION.report(_typed({"a": {"metrics": {}}}), ["a"]) == []
 
 
 def test_plot(tmp_path):

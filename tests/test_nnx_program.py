@@ -17,7 +17,7 @@ from flax import nnx
 from sklearn.datasets import load_digits
 
 from negres.seeds import over_seeds, take_seed
-from negres.training.checkpoint import TrainingCheckpoints
+from negres.training.checkpoint import Checkpointing, TrainingCheckpoints
 from negres.training.contract import LossState
 from negres.training.driver import train
 from negres.training.nnx import nnx_apply, nnx_program
@@ -171,8 +171,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(program, digits, 
     rows = _at_rate(LEARNING_RATES[0], range(NUM_SEEDS))
     whole = tmp_path / "whole"
     with TrainingCheckpoints(whole) as checkpoints:
-        uninterrupted = _train(program, digits, checkpoints=checkpoints, checkpoint_every=20,
-                               **rows)
+        uninterrupted = _train(program, digits,
+                               checkpointing=Checkpointing(checkpoints, every=20), **rows)
         assert checkpoints.all_steps() == [20, 40]
     # What a run killed between steps 20 and 40 leaves behind.
     killed = tmp_path / "killed"
@@ -180,7 +180,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(program, digits, 
     shutil.rmtree(killed / "40")
     with TrainingCheckpoints(killed) as checkpoints:
         assert checkpoints.latest_step() == 20
-        resumed = _train(program, digits, checkpoints=checkpoints, checkpoint_every=20, **rows)
+        resumed = _train(program, digits,
+                         checkpointing=Checkpointing(checkpoints, every=20), **rows)
     assert resumed.plan["resumed_from_step"] == 20
     assert uninterrupted.plan["resumed_from_step"] is None
     _assert_trees_equal(resumed.state, uninterrupted.state)

@@ -89,7 +89,7 @@ def test_notebook_runs_top_to_bottom_at_toy_size(tmp_path, monkeypatch):
     low, high = map(float, re.search(r"95% interval \[(\S+), (\S+)\]", report).groups())
     assert low <= agreement <= high
 
-    report = printed(cell_with(notebook, "negres.stats.compare_examples("))
+    report = printed(cell_with(notebook, "negres.statistics.compare_examples("))
     verdict = re.search(r"^verdict: (\w+)$", report, re.MULTILINE).group(1)
     assert verdict in ("improved", "worse", "inconclusive")
     assert re.search(r"difference [+-]\d\.\d+, 95% interval \[[+-]\d\.\d+, [+-]\d\.\d+\]", report)

@@ -61,7 +61,7 @@ def digits(small_digits):
 @pytest.fixture(scope="module")
 def batchnorm_program():
     return negres.linen_program(BatchNormNet(), smoothed_loss, optax.adam,
-                                hyperparams={"learning_rate": 1e-2})
+                                hyperparams={"learning_rate": 1e-2}, hyper=True)
 
 
 @pytest.fixture(scope="module")
@@ -116,16 +116,16 @@ def test_grid_of_an_optimizer_and_a_loss_hyperparameter(batchnorm_run):
     tree_allclose(_at(swept.state, 0, 1, 1), _at(alone.state, 0, 0, 0), atol=ATOL, rtol=1e-4)
     # Smoothing changes the loss the seeds train on, not only the numbers reported.
     assert not np.allclose(swept.final("train_loss")[1, 0], swept.final("train_loss")[1, 1])
-    # The ranking of seeds is comparable across grid points with negres.stats.
-    better = negres.stats.compare(swept.final("eval_accuracy")[1, 0],
-                                  swept.final("eval_accuracy")[0, 0], paired=True,
-                                  num_resamples=200)
+    # The ranking of seeds is comparable across grid points with negres.statistics.
+    better = negres.statistics.compare(swept.final("eval_accuracy")[1, 0],
+                                       swept.final("eval_accuracy")[0, 0], paired=True,
+                                       num_resamples=200)
     assert better["verdict"] in {"improved", "worse", "inconclusive"}
 
 
 def test_chunked_run_equals_the_plain_run(batchnorm_run):
     run, result = batchnorm_run
-    chunked = run(num_seeds=5, seeds_per_chunk=2)
+    chunked = run(num_seeds=5, scale=negres.Scale(seeds_per_chunk=2))
     assert (chunked.plan["num_chunks"], chunked.plan["padded_seeds"]) == (3, 1)
     tree_allclose(chunked.state, result.state, atol=ATOL)
 
@@ -133,11 +133,12 @@ def test_chunked_run_equals_the_plain_run(batchnorm_run):
 def test_resumed_run_equals_the_uninterrupted_run(batchnorm_run, tmp_path):
     run, result = batchnorm_run
     with negres.TrainingCheckpoints(tmp_path) as full:
-        complete = run(num_seeds=5, checkpoints=full, checkpoint_every=EVAL_EVERY)
+        complete = run(num_seeds=5, checkpointing=negres.Checkpointing(full, every=EVAL_EVERY))
     tree_allclose(complete.state, result.state, atol=0)
     shutil.rmtree(tmp_path / str(STEPS))  # what a run killed after step 10 leaves
     with negres.TrainingCheckpoints(tmp_path) as partial:
-        resumed = run(num_seeds=5, checkpoints=partial, checkpoint_every=EVAL_EVERY)
+        resumed = run(num_seeds=5,
+                      checkpointing=negres.Checkpointing(partial, every=EVAL_EVERY))
     assert resumed.plan["resumed_from_step"] == EVAL_EVERY
     tree_allclose(resumed.state, result.state, atol=0)  # model state and optimizer too
     for name, curve in result.curves.items():
@@ -145,7 +146,8 @@ def test_resumed_run_equals_the_uninterrupted_run(batchnorm_run, tmp_path):
     # Checkpoints of another grid point are refused rather than silently continued.
     with (negres.TrainingCheckpoints(tmp_path) as other,
           pytest.raises(negres.ResumeError, match="learning_rate")):
-        run(num_seeds=5, checkpoints=other, hyperparams={"learning_rate": [0.5] * 5})
+        run(num_seeds=5, checkpointing=negres.Checkpointing(other),
+            hyperparams={"learning_rate": [0.5] * 5})
 
 
 class TokenClassifier(nn.Module):
@@ -227,7 +229,7 @@ def test_bad_arguments_are_refused_in_one_line(batchnorm_program, digits, argume
 def test_a_transformation_with_factory_hyperparameters_is_refused():
     with pytest.raises(ArgumentError, match=r"hyperparams=.*the factory"):
         negres.linen_program(BatchNormNet(), smoothed_loss, optax.adam(1e-3),
-                             hyperparams={"learning_rate": 1e-3})
+                             hyperparams={"learning_rate": 1e-3}, hyper=True)
 
 
 def test_a_hand_injected_optimizer_and_a_chain_with_a_schedule_both_train(digits):
@@ -237,7 +239,7 @@ def test_a_hand_injected_optimizer_and_a_chain_with_a_schedule_both_train(digits
         (optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), {"learning_rate": [0.1, 0.2]}),
         (optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule)), None),
     ):
-        program = negres.linen_program(BatchNormNet(), smoothed_loss, optimizer)
+        program = negres.linen_program(BatchNormNet(), smoothed_loss, optimizer, hyper=True)
         result = negres.train(program, data, num_seeds=2, steps=STEPS, batch_size=BATCH,
                               grid=grid)
         assert np.all(np.isfinite(result.curves["train_loss"]))
@@ -254,16 +256,17 @@ from test_open_core import BatchNormNet, _least_squares_program, smoothed_loss
 rng = np.random.default_rng(0)
 data = {{"x": rng.normal(size=(64, 8, 8, 1)), "y": rng.integers(0, 10, 64)}}
 program = negres.linen_program(BatchNormNet(), smoothed_loss, optax.adam,
-                               hyperparams={{"learning_rate": 1e-2}})
+                               hyperparams={{"learning_rate": 1e-2}}, hyper=True)
 args = dict(num_seeds=2, steps=10, batch_size=16, eval_every=5,
             grid={{"label_smoothing": [0.0, 0.1]}})
 plain = negres.train(program, data, **args)
 directory = tempfile.mkdtemp()
 with negres.TrainingCheckpoints(directory) as c:
-    negres.train(program, data, checkpoints=c, checkpoint_every=5, **args)
+    negres.train(program, data, checkpointing=negres.Checkpointing(c, every=5), **args)
 shutil.rmtree(directory + "/10")
 with negres.TrainingCheckpoints(directory) as c:
-    resumed = negres.train(program, data, checkpoints=c, checkpoint_every=5, **args)
+    resumed = negres.train(program, data, checkpointing=negres.Checkpointing(c, every=5),
+                           **args)
 dtypes = {{str(leaf.dtype) for leaf in jax.tree_util.tree_leaves(plain.params)}}
 same = all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(plain.state),
                                                jax.tree_util.tree_leaves(resumed.state)))

@@ -94,10 +94,12 @@ def test_plots_draw_the_studys_interval_where_it_has_one():
 
 def test_a_studys_intervals_come_from_its_statistics():
     from negres.reporting.write import study_intervals
+    from negres.results import Results, StudyStatistics, TaskInfo
 
-    results = {"statistics": {"summaries": {
+    results = Results(config={}, task=TaskInfo(), baseline="a", conditions={},
+                      statistics=StudyStatistics(summaries={
         "a": {"test_accuracy": {"ci": [0.9, 0.95], "sampling": "examples",
                                 "estimand": "distribution", "num_examples": 450}},
-        "b": {"test_accuracy": {"ci": [float("nan"), float("nan")]}}}}}
+        "b": {"test_accuracy": {"ci": [float("nan"), float("nan")]}}}))
     intervals, covers = study_intervals(results, "test_accuracy", ["a", "b", "c"])
     assert intervals == {"a": (0.9, 0.95)} and covers == "seeds × 450 test examples"

@@ -139,7 +139,8 @@ def test_evaluate_checks_the_layers_of_variables_and_names_its_argument():
     def run(layers):
         return negres.evaluate(
             negres.linen_apply(model), variables, task, evaluators=("attributions",),
-            settings={"attribution_methods": ("gradient",), "attribution_examples": 6},
+            settings={"attributions": {"attribution_methods": ("gradient",),
+                                       "attribution_examples": 6}},
             init=lambda k: model.init(k, example), layers=layers)["attributions"]
 
     out = run(agreement.layer_order(model, example))

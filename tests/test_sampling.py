@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import negres
-from negres.evaluators.protocol import pairwise_row_means
+from negres.results import ConditionResults, pairwise_row_means
 from negres.statistics import inference, sampling
-from negres.statistics.study import analyze, kept_rows
+from negres.statistics.study import analyze
 
 SEEDS = 16
 FAST = {"num_resamples": 400}
@@ -277,12 +277,13 @@ def test_a_real_difference_is_still_found():
 # ------------------------------------------------------------------------- in a study
 
 
-def condition(rng: np.random.Generator, difficulty: np.ndarray, seeds: int = 8) -> dict:
+def condition(rng: np.random.Generator, difficulty: np.ndarray,
+              seeds: int = 8) -> ConditionResults:
     """A condition's results as an evaluator protocol writes them: one metric over test
     examples, one pairwise, one independent per seed."""
     correct = correct_matrix(rng, seeds, difficulty)
     agreement = pair_matrix(rng, seeds, 0.1, 0.05)
-    return {
+    return ConditionResults.from_json({
         "seed_indices": np.arange(seeds), "num_seeds": seeds,
         "diverged_at_step": np.full(seeds, -1),
         "metrics": {"test_accuracy": correct.mean(axis=1),
@@ -296,7 +297,7 @@ def condition(rng: np.random.Generator, difficulty: np.ndarray, seeds: int = 8) 
             "train_loss": {"direction": "lower", "evaluator": "mine"}},
         "evaluations": {"mine": {"per_seed": {"per_example": {"test_accuracy": correct}},
                                  "pairwise": {"agreement": agreement}, "shared": {}}},
-    }
+    })
 
 
 @pytest.mark.parametrize("estimand", ["distribution", "test_set"])
@@ -305,35 +306,35 @@ def test_a_study_chooses_each_metrics_interval_from_its_declaration(estimand):
     difficulty = rng.beta(4.0, 1.5, 60)
     conditions = {"a": condition(rng, difficulty), "b": condition(rng, difficulty)}
     out = analyze(conditions, "a", num_resamples=400, num_permutations=400, estimand=estimand)
-    summaries = out["summaries"]["a"]
+    summaries = out.summaries["a"]
     assert summaries["agreement"]["sampling"] == "pairwise"
     assert summaries["agreement"]["ci"] == sampling.describe_pairwise(
-        conditions["a"]["evaluations"]["mine"]["pairwise"]["agreement"], num_resamples=400,
+        conditions["a"].evaluations["mine"].pairwise["agreement"], num_resamples=400,
         seed=0)["ci"]
     assert summaries["test_accuracy"]["estimand"] == estimand
     assert summaries["test_accuracy"]["ci_method"] == (
         "variance_components" if estimand == "distribution" else inference.DEFAULT_INTERVAL)
     assert summaries["train_loss"]["sampling"] == "seeds"
-    comparisons = out["comparisons"]
+    comparisons = out.comparisons
     assert comparisons["agreement"]["b"]["sampling"] == "pairwise"
     assert comparisons["test_accuracy"]["b"]["sampling"] == "examples"
-    assert out["settings"]["estimand"] == estimand
+    assert out.settings["estimand"] == estimand
 
 
 def test_a_seed_left_out_leaves_the_per_example_rows_and_the_pairwise_rows():
     rng = np.random.default_rng(16)
     result = condition(rng, rng.beta(4.0, 1.5, 30), seeds=6)
     keep = np.array([True, True, False, True, True, True])
-    rows = kept_rows(result, keep)
-    saved = rows["evaluations"]["mine"]
-    assert saved["per_seed"]["per_example"]["test_accuracy"].shape == (5, 30)
-    assert saved["pairwise"]["agreement"].shape == (5, 5)
-    np.testing.assert_allclose(rows["metrics"]["agreement"],
-                               pairwise_row_means(saved["pairwise"]["agreement"]))
+    rows = result.kept(keep)
+    saved = rows.evaluations["mine"]
+    assert saved.per_seed["per_example"]["test_accuracy"].shape == (5, 30)
+    assert saved.pairwise["agreement"].shape == (5, 5)
+    np.testing.assert_allclose(rows.metrics["agreement"],
+                               pairwise_row_means(saved.pairwise["agreement"]))
 
 
 def test_the_library_reaches_the_same_functions():
-    assert negres.stats.describe_pairwise is sampling.describe_pairwise
-    assert negres.stats.describe_examples is sampling.describe_examples
-    assert negres.stats.compare_pairwise is sampling.compare_pairwise
-    assert negres.stats.compare_examples is sampling.compare_examples
+    assert negres.statistics.describe_pairwise is sampling.describe_pairwise
+    assert negres.statistics.describe_examples is sampling.describe_examples
+    assert negres.statistics.compare_pairwise is sampling.compare_pairwise
+    assert negres.statistics.compare_examples is sampling.compare_examples

@@ -20,12 +20,14 @@ from ml_collections import ConfigDict
 
 from negres.errors import ArgumentError, ResumeError
 from negres.models import build_model
+from negres.results import ConditionResults
 from negres.seeds import lift_over_seeds, take_seed
 from negres.statistics.study import analyze, without_diverged
 from negres.training.builtin import builtin_program, train_seeds
-from negres.training.checkpoint import TrainingCheckpoints
+from negres.training.checkpoint import Checkpointing, TrainingCheckpoints
 from negres.training.layout import check_layout, is_convolutional
 from negres.training.optimizers import build_optimizer
+from negres.training.plan import Scale
 
 REPO = Path(__file__).resolve().parents[1]
 # Single-seed results and many-seed rows differ by float reassociation only.
@@ -88,7 +90,7 @@ def mlp_setup(small_digits):
 
 def test_chunked_run_equals_the_unchunked_run_per_seed(mlp_setup):
     train, plain = mlp_setup
-    chunked = train(num_seeds=5, seeds_per_chunk=2)
+    chunked = train(num_seeds=5, scale=Scale(seeds_per_chunk=2))
     assert (chunked.plan["num_chunks"], chunked.plan["padded_seeds"]) == (3, 1)
     tree_allclose(chunked.params, plain.params, atol=ATOL)
     for name, curve in plain.curves.items():
@@ -100,7 +102,7 @@ def test_automatic_chunks_follow_the_memory_budget(mlp_setup):
     assert plain.plan["num_chunks"] == 1 and "MiB" in plain.plan["reason"]
     # Room for about two seeds' worth: the compiled step of all five does not fit.
     needed = float(plain.plan["reason"].split("needs ")[1].split(" MiB")[0]) * 2**20
-    squeezed = train(num_seeds=5, memory_budget_bytes=int(needed * 0.45))
+    squeezed = train(num_seeds=5, scale=Scale(memory_budget_bytes=int(needed * 0.45)))
     assert 1 <= squeezed.plan["seeds_per_chunk"] < 5
     assert "over the" in squeezed.plan["reason"]
     tree_allclose(squeezed.params, plain.params, atol=ATOL)
@@ -109,14 +111,16 @@ def test_automatic_chunks_follow_the_memory_budget(mlp_setup):
 def test_resumed_run_equals_the_uninterrupted_run(mlp_setup, tmp_path):
     train, plain = mlp_setup
     with TrainingCheckpoints(tmp_path / "full") as full:
-        complete = train(num_seeds=5, checkpoints=full, checkpoint_every=5, fingerprint="a")
+        complete = train(num_seeds=5,
+                         checkpointing=Checkpointing(full, every=5, fingerprint="a"))
         assert full.all_steps() == [10, 15, 20]  # the last three of 5, 10, 15, 20
     tree_allclose(complete.params, plain.params, atol=0)
     # Drop the newest checkpoints: what a run killed after step 10 leaves behind.
     for step in (15, 20):
         shutil.rmtree(tmp_path / "full" / str(step))
     with TrainingCheckpoints(tmp_path / "full") as partial:
-        resumed = train(num_seeds=5, checkpoints=partial, checkpoint_every=5, fingerprint="a")
+        resumed = train(num_seeds=5,
+                        checkpointing=Checkpointing(partial, every=5, fingerprint="a"))
     assert resumed.plan["resumed_from_step"] == 10
     tree_allclose(resumed.params, plain.params, atol=0)
     tree_allclose(resumed.opt_state, plain.opt_state, atol=0)
@@ -124,7 +128,7 @@ def test_resumed_run_equals_the_uninterrupted_run(mlp_setup, tmp_path):
         np.testing.assert_array_equal(resumed.curves[name], curve)
     with (TrainingCheckpoints(tmp_path / "full") as other,
           pytest.raises(ResumeError, match='fingerprint \\(saved "a", now')):
-        train(num_seeds=5, checkpoints=other, fingerprint="another config")
+        train(num_seeds=5, checkpointing=Checkpointing(other, fingerprint="another config"))
 
 
 def test_diverging_seeds_are_frozen_flagged_and_leave_the_others_alone(regression_task):
@@ -162,7 +166,8 @@ def _condition(seeds, diverged_at, values):
     agreement = np.random.default_rng(len(seeds)).uniform(size=(len(seeds), len(seeds)))
     np.fill_diagonal(agreement, 1.0)
     per_seed = (agreement.sum(axis=1) - 1.0) / (len(seeds) - 1)
-    return {"seed_indices": np.asarray(seeds), "diverged_at_step": np.asarray(diverged_at),
+    return ConditionResults.from_json({
+            "seed_indices": np.asarray(seeds), "diverged_at_step": np.asarray(diverged_at),
             "metrics": {"test_accuracy": np.asarray(values, float),
                         "ig_agreement_spearman_abs": per_seed},
             "metric_info": {
@@ -174,7 +179,7 @@ def _condition(seeds, diverged_at, values):
                 "robustness": {
                     "per_seed": {"curves": {"noise": {
                         "accuracy": np.stack([values, np.asarray(values) - 0.1], 1)}}},
-                    "shared": {"severities": {"noise": [0.0, 0.5]}}}}}
+                    "shared": {"severities": {"noise": [0.0, 0.5]}}}}})
 
 
 def test_statistics_leave_out_diverged_seeds_and_say_how_many():
@@ -185,24 +190,23 @@ def test_statistics_leave_out_diverged_seeds_and_say_how_many():
     unpaired, excluded = without_diverged(conditions)
     assert excluded["count"] == {"a": 1, "b": 1}
     assert excluded["seed_indices"] == {"a": [1], "b": [3]}
-    np.testing.assert_array_equal(unpaired["a"]["metrics"]["test_accuracy"], [0.9, 0.8, 0.85])
-    robustness = unpaired["a"]["evaluations"]["robustness"]
-    assert robustness["per_seed"]["curves"]["noise"]["accuracy"].shape == (3, 2)
-    assert robustness["shared"]["severities"]["noise"] == [0.0, 0.5]  # not per seed: kept
+    np.testing.assert_array_equal(unpaired["a"].metrics["test_accuracy"], [0.9, 0.8, 0.85])
+    robustness = unpaired["a"].evaluations["robustness"]
+    assert robustness.per_seed["curves"]["noise"]["accuracy"].shape == (3, 2)
+    assert robustness.shared["severities"]["noise"] == [0.0, 0.5]  # not per seed: kept
     # Paired: a seed that diverged anywhere leaves everywhere, so rows still pair by seed.
     paired, excluded = without_diverged(conditions, paired=True)
     assert excluded["count"] == {"a": 2, "b": 2}
-    np.testing.assert_array_equal(paired["b"]["metrics"]["test_accuracy"], [0.7, 0.72])
+    np.testing.assert_array_equal(paired["b"].metrics["test_accuracy"], [0.7, 0.72])
     # A seed's agreement is its mean agreement with the others: recomputed without seed 1.
     matrix = np.asarray(
-        conditions["a"]["evaluations"]["attributions"]["pairwise"]["agreement"]["ig"][
-            "spearman_abs"])
+        conditions["a"].evaluations["attributions"].pairwise["agreement"]["ig"]["spearman_abs"])
     kept = matrix[np.ix_([0, 2, 3], [0, 2, 3])]
     expected = (kept.sum(axis=1) - np.diag(kept)) / 2
-    np.testing.assert_allclose(unpaired["a"]["metrics"]["ig_agreement_spearman_abs"], expected)
-    assert unpaired["a"]["evaluations"]["attributions"]["pairwise"]["agreement"]["ig"][
+    np.testing.assert_allclose(unpaired["a"].metrics["ig_agreement_spearman_abs"], expected)
+    assert unpaired["a"].evaluations["attributions"].pairwise["agreement"]["ig"][
         "spearman_abs"].shape == (3, 3)
-    summary = analyze(unpaired, "a", num_resamples=200, num_permutations=200)["summaries"]
+    summary = analyze(unpaired, "a", num_resamples=200, num_permutations=200).summaries
     assert summary["a"]["test_accuracy"]["n"] == 3
     assert summary["a"]["test_accuracy"]["mean"] == pytest.approx(np.mean([0.9, 0.8, 0.85]))
 
@@ -212,9 +216,9 @@ def test_a_condition_whose_every_seed_diverged_gets_no_verdict():
                   "b": _condition([0, 1, 2], [4, 2, 9], [0.1, 0.1, 0.1])}
     finite, _ = without_diverged(conditions)
     analysis = analyze(finite, "a", num_resamples=200, num_permutations=200)
-    assert analysis["summaries"]["b"]["test_accuracy"]["n"] == 0
-    assert analysis["comparisons"]["test_accuracy"]["b"]["verdict"] != "better"
-    assert analysis["comparisons"]["test_accuracy"]["b"]["verdict"] != "worse"
+    assert analysis.summaries["b"]["test_accuracy"]["n"] == 0
+    assert analysis.comparisons["test_accuracy"]["b"]["verdict"] != "better"
+    assert analysis.comparisons["test_accuracy"]["b"]["verdict"] != "worse"
 
 
 def test_map_layout_computes_what_vmap_computes():
@@ -256,26 +260,26 @@ def test_bad_layout_knobs_name_the_field(field, layout, width):
     assert err.value.field == field
 
 
-@pytest.mark.parametrize(("field", "kwargs"), [
-    ("seeds_per_chunk", {"seeds_per_chunk": -1}),
-    ("checkpoint_every", {"checkpoint_every": 2.5}),
-    ("layout", {"layout": "sequential"}),
+@pytest.mark.parametrize(("field", "make"), [
+    ("scale.seeds_per_chunk", lambda: Scale(seeds_per_chunk=-1)),
+    ("checkpointing.every", lambda: Checkpointing("unused", every=2.5)),
+    ("scale.layout", lambda: Scale(layout="sequential")),
 ])
-def test_bad_scale_arguments_fail_before_compiling(mlp_setup, field, kwargs):
-    train, _ = mlp_setup
+def test_bad_scale_arguments_fail_before_compiling(field, make):
     with pytest.raises(ArgumentError) as err:
-        train(num_seeds=2, **kwargs)
+        make()
     assert err.value.field == field
 
 
 RESUMABLE = ["--config", "configs/default.py", "--config.num_seeds=3",
              "--config.train.steps=40", "--config.train.eval_every=10",
-             "--config.train.checkpoint_every=10", "--config.evaluation.attribution_examples=8",
-             "--config.evaluation.save_attributions=0", "--config.stats.num_resamples=200",
-             "--config.stats.num_permutations=200",
+             "--config.train.checkpoint_every=10",
+             "--config.evaluation.attributions.attribution_examples=8",
+             "--config.evaluation.attributions.save_attributions=0",
+             "--config.stats.num_resamples=200", "--config.stats.num_permutations=200",
              # Evaluation is not what these tests are about: keep it light.
-             "--config.evaluation.randomization_check=False",
-             "--config.evaluation.severities=(0.0, 0.3)"]
+             "--config.evaluation.attributions.randomization_check=False",
+             "--config.evaluation.robustness.severities=(0.0, 0.3)"]
 
 
 def _main(argv: list[str], **env: str) -> subprocess.CompletedProcess:
@@ -372,23 +376,23 @@ def test_a_study_flags_diverged_seeds_and_leaves_them_out_of_its_statistics(tmp_
     config = tiny_config()
     config.optimizer.name = "sgd"
     config.optimizer.learning_rate = 0.05
-    config.evaluation.attribution_methods = ("gradient",)
-    config.evaluation.max_sensitivity = False
-    config.evaluation.randomization_check = False
+    config.evaluation.attributions.attribution_methods = ("gradient",)
+    config.evaluation.attributions.max_sensitivity = False
+    config.evaluation.attributions.randomization_check = False
     # One huge learning rate on the seed axis: same compiled call, its rows diverge.
     config.conditions = ({"name": "ok"}, {"name": "exploding", "optimizer.learning_rate": 1e30})
     results = experiment.run(config, str(tmp_path))
-    ok, exploding = results["conditions"]["ok"], results["conditions"]["exploding"]
-    assert ok["trained_in_one_call_with"] == ["exploding"]
-    assert ok["diverged"]["count"] == 0 and ok["diverged_at_step"] == [-1, -1, -1]
-    assert exploding["diverged"]["count"] == 3
-    assert all(0 <= s < config.train.steps for s in exploding["diverged_at_step"])
-    excluded = results["statistics"]["excluded_diverged_seeds"]
+    ok, exploding = results.conditions["ok"], results.conditions["exploding"]
+    assert ok.trained_in_one_call_with == ["exploding"]
+    assert ok.diverged.count == 0 and ok.diverged_at_step.tolist() == [-1, -1, -1]
+    assert exploding.diverged.count == 3
+    assert all(0 <= s < config.train.steps for s in exploding.diverged_at_step)
+    excluded = results.statistics.excluded_diverged_seeds
     assert excluded["count"] == {"ok": 0, "exploding": 3}
-    summaries = results["statistics"]["summaries"]
+    summaries = results.statistics.summaries
     assert summaries["ok"]["test_accuracy"]["n"] == 3
     assert summaries["exploding"]["test_accuracy"]["n"] == 0
-    verdict = results["statistics"]["comparisons"]["test_accuracy"]["exploding"]["verdict"]
+    verdict = results.statistics.comparisons["test_accuracy"]["exploding"]["verdict"]
     assert verdict == "inconclusive"
     report = (tmp_path / "report.md").read_text()
     assert "**3 of 3 seeds diverged**" in report
@@ -401,9 +405,10 @@ def test_main_on_two_hosts_writes_once_what_one_host_computes(tmp_path):
         XLA_FLAGS="--xla_force_host_platform_device_count=2").items() if "proxy" not in k.lower()}
     argv = [sys.executable, str(REPO / "main.py"), "--config", "configs/default.py",
             "--config.num_seeds=5", "--config.train.steps=40", "--config.train.eval_every=10",
-            "--config.evaluation.attribution_examples=8", "--config.stats.num_resamples=200",
-            "--config.stats.num_permutations=200", "--config.evaluation.randomization_check=False",
-            "--config.evaluation.severities=(0.0, 0.3)"]
+            "--config.evaluation.attributions.attribution_examples=8",
+            "--config.stats.num_resamples=200", "--config.stats.num_permutations=200",
+            "--config.evaluation.attributions.randomization_check=False",
+            "--config.evaluation.robustness.severities=(0.0, 0.3)"]
     port = _free_port()
     processes = [subprocess.Popen(
         [*argv, "--workdir", str(tmp_path / "multi"), f"--coordinator_address=localhost:{port}",

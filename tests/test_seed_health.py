@@ -16,10 +16,12 @@ from negres.evaluators.protocol import EvaluationContext
 from negres.models import build_model
 from negres.reporting.markdown import build_report
 from negres.reporting.terminal import print_summary
+from negres.results import Diverged
 from negres.seeds import over_seeds, seed_keys, stream_key
 from negres.statistics.study import without_diverged
 from negres.study import experiment
-from negres.training.builtin import builtin_data, builtin_program, make_apply
+from negres.training.builtin import builtin_data, builtin_program
+from negres.training.linen import linen_apply
 
 NUM_SEEDS = 3
 # Adam at this rate throws every seed to chance accuracy with a training loss of 1e6 to 1e9
@@ -50,16 +52,16 @@ def study(tmp_path_factory):
 
 
 def per_seed(results, name):
-    return results["conditions"][name]["evaluations"]["performance"]["per_seed"]
+    return results.conditions[name].saved_by("performance").per_seed
 
 
 def test_runaway_seeds_are_flagged_as_collapsed_but_stay_finite_and_kept(study):
     results, _ = study
-    base, runaway = (results["conditions"][n] for n in ("baseline", "runaway"))
+    base, runaway = (results.conditions[n] for n in ("baseline", "runaway"))
     # What makes these seeds hard to see: no non-finite value, so no divergence flag.
-    assert runaway["diverged_at_step"] == [-1] * NUM_SEEDS
-    assert np.all(np.isfinite(runaway["metrics"]["train_loss"]))
-    assert np.all(np.asarray(runaway["metrics"]["train_loss"]) > 1e3)
+    assert runaway.diverged_at_step.tolist() == [-1] * NUM_SEEDS
+    assert np.all(np.isfinite(runaway.metrics["train_loss"]))
+    assert np.all(np.asarray(runaway.metrics["train_loss"]) > 1e3)
     assert per_seed(results, "runaway")["collapsed"] == [True] * NUM_SEEDS
     assert per_seed(results, "baseline")["collapsed"] == [False] * NUM_SEEDS
     # Ten classes: an untrained network's loss is about log(10), whatever the condition,
@@ -69,12 +71,12 @@ def test_runaway_seeds_are_flagged_as_collapsed_but_stay_finite_and_kept(study):
                                    atol=0.3)
     np.testing.assert_array_equal(per_seed(results, "baseline")["initial_train_loss"],
                                   per_seed(results, "runaway")["initial_train_loss"])
-    assert np.all(np.asarray(base["metrics"]["train_loss"])
+    assert np.all(np.asarray(base.metrics["train_loss"])
                   < np.asarray(per_seed(results, "baseline")["initial_train_loss"]))
     # Kept in the statistics: collapse is reported, not left out.
-    summaries = results["statistics"]["summaries"]["runaway"]
+    summaries = results.statistics.summaries["runaway"]
     assert summaries["train_loss"]["n"] == NUM_SEEDS
-    assert results["statistics"]["excluded_diverged_seeds"]["count"]["runaway"] == 0
+    assert results.statistics.excluded_diverged_seeds["count"]["runaway"] == 0
 
 
 def test_report_names_the_collapsed_seeds_of_their_condition(study):
@@ -86,7 +88,7 @@ def test_report_names_the_collapsed_seeds_of_their_condition(study):
     sentence = next(line for line in runaway_section.splitlines() if "collapsed" in line)
     assert sentence.startswith(f"**{NUM_SEEDS} of {NUM_SEEDS} seeds collapsed** (training loss "
                                "ended above its loss at initialisation, though it stayed finite)")
-    for seed in results["conditions"]["runaway"]["seed_indices"]:
+    for seed in results.conditions["runaway"].seed_indices:
         assert f" {seed} (" in sentence
     assert "Collapse leaves no seed out of the statistics" in sentence
 
@@ -108,9 +110,9 @@ def test_results_without_the_flags_report_as_before(study, capsys):
     no crash."""
     results, _ = study
     older = copy.deepcopy(results)
-    for condition in older["conditions"].values():
-        condition["evaluations"]["performance"]["per_seed"] = {}
-    del older["conditions"]["baseline"]["evaluations"]["performance"]
+    for condition in older.conditions.values():
+        condition.evaluations["performance"].per_seed = {}
+    del older.conditions["baseline"].evaluations["performance"]
     assert "collapsed" not in build_report(older, [])
     print_summary(older)
     assert "collapsed" not in capsys.readouterr().out
@@ -120,9 +122,9 @@ def test_left_out_rows_read_back_as_flags(study):
     """Statistics cast saved per-seed rows to float when they leave seeds out: 1.0 still
     reads as collapsed."""
     results, _ = study
-    runaway = copy.deepcopy(results["conditions"]["runaway"])
+    runaway = copy.deepcopy(results.conditions["runaway"])
     flags = per_seed(results, "runaway")["collapsed"]
-    runaway["evaluations"]["performance"]["per_seed"]["collapsed"] = [float(f) for f in flags]
+    runaway.evaluations["performance"].per_seed["collapsed"] = [float(f) for f in flags]
     assert [s for s, _, _ in performance.collapsed_seeds(runaway)] == list(range(NUM_SEEDS))
 
 
@@ -131,9 +133,9 @@ def test_initial_train_loss_is_the_loss_the_training_driver_started_from(study):
     evaluator re-drew its parameters from the seed's key (from a test example), and a
     learning rate too small to move them leaves the final loss equal to the re-drawn one."""
     results, _ = study
-    frozen = results["conditions"]["frozen"]
+    frozen = results.conditions["frozen"]
     np.testing.assert_allclose(per_seed(results, "frozen")["initial_train_loss"],
-                               frozen["metrics"]["train_loss"], rtol=1e-6)
+                               frozen.metrics["train_loss"], rtol=1e-6)
     assert len(set(per_seed(results, "frozen")["initial_train_loss"])) == NUM_SEEDS
 
 
@@ -155,7 +157,7 @@ def test_initial_train_loss_is_the_loss_of_each_seeds_own_initial_parameters(mlp
     start = over_seeds(lambda k: program.init(k, batch, {}).params)(seed_keys(seed, indices))
     example = task.x_test[:1]
     evaluation = negres.evaluate(
-        make_apply(mlp), start, task, evaluators=(), seed=seed, seed_indices=indices,
+        linen_apply(mlp), start, task, evaluators=(), seed=seed, seed_indices=indices,
         init=lambda key: mlp.init(key, example, train=False)["params"])["performance"]
     initial = evaluation.per_seed["initial_train_loss"]
     np.testing.assert_array_equal(initial, evaluation.metrics["train_loss"].values)
@@ -180,14 +182,14 @@ def test_collapsed_needs_a_finite_kept_seed_and_a_re_initialiser(mlp, small_digi
     params = jax.tree_util.tree_map(
         lambda leaf: leaf * scale.reshape((-1,) + (1,) * (leaf.ndim - 1)), start)
     context = EvaluationContext(
-        apply=make_apply(mlp), params=params, task=task, settings=ConfigDict(), seed_keys=keys,
+        apply=linen_apply(mlp), params=params, task=task, settings=ConfigDict(), seed_keys=keys,
         shared_key=jax.random.PRNGKey(0), init=init, kept=np.array([True, False, True]))
     evaluation = performance.evaluate(context)
     final = evaluation.metrics["train_loss"].values
     assert np.all(final[:2] > evaluation.per_seed["initial_train_loss"][:2])
     assert evaluation.per_seed["collapsed"].tolist() == [True, False, False]
     without = performance.evaluate(EvaluationContext(
-        apply=make_apply(mlp), params=params, task=task, settings=ConfigDict(), seed_keys=keys,
+        apply=linen_apply(mlp), params=params, task=task, settings=ConfigDict(), seed_keys=keys,
         shared_key=jax.random.PRNGKey(0)))
     # Without kept seeds and a re-initialiser there is no health record, only the
     # per-example values every run saves.
@@ -199,13 +201,13 @@ def test_paired_statistics_say_how_many_seeds_each_condition_left_out_and_why(st
     """A seed that diverged in one condition leaves every paired condition: report.md and
     the terminal say so for the conditions where it did not diverge, not "0 seeds"."""
     results = copy.deepcopy(study[0])
-    results["statistics"]["settings"]["paired_conditions"] = True
-    runaway = results["conditions"]["runaway"]
-    runaway["diverged_at_step"] = [-1, 12, -1]
-    runaway["diverged"] = {"count": 1, "seed_indices": [1], "steps": [12]}
+    results.statistics.settings["paired_conditions"] = True
+    runaway = results.conditions["runaway"]
+    runaway.diverged_at_step = np.array([-1, 12, -1])
+    runaway.diverged = Diverged(count=1, seed_indices=np.array([1]), steps=np.array([12]))
     # As the study records them: the statistics' own account of what they left out.
-    results["statistics"]["excluded_diverged_seeds"] = without_diverged(
-        results["conditions"], paired=True)[1]
+    results.statistics.excluded_diverged_seeds = without_diverged(
+        results.conditions, paired=True)[1]
     report = build_report(results, [])
     baseline_section = report[report.index("### `baseline`"):report.index("### `runaway`")]
     assert ("**1 more of its seeds are left out** of every statistic below (seeds 1): they "

@@ -96,7 +96,7 @@ def test_unknown_shift_names_the_field_and_task_shifts_are_found():
     assert shifts.get_shift("flip", task)(KEY, jnp.ones(2), 1.0)[0] == -1.0
     with pytest.raises(ConfigError) as err:
         shifts.get_shift("snow", task)
-    assert err.value.field == "evaluation.shifts" and "flip" in err.value.allowed
+    assert err.value.field == "evaluation.robustness.shifts" and "flip" in err.value.allowed
 
 
 def test_regression_mse_under_noise_matches_the_closed_form():
@@ -109,8 +109,8 @@ def test_regression_mse_under_noise_matches_the_closed_form():
     model = Linear(num_outputs=1)
     w = np.array([[3.0], [2.0], [-1.5], [0.5], [0.0]], np.float32)
     params = {"Dense_0": {"kernel": jnp.stack([w, 2 * w]), "bias": jnp.zeros((2, 1))}}
-    settings = {"shifts": ("gaussian_noise",), "severities": (0.0, 0.2, 0.5),
-                "shared_shift_noise": True}
+    settings = {"robustness": {"shifts": ("gaussian_noise",), "severities": (0.0, 0.2, 0.5),
+                               "shared_shift_noise": True}}
 
     def sweep(params, seed_indices):
         return evaluators.evaluate(linen_apply(model), params, task, evaluators=("robustness",),

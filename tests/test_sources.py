@@ -6,6 +6,7 @@ equals that seed trained alone (and resumed). The variance decomposition recover
 components, and its intervals cover near their 95% on simulated studies.
 """
 
+import dataclasses
 import shutil
 
 import flax.linen as nn
@@ -20,6 +21,7 @@ from tests_configs import tiny_config
 import negres
 from negres.errors import ArgumentError, ConfigError
 from negres.reporting.sources import sources_section
+from negres.results import StudyStatistics
 from negres.seeds import crossed_design, design_keys, seed_key, stream_key, take_seed
 from negres.statistics.sources import simulate_coverage, variance_by_source
 from negres.study import experiment
@@ -101,20 +103,23 @@ def test_a_held_source_draws_alike_and_a_varied_one_differs():
 def test_a_design_resumes_and_refuses_checkpoints_of_another(tmp_path):
     program = _recording_program()
     design = crossed_design({"init": 2, "dropout": 2})
-    args = dict(steps=8, batch_size=4, eval_every=2, stream_seeds=design, checkpoint_every=2)
+    args = dict(steps=8, batch_size=4, eval_every=2, stream_seeds=design)
     with negres.TrainingCheckpoints(tmp_path) as full:
-        complete = negres.train(program, DATA, checkpoints=full, **args)
+        complete = negres.train(program, DATA, checkpointing=negres.Checkpointing(full, every=2),
+                                **args)
     assert complete.state["init"].shape == (4, 3)  # the design set num_seeds
     shutil.rmtree(tmp_path / "8")  # what a run killed after step 6 leaves
     with negres.TrainingCheckpoints(tmp_path) as partial:
-        resumed = negres.train(program, DATA, checkpoints=partial, **args)
+        resumed = negres.train(program, DATA,
+                               checkpointing=negres.Checkpointing(partial, every=2), **args)
     assert resumed.plan["resumed_from_step"] == 6
     tree_allclose(resumed.state, complete.state, atol=0)
     np.testing.assert_array_equal(resumed.stream_seeds["dropout"], [0, 1, 0, 1])
     other = args | {"stream_seeds": {"init": [0, 0, 1, 1], "dropout": [1, 0, 1, 0]}}
     with (negres.TrainingCheckpoints(tmp_path) as saved,
           pytest.raises(negres.ResumeError, match="stream_seeds")):
-        negres.train(program, DATA, checkpoints=saved, num_seeds=4, **other)
+        negres.train(program, DATA, checkpointing=negres.Checkpointing(saved, every=2),
+                     num_seeds=4, **other)
 
 
 @pytest.mark.parametrize(("stream_seeds", "field"), [
@@ -266,7 +271,7 @@ def test_a_study_reports_its_variance_by_source(tmp_path):
     config.train.steps, config.train.eval_every = 20, 10
     config.randomness.metrics = ("test_accuracy", "test_loss", "not_a_metric")
     results = experiment.run(config, str(tmp_path / "run"))
-    sources = results["statistics"]["sources"]
+    sources = results.statistics.sources
     assert sources["vary"] == ["init", "data"] and sources["levels"] == [3, 2]
     (condition,) = sources["conditions"].values()
     accuracy = condition["test_accuracy"]
@@ -279,4 +284,4 @@ def test_a_study_reports_its_variance_by_source(tmp_path):
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## Sources of randomness" in report
     assert "| data order |" in report.replace("`", "")
-    assert sources_section({"statistics": {}}) == []
+    assert sources_section(dataclasses.replace(results, statistics=StudyStatistics())) == []

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from negres.results import ConditionResults, Results, TaskInfo
 from negres.statistics import inference as stats
 
 # ------------------------------------------------------------------------ describe
@@ -461,23 +462,22 @@ def test_analyze_tests_each_look_at_its_sequential_level():
     base, shifted = standardized(16), standardized(16) + 0.835
 
     def study(n):
-        return {name: {"seed_indices": np.arange(n), "num_seeds": n,
-                       "metrics": {"score": v[:n]}, "metric_info": {},
-                       "evaluations": {}}
+        return {name: ConditionResults(seed_indices=np.arange(n), num_seeds=n,
+                                       metrics={"score": v[:n]})
                 for name, v in (("a", base), ("b", shifted))}
 
     one = analyze(study(16), "a", num_resamples=500, num_permutations=500)
     two = analyze(study(16), "a", num_resamples=500, num_permutations=500, looks=[8, 16])
     first, second = nominal_alphas([16]), nominal_alphas([8, 16])
-    assert one["settings"]["sequential"]["alpha"] == first[0] == pytest.approx(0.04)
-    assert two["settings"]["sequential"]["alpha"] == second[1] < 0.04
-    p = one["comparisons"]["score"]["b"]["p_value"]
-    assert two["comparisons"]["score"]["b"]["p_value"] == p
+    assert one.settings["sequential"]["alpha"] == first[0] == pytest.approx(0.04)
+    assert two.settings["sequential"]["alpha"] == second[1] < 0.04
+    p = one.comparisons["score"]["b"]["p_value"]
+    assert two.comparisons["score"]["b"]["p_value"] == p
     assert second[1] < p < first[0], p
-    assert one["comparisons"]["score"]["b"]["verdict"] == "higher"
-    assert two["comparisons"]["score"]["b"]["verdict"] == "inconclusive"
-    needed = two["comparisons"]["score"]["b"]["seeds_next_look"]
-    assert needed > 16 and needed > two["comparisons"]["score"]["b"]["seeds_needed"]
+    assert one.comparisons["score"]["b"]["verdict"] == "higher"
+    assert two.comparisons["score"]["b"]["verdict"] == "inconclusive"
+    needed = two.comparisons["score"]["b"]["seeds_next_look"]
+    assert needed > 16 and needed > two.comparisons["score"]["b"]["seeds_needed"]
 
 
 def test_the_report_names_intervals_the_calibration_found_short_for_their_shape():
@@ -491,19 +491,19 @@ def test_the_report_names_intervals_the_calibration_found_short_for_their_shape(
     assert calibration.shape_of(skewed) == "skewed"
     assert calibration.shape_of(symmetric) == "symmetric"
     assert calibration.shape_of(np.r_[0.1, 0.9 + 0.001 * np.arange(15)]) == "split"
-    conditions = {name: {"seed_indices": np.arange(16), "num_seeds": 16,
-                         "metrics": {"loss": v, "accuracy": symmetric + i},
-                         "metric_info": {}, "evaluations": {}}
+    conditions = {name: ConditionResults(seed_indices=np.arange(16), num_seeds=16,
+                                         metrics={"loss": v, "accuracy": symmetric + i})
                   for i, (name, v) in enumerate((("a", symmetric), ("b", skewed)))}
     analysis = analyze(conditions, "a", num_resamples=200, num_permutations=200)
-    text = coverage_text({"statistics": analysis, "conditions": conditions})
+    text = coverage_text(Results(config={}, task=TaskInfo(), baseline="a",
+                                 conditions=conditions, statistics=analysis))
     lognormal = calibration.COVERAGE["mean"]["bootstrap_t"]["lognormal"][2]
     normal = calibration.COVERAGE["mean"]["bootstrap_t"]["normal"][2]
     assert f"covered {normal:.3f} of roughly symmetric seeds at 16 seeds" in text
     assert f"`loss` of `b` (skewed, {lognormal:.2f})" in text
     # Symmetric seeds' intervals are not named.
     assert "`accuracy` of" not in text and "`loss` of `a`" not in text
-    assert "Welch" in intervals_text(analysis["settings"])
+    assert "Welch" in intervals_text(analysis.settings)
 
 
 @pytest.mark.parametrize("n_x, n_y, paired", [(8, 8, True), (4, 4, False), (3, 5, False)])

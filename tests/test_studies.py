@@ -8,6 +8,7 @@ from tests_configs import load_config
 
 from negres.reporting import findings
 from negres.reporting import write as report
+from negres.results import ConditionResults, Results, StudyStatistics, TaskInfo
 from negres.study import experiment
 from negres.study.conditions import expand_conditions
 from negres.tasks import TASKS, load_task
@@ -26,7 +27,7 @@ def toy(config, keep=None):
     config.train.steps = 40
     config.train.eval_every = 20
     config.train.batch_size = 32
-    evaluation = config.evaluation
+    evaluation = config.evaluation.attributions
     evaluation.attribution_examples = 8
     evaluation.save_attributions = 4
     evaluation.ig_steps = 8
@@ -48,7 +49,8 @@ def additive_attributions():
 def rule_shortcut():
     config = toy(load_config("rule_shortcut"))
     config.task.num_train, config.task.num_test = 300, 200
-    config.evaluation.attribution_examples = 40  # enough to hold some conflicting examples
+    # Enough to hold some conflicting examples.
+    config.evaluation.attributions.attribution_examples = 40
     return config
 
 
@@ -68,7 +70,7 @@ def saliency_stability():
                  keep=lambda name: name in ("clean", "input_noise"))
     config.task.num_samples = 1000
     config.model.channels = (8, 8, 8)
-    config.evaluation.attribution_methods = ("gradient", "smoothgrad")
+    config.evaluation.attributions.attribution_methods = ("gradient", "smoothgrad")
     return config
 
 
@@ -108,13 +110,13 @@ def test_study_runs_end_to_end_and_states_its_finding(study, tmp_path):
     config = make()
     results = experiment.run(config, str(tmp_path))
     assert config.finding in findings.FINDINGS
-    assert FINDING.match(results["finding"]), results["finding"]
-    assert "nan" not in results["finding"], results["finding"]
+    assert FINDING.match(results.finding), results.finding
+    assert "nan" not in results.finding, results.finding
     report_text = (tmp_path / "report.md").read_text()
-    assert f"**Finding.** {results['finding']}" in report_text
-    baseline = results["conditions"][results["baseline"]]
+    assert f"**Finding.** {results.finding}" in report_text
+    baseline = results.baseline_results
     for metric in metrics:
-        values = np.asarray(baseline["metrics"][metric], dtype=float)
+        values = np.asarray(baseline.metrics[metric], dtype=float)
         assert values.shape == (SEEDS,), metric
     for line in report_text.splitlines():
         if line.startswith("!["):
@@ -122,7 +124,7 @@ def test_study_runs_end_to_end_and_states_its_finding(study, tmp_path):
             assert path.is_file() and path.stat().st_size > 1000, path
     # Each condition's saliency plot is drawn from its own inputs (conditions may differ in
     # task or target).
-    for name in results["conditions"]:
+    for name in results.conditions:
         prefix = report.safe_name(name)
         labels = np.load(tmp_path / "attributions" / f"{prefix}__labels.npy")
         np.testing.assert_array_equal(labels, load_task(
@@ -131,20 +133,20 @@ def test_study_runs_end_to_end_and_states_its_finding(study, tmp_path):
     if study == "capacity_tradeoff":  # three models on MNIST-1D: a frontier per proxy
         assert "plots/frontier_mnist1d_linear_surrogate_fidelity.png" in report_text
     # Every non-baseline condition is compared with its declared reference.
-    references = results["statistics"]["settings"]["references"]
-    for family in results["statistics"]["comparisons"].values():
+    references = results.statistics.settings["references"]
+    for family in results.statistics.comparisons.values():
         for name, comparison in family.items():
             assert comparison["reference"] == references[name]
 
 
 def test_a_finding_whose_conditions_were_removed_says_so():
-    results = {"config": {"finding": "rule_shortcut"}, "conditions": {},
-               "statistics": {"summaries": {}, "comparisons": {}, "within_conditions": {}}}
+    results = Results(config={"finding": "rule_shortcut"}, task=TaskInfo(), baseline="",
+                      conditions={}, statistics=StudyStatistics())
     text = findings.finding_of(results)
     assert text.startswith("Not stated: finding 'rule_shortcut' needs")
 
 
-def _rule_results(conflict_accuracy: float, reversed_accuracy: float) -> dict:
+def _rule_results(conflict_accuracy: float, reversed_accuracy: float) -> Results:
     """Results of a rule/shortcut study with the given shortcut-world numbers, 12 seeds."""
     from negres.statistics.study import analyze
 
@@ -156,7 +158,7 @@ def _rule_results(conflict_accuracy: float, reversed_accuracy: float) -> dict:
     conditions = {}
     for name, conflicts, reversed_ in (("shortcut", conflict_accuracy, reversed_accuracy),
                                        ("control", 0.97, 0.97)):
-        conditions[name] = {
+        conditions[name] = ConditionResults.from_json({
             "num_seeds": 12, "seed_indices": np.arange(12),
             "metrics": {"test_accuracy": noisy(0.98),
                         "subset_shortcut_conflicts_accuracy": noisy(conflicts)},
@@ -170,10 +172,11 @@ def _rule_results(conflict_accuracy: float, reversed_accuracy: float) -> dict:
                     "per_seed": {"curves": {"shortcut_reversal": {
                         "accuracy": np.stack([noisy(0.98), noisy(reversed_)], 1)}}},
                     "shared": {"severities": {"shortcut_reversal": [0.0, 1.0]}}}},
-        }
+        })
     statistics = analyze(conditions, "shortcut", num_resamples=500, num_permutations=500)
-    return {"config": {"finding": "rule_shortcut", "task": {"shortcut_agreement": 0.95}},
-            "conditions": conditions, "statistics": statistics}
+    return Results(config={"finding": "rule_shortcut", "task": {"shortcut_agreement": 0.95}},
+                   task=TaskInfo(), baseline="shortcut", conditions=conditions,
+                   statistics=statistics)
 
 
 @pytest.mark.parametrize("conflicts,reversed_,claim", [

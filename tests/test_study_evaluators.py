@@ -17,6 +17,7 @@ from negres.evaluators.subsets import subset_scores
 from negres.evaluators.truth import true_contributions
 from negres.measures import saliency
 from negres.models import Linear
+from negres.results import ConditionResults, MetricInfo, Saved
 from negres.statistics import study as analysis
 from negres.study.conditions import references_of
 from negres.tasks import load_task
@@ -58,19 +59,20 @@ def test_true_contributions_split_each_product_evenly_and_sum_to_f():
 
 def test_truth_evaluator_on_the_true_function_recovers_the_truth(true_world):
     interaction, task, model, params = true_world
-    apply_fn = engine.make_apply(model)
+    apply_fn = negres.linen_apply(model)
     x = jnp.asarray(task.x_test)
     attributions = {
         m: np.asarray(jnp.stack([saliency.attribute(m, apply_fn, jax.tree.map(lambda v: v[0],
                                                                                params), x, 0)] * 2))
         for m in ("gradient_x_input", "integrated_gradients", "shapley", "gradient")
     }
-    settings = ConfigDict({"attribution_examples": task.num_test, "shapley_background": 0})
+    # truth declares no fields: what it needs comes from what attributions passed on.
     context = evaluators.EvaluationContext(
-        apply=apply_fn, params=params, task=task, settings=settings,
+        apply=apply_fn, params=params, task=task, settings=ConfigDict(),
         seed_keys=jax.random.split(jax.random.PRNGKey(0), 2), shared_key=jax.random.PRNGKey(1),
         earlier={"attributions": evaluators.Evaluation(
-            passed_on={"attributions": attributions})})
+            passed_on={"attributions": attributions, "examples": task.num_test,
+                       "shapley_background": 0})})
     out = evaluators.get_evaluator("truth").evaluate(context)
     metrics = {name: metric.values for name, metric in out.metrics.items()}
     # Shapley values and IG (exact for a quadratic with the midpoint rule) equal the truth.
@@ -168,19 +170,20 @@ def test_comparisons_use_each_conditions_reference():
     references = {"a/lin": None, "a/mlp": "a/lin", "b/lin": None, "b/mlp": "b/lin"}
     out = analysis.analyze(conditions, "a/lin", num_resamples=500, num_permutations=500,
                            references=references)
-    family = out["comparisons"]["acc"]
+    family = out.comparisons["acc"]
     assert set(family) == {"a/mlp", "b/mlp"}
     assert family["a/mlp"]["reference"] == "a/lin" and family["a/mlp"]["verdict"] == "improved"
     assert family["b/mlp"]["reference"] == "b/lin"
     np.testing.assert_allclose(family["b/mlp"]["difference"],
-                               conditions["b/mlp"]["metrics"]["acc"].mean()
-                               - conditions["b/lin"]["metrics"]["acc"].mean())
+                               conditions["b/mlp"].metrics["acc"].mean()
+                               - conditions["b/lin"].metrics["acc"].mean())
 
 
 def _with_directions(metrics, directions, **extra):
-    return {"seed_indices": np.arange(len(next(iter(metrics.values())))), "metrics": metrics,
-            "metric_info": {m: {"direction": directions[m], "labels": {}, "evaluator": "x"}
-                            for m in metrics}, **extra}
+    return ConditionResults(
+        seed_indices=np.arange(len(next(iter(metrics.values())))), metrics=metrics,
+        metric_info={m: MetricInfo(direction=directions[m], evaluator="x") for m in metrics},
+        **extra)
 
 
 @pytest.mark.parametrize("direction,verdict", [("higher", "improved"), ("lower", "worse"),
@@ -195,33 +198,34 @@ def test_a_verdict_follows_the_declared_direction_and_none_gets_no_verdict(direc
         "b": _with_directions({"some_loss": base + 0.2}, {"some_loss": direction}),
     }
     out = analysis.analyze(conditions, "a", num_resamples=500, num_permutations=500)
-    compared = out["comparisons"]["some_loss"]["b"]
+    compared = out.comparisons["some_loss"]["b"]
     assert compared["verdict"] == verdict
-    assert out["directions"]["some_loss"] == direction
+    assert out.directions["some_loss"] == direction
     if direction == "none":
         assert compared["higher_is_better"] is None and np.isnan(compared["prob_improvement"])
 
 
 def test_an_undeclared_metric_gets_no_verdict():
     rng = np.random.default_rng(3)
-    conditions = {"a": {"seed_indices": np.arange(8), "metrics": {"m": rng.normal(0, 1e-3, 8)}},
-                  "b": {"seed_indices": np.arange(8), "metrics": {"m": rng.normal(1, 1e-3, 8)}}}
+    conditions = {
+        "a": ConditionResults(seed_indices=np.arange(8), metrics={"m": rng.normal(0, 1e-3, 8)}),
+        "b": ConditionResults(seed_indices=np.arange(8), metrics={"m": rng.normal(1, 1e-3, 8)})}
     out = analysis.analyze(conditions, "a", num_resamples=500, num_permutations=500)
-    assert out["comparisons"]["m"]["b"]["verdict"] == "higher"
+    assert out.comparisons["m"]["b"]["verdict"] == "higher"
 
 
 def test_methods_are_compared_paired_within_a_condition_by_their_labels():
     rng = np.random.default_rng(1)
     base = rng.normal(0.5, 0.05, 10)
     metrics = {"first": base, "second": base - 0.2 + rng.normal(0, 0.001, 10)}
-    result = {"seed_indices": np.arange(10), "metrics": metrics,
-              "evaluations": {"attributions": {}},
-              "metric_info": {name: {"direction": "higher", "evaluator": "attributions",
-                                     "labels": {"method": method,
-                                                "measure": "agreement_spearman_abs"}}
-                              for name, method in (("first", "ig"), ("second", "grad"))}}
+    result = ConditionResults(
+        seed_indices=np.arange(10), metrics=metrics, evaluations={"attributions": Saved()},
+        metric_info={name: MetricInfo(direction="higher", evaluator="attributions",
+                                      labels={"method": method,
+                                              "measure": "agreement_spearman_abs"})
+                     for name, method in (("first", "ig"), ("second", "grad"))})
     out = analysis.analyze({"c": result}, "c", num_resamples=500, num_permutations=500)
-    compared = out["within_conditions"]["attributions"]["c"]["agreement_spearman_abs"]["grad"]
+    compared = out.within("attributions", "c")["agreement_spearman_abs"]["grad"]
     assert compared["verdict"] == "worse" and compared["paired"]
     assert compared["reference"] == "ig"
     np.testing.assert_allclose(compared["difference"], -0.2, atol=0.002)

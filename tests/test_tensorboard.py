@@ -22,6 +22,7 @@ from negres.reporting.tensorboard import (
     TENSORBOARD_DIR,
     write_tensorboard,
 )
+from negres.results import ConditionResults, Results, StudyStatistics, TaskInfo
 
 S, T, K = 5, 4, 3
 STEPS = [10, 20, 30, 40]
@@ -51,15 +52,14 @@ def _condition(rng: np.random.Generator, first_seed: int, diverge: bool) -> dict
 
 
 @pytest.fixture
-def study(tmp_path: Path) -> tuple[dict, Path, list[tuple[str, str]]]:
+def study(tmp_path: Path) -> tuple[Results, Path, list[tuple[str, str]]]:
     rng = np.random.default_rng(0)
-    results = {
-        "config": {"title": "synthetic study", "num_seeds": S, "train": {"steps": 40}},
-        "task": {"name": "digits"},
-        "finding": "It reproduces.",
-        "conditions": {"mlp": _condition(rng, 0, False),
-                       "digits/linear": _condition(rng, 100, True)},
-    }
+    conditions = {"mlp": _condition(rng, 0, False), "digits/linear": _condition(rng, 100, True)}
+    results = Results(
+        config={"title": "synthetic study", "num_seeds": S, "train": {"steps": 40}},
+        task=TaskInfo(name="digits"), baseline="mlp", statistics=StudyStatistics(),
+        finding="It reproduces.",
+        conditions={n: ConditionResults.from_json(c) for n, c in conditions.items()})
     (tmp_path / "plots").mkdir()
     for i, (relative, shape) in enumerate(PLOT_SIZES.items()):
         pixels = rng.integers(0, 255, size=(*shape, 3 + i), dtype=np.uint8)  # RGB, then RGBA
@@ -94,15 +94,15 @@ def test_event_files_hold_the_results(study, seed_curves: int) -> None:
     shown = min(S, seed_curves)
     assert len(runs) == 1 + 2 * (1 + shown)
 
-    for name, condition in results["conditions"].items():
+    for name, condition in results.items():
         acc = _load(root / name)
         for curve in ("test_accuracy", "train_loss"):
-            values = np.asarray(condition["curves"][curve])
+            values = np.asarray(condition.curves[curve])
             for stat, reduce in (("mean", np.nanmean), ("min", np.nanmin), ("max", np.nanmax)):
                 steps, got = _scalars(acc, f"curves/{curve}/{stat}")
                 assert steps == STEPS
                 np.testing.assert_allclose(got, reduce(values, axis=0), rtol=1e-6)
-        sweep = condition["evaluations"]["robustness"]["per_seed"]["curves"]["gaussian_noise"]
+        sweep = condition.saved_by("robustness").per_seed["curves"]["gaussian_noise"]
         for measure, values in sweep.items():
             steps, got = _scalars(acc, f"robustness/gaussian_noise/{measure}/mean")
             assert steps == [0, 100, 250]  # 1000 x severity
@@ -110,10 +110,10 @@ def test_event_files_hold_the_results(study, seed_curves: int) -> None:
         assert "| gaussian_noise | 250 | 0.25 |" in _text(acc, "robustness/severities")
 
         seed_runs = sorted(p.name for p in (root / name).iterdir() if p.is_dir())
-        assert seed_runs == [f"seed_{s:04d}" for s in condition["seed_indices"][:shown]]
+        assert seed_runs == [f"seed_{s:04d}" for s in condition.seed_indices[:shown]]
         for row, seed_run in enumerate(seed_runs):
             seed_acc = _load(root / name / seed_run)
-            values = np.asarray(condition["curves"]["train_loss"][row])
+            values = np.asarray(condition.curves["train_loss"][row])
             steps, got = _scalars(seed_acc, "seed_curves/train_loss")
             finite = np.isfinite(values)  # the diverged seed's line stops
             assert steps == list(np.asarray(STEPS)[finite])
@@ -125,7 +125,7 @@ def test_event_files_hold_the_results(study, seed_curves: int) -> None:
     for relative, (height, width) in PLOT_SIZES.items():
         (image,) = study_acc.Images(f"plots/{Path(relative).stem}")
         assert (image.height, image.width) == (height, width)
-    assert json.dumps(results["config"], indent=2) in _text(study_acc, "study/config")
+    assert json.dumps(results.config, indent=2) in _text(study_acc, "study/config")
     assert "It reproduces." in _text(study_acc, "study/report")
     (event,) = study_acc.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])

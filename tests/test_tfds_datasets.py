@@ -113,13 +113,12 @@ def test_cifar10_corrupted_config_runs_end_to_end_on_mock_data(mocked, tmp_path)
     config.train.steps = 4
     config.train.eval_every = 2
     config.train.batch_size = 8
-    config.evaluation.attribution_examples = 2
-    config.evaluation.save_attributions = 2
+    config.evaluation.attributions.attribution_examples = 2
+    config.evaluation.attributions.save_attributions = 2
     config.stats.num_resamples = 200
     config.stats.num_permutations = 200
     results = experiment.run(config, str(tmp_path))
-    robustness = results["conditions"]["cnn"]["evaluations"]["robustness"]["per_seed"][
-        "curves"]
+    robustness = results.conditions["cnn"].saved_by("robustness").per_seed["curves"]
     assert set(robustness) == {"corrupted_gaussian_noise", "corrupted_contrast"}
     assert np.asarray(robustness["corrupted_contrast"]["accuracy"]).shape == (2, 2)
     assert "corrupted_contrast" in (tmp_path / "report.md").read_text()

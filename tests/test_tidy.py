@@ -10,7 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from negres.reporting import tidy
+from negres.reporting import sections, tidy
+from negres.reporting.sections import Presentation, saved_sweeps
+from negres.results import ConditionResults, Results, StudyStatistics, TaskInfo
 from negres.study.workdir import WorkdirError
 
 
@@ -21,7 +23,7 @@ def study(tiny_study):
     _, workdir, _ = tiny_study
     # Compared with what was written, not with what run() returned.
     results = json.loads((workdir / "results.json").read_text())
-    written = tidy.write_tidy(results, workdir)
+    written = tidy.write_tidy(Results.from_json(results), workdir)
     return workdir, results, written
 
 
@@ -45,7 +47,7 @@ def accuracy_by_seed(rows, condition):
 def test_table_and_files_hold_every_seed_exactly(study):
     workdir, results, written = study
     assert [p.name for p in written] == ["metrics.csv", "metrics.parquet"]
-    rows = tidy.tidy_rows(results)
+    rows = tidy.tidy_rows(Results.from_json(results))
     assert rows and all(tuple(r) == tidy.COLUMNS for r in rows)
     assert len(rows) == expected_row_count(results)
     with open(workdir / "metrics.csv", newline="") as f:
@@ -75,7 +77,7 @@ def test_table_and_files_hold_every_seed_exactly(study):
 
 def test_sweep_rows_equal_the_saved_curves(study):
     _, results, _ = study
-    rows = tidy.tidy_rows(results)
+    rows = tidy.tidy_rows(Results.from_json(results))
     sweep = [r for r in rows if r["shift"]]
     assert sweep
     for r in sweep:
@@ -136,7 +138,7 @@ def test_curves_load_as_labelled_arrays(study):
 def test_per_example_values_load_with_the_metric_they_average(study):
     """Each metric's declared sampling is in the table, and a metric over test examples
     loads its (S, N) values, whose means over examples are the metric: what
-    negres.stats.compare_examples takes, as the module's docstring shows."""
+    negres.statistics.compare_examples takes, as the module's docstring shows."""
     import negres
 
     workdir, results, _ = study
@@ -164,8 +166,8 @@ def test_per_example_values_load_with_the_metric_they_average(study):
             swept.values.mean(axis=-1),
             results["conditions"][name]["evaluations"]["robustness"]["per_seed"]["curves"]
             ["gaussian_noise"]["accuracy"], atol=1e-6)
-    compared = negres.stats.compare_examples(per_example[first], per_example[second],
-                                             paired=False)
+    compared = negres.statistics.compare_examples(per_example[first], per_example[second],
+                                                  paired=False)
     assert compared["sampling"] == "examples" and compared["estimand"] == "distribution"
 
 
@@ -177,10 +179,11 @@ def test_without_pandas_one_line_says_what_to_install(study, monkeypatch):
                                   "(the workdir's metrics.csv is plain CSV)")
 
 
-def test_looks_divergence_pairwise_and_attributions_without_training(tmp_path):
+def test_looks_divergence_pairwise_and_attributions_without_training(tmp_path, monkeypatch):
     """A hand-made condition: two looks (2 then 3 seeds), seed 11 diverged, a sweep with
-    one list of severities for every shift, a pairwise churn by severity, saved
-    attributions."""
+    one list of severities for every shift (its rows come from the presentation's sweeps,
+    saved as robustness saves them), a pairwise churn by severity, saved attributions."""
+    monkeypatch.setitem(sections.PRESENTATIONS, "e", Presentation(sweeps=saved_sweeps("e")))
     rng = np.random.default_rng(0)
     attributions = rng.normal(size=(3, 2, 4)).astype(np.float32)
     (tmp_path / "attributions").mkdir()
@@ -201,7 +204,9 @@ def test_looks_divergence_pairwise_and_attributions_without_training(tmp_path):
                              "curve_info": {"gap": {"direction": "lower", "units": "u"}},
                              "files": {"grad": "attributions/c__grad.npy"}}}},
     }
-    results = {"conditions": {"c": condition}, "looks": [{"c": 2}, {"c": 3}]}
+    condition = ConditionResults.from_json(condition)
+    results = Results(config={}, task=TaskInfo(), baseline="c", conditions={"c": condition},
+                      statistics=StudyStatistics(), looks=[{"c": 2}, {"c": 3}])
     rows = tidy.tidy_rows(results)
     assert len(rows) == 3 + 2 * 2 * 3
     metric = [r for r in rows if r["metric"] == "score" and not r["shift"]]
@@ -215,6 +220,9 @@ def test_looks_divergence_pairwise_and_attributions_without_training(tmp_path):
     score = [r for r in rows if r["metric"] == "score" and r["shift"] == "blur"]
     assert {(r["direction"], r["units"]) for r in score} == {("higher", "u")}
     assert [r["value"] for r in score if r["severity"] == 0.5] == [2.0, 4.0, 6.0]
+    with monkeypatch.context() as without:  # no presentation, no sweeps: its metrics only
+        without.delitem(sections.PRESENTATIONS, "e")
+        assert len(tidy.tidy_rows(results)) == 3
 
     tidy.write_tidy(results, tmp_path)
     with open(tmp_path / "metrics.csv", newline="") as f:

@@ -106,10 +106,11 @@ def test_epochs_keep_seed_alone_equal_to_batched_and_resume_equal_to_uninterrupt
     np.testing.assert_allclose(np.asarray(batched.params["w"][2]),
                                np.asarray(alone.params["w"][0]), rtol=1e-6, atol=1e-7)
     checkpoints = negres.TrainingCheckpoints(tmp_path)
+    saving = negres.Checkpointing(checkpoints)
     negres.train(PROGRAM, (X, Y), num_seeds=3, sampling="epochs", stop_at=20,
-                 checkpoints=checkpoints, **KW)
+                 checkpointing=saving, **KW)
     resumed = negres.train(PROGRAM, (X, Y), num_seeds=3, sampling="epochs",
-                           checkpoints=checkpoints, **KW)
+                           checkpointing=saving, **KW)
     assert resumed.plan["resumed_from_step"] == 20
     _same(resumed.state, batched.state)
     np.testing.assert_array_equal(resumed.curves["eval_loss"], batched.curves["eval_loss"])
@@ -155,8 +156,9 @@ def test_once_every_seed_stopped_the_call_ends_with_the_curves_training_on_would
     kw = KW | {"steps": 200, "eval_every": 5}
     updates = []
     checkpoints = negres.TrainingCheckpoints(tmp_path)
+    saving = negres.Checkpointing(checkpoints)
     result = negres.train(program, (X, Y), num_seeds=3, early_stopping=stopping,
-                          progress=updates.append, checkpoints=checkpoints, **kw)
+                          progress=updates.append, checkpointing=saving, **kw)
     assert np.all(result.stopped_at > 0) and result.stopped_at.max() < 200
     # The last update jumps to the end, carrying every point the call skipped.
     assert updates[-1].step == 200 and updates[-2].step <= result.stopped_at.max()
@@ -180,7 +182,7 @@ def test_once_every_seed_stopped_the_call_ends_with_the_curves_training_on_would
     np.testing.assert_array_equal(saved.stopped_at, result.stopped_at)
     _same(saved.state, result.state)
     again = negres.train(program, (X, Y), num_seeds=3, early_stopping=stopping,
-                         checkpoints=checkpoints, **kw)
+                         checkpointing=saving, **kw)
     assert again.plan["resumed_from_step"] == 200
     _same(again.state, result.state)
 
@@ -206,10 +208,11 @@ def test_early_stopping_checks_its_fields_before_compiling():
 def test_continuing_a_finished_run_equals_the_longer_run_bit_for_bit(tmp_path):
     longer = negres.train(PROGRAM, (X, Y), num_seeds=3, **KW)
     checkpoints = negres.TrainingCheckpoints(tmp_path)
-    short = negres.train(PROGRAM, (X, Y), num_seeds=3, checkpoints=checkpoints,
+    saving = negres.Checkpointing(checkpoints)
+    short = negres.train(PROGRAM, (X, Y), num_seeds=3, checkpointing=saving,
                          **(KW | {"steps": 20}))
     assert short.curves["eval_loss"].shape == (3, 2)
-    more = negres.train(PROGRAM, (X, Y), num_seeds=3, checkpoints=checkpoints, **KW)
+    more = negres.train(PROGRAM, (X, Y), num_seeds=3, checkpointing=saving, **KW)
     assert more.plan["resumed_from_step"] == 20
     _same(more.state, longer.state)
     np.testing.assert_array_equal(more.curves["eval_loss"], longer.curves["eval_loss"])
@@ -222,16 +225,17 @@ def test_continuing_a_finished_run_equals_the_longer_run_bit_for_bit(tmp_path):
     assert saved.step == STEPS and list(saved.seed_indices) == [0, 1, 2]
     # Asking for fewer steps than a checkpoint holds is refused, not silently cut.
     with pytest.raises(ResumeError, match="at step 40, past the 20"):
-        negres.train(PROGRAM, (X, Y), num_seeds=3, checkpoints=checkpoints,
+        negres.train(PROGRAM, (X, Y), num_seeds=3, checkpointing=saving,
                      **(KW | {"steps": 20}))
 
 
 def test_stop_at_returns_the_run_so_far_and_a_later_call_continues(tmp_path):
     checkpoints = negres.TrainingCheckpoints(tmp_path)
-    part = negres.train(PROGRAM, (X, Y), num_seeds=2, stop_at=20, checkpoints=checkpoints,
+    saving = negres.Checkpointing(checkpoints)
+    part = negres.train(PROGRAM, (X, Y), num_seeds=2, stop_at=20, checkpointing=saving,
                         **KW)
     np.testing.assert_array_equal(part.curve_steps, [10, 20])
-    whole = negres.train(PROGRAM, (X, Y), num_seeds=2, checkpoints=checkpoints, **KW)
+    whole = negres.train(PROGRAM, (X, Y), num_seeds=2, checkpointing=saving, **KW)
     fresh = negres.train(PROGRAM, (X, Y), num_seeds=2, **KW)
     _same(whole.state, fresh.state)
 
@@ -240,7 +244,8 @@ def test_stop_at_returns_the_run_so_far_and_a_later_call_continues(tmp_path):
 def test_resuming_another_runs_checkpoints_is_refused_naming_what_differs(tmp_path, change):
     adamw = _program(optax.adamw(1e-2, weight_decay=1e-4))
     checkpoints = negres.TrainingCheckpoints(tmp_path)
-    negres.train(adamw, (X, Y), num_seeds=2, checkpoints=checkpoints, **KW)
+    saving = negres.Checkpointing(checkpoints)
+    negres.train(adamw, (X, Y), num_seeds=2, checkpointing=saving, **KW)
     program, data, named = adamw, (X, Y), "program's step"
     if change == "optimizer":
         program = _program(optax.adamw(1e-2, weight_decay=1e-2))
@@ -253,10 +258,10 @@ def test_resuming_another_runs_checkpoints_is_refused_naming_what_differs(tmp_pa
     else:
         data, named = (X, np.random.default_rng(1).permutation(Y)), "training data"
     with pytest.raises(ResumeError, match=f"hold another run; what differs: the {named}"):
-        negres.train(program, data, num_seeds=2, checkpoints=checkpoints,
+        negres.train(program, data, num_seeds=2, checkpointing=saving,
                      **(KW | {"steps": 80}))
     # The same run resumes (continues) in the same directory.
-    again = negres.train(adamw, (X, Y), num_seeds=2, checkpoints=checkpoints,
+    again = negres.train(adamw, (X, Y), num_seeds=2, checkpointing=saving,
                          **(KW | {"steps": 50}))
     assert again.plan["resumed_from_step"] == STEPS
 
@@ -290,8 +295,9 @@ def test_a_step_sees_its_seed_index_and_grid_point():
             "seed": hyper["seed_index"].astype(jnp.float32),
             "point": hyper["grid_point"].astype(jnp.float32)})
 
-    program = negres.loss_program(_init, loss, optax.sgd, hyperparams={"learning_rate": 0.1},
-                                  streams=())
+    # hyper=True: init, loss and evaluate take hyper last (init here ignores it).
+    program = negres.loss_program(lambda key, batch, hyper: _init(key, batch), loss, optax.sgd,
+                                  hyperparams={"learning_rate": 0.1}, streams=(), hyper=True)
     result = negres.train(program, (X, Y), seed_indices=[5, 9], steps=10, batch_size=8,
                           grid={"learning_rate": [0.1, 0.2, 0.3]})
     np.testing.assert_array_equal(result.final("train_seed"), [[5, 9]] * 3)
@@ -393,10 +399,12 @@ def test_review_traps_of_the_loop(tmp_path):
     from negres.training.pipeline import ArraySource
 
     checkpoints = negres.TrainingCheckpoints(tmp_path / "fed")
-    negres.train(PROGRAM, ArraySource((X, Y)), num_seeds=2, checkpoints=checkpoints, **KW)
+
+    saving = negres.Checkpointing(checkpoints)
+    negres.train(PROGRAM, ArraySource((X, Y)), num_seeds=2, checkpointing=saving, **KW)
     with pytest.raises(ResumeError, match="what differs: the training data"):
         negres.train(PROGRAM, ArraySource((X, (Y + 1) % 3)), num_seeds=2,
-                     checkpoints=checkpoints, **(KW | {"steps": 80}))
+                     checkpointing=saving, **(KW | {"steps": 80}))
     with pytest.raises(ArgumentError, match=r"eval_data='ArraySource'.*in memory"):
         negres.train(PROGRAM, (X, Y), num_seeds=2, steps=10, batch_size=8,
                      eval_data=ArraySource((X, Y)))
@@ -413,10 +421,11 @@ def test_review_traps_of_the_loop(tmp_path):
         "train_loss").shape == (1,)
     # Continuing a run whose curve spacing was left to its default (steps).
     checkpoints = negres.TrainingCheckpoints(tmp_path / "default")
+    saving = negres.Checkpointing(checkpoints)
     negres.train(PROGRAM, (X, Y), num_seeds=2, steps=20, batch_size=BATCH,
-                 checkpoints=checkpoints)
+                 checkpointing=saving)
     more = negres.train(PROGRAM, (X, Y), num_seeds=2, steps=40, batch_size=BATCH,
-                        checkpoints=checkpoints)
+                        checkpointing=saving)
     np.testing.assert_array_equal(more.curve_steps, [20, 40])
     # init_state: a leaf of the wrong shape is named; per-seed states start every point.
     trained = negres.train(PROGRAM, (X, Y), num_seeds=2, **KW)
@@ -447,7 +456,8 @@ def test_array_likes_stay_in_memory_and_equal_early_stopping_settings_resume(tmp
 
     assert not is_random_access(Frame())
     checkpoints = negres.TrainingCheckpoints(tmp_path)
-    kw = KW | {"num_seeds": 2, "checkpoints": checkpoints}
+    saving = negres.Checkpointing(checkpoints)
+    kw = KW | {"num_seeds": 2, "checkpointing": saving}
     negres.train(PROGRAM, (X, Y), early_stopping=negres.EarlyStopping("eval_loss", 9, "min", 0),
                  **kw)
     # 0 and 0.0, restore_best or not: the same training, resumed (here: continued).

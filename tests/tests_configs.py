@@ -10,10 +10,13 @@ REPO = Path(__file__).resolve().parents[1]
 # config with every default evaluator, 2 seeds, 40 steps, checkpoints every 10.
 LIGHT = ["--config", "configs/default.py", "--config.num_seeds=2", "--config.train.steps=40",
          "--config.train.eval_every=10", "--config.train.checkpoint_every=10",
-         "--config.model.hidden_sizes=(16,)", "--config.evaluation.attribution_examples=4",
-         "--config.evaluation.save_attributions=2", "--config.evaluation.ig_steps=4",
-         "--config.evaluation.smoothgrad_samples=2", "--config.evaluation.severities=(0.0,0.3)",
-         "--config.evaluation.randomization_check=False",
+         "--config.model.hidden_sizes=(16,)",
+         "--config.evaluation.attributions.attribution_examples=4",
+         "--config.evaluation.attributions.save_attributions=2",
+         "--config.evaluation.attributions.ig_steps=4",
+         "--config.evaluation.attributions.smoothgrad_samples=2",
+         "--config.evaluation.robustness.severities=(0.0,0.3)",
+         "--config.evaluation.attributions.randomization_check=False",
          "--config.stats.num_resamples=200", "--config.stats.num_permutations=200"]
 
 
@@ -34,14 +37,11 @@ def tiny_config() -> ConfigDict:
     config.train.steps = 60
     config.train.eval_every = 30
     config.train.batch_size = 32
-    config.evaluation.severities = (0.0, 0.3)
-    config.evaluation.attribution_methods = ("integrated_gradients", "smoothgrad")
-    config.evaluation.attribution_examples = 8
-    config.evaluation.ig_steps = 8
-    config.evaluation.smoothgrad_samples = 4
-    config.evaluation.max_sensitivity = True
-    config.evaluation.sensitivity_samples = 2
-    config.evaluation.save_attributions = 4
+    config.evaluation.robustness.severities = (0.0, 0.3)
+    config.evaluation.attributions.update({
+        "attribution_methods": ("integrated_gradients", "smoothgrad"),
+        "attribution_examples": 8, "ig_steps": 8, "smoothgrad_samples": 4,
+        "max_sensitivity": True, "sensitivity_samples": 2, "save_attributions": 4})
     config.stats.num_resamples = 500
     config.stats.num_permutations = 500
     return config

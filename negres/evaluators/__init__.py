@@ -29,6 +29,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from ml_collections import ConfigDict
 
 from negres import fields
 from negres.errors import ConfigError
@@ -41,9 +42,9 @@ from negres.evaluators.protocol import (
     Evaluator,
     MemoryUse,
     Metric,
-    at_path,
 )
 from negres.fields import Field
+from negres.results import ConditionResults, MetricInfo, Saved, at_path
 from negres.seeds import num_seeds_of, seed_keys, stream_key
 from negres.sharding import spread_seeds
 from negres.tasks import Task
@@ -97,25 +98,91 @@ def default_evaluators() -> tuple[str, ...]:
     return tuple(n for n in REGISTRY if n not in ALWAYS and get_evaluator(n).by_default)
 
 
-def all_fields() -> list[Field]:
-    """Every registered evaluator's fields, in registry order, each name once."""
-    seen: dict[str, Any] = {}
-    for name in REGISTRY:
-        for field in get_evaluator(name).fields:
-            seen.setdefault(field.name, field)
-    return list(seen.values())
+def evaluator_fields() -> dict[str, tuple[Field, ...]]:
+    """Each registered evaluator that declares fields -> its fields, in registry order:
+    its own section of the config's ``evaluation`` (``evaluation.<name>.<field>``), so two
+    evaluators may declare fields of the same name."""
+    return {name: tuple(get_evaluator(name).fields) for name in REGISTRY
+            if get_evaluator(name).fields}
+
+
+def moved_field(name: str, sections: Mapping[str, Sequence[Field]]) -> str | None:
+    """What is allowed instead of a field ``name`` set directly in ``evaluation`` (the flat
+    layout of earlier versions), naming the evaluator sections that declare it; None when
+    no section (evaluator name -> its fields) does."""
+    owners = [s for s, declared in sections.items() if any(f.name == name for f in declared)]
+    if not owners:
+        return None
+    return (f"a field of {' or '.join(f'evaluation.{o}' for o in owners)} ("
+            f"{' or '.join(f'evaluation.{o}.{name}' for o in owners)}); each evaluator has "
+            "its own section")
+
+
+def completed_sections(settings: Mapping[str, Any] | None,
+                       evaluators: Sequence[Evaluator] = ()) -> ConfigDict:
+    """Evaluator name -> its section, every field set (its default where ``settings`` does
+    not set it), for every registered evaluator that declares fields and every one of
+    ``evaluators`` that does (your own).
+
+    ``settings``: evaluator name -> ``{field: value}`` (an ``evaluators`` entry, as a
+    study's ``evaluation`` section holds, is ignored). Raises :class:`ConfigError` for a
+    section no evaluator declares, a field its evaluator does not declare (naming e.g.
+    ``evaluation.attributions.ig_stepz``), a field set outside its section, or a value its
+    field does not allow.
+    """
+    declared: dict[str, tuple[Field, ...]] = evaluator_fields()
+    for evaluator in evaluators:
+        if evaluator.fields:
+            declared[evaluator.name] = tuple(evaluator.fields)
+    given = {k: v for k, v in dict(settings or {}).items() if k != "evaluators"}
+    for key, value in given.items():
+        if key in declared and isinstance(value, Mapping | ConfigDict):
+            continue
+        allowed = moved_field(key, declared) if key not in declared else None
+        raise ConfigError(f"evaluation.{key}", value, allowed or (
+            f"a section {{field: value}} of an evaluator that declares fields, one of "
+            f"{sorted(declared)}"))
+    return ConfigDict({name: fields.completed(given.get(name, {}), own, f"evaluation.{name}")
+                       for name, own in declared.items()})
+
+
+def settings_of(evaluator: Evaluator, sections: Mapping[str, Any]) -> ConfigDict:
+    """What ``evaluator`` is given as its settings (``context.settings``, and ``check``'s
+    and ``memory``'s first argument): a copy of its own section of ``sections`` (evaluator
+    name -> section; empty without fields) and, under the name of each evaluator it
+    requires that declares fields, a copy of that one's section (as ``context.earlier``
+    holds their evaluations)."""
+    own = sections.get(evaluator.name)
+    settings = dict(own.to_dict() if isinstance(own, ConfigDict) else own or {})
+    for needed in evaluator.requires:
+        section = sections.get(needed)
+        if section is None:
+            continue
+        if needed in settings:
+            raise ValueError(f"evaluator {evaluator.name!r} declares a field named "
+                             f"{needed!r}, the name of an evaluator it requires")
+        settings[needed] = (section.to_dict() if isinstance(section, ConfigDict)
+                            else dict(section))
+    return ConfigDict(settings)
 
 
 def run_evaluators(evaluators: Sequence[Evaluator], context: EvaluationContext
                    ) -> dict[str, Evaluation]:
-    """Run ``evaluators`` in order; each sees the results of those it requires."""
+    """Run ``evaluators`` in order; each sees the results of those it requires.
+
+    ``context.settings``: the ``evaluation`` section (evaluator name -> its section;
+    other entries, such as ``evaluators``, are not read); each evaluator runs on
+    :func:`settings_of` it.
+    """
     # Every evaluator's per-seed work then runs on all of this process's devices.
     context = dataclasses.replace(context, params=spread_seeds(context.params),
                                   seed_keys=spread_seeds(context.seed_keys))
+    sections = context.settings
     done: dict[str, Evaluation] = {}
     for evaluator in evaluators:
         earlier = {name: done[name] for name in evaluator.requires}
-        done[evaluator.name] = evaluator.evaluate(dataclasses.replace(context, earlier=earlier))
+        done[evaluator.name] = evaluator.evaluate(dataclasses.replace(
+            context, earlier=earlier, settings=settings_of(evaluator, sections)))
     return done
 
 
@@ -141,8 +208,11 @@ def evaluate(
       evaluators: names in :data:`REGISTRY` or :class:`Evaluator` values of your own, each
         after those it requires; ``performance`` always runs first. Default:
         :func:`default_evaluators`.
-      settings: ``evaluation`` fields to set; the rest take their declared defaults (an
-        ``evaluators`` entry, as a study's ``evaluation`` section holds, is ignored).
+      settings: evaluator name -> ``{field: value}``, the fields to set in that
+        evaluator's own section (e.g. ``{"attributions": {"ig_steps": 8}}``); the rest take
+        their declared defaults, and each evaluator (yours too) reads only its own
+        section. An ``evaluators`` entry, as a study's ``evaluation`` section holds, is
+        ignored.
       seed: the root seed; seed ``i`` draws its evaluation noise from
         ``fold_in(PRNGKey(seed), seed_indices[i])``'s ``evaluation`` stream.
       seed_indices: ``(S,)`` the seeds' indices (default ``0 .. S-1``).
@@ -151,67 +221,55 @@ def evaluate(
       layers: the parameters' top-level names from input to output, for that check.
 
     Returns:
-      Evaluator name -> :class:`Evaluation`; :func:`as_results` turns them into the
-      ``metrics``/``metric_info``/``evaluations`` entries of a study's results.
+      Evaluator name -> :class:`Evaluation`; :func:`as_results` turns them into one
+      condition's :class:`~negres.results.ConditionResults`.
     """
     chosen = resolve(default_evaluators() if evaluators is None else evaluators)
-    own = [f for e in chosen for f in e.fields if e.name not in REGISTRY]
-    config = fields.completed(
-        {k: v for k, v in dict(settings or {}).items() if k != "evaluators"},
-        [*all_fields(), *own], "evaluation")
+    sections = completed_sections(settings, chosen)
     for evaluator in chosen:
-        evaluator.check(config, task)
+        evaluator.check(settings_of(evaluator, sections), task)
     if seed_indices is None:
         seed_indices = np.arange(num_seeds_of(params))
     context = EvaluationContext(
-        apply=apply, params=params, task=task, settings=config,
+        apply=apply, params=params, task=task, settings=sections,
         seed_keys=seed_keys(seed, np.asarray(seed_indices)),
         shared_key=stream_key(jax.random.PRNGKey(seed), "evaluation"), init=init,
         layers=layers)
     return run_evaluators(chosen, context)
 
 
-def as_results(evaluations: Mapping[str, Evaluation]) -> dict[str, Any]:
-    """Evaluations as a condition's entries of ``results.json``.
+def as_results(evaluations: Mapping[str, Evaluation]) -> ConditionResults:
+    """Evaluations as one condition's results.
 
     Returns:
-      ``metrics`` (name -> ``(S,)``), ``metric_info`` (name -> ``{"direction", "labels",
-      "sampling", ["pairwise" | "per_example"], "evaluator"}``) and ``evaluations``
-      (evaluator -> ``{"per_seed", "pairwise", "shared"}``).
+      A :class:`~negres.results.ConditionResults` with ``metrics`` (name -> ``(S,)``),
+      ``metric_info`` (name -> :class:`~negres.results.MetricInfo`: direction, labels,
+      sampling, the ``pairwise`` or ``per_example`` entry it names, units, and the
+      evaluator that returned it), ``evaluations`` (evaluator ->
+      :class:`~negres.results.Saved`) and the seeds ``0 .. S-1``.
     """
     metrics: dict[str, np.ndarray] = {}
-    info: dict[str, dict[str, Any]] = {}
-    saved: dict[str, dict[str, Any]] = {}
+    info: dict[str, MetricInfo] = {}
+    saved: dict[str, Saved] = {}
     num_seeds = _num_seeds(evaluations)
     for name, evaluation in evaluations.items():
         _check_seed_axes(name, evaluation, num_seeds)
         for metric, value in evaluation.metrics.items():
             if metric in metrics:
                 raise ValueError(f"evaluator {name!r} returned metric {metric!r}, which "
-                                 f"{info[metric]['evaluator']!r} returned already")
+                                 f"{info[metric].evaluator!r} returned already")
             if value.direction not in DIRECTIONS:
                 raise ValueError(f"evaluator {name!r}: metric {metric!r} has direction "
                                  f"{value.direction!r}, not one of {DIRECTIONS}")
             metrics[metric] = np.asarray(value.values)
-            info[metric] = {"direction": value.direction, "labels": dict(value.labels),
-                            "evaluator": name, "sampling": value.sampling}
-            if value.pairwise is not None:
-                info[metric]["pairwise"] = value.pairwise
-            if value.per_example is not None:
-                info[metric]["per_example"] = value.per_example
-            if value.units:
-                info[metric]["units"] = value.units
-        saved[name] = {"per_seed": evaluation.per_seed, "pairwise": evaluation.pairwise,
-                       "shared": evaluation.shared}
-    return {"metrics": metrics, "metric_info": info, "evaluations": saved}
-
-
-def evaluators_of(results: Mapping[str, Any]) -> list[Evaluator]:
-    """The evaluators that ran in a study (its ``results.json``), in the order they ran."""
-    names = dict.fromkeys(n for c in results["conditions"].values()
-                          for n in (c.get("evaluations") or {}))
-    # An evaluator of the caller's own (not registered) has no Evaluator to find here.
-    return [get_evaluator(n) for n in names if n in REGISTRY]
+            info[metric] = MetricInfo(
+                direction=value.direction, evaluator=name, sampling=value.sampling,
+                labels=dict(value.labels), pairwise=value.pairwise,
+                per_example=value.per_example, units=value.units)
+        saved[name] = Saved(evaluation.per_seed, evaluation.pairwise, evaluation.shared)
+    count = num_seeds or 0
+    return ConditionResults(metrics=metrics, metric_info=info, evaluations=saved,
+                            seed_indices=np.arange(count, dtype=np.int64), num_seeds=count)
 
 
 def _num_seeds(evaluations: Mapping[str, Evaluation]) -> int | None:
@@ -259,12 +317,6 @@ def _check_seed_axes(name: str, evaluation: Evaluation, num_seeds: int | None) -
                                  f"{np.shape(leaf)}, not {leading} first")
 
 
-def direction_of(condition: Mapping[str, Any], metric: str) -> Direction:
-    """The declared direction of ``metric`` in a condition's results (``"none"`` if
-    undeclared: a metric nobody said how to read gets no verdict)."""
-    return (condition.get("metric_info") or {}).get(metric, {}).get("direction", "none")
-
-
 __all__ = [
     "ALWAYS",
     "DIRECTIONS",
@@ -275,13 +327,14 @@ __all__ = [
     "Evaluator",
     "MemoryUse",
     "Metric",
-    "all_fields",
     "as_results",
+    "completed_sections",
     "default_evaluators",
-    "direction_of",
     "evaluate",
-    "evaluators_of",
+    "evaluator_fields",
     "get_evaluator",
+    "moved_field",
     "resolve",
     "run_evaluators",
+    "settings_of",
 ]

@@ -27,18 +27,9 @@ from ml_collections import ConfigDict
 
 from negres import fields
 from negres.errors import ArgumentError, ConfigError
-from negres.evaluators.protocol import (
-    Compare,
-    Direction,
-    Evaluation,
-    EvaluationContext,
-    Evaluator,
-    MemoryUse,
-    Metric,
-    pairwise_row_means,
-    sample_of,
-)
+from negres.evaluators import protocol
 from negres.measures import agreement, interpretability, saliency
+from negres.results import ConditionResults, pairwise_row_means
 from negres.seeds import over_seeds, stream_key
 from negres.tasks import Task
 
@@ -74,7 +65,7 @@ AGREEMENT_METRICS = ("spearman_abs", "top_k")
 _COMPLETE_METHODS = ("integrated_gradients", "shapley")
 # Which way each per-seed measure is better. Sparser attributions count as more
 # interpretable (the proxy's premise); a randomisation correlation near 0 passes.
-MEASURE_DIRECTIONS: dict[str, Direction] = {
+MEASURE_DIRECTIONS: dict[str, protocol.Direction] = {
     "sparsity": "higher",
     "completeness_gap": "lower",
     "agreement_spearman_abs": "higher",
@@ -103,7 +94,8 @@ def stochastic(method: str) -> bool:
 
 
 def method_options(method: str, settings: ConfigDict, task: Task) -> dict[str, Any]:
-    """The keyword options of ``method`` taken from the ``evaluation`` config section."""
+    """The keyword options of ``method`` taken from the ``evaluation.attributions`` config
+    section."""
     if method == "integrated_gradients":
         return {"steps": int(settings.ig_steps)}
     if method == "smoothgrad":
@@ -113,7 +105,7 @@ def method_options(method: str, settings: ConfigDict, task: Task) -> dict[str, A
         num_features = int(np.prod(task.input_shape))
         if num_features > saliency.MAX_SHAPLEY_FEATURES:
             raise ConfigError(
-                "evaluation.attribution_methods", "shapley",
+                "evaluation.attributions.attribution_methods", "shapley",
                 f"exact Shapley values only for inputs of at most "
                 f"{saliency.MAX_SHAPLEY_FEATURES} features; task {task.name} has {num_features}",
             )
@@ -127,14 +119,16 @@ def check(settings: ConfigDict, task: Task) -> None:
     for method in settings.attribution_methods:
         method_options(method, settings, task)
     if settings.attribution_examples > task.num_test:
-        raise ConfigError("evaluation.attribution_examples", settings.attribution_examples,
+        raise ConfigError("evaluation.attributions.attribution_examples",
+                          settings.attribution_examples,
                           f"an integer from 1 to the test set size ({task.num_test})")
     if settings.shapley_background > task.num_train:
-        raise ConfigError("evaluation.shapley_background", settings.shapley_background,
+        raise ConfigError("evaluation.attributions.shapley_background",
+                          settings.shapley_background,
                           f"an integer from 0 to the training set size ({task.num_train})")
 
 
-def memory(settings: ConfigDict, task: Task, num_seeds: int) -> MemoryUse:
+def memory(settings: ConfigDict, task: Task, num_seeds: int) -> protocol.MemoryUse:
     """What :func:`evaluate`'s arrays take for ``num_seeds`` seeds.
 
     Held per method: its attributions ``(S, N, *input_shape)`` float32 (passed on), five
@@ -160,8 +154,8 @@ def memory(settings: ConfigDict, task: Task, num_seeds: int) -> MemoryUse:
     matrix_bytes = (5 + 10) * 4 * pairs + 5 * 8 * pairs
     # Beside the matrices, a few numbers per seed and method: metrics, the randomisation
     # check's correlation at every layer and the ceilings of a noisy method.
-    return MemoryUse(held=methods * (one + matrix_bytes) + working,
-                     saved=methods * (20 * pairs + 15 * num_seeds))
+    return protocol.MemoryUse(held=methods * (one + matrix_bytes) + working,
+                              saved=methods * (20 * pairs + 15 * num_seeds))
 
 
 def _target(settings: ConfigDict, task: Task, n: int) -> Any:
@@ -170,12 +164,13 @@ def _target(settings: ConfigDict, task: Task, n: int) -> Any:
     return saliency.PREDICTED
 
 
-def _metric(method: str, measure: str, values: Any, pairwise: str | None = None) -> Metric:
-    return Metric(np.asarray(values), MEASURE_DIRECTIONS[measure],
-                  {"method": method, "measure": measure}, pairwise)
+def _metric(method: str, measure: str, values: Any,
+            pairwise: str | None = None) -> protocol.Metric:
+    return protocol.Metric(np.asarray(values), MEASURE_DIRECTIONS[measure],
+                           {"method": method, "measure": measure}, pairwise)
 
 
-def evaluate(context: EvaluationContext) -> Evaluation:
+def evaluate(context: protocol.EvaluationContext) -> protocol.Evaluation:
     """Attributions and their diagnostics for every configured method and every seed.
 
     Returns an :class:`Evaluation` with metrics ``<method>_<measure>`` (each ``(S,)``,
@@ -187,7 +182,8 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     seed ``randomization``: method -> ``(S, L)`` with the layer names shared, and
     ``agreement_ceiling``: method -> measure -> ``(S,)`` for noisy methods
     (:func:`_place_on_scale`); passed on ``attributions``: method -> ``(S, N,
-    *input_shape)``.
+    *input_shape)``, ``examples`` (``N``) and ``shapley_background`` (the rows Shapley
+    values were taken against; 0: the zero baseline), for evaluators that require it.
     """
     task, settings, params, apply_fn = context.task, context.settings, context.params, \
         context.apply
@@ -195,10 +191,11 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     x = jnp.asarray(task.x_test[:n])
     target = _target(settings, task, n)
     eval_keys = jax.vmap(lambda k: stream_key(k, "evaluation"))(context.seed_keys)
-    out = Evaluation(pairwise={"agreement": {}}, per_seed={"randomization": {}},
-                     shared={"methods": list(settings.attribution_methods),
-                             "randomization_layers": {}},
-                     passed_on={"attributions": {}})
+    out = protocol.Evaluation(pairwise={"agreement": {}}, per_seed={"randomization": {}},
+                              shared={"methods": list(settings.attribution_methods),
+                                      "randomization_layers": {}},
+                              passed_on={"attributions": {}, "examples": n,
+                                         "shapley_background": int(settings.shapley_background)})
     # The randomisation check's steps, top layer first, checked before anything is computed.
     randomized = None
     if settings.randomization_check and context.init is not None:
@@ -307,9 +304,9 @@ def _randomization_steps(params: Any, layers: Sequence[str] | None) -> tuple[str
         raise ArgumentError("layers", e.value, e.allowed) from None
 
 
-def _place_on_scale(out: Evaluation, context: EvaluationContext, method: str,
-                    attributions: jax.Array, matrices: Mapping[str, jax.Array], top_k: int,
-                    attribute_all: Any, fresh: Any, eval_keys: jax.Array) -> None:
+def _place_on_scale(out: protocol.Evaluation, context: protocol.EvaluationContext,
+                    method: str, attributions: jax.Array, matrices: Mapping[str, jax.Array],
+                    top_k: int, attribute_all: Any, fresh: Any, eval_keys: jax.Array) -> None:
     """Cross-seed agreement of ``method`` between a no-signal baseline and a repeat ceiling.
 
     Saves, for every measure of :data:`negres.measures.agreement.AGREEMENT_MEASURES`:
@@ -356,18 +353,18 @@ def _place_on_scale(out: Evaluation, context: EvaluationContext, method: str,
                 pairwise=f"agreement_scaled/{method}/{measure}")
 
 
-def method_families(condition: Mapping[str, Any], compare: Compare,
+def method_families(condition: ConditionResults, compare: protocol.Compare,
                     evaluator: str) -> dict[str, dict[str, Any]]:
     """Each attribution method against the condition's first, per measure, paired by seed
     (the methods explain the same trained seeds, so seed ``i``'s numbers are a pair), for
     the metrics ``evaluator`` labelled with a ``method`` and a ``measure``."""
     by_measure: dict[str, dict[str, str]] = {}
     directions: dict[str, str] = {}
-    for metric, info in (condition.get("metric_info") or {}).items():
-        labels = info.get("labels") or {}
-        if info.get("evaluator") == evaluator and "method" in labels:
+    for metric, info in condition.metric_info.items():
+        labels = info.labels
+        if info.evaluator == evaluator and "method" in labels:
             by_measure.setdefault(labels["measure"], {})[labels["method"]] = metric
-            directions[labels["measure"]] = info.get("direction", "none")
+            directions[labels["measure"]] = info.direction
     families = {}
     for measure, metrics in by_measure.items():
         methods = list(metrics)
@@ -375,20 +372,21 @@ def method_families(condition: Mapping[str, Any], compare: Compare,
             continue
         reference = methods[0]
         # Each as it was sampled: agreement is a mean over pairs of seeds, compared as such.
-        y = sample_of(condition, metrics[reference])
+        y = condition.sample(metrics[reference])
         families[measure] = {
-            method: compare(sample_of(condition, metrics[method]), y,
+            method: compare(condition.sample(metrics[method]), y,
                             directions[measure]) | {"reference": reference}
             for method in methods[1:]}
     return families
 
 
-def statistics(condition: Mapping[str, Any], compare: Compare) -> dict[str, dict[str, Any]]:
+def statistics(condition: ConditionResults,
+               compare: protocol.Compare) -> dict[str, dict[str, Any]]:
     """The attribution methods compared per measure (:func:`method_families`)."""
     return method_families(condition, compare, "attributions")
 
 
-EVALUATOR = Evaluator(
+EVALUATOR = protocol.Evaluator(
     name="attributions",
     fields=FIELDS,
     evaluate=evaluate,

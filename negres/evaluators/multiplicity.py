@@ -38,8 +38,8 @@ from negres.evaluators.protocol import (
     Evaluator,
     MemoryUse,
     Metric,
-    pairwise_row_means,
 )
+from negres.results import pairwise_row_means
 from negres.tasks import Task
 
 CLEAN = "clean"
@@ -343,8 +343,11 @@ def memory(settings: ConfigDict, task: Task, num_seeds: int) -> MemoryUse:
     """
     if task.kind != "classification":
         return MemoryUse(0, 0)
-    sets = [(1, task.num_test)] + [(len(settings.severities), task.num_test)] * len(
-        settings.shifts) + [(len(s.severities), int(np.shape(s.y)[-1]))
+    # The shifts robustness runs: its section, which settings holds as the one of an
+    # evaluator this one requires.
+    robustness = settings.robustness
+    sets = [(1, task.num_test)] + [(len(robustness.severities), task.num_test)] * len(
+        robustness.shifts) + [(len(s.severities), int(np.shape(s.y)[-1]))
                             for s in task.shift_sets.values()]
     kept = bool(settings.multiplicity_matrices)
     matrices = len(sets) + (sum(levels for levels, _ in sets[1:]) if kept else 0)

@@ -13,7 +13,6 @@ the report and the terminal name it instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -25,9 +24,9 @@ from negres.evaluators.protocol import (
     Evaluator,
     MemoryUse,
     Metric,
-    saved_by,
 )
 from negres.measures.losses import LOSSES, PER_EXAMPLE, SCORE_NAMES
+from negres.results import ConditionResults
 from negres.seeds import over_seeds, stream_key
 
 # Which way each score is better.
@@ -110,14 +109,14 @@ def collapsed_of(initial: np.ndarray, final: np.ndarray, kept: np.ndarray) -> np
         return kept & np.isfinite(final) & (final > initial)
 
 
-def collapsed_seeds(condition: Mapping[str, Any]) -> list[tuple[int, float, float]]:
+def collapsed_seeds(condition: ConditionResults) -> list[tuple[int, float, float]]:
     """``(seed index, initial training loss, final training loss)`` of every collapsed seed
     of one condition's results; empty for a ``results.json`` written before seeds were
     checked for collapse, or by a study whose model could not be re-initialised."""
-    per_seed = saved_by(condition, "performance")["per_seed"]
+    per_seed = condition.saved_by("performance").per_seed
     flags, initial = per_seed.get("collapsed"), per_seed.get("initial_train_loss")
-    seeds = condition.get("seed_indices")
-    final = (condition.get("metrics") or {}).get("train_loss")
+    seeds = condition.seed_indices
+    final = condition.metrics.get("train_loss")
     if flags is None or initial is None or seeds is None or final is None:
         return []
     # Saved as JSON booleans, or as 0/1 once seeds were left out (statistics cast to float).

@@ -1,7 +1,8 @@
 """The evaluator protocol: what an evaluator declares, what it runs on, what it returns.
 
 An evaluator is one module holding one :class:`Evaluator`: its name, the config fields it
-reads from the study's ``evaluation`` section (with defaults), the evaluators it needs
+reads from its own section of the study's config (``evaluation.<name>``, with defaults),
+the evaluators it needs
 before it, a check of its settings against the task (run before anything compiles), the
 evaluation itself, and optionally paired comparisons within a condition. It computes
 only: what the report shows of it is its presentation (:mod:`negres.reporting.sections`).
@@ -26,7 +27,6 @@ trained through the open training contract, and returns an :class:`Evaluation`:
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
@@ -36,6 +36,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from negres.fields import Field
+from negres.results import ConditionResults, sampling_kind
 from negres.tasks import Task
 
 Direction = Literal["higher", "lower", "none"]
@@ -45,38 +46,8 @@ DIRECTIONS: tuple[Direction, ...] = ("higher", "lower", "none")
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
-def sampling_kind(pairwise: Any, per_example: Any) -> str:
-    """How a metric's per-seed values were sampled, from what it names (or holds):
-    ``"pairwise"`` with a seed x seed matrix, ``"examples"`` with per-example values, else
-    ``"seeds"``."""
-    if pairwise is not None:
-        return "pairwise"
-    return "examples" if per_example is not None else "seeds"
-
-
-class Sample(NamedTuple):
-    """A metric's per-seed values with what they were computed from, for the statistics.
-
-    Attributes:
-      values: ``(S,)`` one value per seed.
-      per_example: ``(S, N)`` each seed's value on each of the ``N`` test examples that
-        all seeds share, whose row means are ``values``; None when not over examples.
-      pairwise: ``(S, S)`` the seed x seed matrix whose off-diagonal row means are
-        ``values``; None when not pairwise.
-    """
-
-    values: np.ndarray
-    per_example: np.ndarray | None = None
-    pairwise: np.ndarray | None = None
-
-    @property
-    def sampling(self) -> str:
-        """``"pairwise"``, ``"examples"`` or ``"seeds"``."""
-        return sampling_kind(self.pairwise, self.per_example)
-
-
-# (x, y of the same seeds, each (S,) values or a Sample, direction) -> the statistics'
-# comparison dict (negres.statistics.compare's keys), chosen by the samples' kind.
+# (x, y of the same seeds, each (S,) values or a negres.results.Sample, direction) -> the
+# statistics' comparison dict (negres.statistics.compare's keys), chosen by the samples' kind.
 Compare = Callable[[Any, Any, "Direction"], dict[str, Any]]
 
 
@@ -131,7 +102,11 @@ class EvaluationContext:
       apply: ``(params of one seed, x (N, ...)) -> outputs (N, K)`` in evaluation mode.
       params: ``(S, ...)`` the trained parameters, seed axis first.
       task: the data and what is true by construction.
-      settings: the ``evaluation`` config section, completed with every field's default.
+      settings: the evaluator's own section (``evaluation.<name>``), completed with every
+        field's default, and, under the name of each evaluator it requires that declares
+        fields, that one's section (read-only by convention; what that one computed is in
+        ``earlier``). :func:`negres.evaluators.run_evaluators` receives the whole
+        ``evaluation`` section here and hands each evaluator its own.
       seed_keys: ``(S, 2)`` each seed's key; evaluators draw their noise from its
         ``evaluation`` stream (:func:`negres.seeds.stream_key`).
       shared_key: one key for noise that every seed shares (paired comparisons).
@@ -189,21 +164,27 @@ class Evaluator:
 
     Attributes:
       name: its name in ``evaluation.evaluators`` and in results.
-      fields: the ``evaluation`` fields it reads, with defaults.
+      fields: the fields of its own config section ``evaluation.<name>``, with defaults
+        (another evaluator may declare a field of the same name: each has its section).
       evaluate: ``context -> Evaluation``.
       check: ``(settings, task) -> None``; raises :class:`negres.errors.ConfigError` for a
-        setting the task cannot take. Runs before anything compiles.
+        setting the task cannot take. Runs before anything compiles. ``settings`` is what
+        ``context.settings`` will be: its own section, with the section of each evaluator
+        it requires under that one's name (``settings.robustness.shifts``).
       requires: evaluators that must run before this one; their results arrive in
         ``context.earlier``.
       statistics: ``(one condition's results, compare) -> {family: {label: comparison}}``:
         paired comparisons within a condition (a shift against the clean test set, one
-        attribution method against another); ``compare(x, y, direction)`` compares two
-        ``(S,)`` arrays of the same seeds, or two :class:`Sample` (:func:`sample_of`),
+        attribution method against another) on its
+        :class:`~negres.results.ConditionResults`; ``compare(x, y, direction)`` compares
+        two ``(S,)`` arrays of the same seeds, or two :class:`~negres.results.Sample`
+        (:meth:`~negres.results.ConditionResults.sample`),
         with the study's settings and the interval their sampling calls for, and the
         study Holm-adjusts each family.
       doc: one line on what it measures.
       by_default: whether a study that does not name its evaluators runs this one.
-      memory: ``(settings, task, num_seeds) -> MemoryUse``: what its largest arrays take
+      memory: ``(settings, task, num_seeds) -> MemoryUse`` (``settings`` as ``check``'s):
+        what its largest arrays take
         for ``num_seeds`` seeds, so that a study refuses a seed count that cannot fit
         before anything compiles (:func:`negres.study.memory.check_memory`). Only what
         grows with the seeds matters (``(S, S, ...)``, ``(S, N, ...)``). None: nothing
@@ -215,58 +196,7 @@ class Evaluator:
     evaluate: Callable[[EvaluationContext], Evaluation]
     check: Callable[[ConfigDict, Task], None] = _no_check
     requires: tuple[str, ...] = ()
-    statistics: Callable[[Mapping[str, Any], Compare], dict[str, dict[str, Any]]] | None = None
+    statistics: Callable[[ConditionResults, Compare], dict[str, dict[str, Any]]] | None = None
     doc: str = ""
     by_default: bool = True
     memory: Callable[[ConfigDict, Task, int], MemoryUse] | None = None
-
-
-def pairwise_row_means(matrix: Any) -> np.ndarray:
-    """Each seed's mean over the other seeds of a ``(S, S, ...)`` matrix: what a metric that
-    names a ``pairwise`` entry holds. NaN entries are left out; NaN with fewer than two
-    seeds.
-
-    Returns:
-      ``(S, ...)``.
-    """
-    matrix = np.asarray(matrix, dtype=np.float64)
-    num_seeds = matrix.shape[0]
-    if num_seeds == 0:
-        return np.zeros(matrix.shape[1:])
-    off_diagonal = ~np.eye(num_seeds, dtype=bool).reshape(
-        (num_seeds, num_seeds) + (1,) * (matrix.ndim - 2))
-    with warnings.catch_warnings():  # one seed: no other to average over, NaN as it should be
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(np.where(off_diagonal, matrix, np.nan), axis=1)
-
-
-def at_path(tree: Mapping[str, Any], path: str) -> Any:
-    """The entry of a nested mapping at a ``/``-joined path (a ``Metric.pairwise``);
-    None when there is none."""
-    node: Any = tree
-    for part in path.split("/"):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def sample_of(condition: Mapping[str, Any], metric: str) -> Sample:
-    """One condition's metric with what its declaration says it was computed from: its
-    per-example values or its pairwise matrix (over the seeds the statistics kept)."""
-    info = (condition.get("metric_info") or {}).get(metric) or {}
-    values = np.asarray(condition["metrics"][metric], dtype=float)
-    saved = saved_by(condition, info.get("evaluator", ""))
-    pairwise = at_path(saved["pairwise"], info["pairwise"]) if info.get("pairwise") else None
-    per_example = (at_path(saved["per_seed"], info["per_example"])
-                   if info.get("per_example") else None)
-    return Sample(values,
-                  None if per_example is None else np.asarray(per_example, dtype=float),
-                  None if pairwise is None else np.asarray(pairwise, dtype=float))
-
-
-def saved_by(condition: Mapping[str, Any], evaluator: str) -> dict[str, Any]:
-    """What ``evaluator`` saved for one condition: ``{"per_seed", "pairwise", "shared"}``
-    (empty dicts when it did not run)."""
-    entry = (condition.get("evaluations") or {}).get(evaluator) or {}
-    return {part: entry.get(part) or {} for part in ("per_seed", "pairwise", "shared")}

@@ -29,12 +29,10 @@ from negres.evaluators.protocol import (
     Evaluator,
     MemoryUse,
     Metric,
-    Sample,
-    sample_of,
-    saved_by,
 )
 from negres.measures import metrics
 from negres.measures.losses import SCORE_NAMES
+from negres.results import ConditionResults, Sample
 from negres.seeds import over_seeds, stream_key
 from negres.tasks import ShiftSet, Task
 from negres.tasks.shifts import SHIFTS, get_shift, occlusion
@@ -53,9 +51,10 @@ def check(settings: ConfigDict, task: Task) -> None:
     """Raise :class:`negres.errors.ConfigError` for a shift name the task cannot use, or a
     severity the built-in occlusion cannot take (it is the share of features occluded)."""
     for name in settings.shifts:
+        shift = get_shift(name, task)
         # A task's own shift of the same name is the task's to bound.
-        if get_shift(name, task) is occlusion and any(s > 1 for s in settings.severities):
-            raise ConfigError("evaluation.severities", tuple(settings.severities),
+        if shift is occlusion and any(s > 1 for s in settings.severities):
+            raise ConfigError("evaluation.robustness.severities", tuple(settings.severities),
                               "severities in [0, 1] when occlusion is among the shifts")
 
 
@@ -228,18 +227,18 @@ def _evaluate_shift_set(
     return {k: np.asarray(v) for k, v in swept.items()}
 
 
-def curves_of(condition: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def curves_of(condition: ConditionResults) -> tuple[dict[str, Any], dict[str, Any]]:
     """One condition's saved sweeps: ``(shift -> {measure: (S, K)}, shift -> (K,)
     severities)``; empty where robustness did not run."""
-    saved = saved_by(condition, "robustness")
-    return saved["per_seed"].get("curves") or {}, saved["shared"].get("severities") or {}
+    saved = condition.saved_by("robustness")
+    return saved.per_seed.get("curves") or {}, saved.shared.get("severities") or {}
 
 
-def _per_example(condition: Mapping[str, Any]) -> Mapping[str, Any]:
-    return saved_by(condition, "robustness")["per_seed"].get("per_example") or {}
+def _per_example(condition: ConditionResults) -> Mapping[str, Any]:
+    return condition.saved_by("robustness").per_seed.get("per_example") or {}
 
 
-def severity_sample(condition: Mapping[str, Any], shift: str, k: int, score: str) -> Sample:
+def severity_sample(condition: ConditionResults, shift: str, k: int, score: str) -> Sample:
     """Severity ``k`` of ``shift``: each seed's score, with each test example's where saved
     (a shift of the clean test set; a real shifted set's examples are its own)."""
     values = np.asarray(curves_of(condition)[0][shift][score], float)[:, k]
@@ -247,12 +246,12 @@ def severity_sample(condition: Mapping[str, Any], shift: str, k: int, score: str
     return Sample(values, None if saved is None else np.asarray(saved, float)[:, k])
 
 
-def statistics(condition: Mapping[str, Any], compare: Compare) -> dict[str, dict[str, Any]]:
+def statistics(condition: ConditionResults, compare: Compare) -> dict[str, dict[str, Any]]:
     """Each shift at each non-zero severity against the clean test set, paired by seed
     (and by test example, where the shift is of the clean test set's examples)."""
     curves, severities = curves_of(condition)
-    score = "mse" if "test_mse" in condition["metrics"] else "accuracy"
-    clean = sample_of(condition, f"test_{score}")
+    score = "mse" if "test_mse" in condition.metrics else "accuracy"
+    clean = condition.sample(f"test_{score}")
     family = {}
     for shift in curves:
         for k, severity in enumerate(severities[shift]):

@@ -26,6 +26,7 @@ import numpy as np
 from negres.evaluators.attributions import method_families
 from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric
 from negres.measures import saliency
+from negres.results import ConditionResults
 from negres.seeds import over_seeds
 from negres.tasks import Task
 
@@ -54,9 +55,10 @@ def true_contributions(
 def evaluate(context: EvaluationContext) -> Evaluation:
     """Every seed's attributions and interactions against the truth.
 
-    Reads the attributions the ``attributions`` evaluator passes on (method -> ``(S, N,
-    D)`` of the first ``N`` test examples). Shapley values against a background set
-    (``shapley_background`` > 0) are left out: their reference is not the zero baseline.
+    Reads what the ``attributions`` evaluator passes on: its attributions (method -> ``(S,
+    N, D)`` of the first ``N`` test examples), ``examples`` (``N``) and
+    ``shapley_background``. Shapley values against a background set (its
+    ``shapley_background`` > 0) are left out: their reference is not the zero baseline.
 
     Returns an :class:`Evaluation` with metrics ``<method>_truth_error`` (``sum_j |a_j -
     phi_j| / sum_j |phi_j|``, averaged over examples; lower is better), per interaction
@@ -67,11 +69,12 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     ``|phi|``, each method's across-seed standard deviation per feature (mean over
     examples, over the seeds that stayed finite) and each interaction's true values.
     """
-    task, settings, params = context.task, context.settings, context.params
+    task, params = context.task, context.params
     if not has_truth(task):
         return Evaluation()
-    attributions = context.earlier["attributions"].passed_on["attributions"]
-    n = int(settings.attribution_examples)
+    passed = context.earlier["attributions"].passed_on
+    attributions = passed["attributions"]
+    n = int(passed["examples"])
     x = np.asarray(task.x_test[:n], np.float64)
     coefficients = np.asarray(task.coefficients, np.float64)
     interactions = dict(task.interactions)
@@ -82,7 +85,7 @@ def evaluate(context: EvaluationContext) -> Evaluation:
         shared={"features": names, "examples": n, "true_mean_abs": np.abs(phi).mean(axis=0),
                 "seed_std": {}, "interactions": {}})
     kept = slice(None) if context.kept is None else np.asarray(context.kept)
-    background = int(settings.shapley_background) > 0
+    background = int(passed["shapley_background"]) > 0
     for method, values in attributions.items():
         if method not in TRUTH_METHODS or (method == "shapley" and background):
             continue
@@ -122,7 +125,7 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     return out
 
 
-def statistics(condition: Mapping[str, Any], compare: Any) -> dict[str, dict[str, Any]]:
+def statistics(condition: ConditionResults, compare: Any) -> dict[str, dict[str, Any]]:
     """Each method's error against the truth compared with the first method's, paired."""
     return method_families(condition, compare, "truth")
 

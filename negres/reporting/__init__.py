@@ -3,7 +3,8 @@
 ``write`` writes ``report.md`` and the plots of a workdir from its ``results.json``;
 ``markdown`` builds the report's text, the generic tables every metric gets and the
 evaluators' sections in the order they ran; ``sections`` holds each evaluator's
-presentation (its report sections, plots and saved files), registered by evaluator name
+presentation (its report sections, plots, saved files and the severity sweeps it gives the
+tidy table and TensorBoard), registered by evaluator name
 in ``sections.PRESENTATIONS``; ``tables`` formats numbers and markdown tables for the
 report and the sections; ``plots`` draws the figures (learning
 curves, shift sweeps, per-seed strips, agreement heatmaps, saliency grids, frontiers);

@@ -1,6 +1,6 @@
 """The one-sentence finding of each documented study, read off its own results.
 
-Each function takes the contents of ``results.json`` and returns the sentence that heads
+Each function takes a study's :class:`~negres.results.Results` and returns the sentence that heads
 ``report.md``: whether the claim of the study's source document reproduces across seeds,
 with the numbers and verdicts that decide it. The sentence is computed, never written in
 advance: the same study on other seeds or settings may say "does not reproduce".
@@ -15,14 +15,12 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from negres.evaluators.protocol import saved_by
 from negres.reporting.tables import ci_of
-
-Results = Mapping[str, Any]
+from negres.results import Results
 
 
 def _summary(results: Results, condition: str, metric: str) -> Mapping[str, Any]:
-    return results["statistics"]["summaries"][condition][metric]
+    return results.statistics.summaries[condition][metric]
 
 
 def _mean(results: Results, condition: str, metric: str) -> float:
@@ -47,7 +45,7 @@ def _estimand(results: Results, condition: str, metric: str, count: int) -> str:
 
 
 def _comparison(results: Results, metric: str, condition: str) -> Mapping[str, Any] | None:
-    return results["statistics"]["comparisons"].get(metric, {}).get(condition)
+    return results.statistics.comparisons.get(metric, {}).get(condition)
 
 
 def _verdict(results: Results, metric: str, condition: str) -> str:
@@ -56,7 +54,7 @@ def _verdict(results: Results, metric: str, condition: str) -> str:
 
 
 def _seeds(results: Results, condition: str) -> int:
-    return int(results["conditions"][condition]["num_seeds"])
+    return int(results.conditions[condition].num_seeds)
 
 
 def _join(parts: Sequence[str]) -> str:
@@ -67,7 +65,7 @@ def additive_attributions(results: Results) -> str:
     """Doc 002: additive attributions (SHAP) cannot show an interaction between x0 and x1."""
     add, inter = "additive", "interaction"
     metric = "shapley_truth_error"
-    truth = saved_by(results["conditions"][inter], "truth")["shared"]["interactions"]["x0*x1"]
+    truth = results.conditions[inter].saved_by("truth").shared["interactions"]["x0*x1"]
     partial = "interaction_x0*x1_mixed_partial"
     gxi = "gradient_x_input_truth_error"
     shapley_err = _mean(results, inter, metric)
@@ -88,8 +86,7 @@ def additive_attributions(results: Results) -> str:
 
 
 def _shift_at_largest(results: Results, condition: str) -> tuple[str, Mapping[str, Any]]:
-    family = results["statistics"]["within_conditions"]["robustness"][condition][
-        "shift_vs_clean"]
+    family = results.statistics.within("robustness", condition)["shift_vs_clean"]
     name = max(family, key=lambda k: float(family[k]["severity"]))
     return name, family[name]
 
@@ -118,11 +115,11 @@ def rule_shortcut(results: Results) -> str:
         claim = "Partly reproduces"
     else:
         claim = "Does not reproduce"
-    count = saved_by(results["conditions"][shortcut], "subsets")["shared"].get(
+    count = results.conditions[shortcut].saved_by("subsets").shared.get(
         "sizes", {}).get("shortcut_conflicts", 0)
     return (
         f"{claim}: with a shortcut that agrees with the label on "
-        f"{results['config']['task'].get('shortcut_agreement', 0.95):.0%} of examples, "
+        f"{results.config['task'].get('shortcut_agreement', 0.95):.0%} of examples, "
         f"in-distribution test accuracy is {_with_ci(results, shortcut, 'test_accuracy')}; "
         f"on the {count} test examples where the shortcut contradicts the rule the "
         f"prediction follows the rule {_with_ci(results, shortcut, conflicts)} of the time "
@@ -135,7 +132,7 @@ def rule_shortcut(results: Results) -> str:
 
 
 def _group(results: Results, prefix: str) -> list[str]:
-    return [n for n in results["conditions"] if n.startswith(prefix + "/")]
+    return [n for n in results.conditions if n.startswith(prefix + "/")]
 
 
 def shape_color(results: Results) -> str:
@@ -150,7 +147,7 @@ def shape_color(results: Results) -> str:
         "color fails on unseen combinations while shape holds" if color_worse
         else "shape, not color, is the factor that fails on unseen combinations"
         if shape_gap > color_gap + 0.05 else "neither factor fails clearly more than the other")
-    confusion = saved_by(results["conditions"][shape_full], "robustness")["per_seed"][
+    confusion = results.conditions[shape_full].saved_by("robustness").per_seed[
         "confusion"]["clean"]
     chance = 1.0 / len(confusion[0])
     held_shape = _summary(results, shape_full, held)
@@ -190,7 +187,7 @@ def capacity_tradeoff(results: Results) -> str:
         "integrated_gradients_sparsity": "IG sparsity",
     }
     parts, tradeoffs, total = [], 0, 0
-    datasets = list(dict.fromkeys(n.split("/")[0] for n in results["conditions"]))
+    datasets = list(dict.fromkeys(n.split("/")[0] for n in results.conditions))
     for dataset in datasets:
         names = _group(results, dataset)
         accuracy = [_mean(results, n, "test_accuracy") for n in names]
@@ -220,12 +217,12 @@ def saliency_stability(results: Results) -> str:
     fully re-initialised model.
     """
     clean = "clean"
-    methods = saved_by(results["conditions"][clean], "attributions")["shared"]["methods"]
+    methods = results.conditions[clean].saved_by("attributions").shared["methods"]
     metric = "{}_agreement_spearman_abs"
     agreement = {m: _mean(results, clean, metric.format(m)) for m in methods}
     worst, best = min(agreement, key=agreement.get), max(agreement, key=agreement.get)
     noise_parts, lowered = [], 0
-    for name in (n for n in results["conditions"] if n != clean):
+    for name in (n for n in results.conditions if n != clean):
         verdicts = [_verdict(results, metric.format(m), name) for m in methods]
         lowered += verdicts.count("worse")
         counts = [f"{verdicts.count(v)} {v}" for v in ("worse", "improved", "inconclusive")
@@ -233,7 +230,7 @@ def saliency_stability(results: Results) -> str:
         noise_parts.append(f"{name}: {', '.join(counts)}")
     random_metric = "{}_randomization_spearman"
     randomized = {m: _mean(results, clean, random_metric.format(m)) for m in methods
-                  if random_metric.format(m) in results["conditions"][clean]["metrics"]}
+                  if random_metric.format(m) in results.conditions[clean].metrics}
     passes = [f"{m} ({v:.2f})" for m, v in randomized.items() if v < 0.2]
     fails = [f"{m} ({v:.2f})" for m, v in randomized.items() if v >= 0.2]
     unstable = agreement[worst] < 0.8
@@ -266,7 +263,7 @@ FINDINGS: dict[str, Callable[[Results], str]] = {
 
 def finding_of(results: Results) -> str:
     """The finding named by the study's config, or ``""`` when it names none."""
-    name = results["config"].get("finding") or ""
+    name = results.config.get("finding") or ""
     if not name:
         return ""
     try:

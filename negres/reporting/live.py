@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -65,23 +65,9 @@ _RUN_NAME_CHARACTERS = frozenset("-_.=,+")
 _LAYOUT_TITLE = "learning curves: mean, band = min to max across seeds"
 
 
-class _Points(NamedTuple):
-    """Curve points to write, from a :class:`TrainingProgress` or a finished result.
-
-    ``curve_steps`` ``(P,)``; ``curves`` name -> ``(H..., S, P)``; ``seed_indices``
-    ``(S,)``; ``grid`` name -> values; ``diverged_at`` and ``stopped_at`` ``(H..., S)``.
-    """
-
-    curve_steps: np.ndarray
-    curves: dict[str, np.ndarray]
-    seed_indices: np.ndarray
-    grid: dict[str, tuple[Any, ...]]
-    diverged_at: np.ndarray
-    stopped_at: np.ndarray
-
-
-def _points(source: TrainingProgress | TrainResult) -> _Points:
-    """The points of an update, or of a TrainResult (or anything with its fields)."""
+def _points(source: TrainingProgress | TrainResult) -> TrainingProgress:
+    """The points of an update, or of a TrainResult (or anything with its fields) as the
+    update that ends it, checked and as NumPy arrays."""
     steps = np.asarray(source.curve_steps, dtype=np.int64).reshape(-1)
     curves = {name: np.asarray(values, dtype=np.float64)
               for name, values in source.curves.items()}
@@ -101,7 +87,12 @@ def _points(source: TrainingProgress | TrainResult) -> _Points:
     for name, array in (("diverged_at", diverged), ("stopped_at", stopped)):
         if array.shape != shape:
             raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
-    return _Points(steps, curves, seeds, grid, diverged, stopped)
+    end = int(steps[-1]) if steps.size else 0
+    return TrainingProgress(
+        step=int(getattr(source, "step", end)), steps=int(getattr(source, "steps", end)),
+        num_seeds=seeds.size, elapsed_s=float(getattr(source, "elapsed_s", 0.0)),
+        curve_steps=steps, curves=curves, seed_indices=seeds, grid=grid,
+        diverged_at=diverged, stopped_at=stopped)
 
 
 def _value_texts(values: tuple[Any, ...]) -> list[str]:
@@ -153,6 +144,7 @@ class _EventFile:
     """
 
     def __init__(self, directory: Path):
+        # tensorboardX is optional: only a TensorBoard log needs it.
         from tensorboardX.event_file_writer import EventsWriter
         from tensorboardX.proto import event_pb2
         from tensorboardX.summary import custom_scalars, scalar
@@ -262,7 +254,7 @@ class TensorBoardLog:
                     {_LAYOUT_TITLE: {c: _margin(f"curves/{c}") for c in curves}})
         return run
 
-    def _write(self, points: _Points) -> list[Path]:
+    def _write(self, points: TrainingProgress) -> list[Path]:
         grid_runs = _grid_runs(points.grid)
         # Every grid point's run, then as many seed runs per grid point as still fit.
         fit = max(0, MAX_RUNS // len(grid_runs) - 1)
@@ -345,7 +337,7 @@ class CurvesCsv:
                  traceback: TracebackType | None) -> None:
         pass  # nothing stays open; a context manager to be used like TensorBoardLog
 
-    def _columns(self, points: _Points) -> tuple[str, ...]:
+    def _columns(self, points: TrainingProgress) -> tuple[str, ...]:
         repeated = np.unique(points.seed_indices).size < points.seed_indices.size
         leading = (*CSV_LEADING, *((_CSV_ROW,) if repeated else ()))
         columns = (*leading, *points.grid, *CSV_TRAILING)
@@ -355,7 +347,7 @@ class CurvesCsv:
                              f"its columns are {list(columns)}")
         return columns
 
-    def _write(self, points: _Points) -> None:
+    def _write(self, points: TrainingProgress) -> None:
         columns = self._columns(points)
         mode = "a"
         if self.columns is None:

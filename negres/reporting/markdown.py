@@ -19,6 +19,7 @@ from negres.reporting.tables import (
     interval,
     table,
 )
+from negres.results import ConditionResults, Results, StudyStatistics
 from negres.statistics import calibration
 from negres.statistics.inference import INTERVAL_NAMES
 
@@ -105,26 +106,26 @@ def looks_text(settings: Mapping[str, Any]) -> str:
             "docs/statistics.md).")
 
 
-def _comparisons(analysis: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+def _comparisons(analysis: StudyStatistics) -> list[tuple[str, Mapping[str, Any]]]:
     """Every comparison of the study with a label: between conditions, then within them."""
     found = [(f"`{metric}`, `{name}` − `{c.get('reference')}`", c)
-             for metric, family in analysis["comparisons"].items() for name, c in family.items()]
-    for evaluator in (analysis.get("within_conditions") or {}).values():
+             for metric, family in analysis.comparisons.items() for name, c in family.items()]
+    for evaluator in analysis.within_conditions.values():
         for condition, families in evaluator.items():
             found += [(f"`{label}` in `{condition}`", c) for family in families.values()
                       for label, c in family.items()]
     return found
 
 
-def coverage_text(results: Mapping[str, Any]) -> str:
+def coverage_text(results: Results) -> str:
     """What the calibration says this study's intervals cover, naming those that fall short
     for the shape of their seeds' values."""
-    analysis = results["statistics"]
-    settings = analysis["settings"]
+    analysis = results.statistics
+    settings = analysis.settings
     if "interval_method" not in settings or settings["level"] != 0.95:
         return ""
     short = []
-    for condition, summaries in analysis["summaries"].items():
+    for condition, summaries in analysis.summaries.items():
         for metric, s in summaries.items():
             if s.get("sampling", "seeds") != "seeds":  # calibrated per kind, not per shape
                 continue
@@ -141,7 +142,7 @@ def coverage_text(results: Mapping[str, Any]) -> str:
             short.append(f"{label} ({c['shape']}, {known[0]:.2f})")
     symmetric = calibration.known_coverage(
         settings["interval_method"], "symmetric",
-        int(results["conditions"][settings["baseline"]]["num_seeds"]))
+        int(results.baseline_results.num_seeds))
     text = (f"In negres's calibration (docs/statistics.md) intervals of a mean covered "
             f"{symmetric[0]:.3f} of roughly symmetric seeds at {symmetric[1]} seeds"
             if symmetric else "")
@@ -154,58 +155,57 @@ def coverage_text(results: Mapping[str, Any]) -> str:
     return text + "." if text else ""
 
 
-def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -> str:
+def build_report(results: Results, plots: Sequence[tuple[str, str]]) -> str:
     """The whole ``report.md`` text.
 
     Args:
-      results: the contents of ``results.json``.
+      results: the study's results (with the seeds the statistics use).
       plots: ``(caption, relative path)`` of every plot written.
     """
-    analysis = results["statistics"]
-    settings = analysis["settings"]
+    analysis = results.statistics
+    settings = analysis.settings
     level = settings["level"]
-    conditions = results["conditions"]
-    baseline = settings["baseline"]
-    config = results["config"]
+    conditions = results.conditions
+    baseline = results.baseline
+    config = results.config
     names = list(conditions)
-    title = config.get("title") or f"negres study: {results['task']['name']}"
+    title = config.get("title") or f"negres study: {results.task.name}"
     lines = [f"# {title}", ""]
-    finding = results.get("finding")
+    finding = results.finding
     if finding:
         lines += [f"**Finding.** {finding}", ""]
     lines += [
-        f"Task `{results['task']['name']}` ({results['task']['num_train']} training, "
-        f"{results['task']['num_test']} test examples); conditions: "
-        + ", ".join(f"`{n}` ({conditions[n]['num_seeds']} seeds)" for n in names)
+        f"Task `{results.task.name}` ({results.task.num_train} training, "
+        f"{results.task.num_test} test examples); conditions: "
+        + ", ".join(f"`{n}` ({conditions[n].num_seeds} seeds)" for n in names)
         + f"; baseline `{baseline}`. {config['train']['steps']} steps per seed; "
-        f"wall time {results['wall_time_s']:.1f} s on {results['device']['platform']} "
-        f"({results['device']['kind']}).",
+        f"wall time {results.wall_time_s:.1f} s on {results.device['platform']} "
+        f"({results.device['kind']}).",
         "",
         f"{intervals_text(settings)} {coverage_text(results)}",
         "",
         f"{looks_text(settings)} Verdict rule: {settings['verdict_rule']}".lstrip(),
         "",
     ]
-    notes = analysis.get("notes") or []
+    notes = analysis.notes
     if notes:
         lines += ["**What these seeds cannot tell.** " + " ".join(
             note.rstrip(".") + "." for note in notes), ""]
     lines += training_plan_lines(conditions)
     presentations = presentations_of(results)
-    excluded = analysis.get("excluded_diverged_seeds") or {}
+    excluded = analysis.excluded_diverged_seeds
     lines += ["## Results per condition", ""]
     for name in names:
         lines += [f"### `{name}`", ""]
-        overrides = conditions[name].get("overrides") or {}
+        overrides = conditions[name].overrides
         if overrides:
             lines += ["Overrides: `" + json.dumps(overrides) + "`", ""]
         lines += diverged_lines(conditions[name], name, excluded)
-        lines += condition_table(analysis["summaries"][name], level,
-                                 analysis.get("directions") or {})
+        lines += condition_table(analysis.summaries[name], level, analysis.directions)
         for presentation in presentations:
             if presentation.condition_report is not None:
                 lines += presentation.condition_report(conditions[name])
-    comparisons = analysis["comparisons"]
+    comparisons = analysis.comparisons
     if comparisons:
         references = {c.get("reference", baseline) for f in comparisons.values()
                       for c in f.values()}
@@ -218,7 +218,7 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
                   "by its evaluator; one without a direction gets *higher* or *lower*, never "
                   "improved or worse.", ""]
         every = []
-        directions = analysis.get("directions") or {}
+        directions = analysis.directions
         for metric, family in comparisons.items():
             lines += [f"**{metric}** ({DIRECTION_TEXT[directions.get(metric, 'none')]})", ""]
             rows = []
@@ -243,11 +243,11 @@ def build_report(results: Mapping[str, Any], plots: Sequence[tuple[str, str]]) -
     return "\n".join(lines)
 
 
-def training_plan_lines(conditions: dict[str, Any]) -> list[str]:
+def training_plan_lines(conditions: Mapping[str, ConditionResults]) -> list[str]:
     """How each compiled call laid out its seeds, and where a run resumed."""
     plans = {}
     for name, condition in conditions.items():
-        plan = condition.get("training_plan")
+        plan = condition.training_plan
         if plan:
             plans.setdefault(json.dumps(plan, sort_keys=True), (plan, []))[1].append(name)
     lines = []
@@ -269,26 +269,26 @@ def training_plan_lines(conditions: dict[str, Any]) -> list[str]:
     return [*lines, ""] if lines else []
 
 
-def diverged_lines(condition: Mapping[str, Any], name: str,
+def diverged_lines(condition: ConditionResults, name: str,
                    excluded: Mapping[str, Any]) -> list[str]:
     """Which seeds diverged, when, and which seeds the statistics below leave out and why."""
-    diverged = condition.get("diverged") or {}
+    diverged = condition.diverged
     lines = []
-    own = int(diverged.get("count") or 0)
+    own = int(diverged.count)
     if own:
         pairs = ", ".join(f"seed {i} at step {s}" for i, s in
-                          zip(diverged["seed_indices"], diverged["steps"], strict=True))
-        lines.append(f"**{own} of {condition['num_seeds']} seeds diverged** (loss or "
+                          zip(diverged.seed_indices, diverged.steps, strict=True))
+        lines.append(f"**{own} of {condition.num_seeds} seeds diverged** (loss or "
                      f"parameters NaN or infinite: {pairs}). They were frozen at their last "
                      "finite state and are left out of every statistic below.")
     left_out = int((excluded.get("count") or {}).get(name, own))
     if left_out > own:
         others = sorted(set((excluded.get("seed_indices") or {}).get(name, []))
-                        - {int(i) for i in diverged.get("seed_indices") or []})
+                        - {int(i) for i in diverged.seed_indices})
         lines.append(f"**{left_out - own} more of its seeds are left out** of every statistic "
                      f"below (seeds {', '.join(map(str, others))}): they diverged in another "
                      "condition, and paired conditions compare the same seed indices.")
     if left_out:
-        lines.append(f"The statistics below use {condition['num_seeds'] - left_out} of "
-                     f"{condition['num_seeds']} seeds.")
+        lines.append(f"The statistics below use {condition.num_seeds - left_out} of "
+                     f"{condition.num_seeds} seeds.")
     return [" ".join(lines), ""] if lines else []

@@ -349,7 +349,7 @@ def _label_points(fig: Figure, ax: Any, points: Sequence[tuple[str, float, float
                   ) -> None:
     """Name each point at the first offset where its name overlaps no name placed before
     (close models' names would otherwise print over each other)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # only to measure text
 
     renderer = FigureCanvasAgg(fig).get_renderer()
     placed = []

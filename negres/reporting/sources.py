@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from negres.reporting.tables import fmt, interval, table
+from negres.results import Results
 
 SOURCE_TEXT = {"init": "initialisation", "data": "data order", "dropout": "dropout",
                "input_noise": "input noise", "remainder": "remainder", "residual": "residual"}
@@ -27,10 +28,10 @@ def _design_text(sources: Mapping[str, Any]) -> str:
             + "; every source the design does not name follows each seed's own key.")
 
 
-def sources_section(results: Mapping[str, Any]) -> list[str]:
+def sources_section(results: Results) -> list[str]:
     """``## Sources of randomness``: per condition and metric, each source's variance and
     share of the spread, with intervals; ``[]`` for a study without a design."""
-    sources = (results.get("statistics") or {}).get("sources")
+    sources = results.statistics.sources
     if not sources:
         return []
     level = sources["level"]

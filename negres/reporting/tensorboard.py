@@ -6,12 +6,13 @@ folder of workdirs) overlays the conditions on every chart:
 
 - ``tensorboard/CONDITION/``: per curve of ``curves`` (``test_accuracy``, ``train_loss``,
   ...) the scalars ``curves/NAME/mean``, ``.../min`` and ``.../max`` across seeds at every
-  curve step; per shift and measure of the robustness sweep ``robustness/SHIFT/MEASURE/
-  mean|min|max`` with ``1000 x severity`` as the step (the severity index where that is
-  not a whole number); a text ``condition/summary`` (seeds, diverged seeds, what the band
-  is) and ``robustness/severities`` (step -> severity).
+  curve step; per shift and measure of an evaluator's severity sweep (its presentation's
+  ``sweeps``: robustness's) ``EVALUATOR/SHIFT/MEASURE/mean|min|max`` with ``1000 x
+  severity`` as the step (the severity index where that is not a whole number); a text
+  ``condition/summary`` (seeds, diverged seeds, what the band is) and
+  ``EVALUATOR/severities`` (step -> severity).
 - ``tensorboard/CONDITION/seed_0003/``: for the first ``seed_curves`` seeds of the
-  condition, that seed's own ``seed_curves/NAME`` and ``seed_robustness/SHIFT/MEASURE``;
+  condition, that seed's own ``seed_curves/NAME`` and ``seed_EVALUATOR/SHIFT/MEASURE``;
   one run per seed puts every shown seed's line on one chart instead of one chart per seed.
   At most ``MAX_RUNS`` runs in all, as TensorBoard shows no run by default beyond them.
 - ``tensorboard/_study/``: the report's plots as images (``plots/FILE_STEM``), the report's
@@ -36,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from negres.reporting.tidy import severity_sweeps
+from negres.reporting.sections import sweeps_of
+from negres.results import ConditionResults, Results
 
 # The workdir's folder of TensorBoard runs. A folder of its own lets a condition be named
 # like any other workdir entry (`plots`, `checkpoints`), and `--logdir WORKDIR/tensorboard`
@@ -63,7 +65,7 @@ _SEVERITY_SCALE = 1000
 
 
 def write_tensorboard(
-    results: Mapping[str, Any],
+    results: Results,
     workdir: Path,
     plots: Sequence[tuple[str, str]] = (),
     *,
@@ -76,9 +78,8 @@ def write_tensorboard(
     earlier logs as they were.
 
     Args:
-      results: the contents of ``results.json`` (``conditions``, ``config``; ``finding``
-        optional). Conditions are shown with the seeds they hold: pass the results the
-        report shows to leave the same diverged seeds out.
+      results: the study's results. Conditions are shown with the seeds they hold: pass
+        the results the report shows to leave the same diverged seeds out.
       workdir: the study's workdir; nothing is written outside ``workdir/tensorboard``
         except its staging folder while this runs.
       plots: ``(caption, path relative to workdir)`` of the report's PNGs; a missing file
@@ -95,7 +96,7 @@ def write_tensorboard(
       ImportError: tensorboardX is not installed.
       ValueError: ``seed_curves`` is negative, or two conditions map to the same run.
     """
-    try:
+    try:  # tensorboardX is optional: only the TensorBoard logs need it
         from tensorboardX import SummaryWriter
     except ImportError as error:
         raise ImportError(
@@ -103,7 +104,7 @@ def write_tensorboard(
     if seed_curves < 0:
         raise ValueError(f"seed_curves must be 0 or more, got {seed_curves}")
     workdir = Path(workdir)
-    conditions = results.get("conditions") or {}
+    conditions = results.conditions
     runs = _run_names(conditions, seed_curves)
     root = workdir / TENSORBOARD_DIR
     for leftover in [*workdir.glob(_STAGING_PREFIX + "*"), *workdir.glob(_OLD_PREFIX + "*")]:
@@ -142,7 +143,8 @@ def write_tensorboard(
     return [root / STUDY_RUN] + [root / run for name in conditions for run in runs[name]]
 
 
-def _run_names(conditions: Mapping[str, Any], seed_curves: int) -> dict[str, list[str]]:
+def _run_names(conditions: Mapping[str, ConditionResults],
+               seed_curves: int) -> dict[str, list[str]]:
     """Per condition: its run's path, then its shown seeds' runs, relative to the root."""
     # One run for the study, one per condition, then as many seed runs as still fit.
     fit = max(0, (MAX_RUNS - 1) // max(1, len(conditions)) - 1)
@@ -150,7 +152,7 @@ def _run_names(conditions: Mapping[str, Any], seed_curves: int) -> dict[str, lis
     owner: dict[str, str] = {STUDY_RUN: "the study"}
     for name, condition in conditions.items():
         run = _run_path(name)
-        seeds = [int(s) for s in condition.get("seed_indices", ())][:min(seed_curves, fit)]
+        seeds = [int(s) for s in condition.seed_indices][:min(seed_curves, fit)]
         width = max(4, *(len(str(s)) for s in seeds)) if seeds else 4
         runs[name] = [run] + [f"{run}/seed_{s:0{width}d}" for s in seeds]
         for path in runs[name]:
@@ -190,8 +192,8 @@ def _write_spread(w: Any, tag: str, steps: np.ndarray, values: np.ndarray) -> No
             w.add_scalar(f"{tag}/{stat}", float(value), int(step))
 
 
-def _curves(condition: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    curves = condition.get("curves") or {}
+def _curves(condition: ConditionResults) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    curves = condition.curves
     if "step" not in curves:
         return np.zeros(0, dtype=int), {}
     steps = np.asarray(curves["step"], dtype=np.int64)
@@ -202,13 +204,14 @@ def _curves(condition: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, np.ndar
 
 
 def _sweeps(
-    condition: Mapping[str, Any],
-) -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(shift, measure, steps, severities, S x K values)`` of the robustness sweep."""
-    for evaluator, shift, measure, levels, values, _ in severity_sweeps(
-            condition.get("evaluations") or {}):
-        if evaluator == "robustness":
-            yield shift, measure, _severity_steps(levels), levels, values.astype(float)
+    condition: ConditionResults,
+) -> Iterator[tuple[str, str, str, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(evaluator, shift, measure, steps, severities, S x K values)`` of every severity
+    sweep of the evaluators' presentations (their ``sweeps``)."""
+    for evaluator, sweep in sweeps_of(condition):
+        levels = np.asarray(sweep.severities, dtype=np.float64).reshape(-1)
+        yield (evaluator, sweep.shift, sweep.measure, _severity_steps(levels), levels,
+               np.asarray(sweep.values).astype(float))
 
 
 def _severity_steps(severities: np.ndarray) -> np.ndarray:
@@ -223,26 +226,27 @@ def _severity_steps(severities: np.ndarray) -> np.ndarray:
 
 
 def _write_condition(
-    w: Any, condition: Mapping[str, Any], seeds_shown: int, seed_curves: int,
+    w: Any, condition: ConditionResults, seeds_shown: int, seed_curves: int,
 ) -> None:
     steps, curves = _curves(condition)
     for name, values in curves.items():
         _write_spread(w, f"curves/{name}", steps, values)
-    rows = []
-    for shift, measure, sweep_steps, levels, values in _sweeps(condition):
-        _write_spread(w, f"robustness/{shift}/{measure}", sweep_steps, values)
-        rows += [f"| {shift} | {s} | {v:g} |" for s, v in zip(sweep_steps, levels, strict=True)]
-    if rows:
-        w.add_text("robustness/severities", "\n".join(
-            ["Step of each severity in the `robustness/` charts.", "",
-             "| shift | step | severity |", "|---|---:|---:|", *dict.fromkeys(rows)]), 0)
+    rows: dict[str, list[str]] = {}
+    for evaluator, shift, measure, sweep_steps, levels, values in _sweeps(condition):
+        _write_spread(w, f"{evaluator}/{shift}/{measure}", sweep_steps, values)
+        rows.setdefault(evaluator, []).extend(
+            f"| {shift} | {s} | {v:g} |" for s, v in zip(sweep_steps, levels, strict=True))
+    for evaluator, lines in rows.items():
+        w.add_text(f"{evaluator}/severities", "\n".join(
+            [f"Step of each severity in the `{evaluator}/` charts.", "",
+             "| shift | step | severity |", "|---|---:|---:|", *dict.fromkeys(lines)]), 0)
     w.add_text("condition/summary", _condition_text(condition, seeds_shown, seed_curves), 0)
 
 
-def _condition_text(condition: Mapping[str, Any], seeds_shown: int, seed_curves: int) -> str:
-    seeds = [int(s) for s in condition.get("seed_indices", ())]
-    diverged = [s for s, step in zip(seeds, condition.get("diverged_at_step", ()), strict=False)
-                if step >= 0]
+def _condition_text(condition: ConditionResults, seeds_shown: int, seed_curves: int) -> str:
+    seeds = [int(s) for s in condition.seed_indices]
+    steps = () if condition.diverged_at_step is None else condition.diverged_at_step
+    diverged = [s for s, step in zip(seeds, steps, strict=False) if step >= 0]
     lines = [
         f"{len(seeds)} seeds" + (f" (indices {seeds[0]}–{seeds[-1]})" if seeds else "") + ".",
         "`mean`, `min` and `max` are across the seeds' finite values at each step "
@@ -258,25 +262,25 @@ def _condition_text(condition: Mapping[str, Any], seeds_shown: int, seed_curves:
     return "\n\n".join(lines)
 
 
-def _write_seed(w: Any, condition: Mapping[str, Any], row: int) -> None:
+def _write_seed(w: Any, condition: ConditionResults, row: int) -> None:
     steps, curves = _curves(condition)
     for name, values in curves.items():
         for step, value in _finite_points(steps, values[row]):
             w.add_scalar(f"seed_curves/{name}", value, step)
-    for shift, measure, sweep_steps, _, values in _sweeps(condition):
+    for evaluator, shift, measure, sweep_steps, _, values in _sweeps(condition):
         for step, value in _finite_points(sweep_steps, values[row]):
-            w.add_scalar(f"seed_robustness/{shift}/{measure}", value, step)
+            w.add_scalar(f"seed_{evaluator}/{shift}/{measure}", value, step)
 
 
 def _write_study(
-    w: Any, results: Mapping[str, Any], workdir: Path, plots: Sequence[tuple[str, str]],
-    conditions: Mapping[str, Any],
+    w: Any, results: Results, workdir: Path, plots: Sequence[tuple[str, str]],
+    conditions: Mapping[str, ConditionResults],
 ) -> None:
-    config = results.get("config") or {}
-    title = config.get("title") or f"negres study: {(results.get('task') or {}).get('name')}"
+    config = results.config
+    title = config.get("title") or f"negres study: {results.task.name}"
     heading = [f"# {title}"]
-    if results.get("finding"):
-        heading.append(f"**Finding.** {results['finding']}")
+    if results.finding:
+        heading.append(f"**Finding.** {results.finding}")
     heading.append("Conditions: " + ", ".join(f"`{n}`" for n in conditions) + ".")
     w.add_text("study/report", "\n\n".join(heading), 0)
     w.add_text("study/config", "```json\n" + config_json(config) + "\n```", 0)
@@ -310,20 +314,22 @@ def _read_png(path: Path) -> np.ndarray | None:
         return np.asarray(image.convert("RGB"))
 
 
-def _margin_layout(conditions: Mapping[str, Any]) -> dict[str, dict[str, list[Any]]]:
+def _margin_layout(conditions: Mapping[str, ConditionResults]
+                   ) -> dict[str, dict[str, list[Any]]]:
     """Custom Scalars "Margin" charts: each mean with its min–max band, per curve and sweep."""
     curves: dict[str, list[Any]] = {}
-    sweeps: dict[str, list[Any]] = {}
+    sweeps: dict[str, dict[str, list[Any]]] = {}
     for condition in conditions.values():
         for name in _curves(condition)[1]:
             curves.setdefault(name, _margin(f"curves/{name}"))
-        for shift, measure, *_ in _sweeps(condition):
-            sweeps.setdefault(f"{shift}: {measure}", _margin(f"robustness/{shift}/{measure}"))
+        for evaluator, shift, measure, *_ in _sweeps(condition):
+            sweeps.setdefault(evaluator, {}).setdefault(
+                f"{shift}: {measure}", _margin(f"{evaluator}/{shift}/{measure}"))
     layout: dict[str, dict[str, list[Any]]] = {}
     if curves:
         layout["learning curves: mean, band = min to max across seeds"] = curves
-    if sweeps:
-        layout["robustness: mean, band = min to max across seeds"] = sweeps
+    for evaluator, charts in sweeps.items():
+        layout[f"{evaluator}: mean, band = min to max across seeds"] = charts
     return layout
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
 from negres.evaluators.performance import collapsed_seeds, seed_list
 from negres.measures.losses import SCORE_NAMES
+from negres.results import Results
 from negres.statistics.study import without_diverged
 
 # Collapsed seeds named one by one on the terminal; past these, a count.
@@ -72,7 +72,7 @@ def metric_table(metrics: Mapping[str, Sequence[float]]) -> str:
     return "\n".join(lines)
 
 
-def print_summary(results: Mapping[str, Any]) -> None:
+def print_summary(results: Results) -> None:
     """Per-seed tables of the headline metrics and the verdicts, on the terminal.
 
     The tables show the seeds the statistics use; each condition says how many it left out
@@ -80,34 +80,36 @@ def print_summary(results: Mapping[str, Any]) -> None:
     another condition), and which of its seeds collapsed (stayed finite but ended with a
     higher training loss than they started with: in the tables, unflagged otherwise).
     """
-    score = SCORE_NAMES[results["task"]["kind"]]
-    paired = results["statistics"]["settings"].get("paired_conditions", False)
-    shown, excluded = without_diverged(results["conditions"], paired=paired)
+    score = SCORE_NAMES[results.task.kind]
+    paired = results.statistics.settings.get("paired_conditions", False)
+    shown, excluded = without_diverged(results.conditions, paired=paired)
     for name, condition in shown.items():
-        metrics = condition["metrics"]
+        metrics = condition.metrics
         left_out = excluded["count"][name]
         own = excluded["own"][name]
+        num_seeds = results.conditions[name].num_seeds
         note = ""
         if left_out:
-            note = f"; {left_out} of {results['conditions'][name]['num_seeds']} left out below"
+            note = f"; {left_out} of {num_seeds} left out below"
             note += (f" ({own} diverged here, {left_out - own} in another condition)"
                      if left_out > own else " (diverged)")
-        print(f"\n{name}: {results['conditions'][name]['num_seeds']} seeds, trained in "
-              f"{condition['train_time_s']:.1f}s, evaluated in "
-              f"{condition['evaluation_time_s']:.1f}s on {results['device']['platform']}"
+        print(f"\n{name}: {num_seeds} seeds, trained in "
+              f"{condition.train_time_s:.1f}s, evaluated in "
+              f"{condition.evaluation_time_s:.1f}s on {results.device['platform']}"
               + note)
         # From the unfiltered results: the flags' rows are every seed's.
-        collapsed = collapsed_seeds(results["conditions"][name])
+        collapsed = collapsed_seeds(results.conditions[name])
         if collapsed:
-            print(f"{len(collapsed)} of {results['conditions'][name]['num_seeds']} seeds "
+            print(f"{len(collapsed)} of {num_seeds} seeds "
                   "collapsed (training loss ended above its loss at initialisation, finite): "
                   f"{seed_list(collapsed, TERMINAL_SEEDS)}")
         headline = [f"test_{score}", "test_loss"]
-        print(seed_table(condition["seed_indices"], {m: metrics[m] for m in headline}))
+        print(seed_table([int(s) for s in condition.seed_indices],
+                         {m: metrics[m] for m in headline}))
         evaluator_metrics = {m: v for m, v in metrics.items() if m not in headline}
         print("\nevery per-seed metric, across seeds:")
         print(metric_table(evaluator_metrics))
-    for metric, family in results["statistics"]["comparisons"].items():
+    for metric, family in results.statistics.comparisons.items():
         for name, c in family.items():
-            print(f"{metric}: {name} vs {c.get('reference', results['baseline'])}: "
+            print(f"{metric}: {name} vs {c.get('reference', results.baseline)}: "
                   f"{c['difference']:+.4f} -> {c['verdict']}")

@@ -5,9 +5,9 @@ of one seed, ``(condition, seed, metric, shift, severity) -> value``, with what 
 to read it alone (the metric's declared ``direction``, ``units`` and ``sampling``, the
 ``evaluator`` that computed it, whether the seed ``diverged``, the ``look`` of the study
 that added the seed). Every per-seed metric of ``results.json`` gives one row per seed
-(``shift`` ``""``, ``severity`` NaN); every severity sweep an evaluator saved
-(``per_seed.curves`` with ``shared.severities``, robustness's) gives one row per seed,
-shift, severity and measure.
+(``shift`` ``""``, ``severity`` NaN); every severity sweep an evaluator's presentation
+yields (its ``sweeps``: robustness's) gives one row per seed, shift, severity and
+measure.
 Nothing is averaged or left out: diverged seeds keep their rows, NaN and inf values stay.
 A run writes the table as ``metrics.csv`` (and ``metrics.parquet`` where pyarrow is
 installed); :func:`load_results` builds it from ``results.json`` for any number of
@@ -15,7 +15,7 @@ workdirs, with a leading ``run`` column, plus the seed-by-step, seed-by-seed, pe
 and saved attribution arrays with named axes.
 
 ``sampling`` says which interval a metric's numbers call for: ``seeds`` (independent per
-seed: :func:`negres.stats.compare` of the values), ``examples`` (each seed's mean over the
+seed: :func:`negres.statistics.compare` of the values), ``examples`` (each seed's mean over the
 same test examples, whose per-example values load as ``EVALUATOR/per_seed/per_example/NAME``
 ``(S, N)``) or ``pairwise`` (row means of a seed x seed matrix). Two studies' test accuracy,
 compared over seeds and test examples (different seeds, hence unpaired)::
@@ -24,7 +24,7 @@ compared over seeds and test examples (different seeds, hence unpaired)::
     loaded = negres.load_results(["runs/adam", "runs/sgd"])
     x, y = (loaded.arrays[run]["mlp"]["performance/per_seed/per_example/test_accuracy"].values
             for run in ("adam", "sgd"))
-    print(negres.stats.compare_examples(x, y, paired=False)["verdict"])
+    print(negres.statistics.compare_examples(x, y, paired=False)["verdict"])
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from negres.files import write_atomic, write_text_atomic
-from negres.results import load_results_file
+from negres.reporting.sections import sweeps_of
+from negres.results import ConditionResults, Results, Saved, load_results_file
 
 # The tidy table's columns, in this order in metrics.csv, metrics.parquet and the table.
 COLUMNS = ("condition", "seed", "metric", "shift", "severity", "value", "direction", "units",
@@ -80,12 +81,12 @@ class LoadedResults(NamedTuple):
         ``attributions/METHOD`` ``(S, N, *input_shape)`` with dims ``("seed", "example",
         "input_0", ...)`` and ``attributions/inputs`` ``(N, *input_shape)``,
         ``attributions/labels`` ``(N,)``.
-      results: run -> its parsed ``results.json``.
+      results: run -> its :class:`negres.results.Results`, read from ``results.json``.
     """
 
     table: Any
     arrays: dict[str, dict[str, dict[str, LabelledArray]]]
-    results: dict[str, dict[str, Any]]
+    results: dict[str, Results]
 
 
 # ------------------------------------------------------------------------- the table
@@ -96,15 +97,14 @@ def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _looks(results: Mapping[str, Any], condition: str, num_seeds: int) -> list[int]:
+def _looks(results: Results, condition: str, num_seeds: int) -> list[int]:
     """``(S,)`` the look (1, 2, ...) that added each of ``condition``'s seeds, in row order.
 
     ``looks`` holds every condition's cumulative seed count at each look and an extension
     appends its seeds after the earlier ones; a results.json written before looks existed
     had one look.
     """
-    counts = [look.get(condition) for look in results.get("looks") or ()
-              if isinstance(look, Mapping)]
+    counts = [look.get(condition) for look in results.looks if isinstance(look, Mapping)]
     out = []
     for row in range(num_seeds):
         number = next((k for k, n in enumerate(counts, 1) if isinstance(n, int) and row < n),
@@ -113,99 +113,37 @@ def _looks(results: Mapping[str, Any], condition: str, num_seeds: int) -> list[i
     return out
 
 
-def _seeds(condition: Mapping[str, Any]) -> tuple[list[int], list[bool]]:
+def _seeds(condition: ConditionResults) -> tuple[list[int], list[bool]]:
     """Each row's seed index and whether that seed diverged, ``(S,)`` each."""
-    num_seeds = int(condition["num_seeds"])
-    seeds = [int(s) for s in condition.get("seed_indices", range(num_seeds))]
-    steps = condition.get("diverged_at_step")
+    seeds = [int(s) for s in condition.seed_indices]
+    steps = condition.diverged_at_step
     diverged = ([False] * len(seeds) if steps is None
-                else [s is not None and s >= 0 for s in steps])
+                else [bool(s is not None and s >= 0) for s in steps])
     return seeds, diverged
 
 
-def _declared(metric_info: Mapping[str, Any], evaluator: str, measure: str,
-              shared: Mapping[str, Any]) -> tuple[str, str]:
-    """``(direction, units)`` of a swept ``measure``: the evaluator's own declaration
-    (``shared.curve_info``) if it saved one, else that of the metric with the same
-    ``labels.measure`` (the evaluator's own first, then a test or clean one), else
-    ``("none", "")``."""
-    own = (shared.get("curve_info") or {}).get(measure)
-    if isinstance(own, Mapping):
-        return str(own.get("direction", "none")), str(own.get("units", ""))
-    candidates = [info for info in metric_info.values()
-                  if isinstance(info, Mapping) and (info.get("labels") or {}).get("measure")
-                  == measure]
-
-    def preference(info: Mapping[str, Any]) -> int:
-        labels = info.get("labels") or {}
-        return (0 if info.get("evaluator") == evaluator
-                else 1 if labels.get("split") == "test" or labels.get("set") == "clean" else 2)
-
-    if not candidates:
-        return "none", ""
-    best = min(candidates, key=preference)  # min is stable: ties keep results.json's order
-    return str(best.get("direction", "none")), str(best.get("units", ""))
-
-
-def _sweep_sampling(condition: Mapping[str, Any], evaluator: str, shift: str, measure: str,
-                    shared: Mapping[str, Any]) -> str:
-    """``"examples"`` where the evaluator declares a swept ``measure`` a mean over test
-    examples (``shared.curve_info``) and saved the shift's per-example values ``(S, K,
-    N)``; else ``"seeds"``."""
-    own = (shared.get("curve_info") or {}).get(measure)
-    if not isinstance(own, Mapping) or own.get("sampling") != "examples":
-        return "seeds"
-    saved = ((condition.get("evaluations") or {}).get(evaluator) or {}).get("per_seed") or {}
-    values = (saved.get("per_example") or {}).get(shift)
-    return "examples" if values is not None and np.ndim(values) == 3 else "seeds"
-
-
-def severity_sweeps(evaluations: Mapping[str, Any]) -> Iterator[
-        tuple[str, str, str, np.ndarray, np.ndarray, Mapping[str, Any]]]:
-    """``(evaluator, shift, measure, severities (K,), values (S, K), shared)`` of every
-    severity sweep saved as ``per_seed.curves`` with ``shared.severities``."""
-    for evaluator, saved in evaluations.items():
-        if not isinstance(saved, Mapping):
-            continue
-        curves = (saved.get("per_seed") or {}).get("curves")
-        shared = saved.get("shared") or {}
-        severities = shared.get("severities")
-        if not isinstance(curves, Mapping) or severities is None:
-            continue
-        for shift, measures in curves.items():
-            # One sweep per shift, or one list of severities for all of them.
-            levels = severities.get(shift) if isinstance(severities, Mapping) else severities
-            if levels is None or not isinstance(measures, Mapping):
-                continue
-            levels = np.asarray(levels, dtype=np.float64).reshape(-1)
-            for measure, values in measures.items():
-                array = np.asarray(values, dtype=object)
-                if array.ndim != 2 or array.shape[1] != levels.size:
-                    continue
-                yield evaluator, shift, measure, levels, array, shared
-
-
-def tidy_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+def tidy_rows(results: Results) -> list[dict[str, Any]]:
     """One dict per number of one seed, with the keys :data:`COLUMNS` in order.
 
     Args:
-      results: a parsed ``results.json`` (:func:`negres.results.load_results_file`).
+      results: a study's results (:func:`negres.results.load_results_file`).
 
     Returns:
       Per condition, in results.json's order: for each metric, ``(S,)`` rows (``shift``
-      ``""``, ``severity`` NaN); then for each saved severity sweep ``(S, K)``, per shift
-      and measure, ``K * S`` rows. ``seed`` is the seed index, ``diverged`` whether its
-      training stopped being finite, ``look`` the look of the study that added it.
+      ``""``, ``severity`` NaN); then for each severity sweep ``(S, K)`` of the
+      evaluators' presentations (:attr:`~negres.reporting.sections.Presentation.sweeps`),
+      per shift and measure, ``K * S`` rows. ``seed`` is the seed index, ``diverged``
+      whether its training stopped being finite, ``look`` the look of the study that
+      added it.
     """
-    return [row for name, condition in results["conditions"].items()
+    return [row for name, condition in results.items()
             for row in _condition_rows(results, name, condition)]
 
 
-def _condition_rows(results: Mapping[str, Any], name: str,
-                    condition: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _condition_rows(results: Results, name: str,
+                    condition: ConditionResults) -> list[dict[str, Any]]:
     seeds, diverged = _seeds(condition)
     looks = _looks(results, name, len(seeds))
-    info = condition.get("metric_info") or {}
 
     def row(i: int, metric: str, shift: str, severity: float, value: Any, direction: str,
             units: str, evaluator: str, sampling: str) -> dict[str, Any]:
@@ -215,37 +153,33 @@ def _condition_rows(results: Mapping[str, Any], name: str,
                 "diverged": diverged[i], "look": looks[i]}
 
     rows = []
-    for metric, values in condition["metrics"].items():
+    for metric, values in condition.metrics.items():
+        values = np.asarray(values).reshape(-1)
         if len(values) != len(seeds):
             raise ValueError(f"condition {name!r}'s metric {metric!r} holds {len(values)} "
                              f"values for its {len(seeds)} seeds: results.json is damaged")
-        declared = info.get(metric) or {}
-        direction = str(declared.get("direction", "none"))
-        units, evaluator = str(declared.get("units", "")), str(declared.get("evaluator", ""))
-        sampling = str(declared.get("sampling", "seeds"))
-        rows += [row(i, metric, "", math.nan, value, direction, units, evaluator, sampling)
-                 for i, value in enumerate(values)]
-    for evaluator, shift, measure, levels, values, shared in severity_sweeps(
-            condition.get("evaluations") or {}):
+        info = condition.info(metric)
+        rows += [row(i, metric, "", math.nan, value, info.direction, info.units,
+                     info.evaluator, info.sampling)
+                 for i, value in enumerate(values.tolist())]
+    for evaluator, sweep in sweeps_of(condition):
+        values = np.asarray(sweep.values)
         if values.shape[0] != len(seeds):  # not one row per seed: not a per-seed sweep
             continue
-        direction, units = _declared(info, evaluator, measure, shared)
-        # A sweep point is each seed's mean over the shifted test set, where the evaluator
-        # saved its per-example values.
-        sampling = _sweep_sampling(condition, evaluator, shift, measure, shared)
-        rows += [row(i, measure, shift, severity, values[i, k], direction, units, evaluator,
-                     sampling)
-                 for k, severity in enumerate(levels.tolist()) for i in range(values.shape[0])]
+        rows += [row(i, sweep.measure, sweep.shift, severity, values[i, k], sweep.direction,
+                     sweep.units, evaluator, sweep.sampling)
+                 for k, severity in enumerate(np.asarray(sweep.severities).tolist())
+                 for i in range(values.shape[0])]
     return rows
 
 
-def write_tidy(results: Mapping[str, Any], workdir: str | os.PathLike[str]) -> list[Path]:
+def write_tidy(results: Results, workdir: str | os.PathLike[str]) -> list[Path]:
     """Write ``workdir/metrics.csv`` and, if pyarrow imports, ``workdir/metrics.parquet``.
 
     Each file is written whole or not at all (a temporary file renamed into place).
 
     Args:
-      results: a parsed ``results.json``.
+      results: the study's results.
       workdir: the study's workdir.
 
     Returns:
@@ -259,7 +193,7 @@ def write_tidy(results: Mapping[str, Any], workdir: str | os.PathLike[str]) -> l
     writer.writerows(rows)  # floats as repr: they read back exactly, nan and inf included
     written = [workdir / CSV_FILE]
     write_text_atomic(written[0], text.getvalue())
-    try:
+    try:  # pyarrow is optional: metrics.parquet is written only where it is installed
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:  # pyarrow is optional: the CSV holds the same table
@@ -298,12 +232,12 @@ def _numeric(value: Any) -> np.ndarray | None:
     return array
 
 
-def _severities_by_set(evaluations: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _severities_by_set(evaluations: Mapping[str, Saved]) -> dict[str, np.ndarray]:
     """Set name -> ``(K,)`` its severities, from every evaluator's ``shared.severities``
     and ``shared.sets.NAME.severities`` (multiplicity's)."""
     out: dict[str, np.ndarray] = {}
     for saved in evaluations.values():
-        shared = (saved.get("shared") or {}) if isinstance(saved, Mapping) else {}
+        shared = saved.shared
         severities = shared.get("severities")
         if isinstance(severities, Mapping):
             out.update({k: np.asarray(v, float).reshape(-1) for k, v in severities.items()})
@@ -339,15 +273,14 @@ def _per_example_axes(array: np.ndarray, path: tuple[str, ...],
     return ["severity", "example"], coords
 
 
-def _attribution_arrays(workdir: Path, evaluations: Mapping[str, Any],
+def _attribution_arrays(workdir: Path, evaluations: Mapping[str, Saved],
                         seeds: np.ndarray) -> dict[str, LabelledArray]:
     """Saved attributions (``shared.files``: method -> ``.npy`` relative to the workdir)
     memory-mapped, with the inputs and labels saved beside them. Missing files (a workdir
     copied without ``attributions/``) are left out."""
     out: dict[str, LabelledArray] = {}
     for saved in evaluations.values():
-        shared = (saved.get("shared") or {}) if isinstance(saved, Mapping) else {}
-        files = shared.get("files")
+        files = saved.shared.get("files")
         if not isinstance(files, Mapping):
             continue
         for method, relative in files.items():
@@ -377,12 +310,12 @@ def _attribution_arrays(workdir: Path, evaluations: Mapping[str, Any],
     return out
 
 
-def condition_arrays(condition: Mapping[str, Any],
+def condition_arrays(condition: ConditionResults,
                      workdir: str | os.PathLike[str] | None = None) -> dict[str, LabelledArray]:
     """One condition's arrays with named axes (see :class:`LoadedResults` for the names).
 
     Args:
-      condition: ``results["conditions"][NAME]``.
+      condition: one condition's results (``results.conditions[NAME]``).
       workdir: where its attributions were saved; None: no attributions.
 
     Returns:
@@ -392,7 +325,7 @@ def condition_arrays(condition: Mapping[str, Any],
     seeds = np.asarray(_seeds(condition)[0], dtype=np.int64)
     num_seeds = seeds.size
     out: dict[str, LabelledArray] = {}
-    curves = condition.get("curves") or {}
+    curves = condition.curves
     steps = np.asarray(curves.get("step", []), dtype=np.int64).reshape(-1)
     for name, values in curves.items():
         array = _numeric(values)
@@ -403,13 +336,11 @@ def condition_arrays(condition: Mapping[str, Any],
         if array.shape == (num_seeds, steps.size):
             out[f"curves/{name}"] = LabelledArray(array.astype(np.float64), ("seed", "step"),
                                                   {"seed": seeds, "step": steps})
-    evaluations = condition.get("evaluations") or {}
+    evaluations = condition.evaluations
     severities = _severities_by_set(evaluations)
     for evaluator, saved in evaluations.items():
-        if not isinstance(saved, Mapping):
-            continue
         for kind, leading in (("per_seed", ("seed",)), ("pairwise", ("seed", "seed_other"))):
-            for path, value in _leaves(saved.get(kind) or {}):
+            for path, value in _leaves(getattr(saved, kind)):
                 array = _numeric(value)
                 if (array is None or array.ndim < len(leading)
                         or array.shape[: len(leading)] != (num_seeds,) * len(leading)):
@@ -448,7 +379,7 @@ def load_results(workdirs: str | os.PathLike[str] | Sequence[str | os.PathLike[s
       ValueError: run names repeat, or ``runs`` and ``workdirs`` differ in length.
       negres.errors.WorkdirError: a workdir holds no valid ``results.json``.
     """
-    try:
+    try:  # pandas is optional: only load_results needs it
         import pandas as pd
     except ImportError:
         raise ImportError(PANDAS_MISSING) from None
@@ -476,6 +407,6 @@ def load_results(workdirs: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     table = table.astype({"seed": "int64", "severity": "float64", "value": "float64",
                           "diverged": "bool", "look": "int64"})
     arrays = {name: {condition: condition_arrays(values, path)
-                     for condition, values in results["conditions"].items()}
+                     for condition, values in results.items()}
               for (name, results), path in zip(loaded.items(), paths, strict=True)}
     return LoadedResults(table, arrays, loaded)

@@ -3,14 +3,13 @@ TensorBoard logs in ``tensorboard/``, written from ``results.json`` alone."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from absl import logging
 
-from negres.evaluators.protocol import saved_by
 from negres.files import write_text_atomic
 from negres.measures.losses import SCORE_NAMES
 from negres.reporting import plots
@@ -19,7 +18,7 @@ from negres.reporting.sections import evaluator_plots
 from negres.reporting.tables import ci_of, covers_label
 from negres.reporting.tensorboard import DEFAULT_SEED_CURVES, write_tensorboard
 from negres.reporting.tidy import write_tidy
-from negres.results import PLOTS_DIR, REPORT_FILE
+from negres.results import PLOTS_DIR, REPORT_FILE, Results
 from negres.statistics.study import without_diverged
 
 # Seeds shown side by side in saliency plots.
@@ -39,12 +38,12 @@ def plot_path(workdir: Path, kind: str, *parts: str) -> tuple[Path, str]:
     return path, str(path.relative_to(workdir))
 
 
-def study_intervals(results: Mapping[str, Any], metric: str,
+def study_intervals(results: Results, metric: str,
                     conditions: Sequence[str]) -> tuple[dict[str, tuple[float, float]], str]:
     """``(condition -> (low, high), what they cover)``: the study's intervals of ``metric``
     (``statistics.summaries``), the ones its sampling calls for, so that a plot shows the
     report's interval; conditions without a finite one are left out."""
-    summaries = (results.get("statistics") or {}).get("summaries") or {}
+    summaries = results.statistics.summaries
     out, covers = {}, set()
     for name in conditions:
         summary = (summaries.get(name) or {}).get(metric) or {}
@@ -56,28 +55,28 @@ def study_intervals(results: Mapping[str, Any], metric: str,
     return out, " / ".join(sorted(covers))
 
 
-def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
+def write_plots(results: Results, workdir: Path) -> list[tuple[str, str]]:
     """Every plot of the study; returns ``(caption, path relative to workdir)``.
 
     The test score per seed and the learning curves of every condition, then each
     evaluator's plots, in the order the evaluators ran.
     """
     written: list[tuple[str, str]] = []
-    score = SCORE_NAMES[results["task"]["kind"]]
-    conditions = results["conditions"]
+    score = SCORE_NAMES[results.task.kind]
+    conditions = results.conditions
     if conditions:
         path, relative = plot_path(workdir, f"test_{score}_by_condition")
         intervals, covers = study_intervals(results, f"test_{score}", list(conditions))
         plots.seed_strip(
-            {name: np.asarray(c["metrics"][f"test_{score}"]) for name, c in conditions.items()},
+            {name: np.asarray(c.metrics[f"test_{score}"]) for name, c in conditions.items()},
             path, metric_name=f"test {score}", intervals=intervals, covers=covers,
             title=f"Test {score} per seed and condition (diverged seeds left out)"
-            if any((c.get("diverged") or {}).get("count") for c in conditions.values())
+            if any(c.diverged.count for c in conditions.values())
             else f"Test {score} per seed and condition",
         )
         written.append((f"Test {score} of every seed, per condition", relative))
     for name, condition in conditions.items():
-        curves = condition["curves"]
+        curves = condition.curves
         path, relative = plot_path(workdir, "learning_curves", name)
         plots.learning_curves(
             np.asarray(curves["step"]),
@@ -90,7 +89,7 @@ def write_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, st
 
 
 def saliency_plot(
-    results: Mapping[str, Any], workdir: Path, relative: str, path: Path, condition: str,
+    results: Results, workdir: Path, relative: str, path: Path, condition: str,
     method: str,
 ) -> bool:
     attribution_file = workdir / relative
@@ -99,7 +98,7 @@ def saliency_plot(
     if not attribution_file.is_file() or not inputs_file.is_file():
         return False
     attributions = np.load(attribution_file)
-    kept = results["conditions"][condition].get("kept_rows")
+    kept = results.conditions[condition].kept_rows
     if kept is not None:  # the file holds every seed; the report shows those it counts
         attributions = attributions[np.asarray(kept)]
     if attributions.shape[0] == 0:
@@ -107,8 +106,8 @@ def saliency_plot(
     inputs = np.load(inputs_file)
     labels_file = Path(f"{prefix}__labels.npy")
     labels = np.load(labels_file) if labels_file.is_file() else None
-    input_shape = results["task"]["input_shape"]
-    seeds = results["conditions"][condition]["seed_indices"]
+    input_shape = results.task.input_shape
+    seeds = [int(s) for s in results.conditions[condition].seed_indices]
     shown = min(_SALIENCY_SEEDS, attributions.shape[0])
     if len(input_shape) >= 2:  # images (H, W, C) and signals (L, C)
         plots.saliency_grid(
@@ -119,12 +118,12 @@ def saliency_plot(
             title=f"{method} attributions, {shown} of {attributions.shape[0]} seeds: {condition}",
         )
     else:
-        truth = saved_by(results["conditions"][condition], "truth")
-        names = truth["shared"].get("features") or [f"x{i}" for i in range(input_shape[0])]
+        truth = results.conditions[condition].saved_by("truth")
+        names = truth.shared.get("features") or [f"x{i}" for i in range(input_shape[0])]
         # The truth is of the attributed examples; draw it only over those same examples.
-        same_examples = truth["shared"].get("examples") == attributions.shape[1]
-        true_mean_abs = (truth["shared"].get("true_mean_abs")
-                         if same_examples and method in truth["per_seed"].get("methods", {})
+        same_examples = truth.shared.get("examples") == attributions.shape[1]
+        true_mean_abs = (truth.shared.get("true_mean_abs")
+                         if same_examples and method in truth.per_seed.get("methods", {})
                          else None)
         plots.feature_bars(
             np.abs(attributions).mean(axis=1), names, path,
@@ -134,7 +133,7 @@ def saliency_plot(
     return True
 
 
-def write_report(results: Mapping[str, Any], workdir: Path) -> Path:
+def write_report(results: Results, workdir: Path) -> Path:
     """Write the plots, ``metrics.csv`` (and ``metrics.parquet`` with pyarrow), the
     TensorBoard logs (with tensorboardX) and ``report.md`` into ``workdir``; returns the
     report's path.
@@ -142,14 +141,14 @@ def write_report(results: Mapping[str, Any], workdir: Path) -> Path:
     Tables and plots show the seeds the statistics use: seeds whose training diverged are
     left out of them as of the statistics (each condition still says which diverged).
     """
-    paired = results["statistics"]["settings"].get("paired_conditions", False)
-    shown = dict(results)
-    shown["conditions"] = without_diverged(results["conditions"], paired=paired)[0]
+    paired = results.statistics.settings.get("paired_conditions", False)
+    shown = dataclasses.replace(
+        results, conditions=without_diverged(results.conditions, paired=paired)[0])
     written = write_plots(shown, workdir)
     write_tidy(results, workdir)  # every seed, diverged ones flagged
     try:
         write_tensorboard(shown, workdir, written, seed_curves=int(
-            results["config"].get("tensorboard_seed_curves", DEFAULT_SEED_CURVES)))
+            results.config.get("tensorboard_seed_curves", DEFAULT_SEED_CURVES)))
     except ImportError as e:  # tensorboardX is optional: the report does not need it
         logging.warning("negres: no TensorBoard logs in %s: %s", workdir, e)
     path = workdir / REPORT_FILE

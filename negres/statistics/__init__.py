@@ -8,7 +8,7 @@ adjustment across a family of comparisons; the default interval methods are thos
 spends the false-positive probability over the looks of a study extended with more seeds.
 ``study`` applies them to a whole study: every metric of every condition, every condition
 against its reference, shifts against clean data and attribution methods against each
-other, with seeds whose training diverged left out and counted. ``negres.stats`` is this
+other, with seeds whose training diverged left out and counted. ``negres.statistics`` is this
 package.
 
 Layer: statistics. Intervals, tests and verdicts over what evaluators return; imports

@@ -571,7 +571,7 @@ def _seeds_needed_examples(delta: float, seed_variance: float, example_variance:
 
 
 def _parts(sample: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``(values, per_example, pairwise)`` of a :class:`negres.evaluators.protocol.Sample`
+    """``(values, per_example, pairwise)`` of a :class:`negres.results.Sample`
     (or anything with those attributes), or of plain ``(S,)`` values."""
     if hasattr(sample, "values") and hasattr(sample, "per_example"):
         return (np.asarray(sample.values, dtype=float), sample.per_example,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from negres.errors import ArgumentError
+from negres.results import ConditionResults
 from negres.seeds import SourceDesign, crossed_design
 from negres.statistics.sampling import crossed_mean_squares
 
@@ -292,15 +293,15 @@ def simulate_coverage(levels: Mapping[str, int], components: Mapping[str, float]
 
 
 
-def analyze_sources(conditions: Mapping[str, Mapping[str, Any]],
+def analyze_sources(conditions: Mapping[str, ConditionResults],
                     design: Mapping[str, Any], *, level: float = 0.95, seed: int = 0,
                     num_draws: int = DEFAULT_DRAWS) -> dict[str, Any] | None:
     """A study's variance decomposition: every condition's named metrics by the sources its
     design (``config.randomness``: ``vary``, ``levels``, ``metrics``) varies.
 
     Args:
-      conditions: name -> a condition's results (``metrics``: name -> ``(S,)``,
-        ``metric_info``, ``seed_indices``).
+      conditions: name -> a condition's results (its ``metrics``, ``metric_info`` and
+        ``seed_indices`` are read).
       design: the ``randomness`` section.
 
     Returns:
@@ -314,16 +315,15 @@ def analyze_sources(conditions: Mapping[str, Mapping[str, Any]],
     layout = crossed_design(dict(zip(vary, levels, strict=True)))
     analysed: dict[str, dict[str, Any]] = {}
     for name, condition in conditions.items():
-        factors = layout.take(np.asarray(condition["seed_indices"], np.int64)).factors
-        info = condition.get("metric_info") or {}
+        factors = layout.take(np.asarray(condition.seed_indices, np.int64)).factors
         per_metric: dict[str, Any] = {}
         for metric in design.get("metrics") or ():
-            values = condition.get("metrics", {}).get(metric)
+            values = condition.metrics.get(metric)
             if values is None:
                 per_metric[metric] = {"skipped": "not measured in this condition"}
                 continue
-            if (info.get(metric) or {}).get("sampling") == "pairwise" or \
-                    "pairwise" in (info.get(metric) or {}):
+            info = condition.info(metric)
+            if info.sampling == "pairwise" or info.pairwise is not None:
                 per_metric[metric] = {"skipped": "a metric of pairs of seeds: its per-seed "
                                       "values are not independent"}
                 continue

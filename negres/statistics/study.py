@@ -14,13 +14,15 @@ Nothing here reads a metric's name to decide anything.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from negres.evaluators import REGISTRY, as_results, direction_of, get_evaluator
-from negres.evaluators.protocol import at_path, pairwise_row_means, sample_of
+from negres.evaluators import REGISTRY, as_results, get_evaluator
+from negres.evaluators.protocol import Evaluation
+from negres.results import ConditionResults, StudyStatistics
 from negres.statistics import inference as stats
 from negres.statistics import sampling, sequential
 
@@ -28,8 +30,8 @@ _HIGHER_IS_BETTER = {"higher": True, "lower": False, "none": None}
 
 
 def without_diverged(
-    conditions: Mapping[str, Mapping[str, Any]], *, paired: bool = False
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    conditions: Mapping[str, ConditionResults], *, paired: bool = False
+) -> tuple[dict[str, ConditionResults], dict[str, Any]]:
     """Every condition's per-seed numbers less the seeds whose training diverged.
 
     A diverged seed was frozen at its last finite state: its numbers describe an
@@ -38,12 +40,11 @@ def without_diverged(
     condition, so that the remaining seeds still pair up. What leaves is generic: the
     rows of ``metrics`` and of every evaluator's ``per_seed`` arrays, the rows and
     columns of its ``pairwise`` arrays; a metric declared as the row means of a pairwise
-    array is recomputed over the kept seeds.
+    array is recomputed over the kept seeds (:meth:`ConditionResults.kept`).
 
     Args:
-      conditions: name -> a condition's results with ``seed_indices`` ``(S,)``,
-        ``diverged_at_step`` ``(S,)`` (-1: finite), ``metrics`` name -> ``(S,)``,
-        ``metric_info`` and ``evaluations`` (:func:`negres.evaluators.as_results`).
+      conditions: name -> a condition's results; its ``seed_indices`` and
+        ``diverged_at_step`` (``(S,)``, -1: finite; None: none diverged) are read.
       paired: whether conditions are compared seed by seed.
 
     Returns:
@@ -52,8 +53,9 @@ def without_diverged(
       left out, ``own`` how many of those diverged in that condition itself.
     """
     diverged = {
-        name: {int(i) for i, step in zip(result["seed_indices"],
-                                          result.get("diverged_at_step", ()), strict=False)
+        name: {int(i) for i, step in zip(
+            result.seed_indices,
+            () if result.diverged_at_step is None else result.diverged_at_step, strict=False)
                if step >= 0}
         for name, result in conditions.items()
     }
@@ -61,47 +63,18 @@ def without_diverged(
     filtered, counts, indices, own = {}, {}, {}, {}
     for name, result in conditions.items():
         drop = diverged[name] | everywhere
-        keep = np.asarray([int(i) not in drop for i in result["seed_indices"]], dtype=bool)
+        keep = np.asarray([int(i) not in drop for i in result.seed_indices], dtype=bool)
         counts[name] = int((~keep).sum())
         own[name] = len(diverged[name])
-        indices[name] = sorted(drop & {int(i) for i in result["seed_indices"]})
-        filtered[name] = dict(result) if keep.all() else kept_rows(result, keep)
+        indices[name] = sorted(drop & {int(i) for i in result.seed_indices})
+        filtered[name] = dataclasses.replace(result) if keep.all() else result.kept(keep)
     rule = ("seeds whose loss or parameters became NaN or infinite are left out of every "
             "statistic" + (" (in every condition, as conditions are paired)" if paired else ""))
     return filtered, {"count": counts, "seed_indices": indices, "own": own, "rule": rule}
 
 
-def _rows(tree: Any, keep: np.ndarray, pairwise: bool) -> Any:
-    if isinstance(tree, Mapping):
-        return {k: _rows(v, keep, pairwise) for k, v in tree.items()}
-    values = np.asarray(tree, dtype=float)
-    return values[np.ix_(keep, keep)] if pairwise else values[keep]
-
-
-def kept_rows(result: Mapping[str, Any], keep: np.ndarray) -> dict[str, Any]:
-    """``result`` with only the seeds ``keep`` (``(S,)`` bool) in every per-seed array.
-
-    Learning curves keep every seed: they show where the diverged ones stopped.
-    """
-    rows = dict(result)
-    rows["kept_rows"] = keep  # (S,) which rows of files saved per seed remain
-    rows["seed_indices"] = np.asarray(result["seed_indices"])[keep]
-    rows["metrics"] = {m: np.asarray(v, dtype=float)[keep]
-                       for m, v in result["metrics"].items()}
-    rows["evaluations"] = {
-        name: {"per_seed": _rows(saved.get("per_seed") or {}, keep, False),
-               "pairwise": _rows(saved.get("pairwise") or {}, keep, True),
-               "shared": saved.get("shared") or {}}
-        for name, saved in (result.get("evaluations") or {}).items()}
-    for metric, info in (result.get("metric_info") or {}).items():
-        if info.get("pairwise") and metric in rows["metrics"]:
-            rows["metrics"][metric] = pairwise_row_means(at_path(
-                rows["evaluations"][info["evaluator"]]["pairwise"], info["pairwise"]))
-    return rows
-
-
 def analyze(
-    conditions: Mapping[str, Mapping[str, Any]],
+    conditions: Mapping[str, ConditionResults],
     baseline: str,
     *,
     level: float = 0.95,
@@ -113,7 +86,7 @@ def analyze(
     looks: Sequence[int] | None = None,
     first_look_share: float = sequential.DEFAULT_FIRST_SHARE,
     estimand: str = sampling.DEFAULT_ESTIMAND,
-) -> dict[str, Any]:
+) -> StudyStatistics:
     """Summaries, comparisons with verdicts, and each evaluator's within-condition tests.
 
     Verdicts follow a sequential design (:mod:`negres.statistics.sequential`): this is
@@ -121,8 +94,8 @@ def analyze(
     at that look's nominal level, so that the verdicts stay honest over every look.
 
     Args:
-      conditions: name -> a condition's results, with ``metrics`` (name -> ``(S,)``),
-        ``metric_info`` (name -> ``{"direction", ...}``) and ``evaluations``.
+      conditions: name -> a condition's results (its ``metrics``, ``metric_info``,
+        ``evaluations`` and ``seed_indices`` are read).
       baseline: the condition every other one is compared with by default.
       level: confidence level of intervals and tests.
       num_resamples: bootstrap resamples.
@@ -140,13 +113,14 @@ def analyze(
         examples held fixed); metrics of other kinds are unaffected.
 
     Returns:
-      ``{"summaries": {condition: {metric: describe}}, "comparisons": {metric: {condition:
-      compare}}, "within_conditions": {evaluator: {condition: {family: {label:
-      compare}}}}, "directions": {metric: direction}, "settings": ...}``.
+      A :class:`~negres.results.StudyStatistics` with ``summaries`` (condition -> metric
+      -> describe), ``comparisons`` (metric -> condition -> compare),
+      ``within_conditions`` (evaluator -> condition -> family -> label -> compare),
+      ``directions`` (metric -> direction) and ``settings``.
     """
     if looks is None:
         first = conditions[baseline]
-        looks = [int(first.get("num_seeds", len(first["seed_indices"])))]
+        looks = [int(first.num_seeds or len(first.seed_indices))]
     looks = [int(n) for n in looks]
     total = round(1.0 - level, 12)  # 0.05, not 1 - 0.95's 0.05000000000000004
     alpha = sequential.nominal_alphas(looks, alpha=total, first_share=first_look_share)[-1]
@@ -182,19 +156,19 @@ def analyze(
         references = {name: (None if name == baseline else baseline) for name in conditions}
     directions: dict[str, str] = {}
     for result in conditions.values():
-        for metric in result["metrics"]:
-            directions.setdefault(metric, direction_of(result, metric))
+        for metric in result.metrics:
+            directions.setdefault(metric, result.direction(metric))
     comparisons: dict[str, dict[str, Any]] = {}
     for metric, direction in directions.items():
         family = {}
         for name, result in conditions.items():
             reference = references.get(name)
-            if reference is None or metric not in result["metrics"]:
+            if reference is None or metric not in result.metrics:
                 continue
-            if metric not in conditions[reference]["metrics"]:
+            if metric not in conditions[reference].metrics:
                 continue
-            x = sample_of(result, metric)
-            y = sample_of(conditions[reference], metric)
+            x = result.sample(metric)
+            y = conditions[reference].sample(metric)
             family[name] = sampling.compare_samples(
                 x, y, paired=paired and x.values.size == y.values.size, estimand=estimand,
                 higher_is_better=_HIGHER_IS_BETTER[direction],
@@ -210,21 +184,21 @@ def analyze(
 
     within: dict[str, dict[str, Any]] = {}
     for name, result in conditions.items():
-        for evaluator in (result.get("evaluations") or {}):
+        for evaluator in result.evaluations:
             if evaluator not in REGISTRY:  # the caller's own: generic statistics only
                 continue
             hook = get_evaluator(evaluator).statistics
-            if hook is None or not len(result["seed_indices"]):
+            if hook is None or not len(result.seed_indices):
                 continue
             families = {f: planned(c) for f, c in hook(result, compare_within).items() if c}
             if families:
                 within.setdefault(evaluator, {})[name] = families
-    return {
-        "summaries": summaries,
-        "comparisons": comparisons,
-        "within_conditions": within,
-        "directions": directions,
-        "settings": {
+    return StudyStatistics(
+        summaries=summaries,
+        comparisons=comparisons,
+        within_conditions=within,
+        directions=directions,
+        settings={
             "baseline": baseline, "references": dict(references), "level": level,
             "num_resamples": num_resamples,
             "num_permutations": num_permutations, "paired_conditions": paired,
@@ -244,25 +218,27 @@ def analyze(
                 "first_look_share": first_look_share, "rule": sequential.SPENDING_RULE,
             },
         },
-    }
+    )
 
 
-def _as_condition(evaluations: Mapping[str, Any]) -> Mapping[str, Any]:
+def _as_condition(
+        evaluations: Mapping[str, Evaluation] | ConditionResults) -> ConditionResults:
     """A condition's results from :func:`negres.evaluate`'s ``{name: Evaluation}`` (or a
     condition's results as they are)."""
-    if "metrics" in evaluations:
+    if isinstance(evaluations, ConditionResults):
         return evaluations
     return as_results(evaluations)
 
 
-def describe_evaluations(evaluations: Mapping[str, Any], *,
+def describe_evaluations(evaluations: Mapping[str, Evaluation] | ConditionResults, *,
                          estimand: str = sampling.DEFAULT_ESTIMAND,
                          **describe_kwargs: Any) -> dict[str, dict[str, Any]]:
     """Every metric of one set of seeds, each with the interval its sampling calls for.
 
     Args:
       evaluations: :func:`negres.evaluate`'s ``{evaluator: Evaluation}`` (negres's
-        evaluators and your own), or one condition's entries of ``results.json``.
+        evaluators and your own), or one condition's
+        :class:`~negres.results.ConditionResults`.
       estimand: for metrics over test examples: ``"distribution"`` or ``"test_set"``.
       **describe_kwargs: ``level``, ``num_resamples``, ``seed``.
 
@@ -270,12 +246,13 @@ def describe_evaluations(evaluations: Mapping[str, Any], *,
       metric -> :func:`negres.statistics.sampling.describe_sample`'s summary.
     """
     condition = _as_condition(evaluations)
-    return {m: sampling.describe_sample(sample_of(condition, m), estimand=estimand,
+    return {m: sampling.describe_sample(condition.sample(m), estimand=estimand,
                                         **describe_kwargs)
-            for m in condition["metrics"]}
+            for m in condition.metrics}
 
 
-def compare_evaluations(candidate: Mapping[str, Any], baseline: Mapping[str, Any], *,
+def compare_evaluations(candidate: Mapping[str, Evaluation] | ConditionResults,
+                        baseline: Mapping[str, Evaluation] | ConditionResults, *,
                         paired: bool, estimand: str = sampling.DEFAULT_ESTIMAND,
                         **compare_kwargs: Any) -> dict[str, dict[str, Any]]:
     """Every metric both sets of seeds have, candidate against baseline, each compared as
@@ -295,12 +272,12 @@ def compare_evaluations(candidate: Mapping[str, Any], baseline: Mapping[str, Any
     """
     x_condition, y_condition = _as_condition(candidate), _as_condition(baseline)
     out = {}
-    for metric in x_condition["metrics"]:
-        if metric not in y_condition["metrics"]:
+    for metric in x_condition.metrics:
+        if metric not in y_condition.metrics:
             continue
-        x, y = sample_of(x_condition, metric), sample_of(y_condition, metric)
+        x, y = x_condition.sample(metric), y_condition.sample(metric)
         out[metric] = sampling.compare_samples(
             x, y, paired=paired and x.values.size == y.values.size, estimand=estimand,
-            higher_is_better=_HIGHER_IS_BETTER[direction_of(x_condition, metric)],
+            higher_is_better=_HIGHER_IS_BETTER[x_condition.direction(metric)],
             **compare_kwargs)
     return out

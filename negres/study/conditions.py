@@ -17,7 +17,8 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from negres.errors import ConfigError
-from negres.study.config import section_fields
+from negres.evaluators import moved_field
+from negres.study.config import EVALUATION, evaluator_sections, section_fields
 
 # Fields a condition may not override: they define the study, not a variant of it.
 _STUDY_FIELDS = frozenset({"conditions", "baseline", "stats", "finding"})
@@ -73,7 +74,10 @@ def _set_dotted(config: ConfigDict, dotted: str, value: Any, condition: str) -> 
             raise ConfigError(field, value, "a field of the base config")
         node = child
     if leaf not in node and not _declared(path, leaf):
-        raise ConfigError(field, value, "a field of the base config")
+        # An evaluator's field overridden as in the flat layout: say where it lives now.
+        moved = moved_field(leaf, {s.removeprefix(f"{EVALUATION}."): f for s, f in
+                                   evaluator_sections().items()}) if path == [EVALUATION] else None
+        raise ConfigError(field, value, moved or "a field of the base config")
     with node.unlocked():
         try:
             node[leaf] = value

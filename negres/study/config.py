@@ -2,7 +2,10 @@
 
 Each task, model, optimizer and evaluator declares its fields next to its code
 (:class:`negres.fields.Field`); the study adds its own top-level, ``train`` and ``stats``
-fields here. From these declarations come the validation below (every field's type and
+fields here. Each evaluator's fields form its own section below ``evaluation``
+(``evaluation.<name>.<field>``), so two evaluators may name fields alike; a field set
+directly in ``evaluation`` (the flat layout of earlier versions) is refused with where it
+lives now. From these declarations come the validation below (every field's type and
 range, before anything is loaded or compiled), :func:`default_config` (which
 ``configs/default.py`` is generated from) and the docs' field table
 (:func:`reference_table`), so a default is written once.
@@ -22,7 +25,13 @@ from ml_collections import ConfigDict
 
 from negres import fields
 from negres.errors import ArgumentError, ConfigError
-from negres.evaluators import REGISTRY, all_fields, default_evaluators, resolve
+from negres.evaluators import (
+    REGISTRY,
+    default_evaluators,
+    evaluator_fields,
+    moved_field,
+    resolve,
+)
 from negres.fields import Field
 from negres.models import FIELDS as MODEL_FIELDS
 from negres.reporting.findings import FINDINGS
@@ -99,9 +108,33 @@ EVALUATORS_FIELD = fields.Field(
     and all(isinstance(n, str) and n in REGISTRY for n in v))
 
 
+EVALUATION = "evaluation"
+
+
 def evaluation_fields() -> tuple[Field, ...]:
-    """The ``evaluation`` section: which evaluators run, then every evaluator's fields."""
-    return (EVALUATORS_FIELD, *all_fields())
+    """The ``evaluation`` section's own fields: which evaluators run. Each evaluator's
+    fields are in its own section below it (:func:`evaluator_sections`)."""
+    return (EVALUATORS_FIELD,)
+
+
+def evaluator_sections() -> dict[str, tuple[Field, ...]]:
+    """``evaluation.<name>`` -> the fields of the registered evaluator ``name``, for each
+    one that declares fields (one without has no section), in registry order."""
+    return {f"{EVALUATION}.{name}": declared for name, declared in evaluator_fields().items()}
+
+
+def section_node(config: ConfigDict, section: str, create: bool = False) -> Any:
+    """The node of ``config`` at the dotted ``section`` (``''``: the top level); None where
+    it is missing, unless ``create`` (then an empty ConfigDict is set there)."""
+    node: Any = config
+    for part in section.split(".") if section else ():
+        if not isinstance(node, ConfigDict):
+            return None
+        if part not in node and create:
+            with node.unlocked():
+                node[part] = ConfigDict()
+        node = node.get(part)
+    return node
 
 
 def all_task_fields() -> dict[str, Field]:
@@ -115,14 +148,16 @@ def all_task_fields() -> dict[str, Field]:
 
 
 def section_fields() -> dict[str, tuple[Field, ...]]:
-    """Section -> its fields ("" is the top level; ``task``'s are those of every task)."""
+    """Section -> its fields ("" is the top level; ``task``'s are those of every task;
+    ``evaluation.<name>``: the evaluator ``name``'s own section)."""
     return {
         "": TOP_FIELDS,
         "task": tuple(all_task_fields().values()),
         "model": MODEL_FIELDS,
         "optimizer": OPTIMIZER_FIELDS,
         "train": TRAIN_FIELDS,
-        "evaluation": evaluation_fields(),
+        EVALUATION: evaluation_fields(),
+        **evaluator_sections(),
         "stats": STATS_FIELDS,
         "randomness": DESIGN_FIELDS,
     }
@@ -136,8 +171,10 @@ def default_config(task: str = "digits") -> ConfigDict:
     config = ConfigDict({f.name: f.default for f in TOP_FIELDS})
     config.task = ConfigDict({f.name: f.default for f in task_fields(task)})
     config.task.name = task
-    for section in SECTIONS[1:]:
-        config[section] = ConfigDict({f.name: f.default for f in section_fields()[section]})
+    for section, declared in section_fields().items():
+        if section and section != "task":
+            node = section_node(config, section, create=True)
+            fields.fill_defaults(node, declared)
     return config
 
 
@@ -154,8 +191,11 @@ def complete(config: ConfigDict) -> ConfigDict:
         name = completed.task.get("name", TASK_COMMON_FIELDS[0].default)
         if isinstance(name, str) and name in TASKS:
             fields.fill_defaults(completed.task, task_fields(name))
-        for section in SECTIONS[1:]:
-            fields.fill_defaults(completed[section], declared[section])
+        for section, section_declared in declared.items():
+            if section and section != "task":
+                node = section_node(completed, section, create=True)
+                if isinstance(node, ConfigDict):
+                    fields.fill_defaults(node, section_declared)
     return completed
 
 
@@ -175,18 +215,26 @@ def validate_config(config: ConfigDict) -> ConfigDict:
         if node is not None and not isinstance(node, ConfigDict):
             raise ConfigError(section, node, "a ConfigDict section")
     declared = section_fields()
+    evaluators = {s.removeprefix(f"{EVALUATION}."): f for s, f in evaluator_sections().items()}
     for section, section_declared in declared.items():
-        node = config if not section else config.get(section)
+        node = section_node(config, section)
         if node is None:
             continue
+        if section.startswith(f"{EVALUATION}.") and not isinstance(node, ConfigDict):
+            raise ConfigError(section, node, "a ConfigDict section: the evaluator's fields")
         names = {f.name for f in section_declared}
         for key in node:
             if section == "" and key in SECTIONS:
                 continue
+            if section == EVALUATION and key in evaluators:
+                continue
             if key not in names:
                 field = f"{section}.{key}" if section else key
-                raise ConfigError(field, node[key],
-                                  f"a known field; this section takes {sorted(names)}")
+                moved = moved_field(key, evaluators) if section == EVALUATION else None
+                if section == EVALUATION:
+                    names = names | set(evaluators)
+                raise ConfigError(field, node[key], moved or (
+                    f"a known field; this section takes {sorted(names)}"))
         if section == "task":
             name = node.get("name", TASK_COMMON_FIELDS[0].default)
             TASK_COMMON_FIELDS[0].check(name, "task")
@@ -270,7 +318,7 @@ def default_config_source() -> str:
             section_declared = tuple(task_declared.values())
         for field in section_declared:
             target = f"config.{section}.{field.name}" if section else f"config.{field.name}"
-            value = config[section][field.name] if section else config[field.name]
+            value = section_node(config, section)[field.name]
             line = f"    {target} = {_literal(value)}  # {field.doc}"
             if len(line) > 100:  # the comment goes above, wrapped
                 lines += [f"    # {part}" for part in textwrap.wrap(field.doc, 94)]
@@ -329,4 +377,5 @@ if __name__ == "__main__":
 
 
 __all__ = ["ARGUMENT_FIELDS", "as_config_fields", "complete", "default_config",
-           "default_config_source", "reference_table", "section_fields", "validate_config"]
+           "default_config_source", "evaluator_sections", "reference_table", "section_fields",
+           "validate_config"]

@@ -20,10 +20,16 @@ from typing import Any
 import jax
 from ml_collections import ConfigDict
 
-from negres.files import to_jsonable, write_json_atomic
+from negres.files import write_json_atomic
 from negres.reporting import write as report
 from negres.reporting.findings import finding_of
-from negres.results import RESULTS_FILE, SCHEMA_VERSION
+from negres.results import (
+    RESULTS_FILE,
+    ConditionResults,
+    Results,
+    StudyStatistics,
+    TaskInfo,
+)
 from negres.sharding import is_main_process
 from negres.study.analysis import analyze_study
 from negres.study.evaluation import evaluate_condition
@@ -56,7 +62,7 @@ def device_description() -> dict[str, Any]:
 
 def run(
     config: ConfigDict, workdir: str, *, overwrite: bool = False, extend: bool = False
-) -> dict[str, Any]:
+) -> Results:
     """Run the study that ``config`` describes and write its results into ``workdir``.
 
     Every check on the config and the workdir happens before anything is compiled.
@@ -73,7 +79,7 @@ def run(
     alone writes.
 
     Returns:
-      The contents of ``results.json``.
+      The study's :class:`~negres.results.Results`, as ``results.json`` holds them.
     """
     start = time.perf_counter()
     study = prepare_study(config)
@@ -94,14 +100,15 @@ def run(
                                    wall_time_s=time.perf_counter() - start)
         if not is_main_process():
             return results
+        written = results.to_json()
         with disk_full_explained(path, f"writing {RESULTS_FILE}", RERUN_RESUMES,
-                                 needed=lambda: len(json.dumps(results, indent=1))):
-            write_json_atomic(path / RESULTS_FILE, results)
+                                 needed=lambda: len(json.dumps(written, indent=1))):
+            write_json_atomic(path / RESULTS_FILE, written)
         return complete_report(path)
 
 
 def train_and_evaluate(study: Study, path: Path, looks: list[dict[str, int]]
-                       ) -> tuple[dict[str, dict[str, Any]], float]:
+                       ) -> tuple[dict[str, ConditionResults], float]:
     """Train each group of conditions in one call per look, then run each condition's
     evaluators. Returns every condition's results, in the config's order, and the training
     time."""
@@ -121,31 +128,25 @@ def train_and_evaluate(study: Study, path: Path, looks: list[dict[str, int]]
     return {c.name: condition_results[c.name] for c in study.conditions}, train_time_s
 
 
-def assemble_results(study: Study, condition_results: dict[str, Any],
-                     analysis: dict[str, Any], looks: list[dict[str, int]], *,
-                     train_time_s: float, wall_time_s: float) -> dict[str, Any]:
-    """The contents of ``results.json``: plain lists and numbers, its finding included."""
-    first = condition_results[study.baseline]
+def assemble_results(study: Study, condition_results: dict[str, ConditionResults],
+                     analysis: StudyStatistics, looks: list[dict[str, int]], *,
+                     train_time_s: float, wall_time_s: float) -> Results:
+    """The study's results, as ``results.json`` holds them, its finding included."""
     task = study.conditions[0].task
-    results = to_jsonable({
-        "schema_version": SCHEMA_VERSION,
-        "config": study.config.to_dict(),
-        "task": {"name": task.name, "kind": task.kind, "num_train": task.num_train,
-                 "num_test": task.num_test, "input_shape": list(task.input_shape)},
-        "baseline": study.baseline,
-        # The baseline's numbers at the top level, for studies with one condition.
-        "num_seeds": first["num_seeds"],
-        "seed_indices": first["seed_indices"],
-        "metrics": first["metrics"],
-        "curves": first["curves"],
-        "conditions": condition_results,
+    results = Results(
+        config=study.config.to_dict(),
+        task=TaskInfo(name=task.name, kind=task.kind, num_train=task.num_train,
+                      num_test=task.num_test, input_shape=tuple(task.input_shape)),
+        baseline=study.baseline,
+        conditions=condition_results,
+        statistics=analysis,
         # Every condition's seed count at each look (the first run, then each --extend).
-        "looks": looks,
-        "statistics": analysis,
-        "train_time_s": train_time_s,
-        "wall_time_s": wall_time_s,
-        "device": device_description(),
-    })
-    # The finding reads the results as results.json holds them.
-    results["finding"] = finding_of(results)
+        looks=looks,
+        train_time_s=train_time_s,
+        wall_time_s=wall_time_s,
+        device=device_description(),
+    )
+    # The finding reads the results as results.json holds them, as --report_only does
+    # (that form is then let go: the file is written from these, once).
+    results.finding = finding_of(Results.from_json(results.to_json()))
     return results

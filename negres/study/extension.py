@@ -10,7 +10,7 @@ from ml_collections import ConfigDict
 
 from negres.errors import ConfigError
 from negres.files import read_json, write_json_atomic
-from negres.results import REPORT_FILE, RESULTS_FILE, load_results_file
+from negres.results import REPORT_FILE, RESULTS_FILE, Results, load_results_file
 from negres.sharding import barrier, is_main_process
 from negres.study.prepare import what_is_computed
 from negres.study.workdir import (
@@ -78,14 +78,15 @@ def prepare_extension(workdir: str, config: ConfigDict, counts: dict[str, int],
         raise WorkdirError(f"--workdir={str(path)!r} holds no finished study ({RESULTS_FILE}) "
                            "to extend; run it without --extend first")
     previous = load_results_file(path)
-    difference = first_difference(without_seed_counts(previous["config"]),
+    difference = first_difference(without_seed_counts(previous.config),
                                   without_seed_counts(config.to_dict()))
     if difference:
         field, old, new = difference
         raise ConfigError(field, new, f"{old!r}, the value of the study in {str(path)!r}: --extend "
                           "adds seeds to the same study, so only num_seeds may change")
-    looks = previous.get("looks") or [
-        {name: int(c["num_seeds"]) for name, c in previous["conditions"].items()}]
+    # Results.from_json gives a study of one look (written before looks were) its seeds.
+    looks = list(previous.looks) or [
+        {name: int(c.num_seeds) for name, c in previous.conditions.items()}]
     last = looks[-1]
     for name, count in counts.items():
         if count < last[name]:
@@ -116,7 +117,7 @@ def _seeds_field(config: ConfigDict, condition: str) -> str:
     return "num_seeds"
 
 
-def check_unfinished_extension(path: Path, previous: dict[str, Any], config: ConfigDict,
+def check_unfinished_extension(path: Path, previous: Results, config: ConfigDict,
                                look: int) -> None:
     """Refuse an ``--extend`` to another seed count while an earlier ``--extend`` of the
     same study is unfinished: its ``config.json`` records it and its look's checkpoints
@@ -126,9 +127,9 @@ def check_unfinished_extension(path: Path, previous: dict[str, Any], config: Con
     except (OSError, ValueError):
         return
     if not isinstance(saved, dict) or first_difference(
-            without_seed_counts(saved), without_seed_counts(previous["config"])):
+            without_seed_counts(saved), without_seed_counts(previous.config)):
         return  # not an extension of this study: the checkpoints' own check refuses
-    if what_is_computed(saved) in (what_is_computed(previous["config"]),
+    if what_is_computed(saved) in (what_is_computed(previous.config),
                                    what_is_computed(config.to_dict())):
         return  # no extension began, or this is it again (it resumes)
     started = sorted(path.glob(f"{CHECKPOINTS_DIR}/*_look{look}"))

@@ -4,7 +4,6 @@ completed after a full disk, its report rebuilt, an overwrite rolled back."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ml_collections import ConfigDict
 
@@ -12,7 +11,7 @@ from negres.files import read_json, write_json_atomic
 from negres.reporting import write as report
 from negres.reporting.findings import finding_of
 from negres.reporting.terminal import print_summary
-from negres.results import REPORT_FILE, RESULTS_FILE, load_results_file
+from negres.results import REPORT_FILE, RESULTS_FILE, Results, load_results_file
 from negres.sharding import barrier, is_main_process
 from negres.study.extension import first_difference, prepare_extension, without_seed_counts
 from negres.study.prepare import Study, what_is_computed
@@ -108,17 +107,17 @@ def extend_hint(path: Path, config: ConfigDict) -> str:
     """", or --extend to add seeds ..." when ``config`` differs from the finished study in
     ``path`` only by more seeds."""
     try:
-        previous = read_json(path / RESULTS_FILE)
-        same = not first_difference(without_seed_counts(previous["config"]),
+        previous = load_results_file(path)
+        same = not first_difference(without_seed_counts(previous.config),
                                     without_seed_counts(config.to_dict()))
-        more = int(config.num_seeds) > int(previous["config"]["num_seeds"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        more = int(config.num_seeds) > int(previous.config["num_seeds"])
+    except (WorkdirError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return ""
-    return (f", or --extend to add seeds {previous['config']['num_seeds']}–"
+    return (f", or --extend to add seeds {previous.config['num_seeds']}–"
             f"{int(config.num_seeds) - 1} to it" if same and more else "")
 
 
-def complete_report(path: Path) -> dict[str, Any]:
+def complete_report(path: Path) -> Results:
     """Write the report of the finished ``results.json`` in ``path`` and end the run."""
     results = load_results_file(path)
     if is_main_process():
@@ -129,7 +128,7 @@ def complete_report(path: Path) -> dict[str, Any]:
     return results
 
 
-def write_report_or_explain(results: dict[str, Any], path: Path) -> None:
+def write_report_or_explain(results: Results, path: Path) -> None:
     """``report.md`` and the plots; a full disk is one line that says how to finish."""
     with disk_full_explained(
             path, "writing the report",
@@ -138,7 +137,7 @@ def write_report_or_explain(results: dict[str, Any], path: Path) -> None:
         report.write_report(results, path)
 
 
-def rebuild_report(workdir: str) -> dict[str, Any]:
+def rebuild_report(workdir: str) -> Results:
     """Rewrite ``report.md`` and the plots from an existing ``results.json``, without training.
 
     The workdir is held by this process meanwhile (a run writing it refuses this, and the
@@ -147,7 +146,7 @@ def rebuild_report(workdir: str) -> dict[str, Any]:
         return _rebuild_report(path)
 
 
-def _rebuild_report(path: Path) -> dict[str, Any]:
+def _rebuild_report(path: Path) -> Results:
     if not (path / RESULTS_FILE).exists() and overwrite_pending(path):
         raise WorkdirError(
             f"--workdir={str(path)!r} holds no {RESULTS_FILE} at its top: an unfinished "
@@ -155,7 +154,7 @@ def _rebuild_report(path: Path) -> dict[str, Any]:
             "--overwrite command to finish the new run, or --rollback to put the earlier "
             "results back, then --report_only")
     results = load_results_file(path)
-    results["finding"] = finding_of(results)  # the finding's wording may have been improved
+    results.finding = finding_of(results)  # the finding's wording may have been improved
     try:
         write_report_or_explain(results, path)
     except WorkdirError:

@@ -33,6 +33,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from negres.errors import ConfigError
+from negres.evaluators import settings_of
 from negres.files import readable_size
 from negres.study.prepare import Condition, condition_program, group_conditions
 from negres.training.optimizers import VMAPPABLE_HYPERPARAMS
@@ -162,7 +163,8 @@ class _Study:
                 for evaluator in condition.evaluators:
                     if evaluator.memory is None:
                         continue
-                    use = evaluator.memory(condition.config.evaluation, condition.task, count)
+                    use = evaluator.memory(settings_of(evaluator, condition.config.evaluation),
+                                           condition.task, count)
                     evaluate[evaluator.name] = evaluate.get(evaluator.name, 0) + use.held
                     saved += use.saved
             if sum(train.values()) > sum(training.values()):

@@ -20,7 +20,9 @@ from ml_collections import ConfigDict
 from negres.errors import ConfigError
 from negres.evaluators import (
     Evaluator,
+    evaluator_fields,
     resolve,
+    settings_of,
 )
 from negres.files import to_jsonable
 from negres.models import build_model, check_model_input
@@ -93,7 +95,7 @@ def prepare_study(config: ConfigDict) -> Study:
             check_scale_arguments(**scale_settings(variant))
         evaluators = resolve(variant.evaluation.evaluators)
         for evaluator in evaluators:
-            evaluator.check(variant.evaluation, task)
+            evaluator.check(settings_of(evaluator, variant.evaluation), task)
         check_model_input(variant.model, task.input_shape)
         prepared.append(Condition(
             name=name, config=variant, task=task,
@@ -143,10 +145,27 @@ def what_is_computed(config: dict[str, Any]) -> dict[str, Any]:
     """A config as a dict, less its scheduling knobs: what a resumed run must match. Fields
     it lacks take their defaults: a study written before a field existed (``config.json``
     of an earlier version) computed what the default computes."""
+    config = json.loads(json.dumps(to_jsonable(config)))
+    _nest_evaluation_fields(config)
     config = json.loads(json.dumps(to_jsonable(complete(ConfigDict(config)).to_dict())))
     for knob in SCHEDULING_KNOBS:
         config.get("train", {}).pop(knob, None)
     return config
+
+
+def _nest_evaluation_fields(config: dict[str, Any]) -> None:
+    """Move the fields of a ``config.json`` of the flat ``evaluation`` layout (before each
+    evaluator had its own section) into their evaluators' sections, in place: such a study
+    computed what the same values in sections compute."""
+    evaluation = config.get("evaluation")
+    if not isinstance(evaluation, dict):
+        return
+    sections = evaluator_fields()
+    for name in [k for k in evaluation if k != "evaluators" and k not in sections]:
+        owners = [s for s, declared in sections.items() if any(f.name == name for f in declared)]
+        value = evaluation.pop(name) if owners else None
+        for owner in owners:
+            evaluation.setdefault(owner, {}).setdefault(name, value)
 
 
 def graph_signature(config: ConfigDict) -> str:

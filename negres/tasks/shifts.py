@@ -65,4 +65,4 @@ def get_shift(name: str, task: Task | None = None) -> ShiftFn:
         return task.shifts[name]
     if name in SHIFTS:
         return SHIFTS[name]
-    raise ConfigError("evaluation.shifts", name, f"names among {shift_names(task)}")
+    raise ConfigError("evaluation.robustness.shifts", name, f"names among {shift_names(task)}")

@@ -86,6 +86,22 @@ def split_loss(value: Any) -> tuple[jax.Array, Metrics]:
     return value, {}
 
 
+def output_loss(loss: OutputLoss, hyper: bool
+                ) -> Callable[[Any, Batch, Any], tuple[jax.Array, Metrics]]:
+    """``loss(outputs, batch[, hyper])`` as ``(outputs, batch, hyper) -> (loss, metrics)``.
+
+    ``hyper`` declares whether ``loss`` takes this seed's grid and hyperparams values as its
+    last argument (never read from its signature); refused unless a bool."""
+    if not isinstance(hyper, bool):
+        raise ArgumentError("hyper", hyper, "True (the loss takes hyper as its last "
+                            "argument) or False (it does not)")
+
+    def call(outputs: Any, batch: Batch, values: Any) -> tuple[jax.Array, Metrics]:
+        return split_loss(loss(outputs, batch, values) if hyper else loss(outputs, batch))
+
+    return call
+
+
 def linen_apply(module: nn.Module, *, train_argument: str | None = "auto",
                 ) -> Callable[[Any, Any], Any]:
     """One seed's deterministic forward pass ``(variables, x) -> outputs`` for evaluators.
@@ -138,12 +154,7 @@ def linen_program(
     if not isinstance(module, nn.Module):
         raise ArgumentError("module", type(module).__name__, "a flax.linen.Module")
     mode = mode_argument(module, train_argument)
-    if not isinstance(hyper, bool):
-        raise ArgumentError("hyper", hyper, "True (the loss takes hyper as its last "
-                            "argument) or False (it does not)")
-
-    def output_loss(outputs: Any, batch: Batch, values: Any) -> tuple[jax.Array, Metrics]:
-        return split_loss(loss(outputs, batch, values) if hyper else loss(outputs, batch))
+    loss_of_outputs = output_loss(loss, hyper)
 
     def init(key: jax.Array, batch: Batch, values: Any) -> tuple[Any, Any]:
         rngs = {"params": stream_key(key, "init")} | {s: stream_key(key, s) for s in streams}
@@ -160,13 +171,13 @@ def linen_program(
             model_state = {**model_state, **updates}
         else:
             outputs = module.apply(variables, x, rngs=rngs, **mode(True))
-        value, metrics = output_loss(outputs, batch, values)
+        value, metrics = loss_of_outputs(outputs, batch, values)
         return value, (model_state, metrics)
 
     def evaluate(params, model_state, batch, values):
         outputs = module.apply({"params": params, **model_state}, pick_inputs(batch, inputs),
                                **mode(False))
-        value, metrics = output_loss(outputs, batch, values)
+        value, metrics = loss_of_outputs(outputs, batch, values)
         return {"loss": value, **metrics}
 
     # The wrappers above always take hyper; whether the program reads names of its own

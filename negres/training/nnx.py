@@ -46,7 +46,7 @@ from negres.training.contract import (
     SeedProgram,
     loss_program,
 )
-from negres.training.linen import Inputs, OutputLoss, pick_inputs, split_loss
+from negres.training.linen import Inputs, OutputLoss, output_loss, pick_inputs
 
 # Where a variable sits in its module: attribute names and list indices, e.g.
 # ("layers", 0, "kernel").
@@ -240,12 +240,7 @@ def nnx_program(
     """
     streams = _check_streams(streams)
     layout = _layout(make_model, streams)
-    if not isinstance(hyper, bool):
-        raise ArgumentError("hyper", hyper, "True (the loss takes hyper as its last "
-                            "argument) or False (it does not)")
-
-    def output_loss(outputs: Any, batch: Batch, values: Any) -> tuple[jax.Array, Metrics]:
-        return split_loss(loss(outputs, batch, values) if hyper else loss(outputs, batch))
+    loss_of_outputs = output_loss(loss, hyper)
 
     def init(key: jax.Array, batch: Batch, values: Any) -> tuple[dict, dict]:
         # Only the arrays are kept: every seed is rebuilt from the first build's graphdef.
@@ -260,14 +255,14 @@ def nnx_program(
             # "match_shape" also reseeds streams split for vmapped or scanned layers.
             nnx.reseed(model, graph=True, policy="match_shape", **rngs)
         outputs = model(pick_inputs(batch, inputs))
-        value, metrics = output_loss(outputs, batch, values)
+        value, metrics = loss_of_outputs(outputs, batch, values)
         _, model_state = _take_apart(layout, model)  # BatchNorm statistics updated
         return value, (model_state, metrics)
 
     def evaluate(params: Any, model_state: Any, batch: Batch, values: Any) -> Metrics:
         model = _rebuild(layout, params, model_state)
         model.eval()
-        value, metrics = output_loss(model(pick_inputs(batch, inputs)), batch, values)
+        value, metrics = loss_of_outputs(model(pick_inputs(batch, inputs)), batch, values)
         return {"loss": value, **metrics}
 
     # The wrappers above always take hyper; whether the program reads names of its own

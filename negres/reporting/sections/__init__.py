@@ -15,21 +15,50 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 from ml_collections import ConfigDict
 
 from negres.evaluators.protocol import Evaluation
+from negres.results import ConditionResults, MetricInfo, Results
 from negres.tasks import Task
 
+
+class Sweep(NamedTuple):
+    """One measure of one condition's seeds swept over severities of one shift.
+
+    Attributes:
+      shift: the shifted set's name.
+      measure: what was measured (``accuracy``, ``loss``...).
+      severities: ``(K,)``.
+      values: ``(S, K)`` each seed's value at each severity.
+      direction: ``"higher"``, ``"lower"`` or ``"none"``.
+      units: what one unit of it is; "" for none.
+      sampling: ``"examples"`` where each point is a mean over test examples whose values
+        were saved, else ``"seeds"``.
+    """
+
+    shift: str
+    measure: str
+    severities: np.ndarray
+    values: np.ndarray
+    direction: str = "none"
+    units: str = ""
+    sampling: str = "seeds"
+
+
 # (results, condition names) -> markdown lines of a section of the report.
-Report = Callable[[Mapping[str, Any], Sequence[str]], list[str]]
+Report = Callable[[Results, Sequence[str]], list[str]]
 # (one condition's results) -> markdown lines shown with that condition's table.
-ConditionReport = Callable[[Mapping[str, Any]], list[str]]
+ConditionReport = Callable[[ConditionResults], list[str]]
 # (results, workdir) -> [(caption, path relative to workdir)] of the plots written.
-Plots = Callable[[Mapping[str, Any], Path], list[tuple[str, str]]]
+Plots = Callable[[Results, Path], list[tuple[str, str]]]
+# (one condition's results) -> the severity sweeps the evaluator saved: rows of the tidy
+# table and charts of the TensorBoard logs.
+Sweeps = Callable[[ConditionResults], Iterable[Sweep]]
 # (evaluation, workdir, condition name, task, evaluation settings) -> None: writes files
 # of what the evaluator computed into the workdir and records them in evaluation.shared.
 Save = Callable[[Evaluation, Path, str, Task, ConfigDict], None]
@@ -49,12 +78,16 @@ class Presentation:
       save: ``(evaluation, workdir, condition, task, settings) -> None``: writes files of
         what the evaluator computed (before its results are collected; saved
         attributions) and records their paths in ``evaluation.shared``.
+      sweeps: ``(one condition's results) -> [Sweep]``: the evaluator's measures swept
+        over shift severities, each seed's value at each severity (rows of the tidy table
+        ``metrics.csv``, and ``EVALUATOR/SHIFT/MEASURE`` charts in the TensorBoard logs).
     """
 
     report: Report | None = None
     condition_report: ConditionReport | None = None
     plots: Plots | None = None
     save: Save | None = None
+    sweeps: Sweeps | None = None
 
 
 # Evaluator name -> the module holding its PRESENTATION (or a Presentation itself).
@@ -88,17 +121,86 @@ def presentation_of(name: str) -> Presentation | None:
     return entry
 
 
-def presentations_of(results: Mapping[str, Any]) -> list[Presentation]:
-    """The presentations of the evaluators that ran in a study (its ``results.json``), in
-    the order they ran; evaluators without one are left out (their metrics still get the
-    generic tables and statistics)."""
-    names = dict.fromkeys(n for c in results["conditions"].values()
-                          for n in (c.get("evaluations") or {}))
+def presentations_of(results: Results) -> list[Presentation]:
+    """The presentations of the evaluators that ran in a study, in the order they ran;
+    evaluators without one are left out (their metrics still get the generic tables and
+    statistics)."""
+    names = dict.fromkeys(n for c in results.conditions.values() for n in c.evaluations)
     found = (presentation_of(n) for n in names)
     return [p for p in found if p is not None]
 
 
-def evaluator_plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
+def sweeps_of(condition: ConditionResults) -> Iterator[tuple[str, Sweep]]:
+    """``(evaluator, sweep)`` of every severity sweep of one condition, from the
+    presentations of the evaluators that ran (their ``sweeps``), in the order they ran."""
+    for name in condition.evaluations:
+        presentation = presentation_of(name)
+        if presentation is not None and presentation.sweeps is not None:
+            for sweep in presentation.sweeps(condition):
+                yield name, sweep
+
+
+def _declared(metric_info: Mapping[str, MetricInfo], evaluator: str, measure: str,
+              shared: Mapping[str, Any]) -> tuple[str, str]:
+    """``(direction, units)`` of a swept ``measure``: the evaluator's own declaration
+    (``shared.curve_info``) if it saved one, else that of the metric with the same
+    ``labels.measure`` (the evaluator's own first, then a test or clean one), else
+    ``("none", "")``."""
+    own = (shared.get("curve_info") or {}).get(measure)
+    if isinstance(own, Mapping):
+        return str(own.get("direction", "none")), str(own.get("units", ""))
+    candidates = [info for info in metric_info.values() if info.labels.get("measure") == measure]
+
+    def preference(info: MetricInfo) -> int:
+        return (0 if info.evaluator == evaluator
+                else 1 if info.labels.get("split") == "test" or info.labels.get("set") == "clean"
+                else 2)
+
+    if not candidates:
+        return "none", ""
+    best = min(candidates, key=preference)  # min is stable: ties keep results.json's order
+    return best.direction, best.units
+
+
+def saved_sweeps(evaluator: str) -> Sweeps:
+    """The ``sweeps`` hook of an evaluator that saves its sweeps as robustness does: each
+    seed's values ``per_seed.curves`` SHIFT -> MEASURE -> ``(S, K)`` at the severities
+    ``shared.severities`` (SHIFT -> ``(K,)``, or one ``(K,)`` for every shift), each
+    measure declared by ``shared.curve_info`` MEASURE -> ``{direction, units, sampling}``
+    (else as the metric with the same ``labels.measure``); a point is a mean over test
+    examples (``sampling`` ``"examples"``) where so declared and the shift's per-example
+    values ``per_seed.per_example.SHIFT`` ``(S, K, N)`` were saved."""
+
+    def sweeps(condition: ConditionResults) -> Iterator[Sweep]:
+        saved = condition.saved_by(evaluator)
+        curves, shared = saved.per_seed.get("curves"), saved.shared
+        severities = shared.get("severities")
+        if not isinstance(curves, Mapping) or severities is None:
+            return
+        per_example = saved.per_seed.get("per_example") or {}
+        for shift, measures in curves.items():
+            # One sweep per shift, or one list of severities for all of them.
+            levels = severities.get(shift) if isinstance(severities, Mapping) else severities
+            if levels is None or not isinstance(measures, Mapping):
+                continue
+            levels = np.asarray(levels, dtype=np.float64).reshape(-1)
+            for measure, values in measures.items():
+                array = np.asarray(values, dtype=object)
+                if array.ndim != 2 or array.shape[1] != levels.size:
+                    continue
+                direction, units = _declared(condition.metric_info, evaluator, measure, shared)
+                own = (shared.get("curve_info") or {}).get(measure)
+                examples = (isinstance(own, Mapping) and own.get("sampling") == "examples"
+                            and isinstance(per_example, Mapping)
+                            and per_example.get(shift) is not None
+                            and np.ndim(per_example[shift]) == 3)
+                yield Sweep(shift, measure, levels, array, direction, units,
+                            "examples" if examples else "seeds")
+
+    return sweeps
+
+
+def evaluator_plots(results: Results, workdir: Path) -> list[tuple[str, str]]:
     """Every evaluator's plots, in the order the evaluators ran: ``(caption, path relative
     to workdir)``."""
     written: list[tuple[str, str]] = []
@@ -123,9 +225,12 @@ def save_files(evaluations: Mapping[str, Evaluation], workdir: Path, condition: 
 __all__ = [
     "PRESENTATIONS",
     "Presentation",
+    "Sweep",
     "evaluator_plots",
     "presentation_of",
     "presentations_of",
     "register",
     "save_files",
+    "saved_sweeps",
+    "sweeps_of",
 ]

@@ -16,12 +16,13 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from negres.evaluators.attributions import ATTRIBUTIONS_DIR, BASELINES
-from negres.evaluators.protocol import Evaluation, saved_by
+from negres.evaluators.protocol import Evaluation
 from negres.measures import agreement
 from negres.reporting import plots as figures
 from negres.reporting.sections import Presentation
 from negres.reporting.tables import ci_of, comparison_header, comparison_rows, fmt, interval, table
 from negres.reporting.write import plot_path, safe_name, saliency_plot
+from negres.results import ConditionResults, Results
 from negres.tasks import Task
 
 
@@ -50,19 +51,20 @@ def save_attributions(workdir: Path, condition: str, task: Task,
 
 def save(evaluation: Evaluation, workdir: Path, condition: str, task: Task,
          settings: ConfigDict) -> None:
-    """Save the first ``settings.save_attributions`` examples' attributions of every method
-    (:func:`save_attributions`, from what the evaluator passed on) and record them in
-    ``evaluation.shared["files"]``: method -> path relative to ``workdir``."""
+    """Save the first ``settings.attributions.save_attributions`` examples' attributions of
+    every method (:func:`save_attributions`, from what the evaluator passed on) and record
+    them in ``evaluation.shared["files"]``: method -> path relative to ``workdir``.
+    ``settings``: the ``evaluation`` section, each evaluator's under its name."""
     evaluation.shared["files"] = save_attributions(
         workdir, condition, task, evaluation.passed_on.get("attributions") or {},
-        int(settings.save_attributions))
+        int(settings.attributions.save_attributions))
 
 
-def method_comparison_lines(results: Mapping[str, Any], names: Sequence[str],
+def method_comparison_lines(results: Results, names: Sequence[str],
                             evaluator: str) -> list[str]:
     """Tables of :func:`negres.evaluators.attributions.method_families` of ``evaluator``
     for the conditions ``names``."""
-    families = results["statistics"].get("within_conditions", {}).get(evaluator, {})
+    families = results.statistics.within_conditions.get(evaluator) or {}
     families = {n: f for n, f in families.items() if f and n in names}
     lines = []
     for condition, measures in families.items():
@@ -74,9 +76,9 @@ def method_comparison_lines(results: Mapping[str, Any], names: Sequence[str],
     return lines
 
 
-def _agreement_rows(condition: Mapping[str, Any]) -> list[list[str]]:
+def _agreement_rows(condition: ConditionResults) -> list[list[str]]:
     rows = []
-    for method, matrices in saved_by(condition, "attributions")["pairwise"].get(
+    for method, matrices in condition.saved_by("attributions").pairwise.get(
             "agreement", {}).items():
         cells = [method]
         for matrix in matrices.values():
@@ -96,17 +98,16 @@ def _pair_mean(matrix: Any) -> float:
     return agreement.off_diagonal_mean(matrix)
 
 
-def _scale_rows(results: Mapping[str, Any], name: str) -> list[list[str]]:
+def _scale_rows(results: Results, name: str) -> list[list[str]]:
     """One row per method and measure: baselines, ceiling, raw and scaled agreement."""
-    condition = results["conditions"][name]
-    saved = saved_by(condition, "attributions")
-    scaled_all = saved["pairwise"].get("agreement_scaled", {})
-    summaries = (results.get("statistics") or {}).get("summaries", {}).get(name, {})
+    saved = results.conditions[name].saved_by("attributions")
+    scaled_all = saved.pairwise.get("agreement_scaled", {})
+    summaries = results.statistics.summaries.get(name, {})
     rows = []
     for method, scaled in scaled_all.items():
-        raw = saved["pairwise"].get("agreement", {}).get(method, {})
-        baselines = saved["pairwise"].get("agreement_baseline", {}).get(method, {})
-        ceilings = saved["per_seed"].get("agreement_ceiling", {}).get(method)
+        raw = saved.pairwise.get("agreement", {}).get(method, {})
+        baselines = saved.pairwise.get("agreement_baseline", {}).get(method, {})
+        ceilings = saved.per_seed.get("agreement_ceiling", {}).get(method)
         for measure, matrix in scaled.items():
             cells = [method, measure]
             cells += [fmt(_pair_mean(baselines[measure][b]), 3)
@@ -127,10 +128,10 @@ def _scale_rows(results: Mapping[str, Any], name: str) -> list[list[str]]:
     return rows
 
 
-def _randomization_rows(condition: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    saved = saved_by(condition, "attributions")
-    checks = saved["per_seed"].get("randomization", {})
-    layers = saved["shared"].get("randomization_layers", {})
+def _randomization_rows(condition: ConditionResults) -> tuple[list[str], list[list[str]]]:
+    saved = condition.saved_by("attributions")
+    checks = saved.per_seed.get("randomization", {})
+    layers = saved.shared.get("randomization_layers", {})
     rows, header = [], []
     for method, values in checks.items():
         values = np.asarray(values, dtype=float)
@@ -143,16 +144,15 @@ def _randomization_rows(condition: Mapping[str, Any]) -> tuple[list[str], list[l
     return header, rows
 
 
-def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+def report(results: Results, names: Sequence[str]) -> list[str]:
     """Cross-seed agreement, the randomisation check, and the methods compared."""
-    conditions = results["conditions"]
+    conditions = results.conditions
+    saved = {n: conditions[n].saved_by("attributions") for n in names}
     lines = []
     agreement_rows = {n: _agreement_rows(conditions[n]) for n in names}
     if any(agreement_rows.values()):
-        top_k = next((saved_by(conditions[n], "attributions")["shared"].get("agreement_top_k")
-                      for n in names
-                      if saved_by(conditions[n], "attributions")["shared"].get(
-                          "agreement_top_k")), None)
+        top_k = next((saved[n].shared.get("agreement_top_k") for n in names
+                      if saved[n].shared.get("agreement_top_k")), None)
         lines += ["## Saliency across seeds", "",
                   "Cross-seed agreement of attributions (mean ± std over pairs of seeds, "
                   "averaged over examples; 1 is perfect agreement, 0 unrelated"
@@ -160,13 +160,11 @@ def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
         for name in names:
             if not agreement_rows[name]:
                 continue
-            measures = list(next(iter(saved_by(conditions[name], "attributions")["pairwise"][
-                "agreement"].values())))
+            measures = list(next(iter(saved[name].pairwise["agreement"].values())))
             lines += [f"### `{name}`", ""] + table(["method", *measures], agreement_rows[name])
             scale_rows = _scale_rows(results, name)
             if scale_rows:
-                scale = saved_by(conditions[name], "attributions")["shared"].get(
-                    "agreement_scale", {})
+                scale = saved[name].shared.get("agreement_scale", {})
                 lines += [
                     "Agreement on a scale (means over pairs of seeds): the no-signal "
                     "baselines are the same measure between untrained, freshly initialised "
@@ -195,12 +193,12 @@ def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
     return lines
 
 
-def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
+def plots(results: Results, workdir: Path) -> list[tuple[str, str]]:
     """Agreement heatmaps, and the saved attributions of the same examples across seeds."""
     written = []
-    for name, condition in results["conditions"].items():
-        saved = saved_by(condition, "attributions")
-        for method, matrices in saved["pairwise"].get("agreement", {}).items():
+    for name, condition in results.items():
+        saved = condition.saved_by("attributions")
+        for method, matrices in saved.pairwise.get("agreement", {}).items():
             if np.asarray(matrices["spearman_abs"]).size == 0:  # every seed left out
                 continue
             path, relative = plot_path(workdir, "agreement", name, method)
@@ -209,7 +207,7 @@ def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
                 title=f"Cross-seed agreement of {method}: {name}",
                 measure_name="Spearman rank correlation of |attribution|")
             written.append((f"Cross-seed agreement of {method} attributions: {name}", relative))
-        for method, file in saved["shared"].get("files", {}).items():
+        for method, file in saved.shared.get("files", {}).items():
             path, relative = plot_path(workdir, "saliency", name, method)
             if saliency_plot(results, workdir, file, path, name, method):
                 written.append(

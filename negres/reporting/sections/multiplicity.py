@@ -4,7 +4,7 @@ the majority vote per set and severity) and its plot (churn against shift severi
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from matplotlib.figure import Figure  # no pyplot: no backend or global state ne
 from negres.evaluators.multiplicity import CLEAN, pair_summary
 from negres.reporting.sections import Presentation
 from negres.reporting.write import plot_path
+from negres.results import Results, Saved
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -28,28 +29,28 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
 
 
-def _saved(results: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+def _saved(results: Results, name: str) -> Saved | None:
     """The condition's saved multiplicity results, or None."""
-    condition = (results.get("conditions") or {}).get(name) or {}
-    saved = (condition.get("evaluations") or {}).get("multiplicity")
-    return saved if saved and (saved.get("shared") or {}).get("sets") else None
+    condition = results.conditions.get(name)
+    saved = None if condition is None else condition.saved_by("multiplicity")
+    return saved if saved is not None and saved.shared.get("sets") else None
 
 
-def _churn_curve(saved: Mapping[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
+def _churn_curve(saved: Saved, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std over pairs of seeds of one set's churn, ``(K,)`` each: from the
     pairwise matrix where saved, else from the saved summary."""
-    matrix = (saved.get("pairwise") or {}).get("churn", {}).get(name)
+    matrix = saved.pairwise.get("churn", {}).get(name)
     if matrix is not None:
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.ndim == 2:
             matrix = matrix[:, :, None]
         return pair_summary(matrix)
-    entry = saved["shared"]["sets"][name]
+    entry = saved.shared["sets"][name]
     return (np.asarray(entry.get("pair_churn_mean", np.nan), dtype=np.float64),
             np.asarray(entry.get("pair_churn_std", np.nan), dtype=np.float64))
 
 
-def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+def report(results: Results, names: Sequence[str]) -> list[str]:
     """Markdown lines of the "Prediction multiplicity" section: per condition, one row per
     set and severity. ``[]`` when no condition in ``names`` has multiplicity results."""
     shown = [(name, saved) for name in names if (saved := _saved(results, name)) is not None]
@@ -70,7 +71,7 @@ def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
               "mean vote entropy", "majority-vote accuracy", "mean seed accuracy",
               "majority gain"]
     for name, saved in shown:
-        sets = saved["shared"]["sets"]
+        sets = saved.shared["sets"]
         num_seeds = max(int(entry.get("num_seeds", 0)) for entry in sets.values())
         pairs = num_seeds * (num_seeds - 1) // 2
         counts = (f"{num_seeds} seed{'s' * (num_seeds != 1)}, "
@@ -100,15 +101,15 @@ _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
            "#17becf"]
 
 
-def plots(results: Mapping[str, Any], workdir: Any) -> list[tuple[str, str]]:
+def plots(results: Results, workdir: Any) -> list[tuple[str, str]]:
     """``multiplicity_churn.png``: mean churn over pairs of seeds against severity, one
     panel per shift and one line per condition, with a band of ± the std over pairs; the
     clean churn dotted. ``[]`` when no condition has a shifted set."""
-    conditions = [(name, saved) for name in (results.get("conditions") or {})
+    conditions = [(name, saved) for name in results.conditions
                   if (saved := _saved(results, name)) is not None]
     shifts: list[str] = []
     for _, saved in conditions:
-        shifts += [s for s in saved["shared"]["sets"] if s != CLEAN and s not in shifts]
+        shifts += [s for s in saved.shared["sets"] if s != CLEAN and s not in shifts]
     if not shifts:
         return []
     columns = min(len(shifts), 3)
@@ -118,7 +119,7 @@ def plots(results: Mapping[str, Any], workdir: Any) -> list[tuple[str, str]]:
     axes = fig.subplots(rows, columns, squeeze=False).reshape(-1)
     for ax, shift in zip(axes, shifts, strict=False):
         for i, (name, saved) in enumerate(conditions):
-            sets = saved["shared"]["sets"]
+            sets = saved.shared["sets"]
             color = _COLORS[i % len(_COLORS)]
             if shift in sets:
                 severities = np.asarray(sets[shift]["severities"], dtype=np.float64)

@@ -3,17 +3,15 @@ set against the clean one, confusion matrices, and the shift sweeps' plots."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from negres.evaluators.protocol import saved_by
 from negres.evaluators.robustness import curves_of, severity_sample
 from negres.measures.losses import SCORE_NAMES
 from negres.reporting import plots as figures
-from negres.reporting.sections import Presentation
+from negres.reporting.sections import Presentation, saved_sweeps
 from negres.reporting.tables import (
     ci_label,
     comparison_header,
@@ -24,10 +22,11 @@ from negres.reporting.tables import (
     with_range,
 )
 from negres.reporting.write import plot_path
+from negres.results import ConditionResults, Results
 from negres.statistics.sampling import describe_sample
 
 
-def _severity_table(condition: Mapping[str, Any], metric: str, estimand: str) -> list[str]:
+def _severity_table(condition: ConditionResults, metric: str, estimand: str) -> list[str]:
     curves, severities = curves_of(condition)
     lines = []
     for shift, values in curves.items():
@@ -50,11 +49,12 @@ def _severity_table(condition: Mapping[str, Any], metric: str, estimand: str) ->
     return lines
 
 
-def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+def report(results: Results, names: Sequence[str]) -> list[str]:
     """Per condition: the score by severity, and each shifted set against the clean one."""
-    score = SCORE_NAMES[results["task"]["kind"]]
-    within = results["statistics"].get("within_conditions", {}).get("robustness", {})
-    shown = [n for n in names if n in within or curves_of(results["conditions"][n])[0]]
+    score = SCORE_NAMES[results.task.kind]
+    statistics = results.statistics
+    within = statistics.within_conditions.get("robustness") or {}
+    shown = [n for n in names if n in within or curves_of(results.conditions[n])[0]]
     if not shown:
         return []
     lines = ["## Robustness under shift", "",
@@ -62,19 +62,19 @@ def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
              "Holm across the shifted sets of each condition.", ""]
     for name in shown:
         lines += [f"### `{name}`", ""]
-        lines += _severity_table(results["conditions"][name], score, results["statistics"].get(
-            "settings", {}).get("estimand", "distribution"))
-        family = within.get(name, {}).get("shift_vs_clean", {})
+        lines += _severity_table(results.conditions[name], score,
+                                 statistics.settings.get("estimand", "distribution"))
+        family = statistics.within("robustness", name).get("shift_vs_clean", {})
         if family:
             lines += table(["shift", *comparison_header(list(family.values()))[1:]],
                            [comparison_rows(s, c) for s, c in family.items()])
     return lines
 
 
-def confusion_report(condition: Mapping[str, Any], max_classes: int = 4) -> list[str]:
+def confusion_report(condition: ConditionResults, max_classes: int = 4) -> list[str]:
     """Row-normalised confusion matrices (mean over seeds) for tasks with few classes."""
     lines = []
-    for name, matrices in (saved_by(condition, "robustness")["per_seed"].get("confusion")
+    for name, matrices in (condition.saved_by("robustness").per_seed.get("confusion")
                            or {}).items():
         counts = np.asarray(matrices, dtype=float)  # (S, C, C)
         if counts.ndim != 3 or counts.shape[0] == 0 or counts.shape[-1] > max_classes:
@@ -91,13 +91,13 @@ def confusion_report(condition: Mapping[str, Any], max_classes: int = 4) -> list
     return lines
 
 
-def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
+def plots(results: Results, workdir: Path) -> list[tuple[str, str]]:
     """The score under every shift by severity, every seed, one plot per condition."""
-    score = SCORE_NAMES[results["task"]["kind"]]
+    score = SCORE_NAMES[results.task.kind]
     written = []
-    for name, condition in results["conditions"].items():
+    for name, condition in results.items():
         curves, severities = curves_of(condition)
-        if not curves or not len(condition["seed_indices"]):
+        if not curves or not len(condition.seed_indices):
             continue
         # One axis of severities: the shifts swept over the first shift's severities.
         first = list(severities[next(iter(curves))])
@@ -105,9 +105,10 @@ def plots(results: Mapping[str, Any], workdir: Path) -> list[tuple[str, str]]:
         path, relative = plot_path(workdir, "robustness", name)
         figures.robustness_curves(
             np.asarray(first), {s: np.asarray(v[score]) for s, v in same.items()}, path,
-            metric_name=f"test {score}", clean=np.asarray(condition["metrics"][f"test_{score}"]))
+            metric_name=f"test {score}", clean=np.asarray(condition.metrics[f"test_{score}"]))
         written.append((f"Test {score} under shift, by severity: {name}", relative))
     return written
 
 
-PRESENTATION = Presentation(report=report, condition_report=confusion_report, plots=plots)
+PRESENTATION = Presentation(report=report, condition_report=confusion_report, plots=plots,
+                            sweeps=saved_sweeps("robustness"))

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from negres.evaluators.protocol import saved_by
 from negres.reporting.sections import Presentation
+from negres.results import ConditionResults
 
 
-def condition_report(condition: Mapping[str, Any]) -> list[str]:
+def condition_report(condition: ConditionResults) -> list[str]:
     """Which subsets the ``subset_*`` metrics are of, and their sizes."""
-    sizes = saved_by(condition, "subsets")["shared"].get("sizes") or {}
+    sizes = condition.saved_by("subsets").shared.get("sizes") or {}
     if not sizes:
         return []
     return ["Test subsets (`subset_*` metrics): " + ", ".join(

@@ -3,25 +3,24 @@ contributions, learned interactions, and the methods' errors compared."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
-from negres.evaluators.protocol import saved_by
 from negres.reporting.sections import Presentation
 from negres.reporting.sections.attributions import method_comparison_lines
 from negres.reporting.tables import fmt, table, with_range
+from negres.results import ConditionResults, Results
 
 
-def condition_report(condition: Mapping[str, Any]) -> list[str]:
+def condition_report(condition: ConditionResults) -> list[str]:
     """Attributions per feature against the true contributions, and learned interactions."""
-    saved = saved_by(condition, "truth")
-    methods = saved["per_seed"].get("methods") or {}
-    learned = saved["per_seed"].get("interactions") or {}
+    saved = condition.saved_by("truth")
+    methods = saved.per_seed.get("methods") or {}
+    learned = saved.per_seed.get("interactions") or {}
     if not methods and not learned:
         return []
-    shared = saved["shared"]
+    shared = saved.shared
     features = shared["features"]
     lines = ["Mean |attribution| per feature (mean over seeds, with the seeds' range) against "
              "the true contribution's mean |phi|, and the across-seed standard deviation of "
@@ -55,7 +54,7 @@ def condition_report(condition: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def report(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+def report(results: Results, names: Sequence[str]) -> list[str]:
     """The methods' errors against the truth compared, per condition."""
     compared = method_comparison_lines(results, names, "truth")
     if not compared:
