@@ -448,6 +448,11 @@ class Results:
         problem = results_problem(entry)
         if problem is not None:
             raise ValueError(f"results {problem}")
+        return cls._from_checked(entry)
+
+    @classmethod
+    def _from_checked(cls, entry: Mapping[str, Any]) -> Results:
+        """:meth:`from_json` of an entry :func:`results_problem` passed."""
         conditions = {n: ConditionResults.from_json(c) for n, c in entry["conditions"].items()}
         looks = entry.get("looks") or [{n: c.num_seeds for n, c in conditions.items()}]
         return cls(config=dict(entry["config"]), task=TaskInfo.from_json(entry["task"]),
@@ -521,7 +526,7 @@ def load_results_file(path: Path) -> Results:
         raise WorkdirError(
             f"--workdir={str(path)!r} holds a {RESULTS_FILE} {problem}: it cannot be reported "
             "on (rerun the study with --overwrite)")
-    return Results.from_json(results)
+    return Results._from_checked(results)
 
 
 __all__ = ["PLOTS_DIR", "REPORT_FILE", "RESULTS_FILE", "SCHEMA_VERSION", "ConditionResults",

@@ -106,11 +106,16 @@ def evaluator_fields() -> dict[str, tuple[Field, ...]]:
             if get_evaluator(name).fields}
 
 
+def field_owners(name: str, sections: Mapping[str, Sequence[Field]]) -> list[str]:
+    """The sections (evaluator name -> its fields) that declare a field ``name``."""
+    return [s for s, declared in sections.items() if any(f.name == name for f in declared)]
+
+
 def moved_field(name: str, sections: Mapping[str, Sequence[Field]]) -> str | None:
     """What is allowed instead of a field ``name`` set directly in ``evaluation`` (the flat
     layout of earlier versions), naming the evaluator sections that declare it; None when
     no section (evaluator name -> its fields) does."""
-    owners = [s for s, declared in sections.items() if any(f.name == name for f in declared)]
+    owners = field_owners(name, sections)
     if not owners:
         return None
     return (f"a field of {' or '.join(f'evaluation.{o}' for o in owners)} ("
@@ -332,6 +337,7 @@ __all__ = [
     "default_evaluators",
     "evaluate",
     "evaluator_fields",
+    "field_owners",
     "get_evaluator",
     "moved_field",
     "resolve",

@@ -95,12 +95,11 @@ def run(
             return complete_report(path)
         condition_results, train_time_s = train_and_evaluate(study, path, looks)
         analysis = analyze_study(study, condition_results, looks)
-        results = assemble_results(study, condition_results, analysis, looks,
-                                   train_time_s=train_time_s,
-                                   wall_time_s=time.perf_counter() - start)
+        results, written = assemble_results(study, condition_results, analysis, looks,
+                                            train_time_s=train_time_s,
+                                            wall_time_s=time.perf_counter() - start)
         if not is_main_process():
             return results
-        written = results.to_json()
         with disk_full_explained(path, f"writing {RESULTS_FILE}", RERUN_RESUMES,
                                  needed=lambda: len(json.dumps(written, indent=1))):
             write_json_atomic(path / RESULTS_FILE, written)
@@ -130,8 +129,9 @@ def train_and_evaluate(study: Study, path: Path, looks: list[dict[str, int]]
 
 def assemble_results(study: Study, condition_results: dict[str, ConditionResults],
                      analysis: StudyStatistics, looks: list[dict[str, int]], *,
-                     train_time_s: float, wall_time_s: float) -> Results:
-    """The study's results, as ``results.json`` holds them, its finding included."""
+                     train_time_s: float, wall_time_s: float) -> tuple[Results, dict[str, Any]]:
+    """The study's results, its finding included, and their ``results.json`` form (built
+    once: it is what the finding reads and what the file holds)."""
     task = study.conditions[0].task
     results = Results(
         config=study.config.to_dict(),
@@ -146,7 +146,7 @@ def assemble_results(study: Study, condition_results: dict[str, ConditionResults
         wall_time_s=wall_time_s,
         device=device_description(),
     )
-    # The finding reads the results as results.json holds them, as --report_only does
-    # (that form is then let go: the file is written from these, once).
-    results.finding = finding_of(Results.from_json(results.to_json()))
-    return results
+    # The finding reads the results as results.json holds them, as --report_only does.
+    written = results.to_json()
+    results.finding = written["finding"] = finding_of(Results.from_json(written))
+    return results, written

@@ -21,6 +21,7 @@ from negres.errors import ConfigError
 from negres.evaluators import (
     Evaluator,
     evaluator_fields,
+    field_owners,
     resolve,
     settings_of,
 )
@@ -162,7 +163,7 @@ def _nest_evaluation_fields(config: dict[str, Any]) -> None:
         return
     sections = evaluator_fields()
     for name in [k for k in evaluation if k != "evaluators" and k not in sections]:
-        owners = [s for s, declared in sections.items() if any(f.name == name for f in declared)]
+        owners = field_owners(name, sections)
         value = evaluation.pop(name) if owners else None
         for owner in owners:
             evaluation.setdefault(owner, {}).setdefault(name, value)
