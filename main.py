@@ -44,18 +44,34 @@ _DISTRIBUTED = flags.DEFINE_bool(
 flags.mark_flags_as_required(["workdir"])
 
 
-def config_error(e: BaseException, path: str) -> str:
-    """One line for a config file that failed to load or to take an override."""
+def config_error(e: BaseException, path: str, argv: list[str] | None = None) -> str:
+    """One line for a config file that failed to load or to take an override given in
+    ``argv`` (default: this command line)."""
     detail = " ".join(str(e).split())
     if isinstance(e, AttributeError) and "get_config" in detail:
         return (f"--config={path!r} defines no get_config(); a config file's get_config() "
                 "returns an ml_collections.ConfigDict (see configs/default.py)")
     if isinstance(e, AttributeError):
-        moved = [f"--config.evaluation.{name} is {hint}" for name in re.findall(r"'(\w+)'", detail)
-                 if (hint := moved_field(name, evaluator_fields()))]
+        hints = []
+        for name in re.findall(r"'(\w+)'", detail):
+            for override in _overrides(name, sys.argv[1:] if argv is None else argv):
+                section = override.removeprefix("--config.").rsplit(".", 1)[0]
+                if section == "evaluation" and (hint := moved_field(name, evaluator_fields())):
+                    hints.append(f"{override} is {hint}")
+                elif section.startswith("evaluation.") and section.count(".") == 1:
+                    hints.append(
+                        f"{override}: {section} holds only the fields its config file sets; "
+                        "build an instance section with negres.evaluators.instance_section("
+                        "EVALUATOR, ...), which sets every field")
         return (f"a --config.* override names a field the config lacks: {detail}"
-                + (f" ({'; '.join(moved)})" if moved else ""))
+                + (f" ({'; '.join(hints)})" if hints else ""))
     return f"--config={path!r} could not be loaded: {type(e).__name__}: {detail}"
+
+
+def _overrides(name: str, argv: list[str]) -> list[str]:
+    """The ``--config.PATH`` flags of ``argv`` whose last part is ``name``."""
+    flags_given = (a.split("=", 1)[0] for a in argv if a.startswith("--config."))
+    return [f for f in flags_given if f.rsplit(".", 1)[-1] == name]
 
 
 def load_config() -> ConfigDict:

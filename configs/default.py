@@ -69,8 +69,8 @@ def get_config() -> ConfigDict:
     config.train.checkpoint_every = 0  # steps between checkpoints; 0: about one a minute
 
     config.evaluation = ConfigDict()
-    # evaluators run after training, in order, names in negres.evaluators.REGISTRY (performance
-    # always runs first)
+    # evaluators run after training, in order, names in negres.evaluators.REGISTRY or of instance
+    # sections (performance always runs first)
     config.evaluation.evaluators = (
         "robustness", "attributions", "subsets", "truth", "multiplicity")
 

@@ -32,6 +32,9 @@ from negres.files import read_json, to_jsonable
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"
+# An evaluator run under a name of its own (an instance) writes its files (plots, saved
+# arrays) under INSTANCES_DIR/<name>/, which its presentation sees as the workdir.
+INSTANCES_DIR = "instances"
 # The version of results.json's layout; --report_only refuses another.
 SCHEMA_VERSION = 2
 
@@ -150,20 +153,40 @@ class Saved:
       per_seed: nested name -> array whose leading axis is the seed axis ``(S, ...)``.
       pairwise: nested name -> array whose two leading axes are ``(S, S, ...)``.
       shared: anything else (names, counts, true values, the files it wrote).
+      kind: the registered evaluator it is an instance of, when it ran under a name of
+        its own (:meth:`negres.Evaluator.named`): its metrics are named
+        ``<name>/<metric>`` (:func:`instance_metric`), its files lie under
+        ``instances/<name>/`` and its kind's presentation reads it through
+        :meth:`ConditionResults.instance_view`; None: it ran under its own name.
     """
 
     per_seed: dict[str, Any] = dataclasses.field(default_factory=dict)
     pairwise: dict[str, Any] = dataclasses.field(default_factory=dict)
     shared: dict[str, Any] = dataclasses.field(default_factory=dict)
+    kind: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"per_seed": self.per_seed, "pairwise": self.pairwise, "shared": self.shared}
+        out = {"per_seed": self.per_seed, "pairwise": self.pairwise, "shared": self.shared}
+        return out if self.kind is None else out | {"kind": self.kind}
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any] | None) -> Saved:
         entry = entry or {}
+        kind = entry.get("kind")
         return cls(dict(entry.get("per_seed") or {}), dict(entry.get("pairwise") or {}),
-                   dict(entry.get("shared") or {}))
+                   dict(entry.get("shared") or {}), None if kind is None else str(kind))
+
+
+def instance_metric(name: str, metric: str) -> str:
+    """The name under which the evaluator instance ``name`` (one run under a name other
+    than its kind's) reports its kind's ``metric``: ``<name>/<metric>``, so that two
+    instances of one evaluator never return the same metric."""
+    return f"{name}/{metric}"
+
+
+def instance_folder(workdir: Path, name: str) -> Path:
+    """Where the evaluator instance ``name`` writes its files: ``workdir/instances/name``."""
+    return Path(workdir) / INSTANCES_DIR / name
 
 
 @dataclasses.dataclass
@@ -257,9 +280,10 @@ class ConditionResults:
         a pairwise array is recomputed over the kept seeds. Learning curves keep every
         seed: they show where the diverged ones stopped."""
         keep = np.asarray(keep, dtype=bool)
-        evaluations = {name: Saved(_rows(saved.per_seed, keep, False),
-                                   _rows(saved.pairwise, keep, True), saved.shared)
-                       for name, saved in self.evaluations.items()}
+        evaluations = {name: dataclasses.replace(
+            saved, per_seed=_rows(saved.per_seed, keep, False),
+            pairwise=_rows(saved.pairwise, keep, True))
+            for name, saved in self.evaluations.items()}
         metrics = {m: np.asarray(v, dtype=float)[keep] for m, v in self.metrics.items()}
         for metric, info in self.metric_info.items():
             if info.pairwise and metric in metrics and info.evaluator in evaluations:
@@ -268,6 +292,33 @@ class ConditionResults:
         return dataclasses.replace(self, metrics=metrics, evaluations=evaluations,
                                    seed_indices=np.asarray(self.seed_indices)[keep],
                                    kept_rows=keep)
+
+    def instance_view(self, name: str, kind: str | None = None) -> ConditionResults:
+        """These results as the evaluator instance ``name`` shows them to its kind's hooks
+        (its presentation, its statistics): its saved evaluation and its metrics under its
+        kind's names, in place of the kind's own (which the view leaves out; all of them
+        where ``name`` did not run here). ``kind``: the evaluator it is an instance of
+        (default: what it saved says). The results themselves for an evaluator that ran
+        under its own name."""
+        kind = kind or self.saved_by(name).kind
+        if kind is None or kind == name:
+            return self
+        prefix = instance_metric(name, "")
+        metrics: dict[str, np.ndarray] = {}
+        info: dict[str, MetricInfo] = {}
+        for metric, values in self.metrics.items():
+            declared = self.info(metric)
+            if declared.evaluator == kind:
+                continue
+            if declared.evaluator == name and metric.startswith(prefix):
+                metric = metric[len(prefix):]
+                declared = dataclasses.replace(declared, evaluator=kind)
+            metrics[metric], info[metric] = values, declared
+        evaluations = {e: s for e, s in self.evaluations.items() if e not in (kind, name)}
+        if name in self.evaluations:
+            evaluations[kind] = dataclasses.replace(self.evaluations[name], kind=None)
+        return dataclasses.replace(self, metrics=metrics, metric_info=info,
+                                   evaluations=evaluations)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -420,6 +471,43 @@ class Results:
         """``(name, results)`` of every condition, in order."""
         return iter(self.conditions.items())
 
+    def kind_of(self, evaluator: str) -> str | None:
+        """The registered evaluator that ``evaluator`` is an instance of (:attr:`Saved.kind`);
+        None when it ran under its own name (or did not run)."""
+        for condition in self.conditions.values():
+            if evaluator in condition.evaluations:
+                return condition.evaluations[evaluator].kind
+        return None
+
+    def instance_view(self, name: str) -> Results:
+        """The study as the evaluator instance ``name`` shows it to its kind's presentation:
+        each condition's :meth:`ConditionResults.instance_view`, and the statistics of its
+        metrics and its paired comparisons under its kind's names. The results themselves
+        for an evaluator that ran under its own name."""
+        kind = self.kind_of(name)
+        if kind is None:
+            return self
+        prefix = instance_metric(name, "")
+
+        def renamed(by_metric: Mapping[str, Any]) -> dict[str, Any]:
+            owned = {m: v for m, v in by_metric.items() if m.startswith(prefix)}
+            theirs = {m for c in self.conditions.values() for m, i in c.metric_info.items()
+                      if i.evaluator == kind}
+            kept = {m: v for m, v in by_metric.items() if m not in theirs and m not in owned}
+            return kept | {m[len(prefix):]: v for m, v in owned.items()}
+
+        statistics = self.statistics
+        within = {e: f for e, f in statistics.within_conditions.items() if e not in (kind, name)}
+        if name in statistics.within_conditions:
+            within[kind] = statistics.within_conditions[name]
+        statistics = dataclasses.replace(
+            statistics, summaries={c: renamed(s) for c, s in statistics.summaries.items()},
+            comparisons=renamed(statistics.comparisons), directions=renamed(
+                statistics.directions), within_conditions=within)
+        return dataclasses.replace(
+            self, conditions={c: r.instance_view(name, kind) for c, r in self.items()},
+            statistics=statistics)
+
     def to_json(self) -> dict[str, Any]:
         """The ``results.json`` layout: plain lists and numbers. The baseline's numbers
         also sit at the top level, for studies with one condition."""
@@ -529,7 +617,9 @@ def load_results_file(path: Path) -> Results:
     return Results._from_checked(results)
 
 
-__all__ = ["PLOTS_DIR", "REPORT_FILE", "RESULTS_FILE", "SCHEMA_VERSION", "ConditionResults",
-           "Diverged", "MetricInfo", "Record", "Results", "Sample", "Saved", "StudyStatistics",
-           "TaskInfo", "at_path", "load_results_file", "pairwise_row_means", "results_problem",
-           "sampling_kind"]
+__all__ = [
+    "INSTANCES_DIR", "PLOTS_DIR", "REPORT_FILE", "RESULTS_FILE", "SCHEMA_VERSION",
+    "ConditionResults", "Diverged", "MetricInfo", "Record", "Results", "Sample", "Saved",
+    "StudyStatistics", "TaskInfo", "at_path", "instance_folder", "instance_metric",
+    "load_results_file", "pairwise_row_means", "results_problem", "sampling_kind",
+]

@@ -205,7 +205,14 @@ def test_a_flat_layout_flag_is_told_where_its_field_lives_now():
     # this line (the subprocess path is covered by test_cli's bad-config cases).
     import main
 
-    line = main.config_error(AttributeError("'ig_steps'"), "configs/default.py")
+    line = main.config_error(AttributeError("'ig_steps'"), "configs/default.py",
+                             ["--config.evaluation.ig_steps=4"])
     assert "--config.evaluation.ig_steps is a field of evaluation.attributions" in line
     assert "evaluation.attributions.ig_steps" in line
-    assert "(" not in main.config_error(AttributeError("'nonsense'"), "configs/default.py")
+    assert "(" not in main.config_error(AttributeError("'nonsense'"), "configs/default.py",
+                                        ["--config.evaluation.nonsense=1"])
+    # A field an instance section's config file left out: build it with instance_section.
+    line = main.config_error(AttributeError("'top_k'"), "configs/x.py",
+                             ["--config.evaluation.ig_label.top_k=5"])
+    assert "--config.evaluation.ig_label.top_k: evaluation.ig_label holds only" in line
+    assert "instance_section" in line and "is a field of" not in line

@@ -35,6 +35,7 @@ from negres import fields
 from negres.errors import ConfigError
 from negres.evaluators.protocol import (
     DIRECTIONS,
+    INSTANCE_NAME,
     ApplyFn,
     Direction,
     Evaluation,
@@ -42,9 +43,10 @@ from negres.evaluators.protocol import (
     Evaluator,
     MemoryUse,
     Metric,
+    check_instance_name,
 )
 from negres.fields import Field
-from negres.results import ConditionResults, MetricInfo, Saved, at_path
+from negres.results import ConditionResults, MetricInfo, Saved, at_path, instance_metric
 from negres.seeds import num_seeds_of, seed_keys, stream_key
 from negres.sharding import spread_seeds
 from negres.tasks import Task
@@ -63,6 +65,11 @@ REGISTRY: dict[str, str] = {
 ALWAYS = ("performance",)
 
 
+# The field of an evaluator's section that makes it an instance: evaluation.<name>.evaluator
+# names the registered evaluator run under <name> with that section's settings.
+INSTANCE_FIELD = "evaluator"
+
+
 def get_evaluator(name: str) -> Evaluator:
     """The registered evaluator ``name``."""
     if name not in REGISTRY:
@@ -70,14 +77,78 @@ def get_evaluator(name: str) -> Evaluator:
     return importlib.import_module(REGISTRY[name]).EVALUATOR
 
 
-def resolve(names: Iterable[str | Evaluator]) -> list[Evaluator]:
+def instance_kinds(settings: Mapping[str, Any] | None) -> dict[str, str]:
+    """Each instance section of ``settings`` (evaluator name -> section, as a study's
+    ``evaluation``): a section whose ``evaluator`` field names the registered evaluator it
+    runs under its own name -> that evaluator's name.
+
+    Raises :class:`ConfigError` naming ``evaluation.<name>.evaluator`` for a kind that is
+    not registered or a section of a registered evaluator that names one, and
+    ``evaluation.<name>`` for a name that cannot be a section, prefix and folder.
+    """
+    kinds: dict[str, str] = {}
+    for name, section in dict(settings or {}).items():
+        if not isinstance(section, Mapping | ConfigDict) or INSTANCE_FIELD not in section:
+            continue
+        kind = section[INSTANCE_FIELD]
+        field = f"evaluation.{name}.{INSTANCE_FIELD}"
+        if name in REGISTRY:
+            raise ConfigError(field, kind, f"no such field: {name!r} is a registered evaluator; "
+                              "an instance of another needs a name of its own")
+        check_instance_name(name, f"evaluation.{name}")
+        if not isinstance(kind, str) or kind not in REGISTRY:
+            raise ConfigError(field, kind, f"a registered evaluator, one of {sorted(REGISTRY)}")
+        kinds[name] = kind
+    return kinds
+
+
+def instance_section(evaluator: str, **settings: Any) -> ConfigDict:
+    """The config section of an instance of the registered ``evaluator``: its every field
+    (``settings`` or its default) and the ``evaluator`` field naming it. Set it as
+    ``config.evaluation.<name>`` and list ``<name>`` in ``evaluation.evaluators`` to run
+    ``evaluator`` once more under ``<name>`` with these settings; with every field present,
+    ``--config.evaluation.<name>.<field>=...`` overrides any of them. Raises
+    :class:`ConfigError` for an evaluator that is not registered or a setting its fields do
+    not allow."""
+    if evaluator not in REGISTRY:
+        raise ConfigError(INSTANCE_FIELD, evaluator,
+                          f"a registered evaluator, one of {sorted(REGISTRY)}")
+    section = fields.completed(settings, get_evaluator(evaluator).fields,
+                               f"evaluation.<{evaluator} instance>")
+    section[INSTANCE_FIELD] = evaluator
+    return section
+
+
+def resolve(names: Iterable[str | Evaluator],
+            settings: Mapping[str, Any] | None = None) -> list[Evaluator]:
     """The evaluators to run, in order: :data:`ALWAYS` first, each after what it requires.
 
-    Items are registered names or :class:`Evaluator` values of your own. Raises
-    :class:`ConfigError` naming ``evaluation.evaluators`` for an unknown name, a repeated
-    one, or one whose requirement does not come before it.
+    Items are registered names, names of instance sections of ``settings`` (a section
+    ``{"evaluator": KIND, ...}`` runs the registered ``KIND`` under that name:
+    :func:`instance_kinds`), or :class:`Evaluator` values of your own (an instance:
+    :meth:`Evaluator.named`). Raises :class:`ConfigError` naming ``evaluation.evaluators``
+    for an unknown name, a repeated one, or one whose requirement does not come before it.
     """
-    chosen = [n if isinstance(n, Evaluator) else get_evaluator(n) for n in names]
+    kinds = instance_kinds(settings)
+
+    def evaluator(item: str | Evaluator) -> Evaluator:
+        if isinstance(item, Evaluator) and item.kind is not None and (
+                item.name in REGISTRY or item.name == "evaluators"):
+            raise ConfigError("evaluation.evaluators", item.name, (
+                f"an instance of {item.kind!r} named other than a registered evaluator "
+                "and 'evaluators' (its settings section would be theirs)"))
+        if isinstance(item, Evaluator):
+            return item
+        if isinstance(item, str) and item in kinds:
+            return get_evaluator(kinds[item]).named(item)
+        if not isinstance(item, str) or item not in REGISTRY:
+            raise ConfigError("evaluation.evaluators", item, (
+                f"names in {sorted(REGISTRY)}, or of sections evaluation.<name> that run "
+                f"one of them under their own name ({{'{INSTANCE_FIELD}': 'attributions', "
+                "...}), or Evaluator values"))
+        return get_evaluator(item)
+
+    chosen = [evaluator(n) for n in names]
     listed = tuple(e.name for e in chosen)
     if len(set(listed)) != len(listed):
         raise ConfigError("evaluation.evaluators", listed, "names without repeats")
@@ -130,14 +201,26 @@ def completed_sections(settings: Mapping[str, Any] | None,
     ``evaluators`` that does (your own).
 
     ``settings``: evaluator name -> ``{field: value}`` (an ``evaluators`` entry, as a
-    study's ``evaluation`` section holds, is ignored). Raises :class:`ConfigError` for a
+    study's ``evaluation`` section holds, is ignored); an instance's section (one with an
+    ``evaluator`` field, or one of ``evaluators`` made by :meth:`Evaluator.named`) takes
+    its kind's fields and keeps its ``evaluator`` field. Raises :class:`ConfigError` for a
     section no evaluator declares, a field its evaluator does not declare (naming e.g.
     ``evaluation.attributions.ig_stepz``), a field set outside its section, or a value its
     field does not allow.
     """
     declared: dict[str, tuple[Field, ...]] = evaluator_fields()
+    kinds = instance_kinds(settings)
+    for name, kind in kinds.items():
+        declared[name] = tuple(get_evaluator(kind).fields)
     for evaluator in evaluators:
-        if evaluator.fields:
+        if evaluator.kind is not None and kinds.get(evaluator.name, evaluator.kind) != (
+                evaluator.kind):
+            raise ConfigError(f"evaluation.{evaluator.name}.{INSTANCE_FIELD}",
+                              kinds[evaluator.name], f"{evaluator.kind!r}, the evaluator "
+                              f"that {evaluator.name!r} is an instance of")
+        if evaluator.kind is not None:
+            kinds[evaluator.name] = evaluator.kind
+        if evaluator.fields or evaluator.kind is not None:
             declared[evaluator.name] = tuple(evaluator.fields)
     given = {k: v for k, v in dict(settings or {}).items() if k != "evaluators"}
     for key, value in given.items():
@@ -147,8 +230,13 @@ def completed_sections(settings: Mapping[str, Any] | None,
         raise ConfigError(f"evaluation.{key}", value, allowed or (
             f"a section {{field: value}} of an evaluator that declares fields, one of "
             f"{sorted(declared)}"))
-    return ConfigDict({name: fields.completed(given.get(name, {}), own, f"evaluation.{name}")
-                       for name, own in declared.items()})
+    sections = {}
+    for name, own in declared.items():
+        section = {k: v for k, v in dict(given.get(name, {})).items() if k != INSTANCE_FIELD}
+        sections[name] = fields.completed(section, own, f"evaluation.{name}")
+        if name in kinds:
+            sections[name][INSTANCE_FIELD] = kinds[name]
+    return ConfigDict(sections)
 
 
 def settings_of(evaluator: Evaluator, sections: Mapping[str, Any]) -> ConfigDict:
@@ -159,6 +247,7 @@ def settings_of(evaluator: Evaluator, sections: Mapping[str, Any]) -> ConfigDict
     holds their evaluations)."""
     own = sections.get(evaluator.name)
     settings = dict(own.to_dict() if isinstance(own, ConfigDict) else own or {})
+    settings.pop(INSTANCE_FIELD, None)
     for needed in evaluator.requires:
         section = sections.get(needed)
         if section is None:
@@ -166,8 +255,9 @@ def settings_of(evaluator: Evaluator, sections: Mapping[str, Any]) -> ConfigDict
         if needed in settings:
             raise ValueError(f"evaluator {evaluator.name!r} declares a field named "
                              f"{needed!r}, the name of an evaluator it requires")
-        settings[needed] = (section.to_dict() if isinstance(section, ConfigDict)
-                            else dict(section))
+        settings[needed] = {k: v for k, v in (
+            section.to_dict() if isinstance(section, ConfigDict) else dict(section)).items()
+            if k != INSTANCE_FIELD}
     return ConfigDict(settings)
 
 
@@ -186,8 +276,11 @@ def run_evaluators(evaluators: Sequence[Evaluator], context: EvaluationContext
     done: dict[str, Evaluation] = {}
     for evaluator in evaluators:
         earlier = {name: done[name] for name in evaluator.requires}
-        done[evaluator.name] = evaluator.evaluate(dataclasses.replace(
+        evaluation = evaluator.evaluate(dataclasses.replace(
             context, earlier=earlier, settings=settings_of(evaluator, sections)))
+        if evaluator.kind is not None:
+            evaluation = dataclasses.replace(evaluation, kind=evaluator.kind)
+        done[evaluator.name] = evaluation
     return done
 
 
@@ -210,14 +303,17 @@ def evaluate(
         (:func:`negres.linen_apply`, :func:`negres.nnx_apply` or your own).
       params: ``(S, ...)`` the trained parameters, seed axis first.
       task: a :class:`negres.Task` holding the test (and training) data.
-      evaluators: names in :data:`REGISTRY` or :class:`Evaluator` values of your own, each
-        after those it requires; ``performance`` always runs first. Default:
-        :func:`default_evaluators`.
+      evaluators: names in :data:`REGISTRY`, names of instance sections in ``settings``,
+        or :class:`Evaluator` values of your own (or instances,
+        ``get_evaluator("attributions").named("ig_blur")``), each after those it requires;
+        ``performance`` always runs first. Default: :func:`default_evaluators`.
       settings: evaluator name -> ``{field: value}``, the fields to set in that
         evaluator's own section (e.g. ``{"attributions": {"ig_steps": 8}}``); the rest take
         their declared defaults, and each evaluator (yours too) reads only its own
-        section. An ``evaluators`` entry, as a study's ``evaluation`` section holds, is
-        ignored.
+        section. A section with an ``evaluator`` field runs that registered evaluator
+        once more under the section's name (``{"ig_blur": {"evaluator": "attributions",
+        "baseline": "blur"}}``, listed in ``evaluators``), as a study config does. An
+        ``evaluators`` entry, as a study's ``evaluation`` section holds, is ignored.
       seed: the root seed; seed ``i`` draws its evaluation noise from
         ``fold_in(PRNGKey(seed), seed_indices[i])``'s ``evaluation`` stream.
       seed_indices: ``(S,)`` the seeds' indices (default ``0 .. S-1``).
@@ -229,7 +325,7 @@ def evaluate(
       Evaluator name -> :class:`Evaluation`; :func:`as_results` turns them into one
       condition's :class:`~negres.results.ConditionResults`.
     """
-    chosen = resolve(default_evaluators() if evaluators is None else evaluators)
+    chosen = resolve(default_evaluators() if evaluators is None else evaluators, settings)
     sections = completed_sections(settings, chosen)
     for evaluator in chosen:
         evaluator.check(settings_of(evaluator, sections), task)
@@ -247,11 +343,12 @@ def as_results(evaluations: Mapping[str, Evaluation]) -> ConditionResults:
     """Evaluations as one condition's results.
 
     Returns:
-      A :class:`~negres.results.ConditionResults` with ``metrics`` (name -> ``(S,)``),
-      ``metric_info`` (name -> :class:`~negres.results.MetricInfo`: direction, labels,
-      sampling, the ``pairwise`` or ``per_example`` entry it names, units, and the
-      evaluator that returned it), ``evaluations`` (evaluator ->
-      :class:`~negres.results.Saved`) and the seeds ``0 .. S-1``.
+      A :class:`~negres.results.ConditionResults` with ``metrics`` (name -> ``(S,)``;
+      an instance's as ``<instance>/<metric>``), ``metric_info`` (name ->
+      :class:`~negres.results.MetricInfo`: direction, labels, sampling, the ``pairwise``
+      or ``per_example`` entry it names, units, and the evaluator that returned it),
+      ``evaluations`` (evaluator -> :class:`~negres.results.Saved`, with the ``kind`` of
+      an instance) and the seeds ``0 .. S-1``.
     """
     metrics: dict[str, np.ndarray] = {}
     info: dict[str, MetricInfo] = {}
@@ -260,6 +357,8 @@ def as_results(evaluations: Mapping[str, Evaluation]) -> ConditionResults:
     for name, evaluation in evaluations.items():
         _check_seed_axes(name, evaluation, num_seeds)
         for metric, value in evaluation.metrics.items():
+            if evaluation.kind is not None and evaluation.kind != name:
+                metric = instance_metric(name, metric)
             if metric in metrics:
                 raise ValueError(f"evaluator {name!r} returned metric {metric!r}, which "
                                  f"{info[metric].evaluator!r} returned already")
@@ -271,7 +370,8 @@ def as_results(evaluations: Mapping[str, Evaluation]) -> ConditionResults:
                 direction=value.direction, evaluator=name, sampling=value.sampling,
                 labels=dict(value.labels), pairwise=value.pairwise,
                 per_example=value.per_example, units=value.units)
-        saved[name] = Saved(evaluation.per_seed, evaluation.pairwise, evaluation.shared)
+        saved[name] = Saved(evaluation.per_seed, evaluation.pairwise, evaluation.shared,
+                            None if evaluation.kind == name else evaluation.kind)
     count = num_seeds or 0
     return ConditionResults(metrics=metrics, metric_info=info, evaluations=saved,
                             seed_indices=np.arange(count, dtype=np.int64), num_seeds=count)
@@ -325,6 +425,8 @@ def _check_seed_axes(name: str, evaluation: Evaluation, num_seeds: int | None) -
 __all__ = [
     "ALWAYS",
     "DIRECTIONS",
+    "INSTANCE_FIELD",
+    "INSTANCE_NAME",
     "REGISTRY",
     "Direction",
     "Evaluation",
@@ -339,6 +441,8 @@ __all__ = [
     "evaluator_fields",
     "field_owners",
     "get_evaluator",
+    "instance_kinds",
+    "instance_section",
     "moved_field",
     "resolve",
     "run_evaluators",

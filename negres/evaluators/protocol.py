@@ -27,6 +27,7 @@ trained through the open training contract, and returns an :class:`Evaluation`:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
@@ -35,6 +36,7 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
+from negres.errors import ConfigError
 from negres.fields import Field
 from negres.results import ConditionResults, sampling_kind
 from negres.tasks import Task
@@ -92,6 +94,9 @@ class Evaluation:
     pairwise: dict[str, Any] = dataclasses.field(default_factory=dict)
     shared: dict[str, Any] = dataclasses.field(default_factory=dict)
     passed_on: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Set by negres.evaluators.run_evaluators for an evaluator run under a name of its own
+    # (Evaluator.named): the registered evaluator it is an instance of.
+    kind: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +194,8 @@ class Evaluator:
         before anything compiles (:func:`negres.study.memory.check_memory`). Only what
         grows with the seeds matters (``(S, S, ...)``, ``(S, N, ...)``). None: nothing
         worth counting.
+      kind: the evaluator this one is an instance of (:meth:`named`): it runs that one
+        under its own name and settings; None: it is itself.
     """
 
     name: str
@@ -200,3 +207,25 @@ class Evaluator:
     doc: str = ""
     by_default: bool = True
     memory: Callable[[ConfigDict, Task, int], MemoryUse] | None = None
+    kind: str | None = None
+
+    def named(self, name: str) -> Evaluator:
+        """This evaluator under another name: an instance that runs beside it (and beside
+        other instances) with settings of its own, from its own section
+        (``evaluation.<name>``; in a study config, a section whose ``evaluator`` field
+        names this one). Its metrics are reported as ``<name>/<metric>``, its paired
+        comparisons and report section under ``name``; its presentation and statistics are
+        this one's. What it requires is met by the evaluators of those names."""
+        check_instance_name(name)
+        return dataclasses.replace(self, name=name, kind=self.kind or self.name)
+
+
+INSTANCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_instance_name(name: Any, field: str = "name") -> None:
+    """Refuse an instance name that cannot be a config section, a metric prefix and a
+    folder name: letters, digits and ``_``, not starting with a digit."""
+    if not isinstance(name, str) or INSTANCE_NAME.fullmatch(name) is None:
+        raise ConfigError(field, name, "letters, digits and '_', not starting with a digit "
+                          "(it names a config section, a metric prefix and a folder)")

@@ -42,7 +42,13 @@ import numpy as np
 
 from negres.files import write_atomic, write_text_atomic
 from negres.reporting.sections import sweeps_of
-from negres.results import ConditionResults, Results, Saved, load_results_file
+from negres.results import (
+    ConditionResults,
+    Results,
+    Saved,
+    instance_folder,
+    load_results_file,
+)
 
 # The tidy table's columns, in this order in metrics.csv, metrics.parquet and the table.
 COLUMNS = ("condition", "seed", "metric", "shift", "severity", "value", "direction", "units",
@@ -80,7 +86,8 @@ class LoadedResults(NamedTuple):
         severities named ``"severity"``; ``EVALUATOR/per_seed/PATH`` ``(S, ...)``;
         ``attributions/METHOD`` ``(S, N, *input_shape)`` with dims ``("seed", "example",
         "input_0", ...)`` and ``attributions/inputs`` ``(N, *input_shape)``,
-        ``attributions/labels`` ``(N,)``.
+        ``attributions/labels`` ``(N,)`` (of an evaluator instance ``NAME``:
+        ``NAME/attributions/...``).
       results: run -> its :class:`negres.results.Results`, read from ``results.json``.
     """
 
@@ -279,12 +286,15 @@ def _attribution_arrays(workdir: Path, evaluations: Mapping[str, Saved],
     memory-mapped, with the inputs and labels saved beside them. Missing files (a workdir
     copied without ``attributions/``) are left out."""
     out: dict[str, LabelledArray] = {}
-    for saved in evaluations.values():
+    for evaluator, saved in evaluations.items():
         files = saved.shared.get("files")
         if not isinstance(files, Mapping):
             continue
+        # An instance's files are relative to its own folder, and named after it.
+        folder = workdir if saved.kind is None else instance_folder(workdir, evaluator)
+        group = "attributions" if saved.kind is None else f"{evaluator}/attributions"
         for method, relative in files.items():
-            file = workdir / str(relative)
+            file = folder / str(relative)
             if not file.is_file():
                 continue
             values = np.load(file, mmap_mode="r")
@@ -292,7 +302,7 @@ def _attribution_arrays(workdir: Path, evaluations: Mapping[str, Saved],
                 continue
             example = np.arange(values.shape[1])
             dims = ("seed", "example", *(f"input_{d}" for d in range(values.ndim - 2)))
-            out[f"attributions/{method}"] = LabelledArray(
+            out[f"{group}/{method}"] = LabelledArray(
                 values, dims, {"seed": seeds, "example": example})
             # CONDITION__METHOD.npy sits beside CONDITION__inputs.npy and __labels.npy.
             suffix = f"__{method}.npy"
@@ -301,10 +311,10 @@ def _attribution_arrays(workdir: Path, evaluations: Mapping[str, Saved],
             prefix = file.name[: -len(suffix)]
             for part in ("inputs", "labels"):
                 beside = file.with_name(f"{prefix}__{part}.npy")
-                if f"attributions/{part}" in out or not beside.is_file():
+                if f"{group}/{part}" in out or not beside.is_file():
                     continue
                 array = np.load(beside, mmap_mode="r")
-                out[f"attributions/{part}"] = LabelledArray(
+                out[f"{group}/{part}"] = LabelledArray(
                     array, ("example", *(f"input_{d}" for d in range(array.ndim - 1))),
                     {"example": np.arange(array.shape[0])})
     return out

@@ -184,13 +184,15 @@ def analyze(
 
     within: dict[str, dict[str, Any]] = {}
     for name, result in conditions.items():
-        for evaluator in result.evaluations:
-            if evaluator not in REGISTRY:  # the caller's own: generic statistics only
+        for evaluator, saved in result.evaluations.items():
+            kind = saved.kind or evaluator  # an instance: its kind's hook on its own view
+            if kind not in REGISTRY:  # the caller's own: generic statistics only
                 continue
-            hook = get_evaluator(evaluator).statistics
+            hook = get_evaluator(kind).statistics
             if hook is None or not len(result.seed_indices):
                 continue
-            families = {f: planned(c) for f, c in hook(result, compare_within).items() if c}
+            families = {f: planned(c) for f, c in
+                        hook(result.instance_view(evaluator), compare_within).items() if c}
             if families:
                 within.setdefault(evaluator, {})[name] = families
     return StudyStatistics(

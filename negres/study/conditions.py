@@ -57,11 +57,11 @@ def check_condition_name(name: str, index: int, taken: dict[str, str]) -> None:
     taken[form.lower()] = name
 
 
-def _declared(path: list[str], leaf: str) -> bool:
-    """Whether ``path.leaf`` is a declared config field (a base config may leave it at its
-    default by not setting it; a condition may still override it)."""
-    section = ".".join(path)
-    return section in section_fields() and leaf in {f.name for f in section_fields()[section]}
+def _declared(config: ConfigDict, path: list[str], leaf: str) -> bool:
+    """Whether ``path.leaf`` is a declared config field of ``config`` (a base config may
+    leave it at its default by not setting it; a condition may still override it)."""
+    declared = section_fields(config).get(".".join(path), ())
+    return leaf in {f.name for f in declared}
 
 
 def _set_dotted(config: ConfigDict, dotted: str, value: Any, condition: str) -> None:
@@ -73,7 +73,7 @@ def _set_dotted(config: ConfigDict, dotted: str, value: Any, condition: str) -> 
         if not isinstance(child, ConfigDict):
             raise ConfigError(field, value, "a field of the base config")
         node = child
-    if leaf not in node and not _declared(path, leaf):
+    if leaf not in node and not _declared(config, path, leaf):
         # An evaluator's field overridden as in the flat layout: say where it lives now.
         moved = moved_field(leaf, {s.removeprefix(f"{EVALUATION}."): f for s, f in
                                    evaluator_sections().items()}) if path == [EVALUATION] else None

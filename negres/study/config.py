@@ -26,9 +26,12 @@ from ml_collections import ConfigDict
 from negres import fields
 from negres.errors import ArgumentError, ConfigError
 from negres.evaluators import (
+    INSTANCE_FIELD,
     REGISTRY,
     default_evaluators,
     evaluator_fields,
+    get_evaluator,
+    instance_kinds,
     moved_field,
     resolve,
 )
@@ -100,12 +103,16 @@ STATS_FIELDS = (
 )
 EVALUATORS_FIELD = fields.Field(
     "evaluators", default_evaluators(), "evaluators run after training, in order, names in "
-    "negres.evaluators.REGISTRY (performance always runs first)",
-    f"a tuple of names in negres.evaluators.REGISTRY ({', '.join(REGISTRY)}), without "
-    "repeats",
-    # Read at check time: a registry line added later (a new evaluator) is a valid name.
+    "negres.evaluators.REGISTRY or of instance sections (performance always runs first)",
+    f"a tuple of names in negres.evaluators.REGISTRY ({', '.join(REGISTRY)}) or of "
+    "sections evaluation.<name> with an 'evaluator' field, without repeats",
+    # Names are resolved by negres.evaluators.resolve, which knows the instance sections.
     lambda v: isinstance(v, (tuple, list)) and len(set(v)) == len(v)
-    and all(isinstance(n, str) and n in REGISTRY for n in v))
+    and all(isinstance(n, str) for n in v))
+INSTANCE_KIND_FIELD = fields.Field(
+    INSTANCE_FIELD, "", "an instance section evaluation.<name>: the registered evaluator "
+    "run once more under <name>, with this section's settings (its fields)",
+    "a name in negres.evaluators.REGISTRY", lambda v: v in REGISTRY)
 
 
 EVALUATION = "evaluation"
@@ -117,10 +124,19 @@ def evaluation_fields() -> tuple[Field, ...]:
     return (EVALUATORS_FIELD,)
 
 
-def evaluator_sections() -> dict[str, tuple[Field, ...]]:
+def evaluator_sections(config: ConfigDict | None = None) -> dict[str, tuple[Field, ...]]:
     """``evaluation.<name>`` -> the fields of the registered evaluator ``name``, for each
-    one that declares fields (one without has no section), in registry order."""
-    return {f"{EVALUATION}.{name}": declared for name, declared in evaluator_fields().items()}
+    one that declares fields (one without has no section), in registry order; then, for
+    each instance section of ``config`` (``evaluation.<name>.evaluator`` naming a
+    registered evaluator), that field and its evaluator's fields."""
+    sections = {f"{EVALUATION}.{name}": declared
+                for name, declared in evaluator_fields().items()}
+    evaluation = None if config is None else config.get(EVALUATION)
+    for name, kind in instance_kinds(evaluation if isinstance(evaluation, ConfigDict)
+                                     else None).items():
+        sections[f"{EVALUATION}.{name}"] = (INSTANCE_KIND_FIELD,
+                                            *get_evaluator(kind).fields)
+    return sections
 
 
 def section_node(config: ConfigDict, section: str, create: bool = False) -> Any:
@@ -147,9 +163,10 @@ def all_task_fields() -> dict[str, Field]:
     return declared
 
 
-def section_fields() -> dict[str, tuple[Field, ...]]:
+def section_fields(config: ConfigDict | None = None) -> dict[str, tuple[Field, ...]]:
     """Section -> its fields ("" is the top level; ``task``'s are those of every task;
-    ``evaluation.<name>``: the evaluator ``name``'s own section)."""
+    ``evaluation.<name>``: the evaluator ``name``'s own section, and the instance sections
+    of ``config``)."""
     return {
         "": TOP_FIELDS,
         "task": tuple(all_task_fields().values()),
@@ -157,7 +174,7 @@ def section_fields() -> dict[str, tuple[Field, ...]]:
         "optimizer": OPTIMIZER_FIELDS,
         "train": TRAIN_FIELDS,
         EVALUATION: evaluation_fields(),
-        **evaluator_sections(),
+        **evaluator_sections(config),
         "stats": STATS_FIELDS,
         "randomness": DESIGN_FIELDS,
     }
@@ -182,7 +199,7 @@ def complete(config: ConfigDict) -> ConfigDict:
     """A copy of ``config`` with every field it lacks set to its default (the task
     section: the named task's fields)."""
     completed = ConfigDict(config.to_dict())
-    declared = section_fields()
+    declared = section_fields(config)
     with completed.unlocked():
         for section in SECTIONS:
             if section not in completed:
@@ -214,8 +231,9 @@ def validate_config(config: ConfigDict) -> ConfigDict:
         node = config.get(section)
         if node is not None and not isinstance(node, ConfigDict):
             raise ConfigError(section, node, "a ConfigDict section")
-    declared = section_fields()
-    evaluators = {s.removeprefix(f"{EVALUATION}."): f for s, f in evaluator_sections().items()}
+    declared = section_fields(config)
+    evaluators = {s.removeprefix(f"{EVALUATION}."): f
+                  for s, f in evaluator_sections(config).items()}
     for section, section_declared in declared.items():
         node = section_node(config, section)
         if node is None:
@@ -251,7 +269,7 @@ def validate_config(config: ConfigDict) -> ConfigDict:
         else:
             fields.check_section(node, section_declared, section)
     completed = complete(config)
-    resolve(completed.evaluation.evaluators)
+    resolve(completed.evaluation.evaluators, completed.evaluation)
     with as_config_fields():
         check_training_arguments(
             num_seeds=completed.num_seeds, steps=completed.train.steps,

@@ -19,6 +19,7 @@ from ml_collections import ConfigDict
 
 from negres.errors import ConfigError
 from negres.evaluators import (
+    INSTANCE_FIELD,
     Evaluator,
     evaluator_fields,
     field_owners,
@@ -94,7 +95,7 @@ def prepare_study(config: ConfigDict) -> Study:
             check_label_noise(variant.train.label_noise, task.kind, task.num_outputs)
             check_input_noise(variant.train.input_noise)
             check_scale_arguments(**scale_settings(variant))
-        evaluators = resolve(variant.evaluation.evaluators)
+        evaluators = resolve(variant.evaluation.evaluators, variant.evaluation)
         for evaluator in evaluators:
             evaluator.check(settings_of(evaluator, variant.evaluation), task)
         check_model_input(variant.model, task.input_shape)
@@ -162,7 +163,8 @@ def _nest_evaluation_fields(config: dict[str, Any]) -> None:
     if not isinstance(evaluation, dict):
         return
     sections = evaluator_fields()
-    for name in [k for k in evaluation if k != "evaluators" and k not in sections]:
+    for name in [k for k, v in evaluation.items() if k != "evaluators" and k not in sections
+                 and not (isinstance(v, dict) and INSTANCE_FIELD in v)]:
         owners = field_owners(name, sections)
         value = evaluation.pop(name) if owners else None
         for owner in owners:

@@ -26,7 +26,7 @@ from negres.files import (
     is_disk_full,
     readable_size,
 )
-from negres.results import PLOTS_DIR, REPORT_FILE, RESULTS_FILE
+from negres.results import INSTANCES_DIR, PLOTS_DIR, REPORT_FILE, RESULTS_FILE
 
 CONFIG_FILE = "config.json"
 # Training checkpoints, one directory per group of conditions and look.
@@ -48,7 +48,7 @@ _MOVED_MARKER = "moved"
 # they tee into the workdir) are never moved or deleted. tests/test_workdir.py checks a
 # study writes nothing else.
 OUTPUTS = (RESULTS_FILE, REPORT_FILE, PLOTS_DIR, "metrics.csv", "metrics.parquet", "tensorboard",
-           "attributions", CONFIG_FILE, CHECKPOINTS_DIR)
+           "attributions", INSTANCES_DIR, CONFIG_FILE, CHECKPOINTS_DIR)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from negres.evaluators.protocol import Evaluation
-from negres.results import ConditionResults, MetricInfo, Results
+from negres.results import ConditionResults, MetricInfo, Results, instance_folder
 from negres.tasks import Task
 
 
@@ -124,17 +124,69 @@ def presentation_of(name: str) -> Presentation | None:
 def presentations_of(results: Results) -> list[Presentation]:
     """The presentations of the evaluators that ran in a study, in the order they ran;
     evaluators without one are left out (their metrics still get the generic tables and
-    statistics)."""
+    statistics). An instance (an evaluator run under a name of its own) gets its kind's,
+    reading its own results (:func:`instance_presentation`)."""
     names = dict.fromkeys(n for c in results.conditions.values() for n in c.evaluations)
-    found = (presentation_of(n) for n in names)
+    found = (instance_presentation(n, results.kind_of(n)) for n in names)
     return [p for p in found if p is not None]
+
+
+def instance_presentation(name: str, kind: str | None) -> Presentation | None:
+    """The presentation of the evaluator ``name``: the one registered for it, or, for an
+    instance of ``kind`` (:attr:`negres.results.Saved.kind`), ``kind``'s with every hook
+    reading the instance's results as its kind's
+    (:meth:`~negres.results.Results.instance_view`), writing and reading its files in its
+    own folder (:func:`~negres.results.instance_folder`) and its headings naming it."""
+    if kind is None or kind == name:
+        return presentation_of(name)
+    shown = presentation_of(kind)
+    if shown is None:
+        return None
+
+    def titled(lines: list[str]) -> list[str]:
+        return [f"{line} (`{name}`, {kind})" if line.startswith("## ") else line
+                for line in lines]
+
+    def report(results: Results, names: Sequence[str]) -> list[str]:
+        return titled(shown.report(results.instance_view(name), names))
+
+    def condition_report(condition: ConditionResults) -> list[str]:
+        return titled(shown.condition_report(condition.instance_view(name, kind)))
+
+    def plots(results: Results, workdir: Path) -> list[tuple[str, str]]:
+        folder = _folder(workdir, name)
+        return [(f"{caption} ({name})", str((folder / path).relative_to(workdir)))
+                for caption, path in shown.plots(results.instance_view(name), folder)]
+
+    def save(evaluation: Evaluation, workdir: Path, condition: str, task: Task,
+             settings: ConfigDict) -> None:
+        own = ConfigDict({**settings.to_dict(), kind: settings[name].to_dict()})
+        shown.save(evaluation, _folder(workdir, name), condition, task, own)
+
+    def sweeps(condition: ConditionResults) -> Iterable[Sweep]:
+        return shown.sweeps(condition.instance_view(name, kind))
+
+    def given(hook: Any, bound: Any) -> Any:
+        return None if hook is None else bound
+
+    return Presentation(
+        report=given(shown.report, report),
+        condition_report=given(shown.condition_report, condition_report),
+        plots=given(shown.plots, plots), save=given(shown.save, save),
+        sweeps=given(shown.sweeps, sweeps))
+
+
+def _folder(workdir: Path, name: str) -> Path:
+    folder = instance_folder(workdir, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def sweeps_of(condition: ConditionResults) -> Iterator[tuple[str, Sweep]]:
     """``(evaluator, sweep)`` of every severity sweep of one condition, from the
     presentations of the evaluators that ran (their ``sweeps``), in the order they ran."""
-    for name in condition.evaluations:
-        presentation = presentation_of(name)
+    for name, saved in condition.evaluations.items():
+        presentation = instance_presentation(name, saved.kind)
         if presentation is not None and presentation.sweeps is not None:
             for sweep in presentation.sweeps(condition):
                 yield name, sweep
@@ -217,7 +269,7 @@ def save_files(evaluations: Mapping[str, Evaluation], workdir: Path, condition: 
     ``shared``; call it between :func:`negres.evaluators.run_evaluators` and
     :func:`negres.evaluators.as_results`, in the process that writes the workdir."""
     for name, evaluation in evaluations.items():
-        presentation = presentation_of(name)
+        presentation = instance_presentation(name, evaluation.kind)
         if presentation is not None and presentation.save is not None:
             presentation.save(evaluation, workdir, condition, task, settings)
 
@@ -227,6 +279,7 @@ __all__ = [
     "Presentation",
     "Sweep",
     "evaluator_plots",
+    "instance_presentation",
     "presentation_of",
     "presentations_of",
     "register",
