@@ -8,14 +8,15 @@ from ml_collections import ConfigDict
 from configs import default
 
 
-def study(title: str, *, num_seeds: int, finding: str = "", task: str = "") -> ConfigDict:
+def study(title: str, *, num_seeds: int, claims: Sequence[Mapping[str, Any]] = (),
+          task: str = "") -> ConfigDict:
     """``configs/default.py``'s config with what a study names first: its ``title``, its
-    ``num_seeds``, the ``finding`` its report states and its ``task`` (each of the last two
-    left at its default when not given)."""
+    ``num_seeds``, the ``claims`` of its source document it tests (each a dict of a
+    :class:`negres.statistics.claims.Claim`'s fields; their verdicts open its report) and
+    its ``task`` (left at its default when not given)."""
     config = default.get_config()
     config.title = title
-    if finding:
-        config.finding = finding
+    config.claims = tuple(dict(c) for c in claims)
     config.num_seeds = num_seeds
     if task:
         config.task.name = task

@@ -12,7 +12,9 @@ def get_config() -> ConfigDict:
     config.seed = 0  # root seed; seed i trains with fold_in(PRNGKey(seed), i)
     config.num_seeds = 16  # S: seeds trained together in one compiled call
     config.title = "digits MLP"  # heading of report.md (the seed counts follow it)
-    config.finding = ""  # a name in negres.reporting.findings.FINDINGS: the one-sentence finding
+    # the claims the study tests, each a dict of a negres.statistics.claims.Claim's fields: their
+    # verdicts open report.md
+    config.claims = ()
     config.conditions = ()  # e.g. ({'name': 'mlp'}, {'name': 'linear', 'model.name': 'linear'})
     config.baseline = ""  # condition compared against; '' is the first
     # seeds per condition whose own curves the TensorBoard logs hold (the mean and min-max band

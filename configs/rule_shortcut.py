@@ -31,13 +31,35 @@ VARIANTS = {
 }
 
 
+def claims(shift: str) -> tuple[dict, ...]:
+    """The document: accuracy stays high while the rule is violated, more so under
+    distortions, because a correlated cue overshadows the rule."""
+    return (
+        dict(name="high_accuracy", text="in-distribution test accuracy is high (above 0.9)",
+             metric="test_accuracy", condition="shortcut", versus_value=0.9,
+             direction="higher"),
+        dict(name="rule_violated", text="where the shortcut contradicts the rule, the "
+             "predictions follow the rule far less often than the test accuracy suggests",
+             metric="subset_shortcut_conflicts_accuracy", condition="shortcut",
+             versus_metric="test_accuracy", direction="lower", margin=0.1),
+        dict(name="worse_under_distortion", text=f"under {shift.replace('_', ' ')}, "
+             "accuracy falls", metric=f"{shift}_mean_accuracy", condition="shortcut",
+             versus_metric="test_accuracy", direction="lower", margin=0.05),
+        dict(name="shortcut_overshadows_rule", text="without an informative shortcut (the "
+             "control), the rule is followed on those examples clearly more often",
+             metric="subset_shortcut_conflicts_accuracy", condition="control",
+             versus_condition="shortcut", direction="higher", margin=0.1),
+    )
+
+
 def get_config(variant: str | None = None):
     variant = variant or "tabular"
     if variant not in VARIANTS:
         raise ValueError(f"configs/rule_shortcut.py:{variant}: the variant must be "
                          "'tabular' (default) or 'image'")
     chosen = VARIANTS[variant]
-    config = study(chosen["title"], num_seeds=16, finding="rule_shortcut", task=chosen["task"])
+    config = study(chosen["title"], num_seeds=16, claims=claims(chosen["shift"]),
+                   task=chosen["task"])
     config.model.hidden_sizes = chosen["hidden_sizes"]
     config.train.steps = 1000
     config.train.eval_every = 100

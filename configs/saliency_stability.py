@@ -11,10 +11,25 @@ training loop), a 1-D one does not.
 
 from configs import study
 
+# The document: repeated runs on identical data give substantially different
+# interpretations, and noisy data makes it worse.
+AGREEMENT = "{}_agreement_spearman_abs"
+CLAIMS = (
+    *(dict(name=f"{method}_differs", text=f"seeds trained on the same data disagree on "
+           f"their {method.replace('_', ' ')} maps (Spearman of |attribution| below 0.8)",
+           metric=AGREEMENT.format(method), condition="clean", versus_value=0.8,
+           direction="lower") for method in ("gradient", "integrated_gradients")),
+    *(dict(name=f"{noise}_lowers_agreement", text=f"{noise.replace('_', ' ')} in training "
+           "lowers the agreement of integrated gradients",
+           metric=AGREEMENT.format("integrated_gradients"), condition=noise,
+           versus_condition="clean", direction="lower", margin=0.05)
+      for noise in ("label_noise", "input_noise")),
+)
+
 
 def get_config():
     config = study("Saliency stability across seeds, label noise and input noise (doc 001)",
-                   num_seeds=16, finding="saliency_stability", task="mnist1d")
+                   num_seeds=16, claims=CLAIMS, task="mnist1d")
     config.task.num_samples = 5000  # 4000 train, 1000 test
     config.task.train_split = 0.8
     config.task.shuffle_seq = False

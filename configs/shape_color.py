@@ -19,9 +19,24 @@ ABLATIONS = (
 )
 
 
+# The document: shape is learned while colour fails, and freezing embeddings or removing
+# attention does not fix it.
+HELD_OUT = "subset_held_out_combinations_accuracy"
+CLAIMS = (
+    dict(name="color_fails", text="on unseen shape-colour combinations the colour model "
+         "fails where the shape model holds", metric=HELD_OUT, condition="color/full",
+         versus_condition="shape/full", direction="lower", margin=0.1),
+    dict(name="ablations_do_not_help", text="freezing embeddings or removing attention does "
+         "not raise colour accuracy on unseen combinations (by more than 0.05)",
+         metric=HELD_OUT, condition="color/{point}", versus_condition="color/full",
+         direction="higher", margin=0.05, asserts="within",
+         points=("frozen", "no_attention", "frozen_no_attention")),
+)
+
+
 def get_config():
     config = study("Shape and color with held-out combinations (doc 004)", num_seeds=12,
-                   finding="shape_color", task="shape_color")
+                   claims=CLAIMS, task="shape_color")
     config.task.target = "shape"  # set per condition below
     config.model.name = "attention"
     config.model.activation = "gelu"

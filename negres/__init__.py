@@ -65,6 +65,7 @@ _ATTRIBUTES: dict[str, str] = {
     "Evaluation": "negres.evaluators.protocol",
     "EvaluationContext": "negres.evaluators.protocol",
     "Metric": "negres.evaluators.protocol",
+    "Claim": "negres.statistics.claims",
     # tasks, evaluators and statistics
     "TASKS": "negres.tasks",
     "Task": "negres.tasks",
@@ -87,6 +88,7 @@ __all__ = [
     "TASKS",
     "ArgumentError",
     "Checkpointing",
+    "Claim",
     "ConfigError",
     "CoreSetup",
     "DiskFullError",
@@ -162,6 +164,7 @@ if TYPE_CHECKING:
     from negres.measures import agreement, interpretability, metrics, saliency
     from negres.seeds import num_seeds_of, over_seeds, seed_key, seed_keys, stream_key, take_seed
     from negres.sharding import CoreSetup, initialize_distributed, seed_mesh, use_all_cores
+    from negres.statistics.claims import Claim
     from negres.tasks import TASKS, Task, load_task, shifts
     from negres.training.builtin import builtin_data, builtin_program, make_evaluate
     from negres.training.checkpoint import Checkpointing, SavedRun, TrainingCheckpoints

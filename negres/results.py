@@ -405,6 +405,8 @@ class StudyStatistics:
       excluded_diverged_seeds: ``{"count", "seed_indices", "own"}`` per condition and the
         ``"rule"`` that left them out.
       sources: the variance of each metric by source of randomness; None without a design.
+      claims: one verdict record per claim the study tests
+        (:func:`negres.statistics.claims.judge`); empty without claims.
     """
 
     summaries: dict[str, dict[str, Record]] = dataclasses.field(default_factory=dict)
@@ -416,6 +418,7 @@ class StudyStatistics:
     notes: list[str] = dataclasses.field(default_factory=list)
     excluded_diverged_seeds: dict[str, Any] = dataclasses.field(default_factory=dict)
     sources: dict[str, Any] | None = None
+    claims: list[Record] = dataclasses.field(default_factory=list)
 
     def within(self, evaluator: str, condition: str) -> dict[str, dict[str, Record]]:
         """The families of paired comparisons ``evaluator`` made inside ``condition``."""
@@ -425,6 +428,8 @@ class StudyStatistics:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if self.sources is None:
             del out["sources"]
+        if not self.claims:  # results.json of a study without claims is unchanged
+            del out["claims"]
         return out
 
     @classmethod

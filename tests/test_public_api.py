@@ -26,7 +26,7 @@ PUBLIC = {
     # errors
     "ArgumentError", "ConfigError", "ResumeError", "DiskFullError",
     # evaluators and tasks
-    "evaluate", "Evaluator", "Evaluation", "EvaluationContext", "Metric",
+    "evaluate", "Evaluator", "Evaluation", "EvaluationContext", "Metric", "Claim",
     "TASKS", "Task", "load_task",
     # modules
     "agreement", "evaluators", "interpretability", "metrics", "models", "saliency",
@@ -64,7 +64,7 @@ def test_the_top_level_namespace_holds_exactly_the_public_names():
 
 
 def test_internals_stay_importable_from_their_modules():
-    from negres.reporting import findings  # noqa: F401
+    from negres.statistics import claims  # noqa: F401
     from negres.training import builtin
     from negres.training.builtin import train_seeds  # noqa: F401
     from negres.training.driver import compile_training  # noqa: F401

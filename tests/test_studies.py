@@ -1,4 +1,6 @@
-"""Every documented study, end to end at toy size: config -> training -> report with its finding."""
+"""Every documented study, end to end at toy size: config -> training -> report with the
+verdicts of its claims; and each study's claims, fed constructed results, come out
+"reproduces", "does not reproduce" and "inconclusive"."""
 
 import re
 
@@ -6,9 +8,11 @@ import numpy as np
 import pytest
 from tests_configs import load_config
 
-from negres.reporting import findings
+from negres.errors import ConfigError
 from negres.reporting import write as report
-from negres.results import ConditionResults, Results, StudyStatistics, TaskInfo
+from negres.results import ConditionResults, MetricInfo, Saved
+from negres.statistics import claims as claims_module
+from negres.statistics.claims import FAILS, INCONCLUSIVE, REPRODUCES, Claim
 from negres.study import experiment
 from negres.study.conditions import expand_conditions
 from negres.tasks import TASKS, load_task
@@ -17,7 +21,7 @@ from negres.tasks import TASKS, load_task
 def config_of(config, name):
     return dict(expand_conditions(config)[0])[name]
 
-FINDING = re.compile(r"^(Reproduces|Partly reproduces|Does not reproduce)\b")
+FINDING = re.compile(r"^(Reproduces|Partly reproduces|Does not reproduce|Inconclusive)\b")
 SEEDS = 3
 
 
@@ -37,6 +41,9 @@ def toy(config, keep=None):
     config.stats.num_permutations = 200
     if keep is not None:
         config.conditions = tuple(c for c in config.conditions if keep(c["name"]))
+        kept = {c["name"] for c in config.conditions}
+        config.claims = tuple(c for c in config.claims if set(
+            Claim.from_config(c).conditions()) <= kept)  # those its conditions still test
     return config
 
 
@@ -70,13 +77,13 @@ def saliency_stability():
                  keep=lambda name: name in ("clean", "input_noise"))
     config.task.num_samples = 1000
     config.model.channels = (8, 8, 8)
-    config.evaluation.attributions.attribution_methods = ("gradient", "smoothgrad")
+    config.evaluation.attributions.attribution_methods = ("gradient", "integrated_gradients")
     return config
 
 
 def capacity_tradeoff():
     config = toy(load_config("capacity_tradeoff"),
-                 keep=lambda name: name.split("/")[1] in ("linear", "mlp_16", "mlp_32", "cnn"))
+                 keep=lambda name: name.split("/")[1] in ("linear", "mlp_32", "mlp_256x3"))
     config.task.num_samples = 1000
     return config
 
@@ -96,7 +103,7 @@ STUDIES = {
         "subset_held_out_combinations_accuracy", "subset_seen_combinations_accuracy",
         "channel_shift_mean_accuracy"]),
     "saliency_stability": (saliency_stability, [
-        f"{m}_{measure}" for m in ("gradient", "smoothgrad")
+        f"{m}_{measure}" for m in ("gradient", "integrated_gradients")
         for measure in ("agreement_spearman_abs", "max_sensitivity", "randomization_spearman")]),
     "capacity_tradeoff": (capacity_tradeoff, [
         "linear_surrogate_fidelity", "integrated_gradients_sparsity",
@@ -109,8 +116,10 @@ def test_study_runs_end_to_end_and_states_its_finding(study, tmp_path):
     make, metrics = STUDIES[study]
     config = make()
     results = experiment.run(config, str(tmp_path))
-    assert config.finding in findings.FINDINGS
+    assert config.claims and len(results.statistics.claims) == len(config.claims)
     assert FINDING.match(results.finding), results.finding
+    for record in results.statistics.claims:
+        assert record["verdict"] in (REPRODUCES, FAILS, INCONCLUSIVE), record
     assert "nan" not in results.finding, results.finding
     report_text = (tmp_path / "report.md").read_text()
     assert f"**Finding.** {results.finding}" in report_text
@@ -139,52 +148,63 @@ def test_study_runs_end_to_end_and_states_its_finding(study, tmp_path):
             assert comparison["reference"] == references[name]
 
 
-def test_a_finding_whose_conditions_were_removed_says_so():
-    results = Results(config={"finding": "rule_shortcut"}, task=TaskInfo(), baseline="",
-                      conditions={}, statistics=StudyStatistics())
-    text = findings.finding_of(results)
-    assert text.startswith("Not stated: finding 'rule_shortcut' needs")
+def test_a_claim_naming_a_condition_the_study_lacks_is_refused_before_training(tmp_path):
+    config = rule_shortcut()
+    config.conditions = tuple(c for c in config.conditions if c["name"] == "shortcut")
+    with pytest.raises(ConfigError, match=r"claims\[3\]\.condition='control'"):
+        experiment.run(config, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
 
 
-def _rule_results(conflict_accuracy: float, reversed_accuracy: float) -> Results:
-    """Results of a rule/shortcut study with the given shortcut-world numbers, 12 seeds."""
-    from negres.statistics.study import analyze
-
+def _constructed(claim: Claim, outcome: str, seeds: int = 12) -> dict[str, ConditionResults]:
+    """Conditions whose numbers make ``claim`` come out ``outcome`` at every grid point: its
+    effect far beyond its margin, far short of it, or on it with a wide spread."""
     rng = np.random.default_rng(0)
+    sign = 1.0 if claim.direction == "higher" else -1.0
+    beyond = outcome == REPRODUCES if claim.asserts == "beyond" else outcome == FAILS
+    effect = (claim.margin + 0.3 if beyond else claim.margin - 0.3
+              if outcome != INCONCLUSIVE else claim.margin)
+    spread = 0.3 if outcome == INCONCLUSIVE else 0.01
+    reference = 0.5 if claim.versus_value is None else claim.versus_value
 
-    def noisy(value):
-        return np.clip(value + rng.normal(0, 0.005, 12), 0, 1)
+    def condition(**metrics) -> ConditionResults:
+        values = {m: np.asarray(v, float) for m, v in metrics.items()}
+        return ConditionResults(
+            metrics=values, evaluations={"e": Saved()}, seed_indices=np.arange(seeds),
+            num_seeds=seeds, metric_info={m: MetricInfo(direction="none", evaluator="e")
+                                          for m in values})
 
-    conditions = {}
-    for name, conflicts, reversed_ in (("shortcut", conflict_accuracy, reversed_accuracy),
-                                       ("control", 0.97, 0.97)):
-        conditions[name] = ConditionResults.from_json({
-            "num_seeds": 12, "seed_indices": np.arange(12),
-            "metrics": {"test_accuracy": noisy(0.98),
-                        "subset_shortcut_conflicts_accuracy": noisy(conflicts)},
-            "metric_info": {
-                "test_accuracy": {"direction": "higher", "evaluator": "performance"},
-                "subset_shortcut_conflicts_accuracy": {"direction": "higher",
-                                                       "evaluator": "subsets"}},
-            "evaluations": {
-                "subsets": {"shared": {"sizes": {"shortcut_conflicts": 50}}},
-                "robustness": {
-                    "per_seed": {"curves": {"shortcut_reversal": {
-                        "accuracy": np.stack([noisy(0.98), noisy(reversed_)], 1)}}},
-                    "shared": {"severities": {"shortcut_reversal": [0.0, 1.0]}}}},
-        })
-    statistics = analyze(conditions, "shortcut", num_resamples=500, num_permutations=500)
-    return Results(config={"finding": "rule_shortcut", "task": {"shortcut_agreement": 0.95}},
-                   task=TaskInfo(), baseline="shortcut", conditions=conditions,
-                   statistics=statistics)
+    out: dict[str, ConditionResults] = {}
+    for point in claim.points or ("",):
+        name, versus = claim.at(point)
+        base = reference + rng.normal(0, 0.01, seeds)
+        value = base + sign * effect + rng.normal(0, spread, seeds)
+        if claim.versus_metric is not None:
+            out[name] = condition(**{claim.metric: value, claim.versus_metric: base})
+        else:
+            out[name] = condition(**{claim.metric: value})
+        if versus is not None:
+            out[versus] = condition(**{claim.metric: base})
+    return out
 
 
-@pytest.mark.parametrize("conflicts,reversed_,claim", [
-    (0.40, 0.45, "Reproduces:"),          # the rule is dropped where the shortcut disagrees
-    (0.94, 0.87, "Partly reproduces:"),   # the rule mostly holds, reversal still costs
-    (0.97, 0.98, "Does not reproduce:"),  # no trace of the shortcut
-])
-def test_rule_shortcut_finding_follows_the_evidence(conflicts, reversed_, claim):
-    text = findings.finding_of(_rule_results(conflicts, reversed_))
-    assert text.startswith(claim), text
-    assert f"{conflicts:.2f}"[:3] in text  # the deciding number is quoted
+STUDY_CLAIMS = [(name, arg, i) for name, arg in (
+    ("additive_attributions", None), ("rule_shortcut", None), ("rule_shortcut", "image"),
+    ("shape_color", None), ("saliency_stability", None), ("capacity_tradeoff", None))
+    for i in range(len(load_config(name, arg).claims))]
+
+
+@pytest.mark.parametrize("study, variant, index", STUDY_CLAIMS)
+def test_no_study_s_claim_is_fixed_by_its_code(study, variant, index):
+    # Every claim of every study comes out each way on numbers built to decide it, and
+    # its sentence quotes the deciding number.
+    claim = Claim.from_config(load_config(study, variant).claims[index])
+    for outcome in (REPRODUCES, FAILS, INCONCLUSIVE):
+        record = claims_module.judge([claim], _constructed(claim, outcome),
+                                     num_resamples=300)[0]
+        assert record["verdict"] == outcome, (claim.name, outcome, record["points"])
+        sentence = claims_module.claim_sentence(record)
+        assert f"{record['points'][0]['estimate']:.3f}" in sentence
+        assert claims_module.overall([record]) == {
+            REPRODUCES: "Reproduces", FAILS: "Does not reproduce",
+            INCONCLUSIVE: "Inconclusive"}[outcome]

@@ -8,8 +8,8 @@ tidy table and TensorBoard), registered by evaluator name
 in ``sections.PRESENTATIONS``; ``tables`` formats numbers and markdown tables for the
 report and the sections; ``plots`` draws the figures (learning
 curves, shift sweeps, per-seed strips, agreement heatmaps, saliency grids, frontiers);
-``findings`` states, per documented study, in one sentence computed from the results,
-whether the document's finding reproduces; ``terminal`` prints per-seed tables on the
+``markdown`` also lays out the verdicts of the claims a study tests
+(:mod:`negres.statistics.claims`); ``terminal`` prints per-seed tables on the
 command line. ``progress`` draws a training call's progress bar and ``live`` writes its
 curves to TensorBoard and a tidy table as they are computed (or from a finished
 ``TrainResult``), for the library as for the command line. Every function here reads

@@ -21,11 +21,45 @@ from negres.reporting.tables import (
 )
 from negres.results import ConditionResults, Results, StudyStatistics
 from negres.statistics import calibration
+from negres.statistics.claims import CLAIM_RULE, Claim, estimand_text
 from negres.statistics.inference import INTERVAL_NAMES
 
 DIRECTION_TEXT = {"higher": "higher is better", "lower": "lower is better",
                   "none": "no better direction"}
 DIRECTION_MARK = {"higher": "↑", "lower": "↓", "none": "·"}
+
+
+def claims_section(judged: list[dict[str, Any]], settings: dict[str, Any]) -> list[str]:
+    """The claims the study tests: per claim (and grid point), the difference it is about
+    with its interval, what was claimed, and the verdict."""
+    if not judged:
+        return []
+    lines = ["## Claims", "", f"{settings.get('claim_rule', CLAIM_RULE).capitalize()}.", ""]
+    rows = []
+    for record in judged:
+        claim = Claim.from_config(record["claim"])
+        if record["verdict"] == "not measured":
+            rows.append([claim.text, "", "", "", f"not measured ({record['reason']})", ""])
+            continue
+        claimed = (f"not {claim.direction} by > {claim.margin:g}" if claim.asserts == "within"
+                   else f"{claim.direction} by > {claim.margin:g}" if claim.margin
+                   else claim.direction)
+        for effect in record["points"]:
+            low, high = effect["ci"]
+            shown = sorted((-high, -low)) if claim.direction == "lower" else [low, high]
+            rows.append([
+                claim.text if effect is record["points"][0] else "",
+                estimand_text(claim, effect),
+                f"{effect['estimate']:.4f} [{shown[0]:.4f}, {shown[1]:.4f}]", claimed,
+                f"**{effect['verdict']}**", str(effect["seeds_to_decide"] or "")])
+        if claim.points:
+            low, high = record["share_ci"]
+            rows.append(["", f"share of {len(claim.points)} grid points where it holds",
+                         f"{record['share']:.2f} [{low:.2f}, {high:.2f}]", "every point",
+                         f"**{record['verdict']}**", ""])
+    level = f"{judged[0]['level']:.1%}".replace(".0%", "%")
+    return lines + table(["claim", "estimand", f"estimate [{level} interval]", "claimed",
+                          "verdict", "seeds to decide"], rows)
 
 
 def condition_table(summaries: Mapping[str, Mapping[str, Any]], level: float,
@@ -192,6 +226,7 @@ def build_report(results: Results, plots: Sequence[tuple[str, str]]) -> str:
         lines += ["**What these seeds cannot tell.** " + " ".join(
             note.rstrip(".") + "." for note in notes), ""]
     lines += training_plan_lines(conditions)
+    lines += claims_section(analysis.claims, settings)
     presentations = presentations_of(results)
     excluded = analysis.excluded_diverged_seeds
     lines += ["## Results per condition", ""]

@@ -8,14 +8,17 @@ adjustment across a family of comparisons; the default interval methods are thos
 spends the false-positive probability over the looks of a study extended with more seeds.
 ``study`` applies them to a whole study: every metric of every condition, every condition
 against its reference, shifts against clean data and attribution methods against each
-other, with seeds whose training diverged left out and counted. ``negres.statistics`` is this
-package.
+other, with seeds whose training diverged left out and counted; ``claims`` judges the
+claims a study declares (:class:`Claim`: an estimand, a direction, the smallest effect that
+matters) so that each can come out "reproduces", "does not reproduce" or "inconclusive".
+``negres.statistics`` is this package.
 
 Layer: statistics. Intervals, tests and verdicts over what evaluators return; imports
 evaluators and the layers below, never reporting or the study.
 """
 
-from negres.statistics import calibration, sampling, sequential
+from negres.statistics import calibration, claims, sampling, sequential
+from negres.statistics.claims import Claim
 from negres.statistics.inference import (
     DEFAULT_DIFFERENCE_INTERVAL,
     DEFAULT_INTERVAL,
@@ -50,7 +53,7 @@ from negres.statistics.sampling import (
     pairwise_values,
 )
 from negres.statistics.sources import variance_by_source
-from negres.statistics.study import compare_evaluations, describe_evaluations
+from negres.statistics.study import analyze, compare_evaluations, describe_evaluations
 
 __all__ = [
     "DEFAULT_DIFFERENCE_INTERVAL",
@@ -60,9 +63,12 @@ __all__ = [
     "INTERVAL_METHODS",
     "SAMPLING_KINDS",
     "VERDICT_RULE",
+    "Claim",
+    "analyze",
     "bootstrap_difference_ci",
     "bootstrap_mean_ci",
     "calibration",
+    "claims",
     "compare",
     "compare_evaluations",
     "compare_examples",

@@ -25,6 +25,8 @@ from negres.evaluators.protocol import Evaluation
 from negres.results import ConditionResults, StudyStatistics
 from negres.statistics import inference as stats
 from negres.statistics import sampling, sequential
+from negres.statistics.claims import CLAIM_RULE, Claim
+from negres.statistics.claims import judge as judge_claims
 
 _HIGHER_IS_BETTER = {"higher": True, "lower": False, "none": None}
 
@@ -86,8 +88,10 @@ def analyze(
     looks: Sequence[int] | None = None,
     first_look_share: float = sequential.DEFAULT_FIRST_SHARE,
     estimand: str = sampling.DEFAULT_ESTIMAND,
+    claims: Sequence[Claim] = (),
 ) -> StudyStatistics:
-    """Summaries, comparisons with verdicts, and each evaluator's within-condition tests.
+    """Summaries, comparisons with verdicts, each evaluator's within-condition tests, and
+    the verdicts of the claims the study tests.
 
     Verdicts follow a sequential design (:mod:`negres.statistics.sequential`): this is
     look ``len(looks)`` of a study that may be extended with more seeds, and its tests run
@@ -111,12 +115,15 @@ def analyze(
       estimand: what the intervals of metrics over test examples are about:
         ``"distribution"`` (seeds and examples both random) or ``"test_set"`` (these
         examples held fixed); metrics of other kinds are unaffected.
+      claims: :class:`~negres.statistics.claims.Claim` values, judged at this look's
+        nominal level (:func:`negres.statistics.claims.judge`).
 
     Returns:
       A :class:`~negres.results.StudyStatistics` with ``summaries`` (condition -> metric
       -> describe), ``comparisons`` (metric -> condition -> compare),
       ``within_conditions`` (evaluator -> condition -> family -> label -> compare),
-      ``directions`` (metric -> direction) and ``settings``.
+      ``directions`` (metric -> direction), ``claims`` (one verdict record per claim)
+      and ``settings``.
     """
     if looks is None:
         first = conditions[baseline]
@@ -195,7 +202,10 @@ def analyze(
                         hook(result.instance_view(evaluator), compare_within).items() if c}
             if families:
                 within.setdefault(evaluator, {})[name] = families
+    judged = judge_claims(claims, conditions, alpha=alpha, paired=paired, estimand=estimand,
+                          num_resamples=num_resamples, seed=seed)
     return StudyStatistics(
+        claims=judged,
         summaries=summaries,
         comparisons=comparisons,
         within_conditions=within,
@@ -212,6 +222,7 @@ def analyze(
             "sampling_rules": {"pairwise": sampling.PAIRWISE_RULE,
                                "examples": sampling.EXAMPLES_RULE},
             "difference_interval_method": stats.DEFAULT_DIFFERENCE_INTERVAL,
+            **({"claim_rule": CLAIM_RULE} if claims else {}),
             "sequential": {
                 "looks": looks, "look": len(looks), "alpha": alpha,
                 # A look of one seed tests nothing and spends nothing.

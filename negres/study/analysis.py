@@ -122,6 +122,7 @@ def analyze_study(study: Study, condition_results: Mapping[str, ConditionResults
         references={c.name: c.reference for c in study.conditions},
         looks=[look[baseline] for look in looks],
         first_look_share=stats.first_look_share, estimand=stats.estimand,
+        claims=study.claims,
     )
     analysis.excluded_diverged_seeds = excluded
     analysis.sources = analyze_sources(condition_results, config.randomness,

@@ -21,7 +21,7 @@ from negres.evaluators import moved_field
 from negres.study.config import EVALUATION, evaluator_sections, section_fields
 
 # Fields a condition may not override: they define the study, not a variant of it.
-_STUDY_FIELDS = frozenset({"conditions", "baseline", "stats", "finding"})
+_STUDY_FIELDS = frozenset({"conditions", "baseline", "stats", "claims"})
 # Keys of a condition that describe it rather than override the config.
 _DESCRIPTIVE_KEYS = frozenset({"name", "compared_with"})
 # The longest condition name, in bytes of its file-name form: it goes into file names

@@ -37,8 +37,8 @@ from negres.evaluators import (
 )
 from negres.fields import Field
 from negres.models import FIELDS as MODEL_FIELDS
-from negres.reporting.findings import FINDINGS
 from negres.seeds import DESIGN_FIELDS, configured_design
+from negres.statistics.claims import Claim
 from negres.tasks import COMMON_FIELDS as TASK_COMMON_FIELDS
 from negres.tasks import TASKS, fields_named, task_fields
 from negres.training.checks import INPUT_NOISE, LABEL_NOISE, check_training_arguments
@@ -56,9 +56,12 @@ TOP_FIELDS = (
     fields.integer("num_seeds", 16, "S: seeds trained together in one compiled call",
                    minimum=1, maximum=MAX_SEEDS),
     fields.text("title", "digits MLP", "heading of report.md (the seed counts follow it)"),
-    fields.Field("finding", "", "a name in negres.reporting.findings.FINDINGS: the "
-                 "one-sentence finding", f"'' or one of {sorted(FINDINGS)}",
-                 lambda v: v == "" or v in FINDINGS),
+    fields.Field("claims", (), "the claims the study tests, each a dict of a "
+                 "negres.statistics.claims.Claim's fields: their verdicts open report.md",
+                 "a tuple of dicts, each a claim (name, text, metric, condition, direction, "
+                 "and one of versus_condition, versus_metric, versus_value)",
+                 lambda v: isinstance(v, (tuple, list)) and all(
+                     isinstance(c, Mapping | ConfigDict) for c in v)),
     fields.Field("conditions", (), "e.g. ({'name': 'mlp'}, {'name': 'linear', "
                  "'model.name': 'linear'})", "a tuple of dicts, each with a 'name'",
                  lambda v: isinstance(v, (tuple, list)) and all(
@@ -270,6 +273,7 @@ def validate_config(config: ConfigDict) -> ConfigDict:
             fields.check_section(node, section_declared, section)
     completed = complete(config)
     resolve(completed.evaluation.evaluators, completed.evaluation)
+    claims_of(completed)
     with as_config_fields():
         check_training_arguments(
             num_seeds=completed.num_seeds, steps=completed.train.steps,
@@ -280,6 +284,19 @@ def validate_config(config: ConfigDict) -> ConfigDict:
     configured_design(completed.randomness, completed.num_seeds,
                       sources=("init", "data", "dropout", *noisy))
     return completed
+
+
+def claims_of(config: ConfigDict) -> list[Claim]:
+    """The config's claims (``config.claims``), each checked: :class:`ConfigError` naming
+    e.g. ``claims[0].margin`` for one that is not allowed."""
+    claims = []
+    for i, entry in enumerate(config.get("claims") or ()):
+        entry = entry.to_dict() if isinstance(entry, ConfigDict) else entry
+        try:
+            claims.append(Claim.from_config(entry, f"claims[{i}]"))
+        except ArgumentError as e:
+            raise ConfigError(e.field, e.value, e.allowed) from None
+    return claims
 
 
 def reference_rows() -> list[tuple[str, Field]]:

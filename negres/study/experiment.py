@@ -22,7 +22,6 @@ from ml_collections import ConfigDict
 
 from negres.files import write_json_atomic
 from negres.reporting import write as report
-from negres.reporting.findings import finding_of
 from negres.results import (
     RESULTS_FILE,
     ConditionResults,
@@ -31,6 +30,7 @@ from negres.results import (
     TaskInfo,
 )
 from negres.sharding import is_main_process
+from negres.statistics.claims import finding
 from negres.study.analysis import analyze_study
 from negres.study.evaluation import evaluate_condition
 from negres.study.group_training import train_looks
@@ -130,8 +130,8 @@ def train_and_evaluate(study: Study, path: Path, looks: list[dict[str, int]]
 def assemble_results(study: Study, condition_results: dict[str, ConditionResults],
                      analysis: StudyStatistics, looks: list[dict[str, int]], *,
                      train_time_s: float, wall_time_s: float) -> tuple[Results, dict[str, Any]]:
-    """The study's results, its finding included, and their ``results.json`` form (built
-    once: it is what the finding reads and what the file holds)."""
+    """The study's results, its finding (the verdicts of its claims) included, and their
+    ``results.json`` form."""
     task = study.conditions[0].task
     results = Results(
         config=study.config.to_dict(),
@@ -146,7 +146,5 @@ def assemble_results(study: Study, condition_results: dict[str, ConditionResults
         wall_time_s=wall_time_s,
         device=device_description(),
     )
-    # The finding reads the results as results.json holds them, as --report_only does.
-    written = results.to_json()
-    results.finding = written["finding"] = finding_of(Results.from_json(written))
-    return results, written
+    results.finding = finding(analysis.claims)
+    return results, results.to_json()

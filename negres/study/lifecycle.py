@@ -9,10 +9,10 @@ from ml_collections import ConfigDict
 
 from negres.files import read_json, write_json_atomic
 from negres.reporting import write as report
-from negres.reporting.findings import finding_of
 from negres.reporting.terminal import print_summary
 from negres.results import REPORT_FILE, RESULTS_FILE, Results, load_results_file
 from negres.sharding import barrier, is_main_process
+from negres.statistics.claims import finding
 from negres.study.extension import first_difference, prepare_extension, without_seed_counts
 from negres.study.prepare import Study, what_is_computed
 from negres.study.workdir import (
@@ -154,7 +154,9 @@ def _rebuild_report(path: Path) -> Results:
             "--overwrite command to finish the new run, or --rollback to put the earlier "
             "results back, then --report_only")
     results = load_results_file(path)
-    results.finding = finding_of(results)  # the finding's wording may have been improved
+    # The sentence's wording may have been improved since; a study of a version before
+    # claims keeps the finding it wrote.
+    results.finding = finding(results.statistics.claims) or results.finding
     try:
         write_report_or_explain(results, path)
     except WorkdirError:

@@ -17,7 +17,7 @@ import flax.linen as nn
 import optax
 from ml_collections import ConfigDict
 
-from negres.errors import ConfigError
+from negres.errors import ArgumentError, ConfigError
 from negres.evaluators import (
     INSTANCE_FIELD,
     Evaluator,
@@ -28,8 +28,15 @@ from negres.evaluators import (
 )
 from negres.files import to_jsonable
 from negres.models import build_model, check_model_input
+from negres.statistics.claims import Claim, check_claims
 from negres.study.conditions import expand_conditions, references_of
-from negres.study.config import TRAIN_FIELDS, as_config_fields, complete, validate_config
+from negres.study.config import (
+    TRAIN_FIELDS,
+    as_config_fields,
+    claims_of,
+    complete,
+    validate_config,
+)
 from negres.tasks import Task, load_task
 from negres.training.builtin import (
     builtin_program,
@@ -61,6 +68,7 @@ class Study(NamedTuple):
     config: ConfigDict
     conditions: list[Condition]
     baseline: str  # the condition the others are compared with by default
+    claims: list[Claim] = []  # noqa: RUF012  (a NamedTuple's default, never mutated)
 
 
 def prepare_study(config: ConfigDict) -> Study:
@@ -111,7 +119,12 @@ def prepare_study(config: ConfigDict) -> Study:
         raise ConfigError("conditions", mixed, "conditions whose tasks are all classification "
                           "or all regression (their scores, accuracy or MSE, are compared)")
     check_pairing(prepared)
-    return Study(config, prepared, baseline)
+    claims = claims_of(config)
+    try:
+        check_claims(claims, [c.name for c in prepared])
+    except ArgumentError as e:
+        raise ConfigError(e.field, e.value, e.allowed) from None
+    return Study(config, prepared, baseline, claims)
 
 
 def check_pairing(conditions: list[Condition]) -> None:
@@ -149,6 +162,8 @@ def what_is_computed(config: dict[str, Any]) -> dict[str, Any]:
     of an earlier version) computed what the default computes."""
     config = json.loads(json.dumps(to_jsonable(config)))
     _nest_evaluation_fields(config)
+    # Before claims were declared, a study named a finding function: it computed nothing.
+    config.pop("finding", None)
     config = json.loads(json.dumps(to_jsonable(complete(ConfigDict(config)).to_dict())))
     for knob in SCHEDULING_KNOBS:
         config.get("train", {}).pop(knob, None)
