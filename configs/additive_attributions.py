@@ -21,7 +21,7 @@ CLAIMS = (
     dict(name="interaction_learned", text="the models learn the interaction (their mixed "
          "partial derivative, 2 in truth)", metric="interaction_x0*x1_mixed_partial",
          condition="interaction", versus_condition="additive", direction="higher",
-         margin=1.0),
+         margin=1.0, role="premise"),
 )
 
 

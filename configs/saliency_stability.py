@@ -10,6 +10,7 @@ training loop), a 1-D one does not.
 """
 
 from configs import study
+from negres.evaluators import instance_section
 
 # The document: repeated runs on identical data give substantially different
 # interpretations, and noisy data makes it worse.
@@ -24,6 +25,12 @@ CLAIMS = (
            metric=AGREEMENT.format("integrated_gradients"), condition=noise,
            versus_condition="clean", direction="lower", margin=0.05)
       for noise in ("label_noise", "input_noise")),
+    # Under label noise seeds may predict, and so explain, different classes: explaining
+    # the true label for every seed tells whether agreement falls even so.
+    dict(name="label_noise_lowers_agreement_on_the_label", text="label noise lowers it even "
+         "when every seed explains the true label",
+         metric="attributions_label/" + AGREEMENT.format("integrated_gradients"),
+         condition="label_noise", versus_condition="clean", direction="lower", margin=0.05),
 )
 
 
@@ -46,6 +53,11 @@ def get_config():
         "gradient", "gradient_x_input", "integrated_gradients", "smoothgrad")
     config.evaluation.attributions.top_k = 8
     config.evaluation.attributions.max_sensitivity = True
+    # The attributions of the true label beside those of the predicted class.
+    config.evaluation.evaluators = (*config.evaluation.evaluators, "attributions_label")
+    config.evaluation.attributions_label = instance_section(
+        "attributions", attribution_methods=("integrated_gradients",),
+        attribution_target="label", top_k=8, randomization_check=False)
     config.conditions = (
         {"name": "clean"},
         {"name": "label_noise", "train.label_noise": 0.2},

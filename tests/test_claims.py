@@ -171,6 +171,18 @@ def test_the_study_verdict_and_sentence_follow_the_claims():
     assert sentence.startswith("Partly reproduces (1 of 2 claims): m is above 0.8: "
                                "**reproduces** (m in `a` − 0.8 = ")
     assert "16 seeds" in sentence
+    # A premise is reported beside the claims and does not count among them, unless it is
+    # not shown: then the study did not test its claims.
+    premise_holds = Claim("p", "m is positive", "m", "a", "higher", versus_value=0.0,
+                          role="premise")
+    premise_fails = Claim("q", "m exceeds 2", "m", "a", "higher", versus_value=2.0,
+                          role="premise")
+    judged = judge([good, premise_holds], conditions, **FAST)
+    assert claims.overall(judged) == "Reproduces"
+    assert claims.finding(judged).split(". Premise: ")[1].startswith(
+        "m is positive: **reproduces**")
+    judged = judge([good, premise_fails], conditions, **FAST)
+    assert claims.overall(judged) == "Not tested (a premise is not shown)"
     missing = judge([Claim("x", "n is high", "n", "a", "higher", versus_value=0.0)],
                     conditions, **FAST)[0]
     assert missing["verdict"] == "not measured" and "'n'" in missing["reason"]
@@ -185,6 +197,7 @@ def test_the_study_verdict_and_sentence_follow_the_claims():
     ({"versus_value": float("inf")}, "claim.versus_value"),
     ({"about": "everything"}, "claim.about"),
     ({"asserts": "maybe"}, "claim.asserts"),
+    ({"role": "aside"}, "claim.role"),
     ({"points": ("a", "a")}, "claim.points"),
     ({"points": ("p",)}, "claim.condition"),
     ({"metric": ""}, "claim.metric"),

@@ -221,3 +221,12 @@ def test_no_import_cycle_passes_through_the_checks():
                  "negres.training.optimizers", "negres.fields", "negres.models"):
         back = sorted(m for m in graph if name in graph[m] and m in reachable(graph, name))
         assert not back, f"{name} imports, directly or not, {back}, which import it back"
+
+
+@pytest.mark.parametrize("name, field, value", [
+    ("adam", "weight_decay", 1e-2), ("sgd", "weight_decay", 1e-2), ("adam", "momentum", 0.9)])
+def test_an_optimizer_setting_the_named_optimizer_ignores_is_refused(name, field, value):
+    from negres.training.optimizers import build_optimizer
+
+    with pytest.raises(ConfigError, match=rf"config\.optimizer\.{field}=.*only"):
+        build_optimizer(ConfigDict({"name": name, field: value}))

@@ -47,8 +47,9 @@ def claims_section(judged: list[dict[str, Any]], settings: dict[str, Any]) -> li
         for effect in record["points"]:
             low, high = effect["ci"]
             shown = sorted((-high, -low)) if claim.direction == "lower" else [low, high]
+            text = claim.text + (" *(premise)*" if claim.role == "premise" else "")
             rows.append([
-                claim.text if effect is record["points"][0] else "",
+                text if effect is record["points"][0] else "",
                 estimand_text(claim, effect),
                 f"{effect['estimate']:.4f} [{shown[0]:.4f}, {shown[1]:.4f}]", claimed,
                 f"**{effect['verdict']}**", str(effect["seeds_to_decide"] or "")])

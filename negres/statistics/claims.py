@@ -81,6 +81,10 @@ class Claim:
         happens); ``"within"``: it does not (an ablation does not help by more than the
         margin): reproduces when the interval lies short of the margin, does not reproduce
         when it lies beyond it.
+      role: ``"claim"``: what the document claims; ``"premise"``: what must hold for the
+        study to test it at all (the models learn the interaction whose attribution is in
+        question). The study's verdict counts the claims; a premise not shown makes it
+        "Not tested".
     """
 
     name: str
@@ -95,6 +99,7 @@ class Claim:
     about: str = ""
     points: tuple[str, ...] = ()
     asserts: Literal["beyond", "within"] = "beyond"
+    role: Literal["claim", "premise"] = "claim"
 
     def __post_init__(self) -> None:
         check_claim(self)
@@ -170,6 +175,8 @@ def check_claim(claim: Claim, field: str = "claim") -> None:
             raise ArgumentError(f"{field}.{name}", value, "a non-empty string")
     if claim.asserts not in ("beyond", "within"):
         raise ArgumentError(f"{field}.asserts", claim.asserts, "'beyond' or 'within'")
+    if claim.role not in ("claim", "premise"):
+        raise ArgumentError(f"{field}.role", claim.role, "'claim' or 'premise'")
     if claim.about not in ("", *sampling.ESTIMANDS):
         raise ArgumentError(f"{field}.about", claim.about,
                             f"'' or one of {list(sampling.ESTIMANDS)}")
@@ -284,7 +291,9 @@ def judge(claims: Sequence[Claim], conditions: Mapping[str, ConditionResults], *
       One record per claim: the claim (``claim``), ``verdict``, ``level``, ``points``
       (one effect per grid point: ``condition``, ``versus``, ``estimate`` (metric minus
       reference), ``effect`` (signed so the claimed direction is positive), ``ci`` of the
-      effect, ``n`` seeds, ``covers``, ``verdict``, ``seeds_to_decide``), and over a grid
+      effect, ``n`` seeds, ``covers``, ``sampling``, ``verdict``, ``seeds_to_decide``:
+      about how many seeds would decide an inconclusive claim, None for one over test
+      examples about their distribution, which seeds alone may not decide), and over a grid
       ``share`` (of points that reproduce) with ``share_ci``. A claim whose metric is
       missing is ``"not measured"``, with ``reason``.
     """
@@ -318,8 +327,13 @@ def judge(claims: Sequence[Claim], conditions: Mapping[str, ConditionResults], *
                                  **settings)
                 if _decide(strict, claim) != FAILS:
                     effect["verdict"] = INCONCLUSIVE
+            # Over examples about the distribution, the test examples' share of the
+            # interval does not shrink with seeds: no seed count is promised.
+            by_seeds = not (effect["sampling"] == "examples"
+                            and settings["estimand"] == "distribution")
             effect["seeds_to_decide"] = (_seeds_to_decide(effect, claim.margin)
-                                         if effect["verdict"] == INCONCLUSIVE else None)
+                                         if effect["verdict"] == INCONCLUSIVE and by_seeds
+                                         else None)
             effect["point"] = point
             effects.append(effect)
         verdicts = [e["verdict"] for e in effects]
@@ -371,6 +385,8 @@ def claim_sentence(record: Mapping[str, Any]) -> str:
             text += f" ({effect['verdict']})"
         elif effect["verdict"] == INCONCLUSIVE and effect["seeds_to_decide"]:
             text += f"; about {effect['seeds_to_decide']} seeds would decide it"
+        elif effect["verdict"] == INCONCLUSIVE and effect["sampling"] == "examples":
+            text += "; more test examples, not only seeds, would decide it"
         parts.append(text)
     if claim.asserts == "within":
         claimed = f"claimed not {claim.direction} by more than {claim.margin:g}"
@@ -387,25 +403,35 @@ def claim_sentence(record: Mapping[str, Any]) -> str:
             f"{level} intervals of {record['points'][0]['covers']}{share}; {seeds} seeds)")
 
 
+def _role(record: Mapping[str, Any]) -> str:
+    return str(record["claim"].get("role", "claim"))
+
+
 def overall(judged: Sequence[Mapping[str, Any]]) -> str:
-    """The study's verdict from its claims': ``Reproduces`` (every claim), ``Does not
-    reproduce`` (none reproduces, at least one fails), ``Inconclusive`` (none decided),
-    else ``Partly reproduces``."""
-    verdicts = [r["verdict"] for r in judged]
+    """The study's verdict from its claims' (premises aside): ``Reproduces`` (every claim),
+    ``Does not reproduce`` (none reproduces, at least one fails), ``Inconclusive`` (none
+    decided), else ``Partly reproduces``; ``Not tested`` while a premise is not shown."""
+    if any(_role(r) == "premise" and r["verdict"] != REPRODUCES for r in judged):
+        return "Not tested (a premise is not shown)"
+    verdicts = [r["verdict"] for r in judged if _role(r) == "claim"]
     if verdicts and all(v == REPRODUCES for v in verdicts):
         return "Reproduces"
     if REPRODUCES not in verdicts and FAILS in verdicts:
         return "Does not reproduce"
     if REPRODUCES not in verdicts:
         return "Inconclusive"
-    return (f"Partly reproduces ({verdicts.count(REPRODUCES)} of {len(verdicts)} claims)")
+    return f"Partly reproduces ({verdicts.count(REPRODUCES)} of {len(verdicts)} claims)"
 
 
 def finding(judged: Sequence[Mapping[str, Any]]) -> str:
-    """The sentence that heads a study's report: its verdict, then each claim's."""
+    """The sentence that heads a study's report: its verdict, then each claim's, then each
+    premise's."""
     if not judged:
         return ""
-    return f"{overall(judged)}: " + "; ".join(claim_sentence(r) for r in judged) + "."
+    claims = [claim_sentence(r) for r in judged if _role(r) == "claim"]
+    premises = [claim_sentence(r) for r in judged if _role(r) == "premise"]
+    return (f"{overall(judged)}: " + "; ".join(claims)
+            + (". Premise: " + "; ".join(premises) if premises else "") + ".")
 
 
 __all__ = ["CLAIM_RULE", "FAILS", "INCONCLUSIVE", "REPRODUCES", "VERDICTS", "Claim",

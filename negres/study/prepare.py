@@ -68,7 +68,7 @@ class Study(NamedTuple):
     config: ConfigDict
     conditions: list[Condition]
     baseline: str  # the condition the others are compared with by default
-    claims: list[Claim] = []  # noqa: RUF012  (a NamedTuple's default, never mutated)
+    claims: tuple[Claim, ...] = ()  # what the study tests (config.claims)
 
 
 def prepare_study(config: ConfigDict) -> Study:
@@ -119,7 +119,7 @@ def prepare_study(config: ConfigDict) -> Study:
         raise ConfigError("conditions", mixed, "conditions whose tasks are all classification "
                           "or all regression (their scores, accuracy or MSE, are compared)")
     check_pairing(prepared)
-    claims = claims_of(config)
+    claims = tuple(claims_of(config))
     try:
         check_claims(claims, [c.name for c in prepared])
     except ArgumentError as e:

@@ -20,7 +20,7 @@ import optax
 from ml_collections import ConfigDict
 
 from negres import fields
-from negres.errors import ArgumentError
+from negres.errors import ArgumentError, ConfigError
 
 # The range the optax optimizers' own contracts give a hyperparameter, by the name their
 # factories take it under: (the interval, what it is).
@@ -105,6 +105,12 @@ def build_optimizer(optimizer_config: ConfigDict) -> optax.GradientTransformatio
     :func:`negres.train` can set per seed (``hyperparams=`` or ``grid=``).
     """
     config = fields.completed(optimizer_config, FIELDS, "optimizer")
+    # A setting the named optimizer has no use for would silently do nothing.
+    for name, owner in (("weight_decay", "adamw"), ("momentum", "sgd")):
+        if config[name] > 0 and config.name != owner:
+            raise ConfigError(f"optimizer.{name}", config[name],
+                              f"0 with optimizer.name={config.name!r}: only {owner} uses it "
+                              f"(set optimizer.name={owner!r})")
     clip = config.grad_clip_norm
     base = OPTIMIZERS[config.name](config)
 
