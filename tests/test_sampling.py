@@ -338,3 +338,19 @@ def test_the_library_reaches_the_same_functions():
     assert negres.statistics.describe_examples is sampling.describe_examples
     assert negres.statistics.compare_pairwise is sampling.compare_pairwise
     assert negres.statistics.compare_examples is sampling.compare_examples
+
+
+def test_one_pair_of_seeds_gets_no_interval_and_no_verdict():
+    # Two seeds are one pair: their two row means are that pair's value, so a bootstrap of
+    # them has no spread and would print a zero-width interval.
+    from negres.statistics.sampling import compare_pairwise, describe_pairwise
+
+    two = np.array([[1.0, 0.4], [0.4, 1.0]])
+    summary = describe_pairwise(two, num_resamples=100, seed=0)
+    assert summary["mean"] == pytest.approx(0.4)
+    assert np.isnan(summary["ci"]).all() and "3 seeds" in summary["interval_reason"]
+    compared = compare_pairwise(two, 0.5 * two, paired=True, num_resamples=100,
+                                num_permutations=100, seed=0)
+    assert compared["verdict"] == "inconclusive" and np.isnan(compared["ci"]).all()
+    three = np.array([[1.0, 0.4, 0.5], [0.4, 1.0, 0.6], [0.5, 0.6, 1.0]])
+    assert np.isfinite(describe_pairwise(three, num_resamples=100, seed=0)["ci"]).all()

@@ -51,7 +51,7 @@ def claims_section(judged: list[dict[str, Any]], settings: dict[str, Any]) -> li
             rows.append([
                 text if effect is record["points"][0] else "",
                 estimand_text(claim, effect),
-                f"{effect['estimate']:.4f} [{shown[0]:.4f}, {shown[1]:.4f}]", claimed,
+                f"{effect['estimate']:.4f} {interval(shown)}", claimed,
                 f"**{effect['verdict']}**", str(effect["seeds_to_decide"] or "")])
         if claim.points:
             low, high = record["share_ci"]

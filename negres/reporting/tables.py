@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,10 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 
 def interval(ci: Sequence[float], digits: int = 4) -> str:
+    """``[low, high]``; "no interval" where the statistics could give none (one seed, one
+    pair of seeds)."""
+    if all(isinstance(v, float) and math.isnan(v) for v in ci):
+        return "no interval"
     return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
 
 

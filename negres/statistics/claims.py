@@ -237,6 +237,7 @@ def _effect(claim: Claim, conditions: Mapping[str, ConditionResults], condition:
     low, high = sorted((sign * low, sign * high))
     return {"condition": condition, "versus": versus, "estimate": estimate,
             "effect": sign * estimate, "ci": [low, high], "n": seeds,
+            "interval_reason": summary.get("interval_reason") or summary.get("reason"),
             "covers": summary.get("covers", sampling.COVERS["seeds"]),
             "sampling": summary.get("sampling", "seeds")}
 
@@ -367,6 +368,10 @@ def estimand_text(claim: Claim, effect: Mapping[str, Any]) -> str:
 def _estimate_text(claim: Claim, effect: Mapping[str, Any]) -> str:
     """``estimand = estimate [low, high]``, the interval in the metric's own sign."""
     low, high = effect["ci"]
+    if not (math.isfinite(low) and math.isfinite(high)):
+        why = effect.get("interval_reason") or "too few seeds"
+        return (f"{estimand_text(claim, effect)} = {_number(effect['estimate'])}, "
+                f"no interval ({why})")
     shown = sorted((-high, -low)) if claim.direction == "lower" else [low, high]
     return (f"{estimand_text(claim, effect)} = {_number(effect['estimate'])} "
             f"[{_number(shown[0])}, {_number(shown[1])}]")

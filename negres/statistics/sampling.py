@@ -257,6 +257,29 @@ def describe_pairwise(matrix: Any, **describe_kwargs: Any) -> dict[str, Any]:
     out["mean"] = theta if values.size > 1 else out["mean"]
     out.update(sampling="pairwise", covers=COVERS["pairwise"], variance_method=PAIRWISE_RULE,
                num_pairs=int(values.size * (values.size - 1) // 2))
+    return _one_pair_at_most(out, values.size)
+
+
+# Two seeds make one pair: the spread between pairs, the U-statistic's variance, has
+# nothing to be estimated from (the two row means are the one pair's value, alike), so an
+# interval would have no width it could claim.
+ONE_PAIR_REASON = ("one pair of seeds: a mean over pairs of seeds needs at least 3 seeds "
+                   "(3 pairs) for an interval")
+
+
+def _one_pair_at_most(out: dict[str, Any], num_seeds: int) -> dict[str, Any]:
+    """``out`` without intervals, tests or a decided verdict where ``num_seeds`` < 3."""
+    if num_seeds >= 3:
+        return out
+    nan = float("nan")
+    for key, value in list(out.items()):
+        if key.startswith("ci") and isinstance(value, list | tuple) and len(value) == 2:
+            out[key] = [nan, nan]
+        elif key in ("sem", "t") or key.startswith("p_value"):
+            out[key] = nan
+    if "verdict" in out:
+        out["verdict"] = "inconclusive"
+    out["interval_reason"] = ONE_PAIR_REASON
     return out
 
 
@@ -273,8 +296,9 @@ def compare_pairwise(matrix_x: Any, matrix_y: Any, *, paired: bool,
     else:
         x, y = pairwise_values(matrix_x), pairwise_values(matrix_y)
     out = inference.compare(x, y, paired=paired, **compare_kwargs)
-    return out | {"sampling": "pairwise", "covers": COVERS["pairwise"],
-                  "variance_method": PAIRWISE_RULE}
+    out |= {"sampling": "pairwise", "covers": COVERS["pairwise"],
+            "variance_method": PAIRWISE_RULE}
+    return _one_pair_at_most(out, min(np.shape(matrix_x)[0], np.shape(matrix_y)[0]))
 
 
 # ---------------------------------------------------------------------------- examples
