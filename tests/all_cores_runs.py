@@ -44,6 +44,7 @@ def toy(config, condition: int | None = 0):
         kept = {k: v for k, v in config.conditions[condition].items()
                 if k not in ("reference", "compared_with")}  # names no condition kept
         config.conditions, config.baseline = (kept,), kept["name"]
+        config.claims = ()  # they name the conditions left out
     return config
 
 

@@ -227,6 +227,7 @@ def test_a_library_user_gets_the_verdict_and_sentence_of_the_command_line(tmp_pa
 
     config = tiny_config()
     config.evaluation.evaluators = ()
+    config.train.steps = 30
     declared = (
         dict(name="accurate", text="test accuracy is above 0.8", metric="test_accuracy",
              condition="mlp", versus_value=0.8, direction="higher"),
@@ -254,3 +255,11 @@ def test_a_library_user_gets_the_verdict_and_sentence_of_the_command_line(tmp_pa
         r["verdict"] for r in cli.statistics.claims]
     assert claims.finding(mine.claims) == cli.finding
     assert cli.finding.startswith(claims.overall(cli.statistics.claims))
+
+
+def test_a_look_that_spends_nothing_decides_no_claim():
+    # A look of one seed tests at alpha 0 (negres.statistics.sequential): nothing decided.
+    claim = Claim("c", "m is above 0.8", "m", "a", "higher", versus_value=0.8)
+    record = judge([claim], {"a": _condition(_normal(0.9, 0.01, n=1))}, alpha=0.0)[0]
+    assert record["verdict"] == INCONCLUSIVE and "one seed" in record["reason"]
+    assert claims.finding([record]).startswith("Inconclusive: m is above 0.8: inconclusive")

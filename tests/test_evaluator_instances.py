@@ -204,6 +204,7 @@ def test_a_study_reports_each_instance_in_its_own_section_plots_and_files(tmp_pa
     config.evaluation.evaluators = ("robustness", "attributions", "ig_label", "noise")
     config.evaluation.attributions.update({
         "attribution_methods": ("integrated_gradients",), "attribution_examples": 4,
+        "ig_steps": 4,
         "max_sensitivity": False, "randomization_check": False, "save_attributions": 2})
     config.evaluation.ig_label = evaluators.instance_section(
         "attributions", **(config.evaluation.attributions.to_dict()

@@ -38,8 +38,9 @@ def claims_section(judged: list[dict[str, Any]], settings: dict[str, Any]) -> li
     rows = []
     for record in judged:
         claim = Claim.from_config(record["claim"])
-        if record["verdict"] == "not measured":
-            rows.append([claim.text, "", "", "", f"not measured ({record['reason']})", ""])
+        if record["verdict"] == "not measured" or not record.get("points"):
+            rows.append([claim.text, "", "", "", f"{record['verdict']} ({record['reason']})",
+                         ""])
             continue
         claimed = (f"not {claim.direction} by > {claim.margin:g}" if claim.asserts == "within"
                    else f"{claim.direction} by > {claim.margin:g}" if claim.margin
@@ -58,7 +59,7 @@ def claims_section(judged: list[dict[str, Any]], settings: dict[str, Any]) -> li
             rows.append(["", f"share of {len(claim.points)} grid points where it holds",
                          f"{record['share']:.2f} [{low:.2f}, {high:.2f}]", "every point",
                          f"**{record['verdict']}**", ""])
-    level = f"{judged[0]['level']:.1%}".replace(".0%", "%")
+    level = f"{max(r['level'] for r in judged):.1%}".replace(".0%", "%")
     return lines + table(["claim", "estimand", f"estimate [{level} interval]", "claimed",
                           "verdict", "seeds to decide"], rows)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,9 +35,15 @@ def with_range(mean: float, low: float, high: float, range_digits: int = 2) -> s
     return f"{fmt(mean, 3)} ({fmt(low, range_digits)}–{fmt(high, range_digits)})"
 
 
+def _cell(text: str) -> str:
+    """A table cell: a ``|`` inside it (``|attribution|``) escaped, or it splits the row."""
+    return re.sub(r"(?<!\\)\|", r"\\|", str(text))
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(_cell, header)) + " |",
+             "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in rows]
     return lines + [""]
 
 

@@ -298,10 +298,15 @@ def judge(claims: Sequence[Claim], conditions: Mapping[str, ConditionResults], *
       ``share`` (of points that reproduce) with ``share_ci``. A claim whose metric is
       missing is ``"not measured"``, with ``reason``.
     """
-    if not (is_number(alpha) and 0.0 < alpha < 1.0):
-        raise ArgumentError("alpha", alpha, "a number in (0, 1)")
+    if not (is_number(alpha) and 0.0 <= alpha < 1.0):
+        raise ArgumentError("alpha", alpha, "a number in [0, 1)")
     judged = []
     for claim in claims:
+        if alpha == 0.0:  # a look that spends nothing (one seed) decides nothing
+            judged.append({"claim": claim.to_json(), "level": 1.0, "verdict": INCONCLUSIVE,
+                           "points": [], "reason": "this look tests nothing (one seed: no "
+                           "spread across seeds)"})
+            continue
         points = claim.points or ("",)
         negative_level = 1.0 - alpha / len(points)  # each point's negative, Bonferroni
         record: dict[str, Any] = {"claim": claim.to_json(), "level": 1.0 - alpha}
@@ -380,8 +385,8 @@ def _estimate_text(claim: Claim, effect: Mapping[str, Any]) -> str:
 def claim_sentence(record: Mapping[str, Any]) -> str:
     """One claim's verdict in words, with the numbers that decide it."""
     claim = Claim.from_config(record["claim"])
-    if record["verdict"] == "not measured":
-        return f"{claim.text}: not measured ({record['reason']})"
+    if record["verdict"] == "not measured" or not record.get("points"):
+        return f"{claim.text}: {record['verdict']} ({record['reason']})"
     level = f"{record['level']:.1%}".replace(".0%", "%")
     parts = []
     for effect in record["points"]:
