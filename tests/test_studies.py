@@ -84,7 +84,7 @@ def rule_shortcut_image():
 
 def shape_color():
     config = toy(load_config("shape_color"),
-                 keep=lambda name: name in ("shape/full", "shape/no_attention", "color/full"))
+                 keep=lambda name: name in ("shape/full", "color/full"))
     config.task.num_train, config.task.num_test = 300, 160
     return config
 

@@ -292,7 +292,9 @@ def judge(claims: Sequence[Claim], conditions: Mapping[str, ConditionResults], *
       One record per claim: the claim (``claim``), ``verdict``, ``level``, ``points``
       (one effect per grid point: ``condition``, ``versus``, ``estimate`` (metric minus
       reference), ``effect`` (signed so the claimed direction is positive), ``ci`` of the
-      effect, ``n`` seeds, ``covers``, ``sampling``, ``verdict``, ``seeds_to_decide``:
+      effect, ``n`` seeds, ``covers``, ``sampling``, ``verdict``, ``ci_over_grid`` (the
+      wider interval at ``alpha / points`` a negative verdict over a grid must clear, where
+      the first one lay short of the margin), ``seeds_to_decide``:
       about how many seeds would decide an inconclusive claim, None for one over test
       examples about their distribution, which seeds alone may not decide), and over a grid
       ``share`` (of points that reproduce) with ``share_ci``. A claim whose metric is
@@ -331,6 +333,7 @@ def judge(claims: Sequence[Claim], conditions: Mapping[str, ConditionResults], *
             if effect["verdict"] == FAILS and len(points) > 1:
                 strict = _effect(claim, conditions, condition, versus, level=negative_level,
                                  **settings)
+                effect["ci_over_grid"] = strict["ci"]  # what the negative verdict reads
                 if _decide(strict, claim) != FAILS:
                     effect["verdict"] = INCONCLUSIVE
             # Over examples about the distribution, the test examples' share of the
