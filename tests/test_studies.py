@@ -226,3 +226,13 @@ def test_no_study_s_claim_is_fixed_by_its_code(study, variant, index):
             REPRODUCES: "Reproduces", FAILS: "Does not reproduce",
             INCONCLUSIVE: "Inconclusive"}[outcome] if claim.role == "claim" else
             "Inconclusive" if outcome == REPRODUCES else "Not tested (a premise is not shown)")
+
+
+def test_claims_compute_nothing_so_a_study_may_declare_them_anew_when_extended():
+    from negres.study.prepare import what_is_computed
+
+    with_claims = load_config("rule_shortcut").to_dict()
+    without = dict(with_claims, claims=(), finding="rule_shortcut")  # a config.json of before
+    assert what_is_computed(with_claims) == what_is_computed(without)
+    other = dict(with_claims, num_seeds=3)
+    assert what_is_computed(with_claims) != what_is_computed(other)

@@ -162,8 +162,11 @@ def what_is_computed(config: dict[str, Any]) -> dict[str, Any]:
     of an earlier version) computed what the default computes."""
     config = json.loads(json.dumps(to_jsonable(config)))
     _nest_evaluation_fields(config)
-    # Before claims were declared, a study named a finding function: it computed nothing.
+    # What a study claims is judged from what it computed, and computes nothing itself: a
+    # resumed or extended study may declare claims anew (before claims, a config named a
+    # finding function, which computed nothing either).
     config.pop("finding", None)
+    config.pop("claims", None)
     config = json.loads(json.dumps(to_jsonable(complete(ConfigDict(config)).to_dict())))
     for knob in SCHEDULING_KNOBS:
         config.get("train", {}).pop(knob, None)
