@@ -493,11 +493,11 @@ class Results:
         if kind is None:
             return self
         prefix = instance_metric(name, "")
+        theirs = {m for c in self.conditions.values() for m, i in c.metric_info.items()
+                  if i.evaluator == kind}  # the kind's own metrics, which the view hides
 
         def renamed(by_metric: Mapping[str, Any]) -> dict[str, Any]:
             owned = {m: v for m, v in by_metric.items() if m.startswith(prefix)}
-            theirs = {m for c in self.conditions.values() for m, i in c.metric_info.items()
-                      if i.evaluator == kind}
             kept = {m: v for m, v in by_metric.items() if m not in theirs and m not in owned}
             return kept | {m[len(prefix):]: v for m, v in owned.items()}
 

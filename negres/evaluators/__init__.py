@@ -232,8 +232,8 @@ def completed_sections(settings: Mapping[str, Any] | None,
             f"{sorted(declared)}"))
     sections = {}
     for name, own in declared.items():
-        section = {k: v for k, v in dict(given.get(name, {})).items() if k != INSTANCE_FIELD}
-        sections[name] = fields.completed(section, own, f"evaluation.{name}")
+        sections[name] = fields.completed(_fields_of(given.get(name)), own,
+                                          f"evaluation.{name}")
         if name in kinds:
             sections[name][INSTANCE_FIELD] = kinds[name]
     return ConfigDict(sections)
@@ -245,9 +245,7 @@ def settings_of(evaluator: Evaluator, sections: Mapping[str, Any]) -> ConfigDict
     name -> section; empty without fields) and, under the name of each evaluator it
     requires that declares fields, a copy of that one's section (as ``context.earlier``
     holds their evaluations)."""
-    own = sections.get(evaluator.name)
-    settings = dict(own.to_dict() if isinstance(own, ConfigDict) else own or {})
-    settings.pop(INSTANCE_FIELD, None)
+    settings = _fields_of(sections.get(evaluator.name))
     for needed in evaluator.requires:
         section = sections.get(needed)
         if section is None:
@@ -255,10 +253,16 @@ def settings_of(evaluator: Evaluator, sections: Mapping[str, Any]) -> ConfigDict
         if needed in settings:
             raise ValueError(f"evaluator {evaluator.name!r} declares a field named "
                              f"{needed!r}, the name of an evaluator it requires")
-        settings[needed] = {k: v for k, v in (
-            section.to_dict() if isinstance(section, ConfigDict) else dict(section)).items()
-            if k != INSTANCE_FIELD}
+        settings[needed] = _fields_of(section)
     return ConfigDict(settings)
+
+
+def _fields_of(section: Mapping[str, Any] | ConfigDict | None) -> dict[str, Any]:
+    """An evaluator's section as a plain dict of its fields: an instance's ``evaluator``
+    field, which says what runs rather than how, left out."""
+    plain = section.to_dict() if isinstance(section, ConfigDict) else dict(section or {})
+    plain.pop(INSTANCE_FIELD, None)
+    return plain
 
 
 def run_evaluators(evaluators: Sequence[Evaluator], context: EvaluationContext

@@ -21,7 +21,13 @@ from negres.reporting.tables import (
 )
 from negres.results import ConditionResults, Results, StudyStatistics
 from negres.statistics import calibration
-from negres.statistics.claims import CLAIM_RULE, Claim, estimand_text
+from negres.statistics.claims import (
+    CLAIM_RULE,
+    Claim,
+    estimand_text,
+    estimate_interval,
+    level_text,
+)
 from negres.statistics.inference import INTERVAL_NAMES
 
 DIRECTION_TEXT = {"higher": "higher is better", "lower": "lower is better",
@@ -46,20 +52,19 @@ def claims_section(judged: list[dict[str, Any]], settings: dict[str, Any]) -> li
                    else f"{claim.direction} by > {claim.margin:g}" if claim.margin
                    else claim.direction)
         for effect in record["points"]:
-            low, high = effect["ci"]
-            shown = sorted((-high, -low)) if claim.direction == "lower" else [low, high]
             text = claim.text + (" *(premise)*" if claim.role == "premise" else "")
             rows.append([
                 text if effect is record["points"][0] else "",
                 estimand_text(claim, effect),
-                f"{effect['estimate']:.4f} {interval(shown)}", claimed,
+                f"{effect['estimate']:.4f} {interval(estimate_interval(claim, effect))}",
+                claimed,
                 f"**{effect['verdict']}**", str(effect["seeds_to_decide"] or "")])
         if claim.points:
             low, high = record["share_ci"]
             rows.append(["", f"share of {len(claim.points)} grid points where it holds",
                          f"{record['share']:.2f} [{low:.2f}, {high:.2f}]", "every point",
                          f"**{record['verdict']}**", ""])
-    level = f"{max(r['level'] for r in judged):.1%}".replace(".0%", "%")
+    level = level_text(max(r["level"] for r in judged))
     return lines + table(["claim", "estimand", f"estimate [{level} interval]", "claimed",
                           "verdict", "seeds to decide"], rows)
 

@@ -104,15 +104,6 @@ class Claim:
     def __post_init__(self) -> None:
         check_claim(self)
 
-    @property
-    def reference(self) -> str:
-        """What the metric is measured against, in words."""
-        if self.versus_condition is not None:
-            return f"`{self.versus_condition}`"
-        if self.versus_metric is not None:
-            return f"{self.versus_metric}"
-        return f"{self.versus_value:g}"
-
     def at(self, point: str) -> tuple[str, str | None]:
         """``(condition, versus_condition)`` at one grid point."""
         versus = self.versus_condition
@@ -373,16 +364,27 @@ def estimand_text(claim: Claim, effect: Mapping[str, Any]) -> str:
     return f"{claim.metric} in `{effect['condition']}`"
 
 
+def estimate_interval(claim: Claim, effect: Mapping[str, Any]) -> list[float]:
+    """The interval of ``effect["estimate"]`` (metric minus reference, in the metric's own
+    sign), from that of the effect (signed so that the claimed direction is positive)."""
+    low, high = effect["ci"]
+    return sorted((-high, -low)) if claim.direction == "lower" else [low, high]
+
+
+def level_text(level: float) -> str:
+    """``96%``, ``97.5%``: an interval's level in words."""
+    return f"{level:.1%}".replace(".0%", "%")
+
+
 def _estimate_text(claim: Claim, effect: Mapping[str, Any]) -> str:
     """``estimand = estimate [low, high]``, the interval in the metric's own sign."""
-    low, high = effect["ci"]
+    low, high = estimate_interval(claim, effect)
     if not (math.isfinite(low) and math.isfinite(high)):
         why = effect.get("interval_reason") or "too few seeds"
         return (f"{estimand_text(claim, effect)} = {_number(effect['estimate'])}, "
                 f"no interval ({why})")
-    shown = sorted((-high, -low)) if claim.direction == "lower" else [low, high]
     return (f"{estimand_text(claim, effect)} = {_number(effect['estimate'])} "
-            f"[{_number(shown[0])}, {_number(shown[1])}]")
+            f"[{_number(low)}, {_number(high)}]")
 
 
 def claim_sentence(record: Mapping[str, Any]) -> str:
@@ -390,7 +392,7 @@ def claim_sentence(record: Mapping[str, Any]) -> str:
     claim = Claim.from_config(record["claim"])
     if record["verdict"] == "not measured" or not record.get("points"):
         return f"{claim.text}: {record['verdict']} ({record['reason']})"
-    level = f"{record['level']:.1%}".replace(".0%", "%")
+    level = level_text(record["level"])
     parts = []
     for effect in record["points"]:
         text = _estimate_text(claim, effect)
@@ -448,6 +450,6 @@ def finding(judged: Sequence[Mapping[str, Any]]) -> str:
 
 
 __all__ = ["CLAIM_RULE", "FAILS", "INCONCLUSIVE", "REPRODUCES", "VERDICTS", "Claim",
-           "check_claim", "check_claims", "claim_sentence", "estimand_text", "finding", "judge",
-           "overall"]
+           "check_claim", "check_claims", "claim_sentence", "estimand_text", "estimate_interval",
+           "finding", "judge", "level_text", "overall"]
 

@@ -289,14 +289,10 @@ def validate_config(config: ConfigDict) -> ConfigDict:
 def claims_of(config: ConfigDict) -> list[Claim]:
     """The config's claims (``config.claims``), each checked: :class:`ConfigError` naming
     e.g. ``claims[0].margin`` for one that is not allowed."""
-    claims = []
-    for i, entry in enumerate(config.get("claims") or ()):
-        entry = entry.to_dict() if isinstance(entry, ConfigDict) else entry
-        try:
-            claims.append(Claim.from_config(entry, f"claims[{i}]"))
-        except ArgumentError as e:
-            raise ConfigError(e.field, e.value, e.allowed) from None
-    return claims
+    with as_config_fields():
+        return [Claim.from_config(entry.to_dict() if isinstance(entry, ConfigDict) else entry,
+                                  f"claims[{i}]")
+                for i, entry in enumerate(config.get("claims") or ())]
 
 
 def reference_rows() -> list[tuple[str, Field]]:

@@ -17,7 +17,7 @@ import flax.linen as nn
 import optax
 from ml_collections import ConfigDict
 
-from negres.errors import ArgumentError, ConfigError
+from negres.errors import ConfigError
 from negres.evaluators import (
     INSTANCE_FIELD,
     Evaluator,
@@ -120,10 +120,8 @@ def prepare_study(config: ConfigDict) -> Study:
                           "or all regression (their scores, accuracy or MSE, are compared)")
     check_pairing(prepared)
     claims = tuple(claims_of(config))
-    try:
+    with as_config_fields():
         check_claims(claims, [c.name for c in prepared])
-    except ArgumentError as e:
-        raise ConfigError(e.field, e.value, e.allowed) from None
     return Study(config, prepared, baseline, claims)
 
 
