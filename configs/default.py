@@ -77,13 +77,16 @@ def get_config() -> ConfigDict:
         "robustness", "attributions", "subsets", "truth", "multiplicity")
 
     config.evaluation.robustness = ConfigDict()
-    # names in ['channel_shift', 'covariate_scale', 'gaussian_noise', 'occlusion'] or the task's own
-    # shifts
+    # names in ['channel_shift', 'contrast', 'covariate_scale', 'gaussian_blur', 'gaussian_noise',
+    # 'occlusion'] or the task's own shifts
     config.evaluation.robustness.shifts = ("gaussian_noise",)
     # severity sweep of every shift
     config.evaluation.robustness.severities = (0.0, 0.1, 0.2, 0.3, 0.5)
     # every seed sees the same shifted test set
     config.evaluation.robustness.shared_shift_noise = True
+    # also each shift's mean score on each test subset the task declares
+    # (<shift>_<subset>_mean_<score>)
+    config.evaluation.robustness.per_subset = False
 
     config.evaluation.attributions = ConfigDict()
     # attribution methods, names in negres.measures.saliency.ATTRIBUTION_METHODS
@@ -96,7 +99,14 @@ def get_config() -> ConfigDict:
     config.evaluation.attributions.smoothgrad_samples = 16  # smoothgrad: noisy copies per example
     # smoothgrad: noise std as a share of input range
     config.evaluation.attributions.smoothgrad_noise = 0.15
-    # shapley: background rows (0: zero baseline)
+    # methods that draw noise (smoothgrad, kernel_shap): shared (every seed draws the same, so seeds
+    # differ by their models alone) | per_seed (each seed draws its own)
+    config.evaluation.attributions.noise_draws = "shared"
+    # kernel_shap: sampled coalitions per example (even; 2^d - 2 or more enumerates them all: exact
+    # Shapley values)
+    config.evaluation.attributions.kernel_shap_samples = 64
+    # shapley, kernel_shap, deeplift: background rows of the training set averaged over as the
+    # reference (0: zero baseline)
     config.evaluation.attributions.shapley_background = 0
     # top-k agreement between seeds (capped at half the features)
     config.evaluation.attributions.top_k = 10
@@ -111,10 +121,18 @@ def get_config() -> ConfigDict:
     # examples whose attributions are saved as .npy
     config.evaluation.attributions.save_attributions = 16
 
+    config.evaluation.subsets = ConfigDict()
+    # classification: also each subset's accuracy per true class (subset_<name>_class<k>_accuracy)
+    config.evaluation.subsets.per_class = False
+
     config.evaluation.multiplicity = ConfigDict()
     # multiplicity: save the S x S churn matrix of every shifted test set at every severity (S*S*K
     # numbers a shift; False at hundreds of seeds keeps the clean one and each shift's mean)
     config.evaluation.multiplicity.multiplicity_matrices = True
+
+    config.evaluation.stability = ConfigDict()
+    # share of the evaluation points, from the end of training, whose oscillation is measured
+    config.evaluation.stability.last_share = 0.5
 
     config.stats = ConfigDict()
     config.stats.level = 0.95  # confidence level of intervals and tests

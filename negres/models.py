@@ -318,6 +318,10 @@ def make_attention(model_config: ConfigDict, num_outputs: int) -> nn.Module:
     )
 
 
+# Models that are chains of Dense layers and elementwise activations: what DeepLIFT's rescale
+# rule (negres.measures.deeplift) takes.
+DENSE_CHAIN_MODELS = ("linear", "mlp")
+
 MODELS: dict[str, Callable[[ConfigDict, int], nn.Module]] = {
     "linear": make_linear,
     "mlp": make_mlp,

@@ -1,6 +1,7 @@
 """Shared, small fixtures: real tasks cut to toy size so the suite stays fast on 2 CPU cores."""
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -115,3 +116,72 @@ checkpoint.TrainingCheckpoints.save = save_then_die
 sys.argv = {argv!r}
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
+
+
+# main.py runs refused before anything compiles spend most of their 4.5 CPU seconds importing
+# JAX, flax and negres. A fork server imports what main.py imports once; each command then
+# runs main.py in a fork of it, as ``python main.py ARGV`` runs it: a process of its own, with
+# its own exit status, stdout and stderr (Python's handling of SystemExit and of an uncaught
+# exception, then the atexit functions), so what a test asserts of the process is unchanged.
+MAIN_FORKSERVER = r"""
+import atexit, json, os, runpy, signal, sys, traceback
+import absl.app, ml_collections.config_flags, negres.study.experiment, negres.study.lifecycle
+import negres.evaluators, negres.files, negres.sharding
+for line in sys.stdin:
+    argv, out, err = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(300)
+        for fd, path in ((1, out), (2, err)):
+            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+        sys.argv, sys.path[0] = argv, os.path.dirname(os.path.abspath(argv[0]))
+        try:
+            runpy.run_path(argv[0], run_name="__main__")
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else e.code is not None
+            if not isinstance(e.code, int | None):
+                print(e.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(code))
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+class MainForkServer:
+    """``run(*argv)``: ``python main.py *argv`` (``subprocess_env``, from the checkout) as a
+    CompletedProcess, forked from a process that has imported what main.py imports."""
+
+    def __init__(self, scratch: Path):
+        self.scratch, self.count = scratch, 0
+        self.server = subprocess.Popen([sys.executable, "-c", MAIN_FORKSERVER],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       text=True, cwd=REPO, env=subprocess_env())
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess:
+        self.count += 1
+        out, err = (self.scratch / f"{self.count}.{name}" for name in ("out", "err"))
+        self.server.stdin.write(json.dumps([[MAIN, *argv], str(out), str(err)]) + "\n")
+        self.server.stdin.flush()
+        line = self.server.stdout.readline()
+        assert line, "the main.py fork server ended"
+        return subprocess.CompletedProcess([MAIN, *argv], int(line), out.read_text(),
+                                           err.read_text())
+
+    def close(self) -> None:
+        self.server.stdin.close()
+        self.server.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def main_forked(tmp_path_factory):
+    """``main_forked(*argv)``: main.py run as a process of its own at a fraction of the cost;
+    for runs that compile nothing (refusals, --rollback; see MainForkServer)."""
+    server = MainForkServer(tmp_path_factory.mktemp("main_forked"))
+    yield server.run
+    server.close()

@@ -499,7 +499,8 @@ def test_the_ceiling_of_smoothgrad_is_one_with_the_same_noise_and_below_with_new
         return model.apply({"params": p}, xs)
 
     # Deterministic methods repeat themselves exactly: no ceiling is computed for them.
-    assert [m for m in saliency.ATTRIBUTION_METHODS if stochastic(m)] == ["smoothgrad"]
+    assert sorted(m for m in saliency.ATTRIBUTION_METHODS if stochastic(m)) == [
+        "kernel_shap", "smoothgrad"]
     keys = jax.random.split(jax.random.PRNGKey(23), S)
     other = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 2)
 
@@ -626,3 +627,29 @@ def test_a_seed_left_out_as_diverged_leaves_the_scales_rows_and_columns(scaled_s
     ceiling = saved.per_seed["agreement_ceiling"]["smoothgrad"]["cosine"]
     assert_array_equal(ceiling, np.asarray(results.saved_by("attributions").per_seed[
         "agreement_ceiling"]["smoothgrad"]["cosine"])[keep])
+
+
+@pytest.mark.parametrize("draws", ["shared", "per_seed"])
+def test_shared_noise_leaves_seeds_differing_by_their_models_alone(small_digits, draws):
+    """Four copies of one network: SmoothGrad's maps are identical when every seed draws the
+    same noisy copies, and differ by Monte-Carlo noise alone when each draws its own."""
+    from tests_configs import tiny_config
+
+    from negres import evaluators, linen_apply
+    from negres.models import build_model
+
+    model = build_model(tiny_config().model, 10)
+    one = model.init(jax.random.PRNGKey(0), small_digits.x_test[:1], train=False)["params"]
+    params = jax.tree.map(lambda v: jnp.stack([v] * SCALE_SEEDS), one)
+    settings = {"attributions": {"attribution_methods": ("smoothgrad",),
+                                 "attribution_examples": 8, "smoothgrad_samples": 2,
+                                 "noise_draws": draws, "randomization_check": False,
+                                 "save_attributions": 0}}
+    out = evaluators.evaluate(linen_apply(model), params, small_digits,
+                              evaluators=("attributions",), settings=settings)
+    matrix = out["attributions"].pairwise["agreement"]["smoothgrad"]["spearman_abs"]
+    pairs = _off_diagonal(matrix)
+    if draws == "shared":
+        assert_allclose(pairs, 1.0, atol=1e-6)
+    else:
+        assert pairs.max() < 0.999

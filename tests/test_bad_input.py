@@ -307,3 +307,26 @@ def test_a_fully_diverged_condition_leaves_paired_comparisons_explained_and_unpa
     report = (tmp_path / "report.md").read_text()
     assert "**What these seeds cannot tell.**" in report and compared["reason"] in report
     assert "| slower (unpaired) |" in report
+
+
+@pytest.mark.parametrize("overrides,field", [
+    ({"evaluation.attributions.attribution_methods": ("kernel_shap",),
+      "evaluation.attributions.kernel_shap_samples": 3},
+     "evaluation.attributions.kernel_shap_samples"),
+    ({"evaluation.attributions.attribution_methods": ("deeplift",), "model.name": "cnn"},
+     "evaluation.attributions.attribution_methods"),
+])
+def test_a_method_its_settings_or_model_cannot_serve_is_refused_before_training(
+        tmp_path, overrides, field):
+    workdir, before = a_workdir_with_results(tmp_path)
+    config = tiny_config()
+    for name, value in overrides.items():
+        section, _, key = name.rpartition(".")
+        node = config
+        for part in section.split("."):
+            node = node[part]
+        node[key] = value
+    with pytest.raises(ConfigError) as err:
+        experiment.run(config, str(workdir), overwrite=True)
+    assert err.value.field == field and "\n" not in str(err.value)
+    assert snapshot(workdir) == before

@@ -1,4 +1,7 @@
-"""The command line end to end: results files, refusals, and one-line errors before any compile."""
+"""The command line end to end: results files, refusals, and one-line errors before any compile.
+
+Runs refused before anything compiles use conftest's ``main_forked``: main.py, each run a
+process of its own, forked from one that has imported what main.py imports."""
 
 import json
 import os
@@ -61,10 +64,10 @@ def test_results_json_holds_every_per_seed_number(tiny_run):
     assert "16 seeds" not in report.split("\n\n## ")[0] and "(2 seeds)" in report
 
 
-def test_existing_results_are_refused_and_kept(tiny_run):
+def test_existing_results_are_refused_and_kept(tiny_run, main_forked):
     workdir, _ = tiny_run
     before = (workdir / "results.json").read_bytes()
-    proc = run_main("--config", "configs/default.py", "--workdir", str(workdir), *TINY)
+    proc = main_forked("--config", "configs/default.py", "--workdir", str(workdir), *TINY)
     assert proc.returncode != 0
     assert "--overwrite" in error_line(proc)
     assert (workdir / "results.json").read_bytes() == before
@@ -90,48 +93,50 @@ def test_overwrite_replaces_results(tiny_run):
         (["--config.model.widths=3"], "widths"),
     ],
 )
-def test_bad_config_is_one_line_before_anything_is_written(tmp_path, overrides, expected):
+def test_bad_config_is_one_line_before_anything_is_written(tmp_path, main_forked, overrides,
+                                                          expected):
     workdir = tmp_path / "w"
-    proc = run_main("--config", "configs/default.py", "--workdir", str(workdir), *overrides)
+    proc = main_forked("--config", "configs/default.py", "--workdir", str(workdir), *overrides)
     assert proc.returncode != 0
     line = error_line(proc)
     assert expected in line
     assert not workdir.exists()
 
 
-def test_missing_and_broken_config_files(tmp_path):
-    proc = run_main("--config", str(tmp_path / "nope.py"), "--workdir", str(tmp_path / "w"))
+def test_missing_and_broken_config_files(tmp_path, main_forked):
+    proc = main_forked("--config", str(tmp_path / "nope.py"), "--workdir", str(tmp_path / "w"))
     assert "no such file" in error_line(proc)
     broken = tmp_path / "broken.py"
     broken.write_text("def get_config(:\n")
-    proc = run_main("--config", str(broken), "--workdir", str(tmp_path / "w"))
+    proc = main_forked("--config", str(broken), "--workdir", str(tmp_path / "w"))
     assert "SyntaxError" in error_line(proc)
     without = tmp_path / "without.py"
     without.write_text("x = 1\n")
-    proc = run_main("--config", str(without), "--workdir", str(tmp_path / "w"))
+    proc = main_forked("--config", str(without), "--workdir", str(tmp_path / "w"))
     assert f"--config={str(without)!r} defines no get_config()" in error_line(proc)
     none = tmp_path / "none.py"
     none.write_text("def get_config():\n    return None\n")
-    proc = run_main("--config", str(none), "--workdir", str(tmp_path / "w"))
+    proc = main_forked("--config", str(none), "--workdir", str(tmp_path / "w"))
     assert "get_config() returned None; it must return an ml_collections.ConfigDict" \
         in error_line(proc)
-    proc = run_main("--config", "configs/default.py", "--workdir=")
+    proc = main_forked("--config", "configs/default.py", "--workdir=")
     assert "--workdir='' is not allowed" in error_line(proc)
     assert not (tmp_path / "w").exists() and not (REPO / "results.json").exists()
 
 
-def test_unwritable_workdir(tmp_path):
+def test_unwritable_workdir(tmp_path, main_forked):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    proc = run_main("--config", "configs/default.py", "--workdir", str(blocker / "w"))
+    proc = main_forked("--config", "configs/default.py", "--workdir", str(blocker / "w"))
     assert "not writable" in error_line(proc)
     assert blocker.read_text() == "not a directory"
 
 
-def test_config_variant_after_a_colon_reaches_get_config(tmp_path):
+def test_config_variant_after_a_colon_reaches_get_config(tmp_path, main_forked):
     # "configs/NAME.py:variant" is ml_collections' way to pass get_config an argument; the
     # file check must look at the path before the colon, and a bad variant must say so.
-    proc = run_main("--config", "configs/rule_shortcut.py:nope", "--workdir", str(tmp_path / "w"))
+    proc = main_forked("--config", "configs/rule_shortcut.py:nope", "--workdir",
+                       str(tmp_path / "w"))
     line = error_line(proc)
     assert "no such file" not in line
     assert "'tabular' (default) or 'image'" in line
@@ -139,6 +144,7 @@ def test_config_variant_after_a_colon_reaches_get_config(tmp_path):
 
 
 def test_an_extra_positional_argument_is_one_line_not_the_usage(tmp_path):
+    # A real `python main.py` process: nothing it imports or starts says more than the line.
     proc = run_main("--config", "configs/default.py", "--workdir", str(tmp_path / "w"), "extra")
     assert "unexpected argument(s) 'extra'" in error_line(proc)
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # no 30 lines of usage
@@ -149,17 +155,18 @@ def test_an_extra_positional_argument_is_one_line_not_the_usage(tmp_path):
     ["--extend", "--report_only"], ["--rollback", "--report_only"], ["--rollback", "--extend"],
     ["--overwrite", "--report_only"], ["--overwrite", "--rollback"],
 ])
-def test_flags_that_exclude_each_other_are_refused_in_one_line(tmp_path, flags):
+def test_flags_that_exclude_each_other_are_refused_in_one_line(tmp_path, main_forked, flags):
     workdir = tmp_path / "w"
     workdir.mkdir()
     (workdir / "results.json").write_text("{}")
-    proc = run_main("--config", "configs/default.py", "--workdir", str(workdir), *TINY, *flags)
+    proc = main_forked("--config", "configs/default.py", "--workdir", str(workdir), *TINY, *flags)
     line = error_line(proc)
     assert "exclude each other" in line and all(flag in line for flag in flags)
     assert [p.name for p in workdir.iterdir()] == ["results.json"]
 
 
-def test_a_dangling_symlink_or_a_symlink_loop_as_workdir_is_named_as_such(tmp_path):
+def test_a_dangling_symlink_or_a_symlink_loop_as_workdir_is_named_as_such(tmp_path,
+                                                                          main_forked):
     dangling, loop = tmp_path / "dangling", tmp_path / "loop"
     dangling.symlink_to(tmp_path / "nowhere")
     loop.symlink_to(loop)
@@ -167,7 +174,7 @@ def test_a_dangling_symlink_or_a_symlink_loop_as_workdir_is_named_as_such(tmp_pa
                           (loop, "leads back to itself (a loop"),
                           (loop / "sub", "leads back to itself (a loop")):
         for flags in (TINY, ["--report_only"]):
-            proc = run_main("--config", "configs/default.py", "--workdir", str(workdir), *flags)
+            proc = main_forked("--config", "configs/default.py", "--workdir", str(workdir), *flags)
             line = error_line(proc)
             assert said in line and "File exists" not in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "loop"]
@@ -176,11 +183,11 @@ def test_a_dangling_symlink_or_a_symlink_loop_as_workdir_is_named_as_such(tmp_pa
 @pytest.mark.parametrize("name,said", [
     ("x" * 300, "has 300 bytes, and the file system takes names of at most 255"),
     ("/".join(["ab"] * 2500), "its absolute path has"),
-])
-def test_a_workdir_name_or_path_too_long_is_one_line(tmp_path, name, said):
+], ids=["name", "path"])
+def test_a_workdir_name_or_path_too_long_is_one_line(tmp_path, main_forked, name, said):
     for flags in (TINY, ["--report_only"], ["--rollback"]):
-        proc = run_main("--config", "configs/default.py", "--workdir", str(tmp_path / name),
-                        *flags)
+        proc = main_forked("--config", "configs/default.py", "--workdir", str(tmp_path / name),
+                           *flags)
         assert said in error_line(proc)
     assert list(tmp_path.iterdir()) == []
 

@@ -201,6 +201,8 @@ def _toy_task() -> Task:
     (("occlusion",), (0.0, 1.5), True),
     (("gaussian_noise", "occlusion"), (0.0, 2.0), True),
     (("gaussian_noise",), (0.0, 2.0), False),  # a noise scale may exceed 1
+    (("contrast",), (0.0, 1.0), False),
+    (("gaussian_noise", "contrast"), (0.0, 1.2), True),  # contrast's severity is a share too
 ])
 def test_occlusion_severity_is_a_share(shifts, severities, refused):
     settings = ConfigDict({"shifts": shifts, "severities": severities})
@@ -211,7 +213,8 @@ def test_occlusion_severity_is_a_share(shifts, severities, refused):
         robustness.check(settings, _toy_task())
     assert err.value.field == "evaluation.robustness.severities"
     assert str(err.value) == (f"config.evaluation.robustness.severities={severities!r} is not "
-                              "allowed: severities in [0, 1] when occlusion is among the shifts")
+                              f"allowed: severities in [0, 1] when {shifts[-1]} is among the "
+                              "shifts")
 
 
 def test_occlusion_severity_is_refused_before_anything_runs():

@@ -314,7 +314,8 @@ def test_bad_targets_raise(linear, target, message):
 
 def test_registry_names():
     assert set(saliency.ATTRIBUTION_METHODS) == {
-        "gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "shapley"}
+        "gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "shapley",
+        "kernel_shap", "deeplift"}
 
 
 @pytest.mark.parametrize("method, options", [

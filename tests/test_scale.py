@@ -17,6 +17,7 @@ import pytest
 from conftest import KILL_AFTER_CHECKPOINT, tree_allclose
 from jax.sharding import SingleDeviceSharding
 from ml_collections import ConfigDict
+from tests_configs import LIGHT
 
 from negres.errors import ArgumentError, ResumeError
 from negres.models import build_model
@@ -271,17 +272,6 @@ def test_bad_scale_arguments_fail_before_compiling(field, make):
     assert err.value.field == field
 
 
-RESUMABLE = ["--config", "configs/default.py", "--config.num_seeds=3",
-             "--config.train.steps=40", "--config.train.eval_every=10",
-             "--config.train.checkpoint_every=10",
-             "--config.evaluation.attributions.attribution_examples=8",
-             "--config.evaluation.attributions.save_attributions=0",
-             "--config.stats.num_resamples=200", "--config.stats.num_permutations=200",
-             # Evaluation is not what these tests are about: keep it light.
-             "--config.evaluation.attributions.randomization_check=False",
-             "--config.evaluation.robustness.severities=(0.0, 0.3)"]
-
-
 def _main(argv: list[str], **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=REPO,
                           env=_subprocess_env(**env), timeout=300)
@@ -299,9 +289,11 @@ def _final_params(workdir: Path) -> dict:
     return checkpointer.restore(path, target)["state"]["params"]
 
 
-def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, main_forked):
+    # LIGHT: 40 steps, checkpoints every 10, light evaluation; the runs of test_workdir and
+    # test_workdir_lock compile the same programs (conftest: JAX's persistent cache).
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    argv = [str(REPO / "main.py"), *RESUMABLE, "--workdir", str(killed)]
+    argv = [str(REPO / "main.py"), *LIGHT, "--workdir", str(killed)]
     code = KILL_AFTER_CHECKPOINT.format(kill_step=20, argv=argv)
     proc = _main(["-c", code])
     assert proc.returncode == -9, proc.stderr[-2000:]
@@ -309,7 +301,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     resumed = _main(argv)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from the checkpoint at step 20 of 40" in resumed.stderr
-    uninterrupted = _main([str(REPO / "main.py"), *RESUMABLE, "--workdir", str(whole)])
+    uninterrupted = _main([str(REPO / "main.py"), *LIGHT, "--workdir", str(whole)])
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
     a = json.loads((killed / "results.json").read_text())
     b = json.loads((whole / "results.json").read_text())
@@ -322,7 +314,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     tree_allclose(_final_params(killed), _final_params(whole), atol=0)
     # The same workdir with another config is refused before anything compiles.
     os.unlink(killed / "results.json")
-    other = _main([*argv, "--config.optimizer.learning_rate=0.5"])
+    other = main_forked(*argv[1:], "--config.optimizer.learning_rate=0.5")
     assert other.returncode != 0
     assert "holds checkpoints of a run of another config" in other.stderr
 
@@ -401,8 +393,10 @@ def test_a_study_flags_diverged_seeds_and_leaves_them_out_of_its_statistics(tmp_
 
 def test_main_on_two_hosts_writes_once_what_one_host_computes(tmp_path):
     """Two processes of main.py (two CPU devices each) against one process: same numbers."""
-    env = {k: v for k, v in _subprocess_env(
-        XLA_FLAGS="--xla_force_host_platform_device_count=2").items() if "proxy" not in k.lower()}
+    # Two devices a process, at the XLA optimisation level of the one-host run (conftest).
+    xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
+    env = {k: v for k, v in _subprocess_env(XLA_FLAGS=xla_flags.strip()).items()
+           if "proxy" not in k.lower()}
     argv = [sys.executable, str(REPO / "main.py"), "--config", "configs/default.py",
             "--config.num_seeds=5", "--config.train.steps=40", "--config.train.eval_every=10",
             "--config.evaluation.attributions.attribution_examples=8",

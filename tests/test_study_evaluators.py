@@ -85,6 +85,13 @@ def test_truth_evaluator_on_the_true_function_recovers_the_truth(true_world):
     np.testing.assert_allclose(metrics["gradient_x_input_truth_error"], expected, rtol=1e-4,
                                atol=1e-6)
     assert "gradient_truth_error" not in metrics  # a slope, not comparable with phi
+    # x0's and x1's Shapley values each hold half the product: a share of |a x0 x1| of the
+    # attribution mass depends on the other feature (none without the interaction).
+    expected = np.abs(interaction * x64[:, 0] * x64[:, 1]).sum() / np.abs(phi).sum()
+    np.testing.assert_allclose(metrics["shapley_non_additivity"], expected, rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(out.shared["true_non_additivity"], expected, rtol=1e-6)
+    assert (expected > 0.1) == (interaction != 0)
     np.testing.assert_allclose(metrics["interaction_x0*x1_mixed_partial"], interaction,
                                atol=1e-4)
     np.testing.assert_allclose(metrics["interaction_x0*x2_mixed_partial"], 0.0, atol=1e-4)
@@ -125,6 +132,29 @@ def test_subsets_evaluator_gives_every_seed_its_own_subset_accuracy():
             (predictions == task.y_test)[conflicts].mean(), rtol=1e-6)
     assert out.shared["sizes"]["shortcut_conflicts"] == conflicts.sum()
     assert out.metrics["subset_shortcut_conflicts_accuracy"].direction == "higher"
+    assert not any("class" in name for name in out.metrics)  # per_class is off by default
+
+
+def test_per_class_subset_accuracy_is_each_row_of_the_subsets_confusion_matrix():
+    task = load_task(ConfigDict({"name": "rule_shortcut", "num_train": 200, "num_test": 300}))
+    model = Linear(num_outputs=2)
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    params = jax.vmap(lambda k: model.init(k, task.x_test[:1])["params"])(keys)
+    out = evaluators.evaluate(negres.linen_apply(model), params, task, evaluators=("subsets",),
+                              settings={"subsets": {"per_class": True}})["subsets"]
+    for name, mask in task.test_subsets.items():
+        for s in range(3):
+            p = jax.tree.map(lambda v, _s=s: v[_s], params)
+            predictions = np.asarray(model.apply({"params": p}, task.x_test)).argmax(1)
+            confusion = np.zeros((2, 2))
+            np.add.at(confusion, (task.y_test[mask], predictions[mask]), 1)
+            for k in range(2):
+                metric = out.metrics[f"subset_{name}_class{k}_accuracy"]
+                np.testing.assert_allclose(metric.values[s],
+                                           confusion[k, k] / confusion[k].sum(), rtol=1e-6)
+                assert metric.labels == {"subset": name, "class": str(k), "measure": "accuracy"}
+                assert out.per_seed["per_example"][f"subset_{name}_class{k}_accuracy"].shape[1] \
+                    == confusion[k].sum() == out.shared["sizes"][f"{name}/class{k}"]
 
 
 def _config(conditions, baseline=""):
@@ -257,3 +287,32 @@ def test_bad_input_noise_names_the_field(value):
     with pytest.raises(ArgumentError) as err:
         engine.check_input_noise(value)
     assert err.value.field == "input_noise"
+
+
+def test_a_shifts_score_on_each_test_subset_against_a_numpy_reference():
+    """Rule compliance under a distortion: the mean over a shift's non-zero severities of
+    each example's correctness, averaged over a test subset (covariate_scale draws no
+    noise, so the reference recomputes it exactly)."""
+    task = load_task(ConfigDict({"name": "rule_shortcut", "num_train": 200, "num_test": 300}))
+    model = Linear(num_outputs=2)
+    keys = jax.random.split(jax.random.PRNGKey(2), 3)
+    params = jax.vmap(lambda k: model.init(k, task.x_test[:1])["params"])(keys)
+    severities = (0.0, 0.5, 1.0)
+    settings = {"robustness": {"shifts": ("covariate_scale",), "severities": severities,
+                               "per_subset": True}}
+    out = evaluators.evaluate(negres.linen_apply(model), params, task,
+                              evaluators=("robustness",), settings=settings)["robustness"]
+    for s in range(3):
+        p = jax.tree.map(lambda v, _s=s: v[_s], params)
+        correct = np.mean([
+            np.asarray(model.apply({"params": p}, task.x_test * (1 + v) + v)).argmax(1)
+            == task.y_test for v in severities[1:]], axis=0)
+        for name, mask in task.test_subsets.items():
+            metric = out.metrics[f"covariate_scale_{name}_mean_accuracy"]
+            np.testing.assert_allclose(metric.values[s], correct[mask].mean(), rtol=1e-6)
+            assert metric.labels["subset"] == name and metric.direction == "higher"
+    off = evaluators.evaluate(negres.linen_apply(model), params, task,
+                              evaluators=("robustness",),
+                              settings={"robustness": {**settings["robustness"],
+                                                       "per_subset": False}})["robustness"]
+    assert not any("shortcut" in name for name in off.metrics)

@@ -94,15 +94,15 @@ def test_a_killed_overwrite_sets_the_earlier_run_aside_and_the_same_command_comp
     assert not (workdir / REPLACED_DIR).exists() and not (tmp_path / "w2" / REPLACED_DIR).exists()
 
 
-def test_a_killed_overwrite_rolls_back_to_the_earlier_run(finished, tmp_path):
+def test_a_killed_overwrite_rolls_back_to_the_earlier_run(finished, tmp_path, main_forked):
     workdir = copy_of(finished, tmp_path)
     argv = [MAIN, *LIGHT, "--config.seed=1", "--workdir", str(workdir), "--overwrite"]
     assert run_python("-c", KILL_AFTER_CHECKPOINT.format(kill_step=10, argv=argv)).returncode == -9
-    proc = run_python(MAIN, "--workdir", str(workdir), "--rollback")
+    proc = main_forked("--workdir", str(workdir), "--rollback")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert snapshot(workdir) == finished[1]
-    assert "no unfinished --overwrite" in error_line(run_python(MAIN, "--workdir", str(workdir),
-                                                                "--rollback"))
+    assert "no unfinished --overwrite" in error_line(main_forked("--workdir", str(workdir),
+                                                                 "--rollback"))
 
 
 def set_aside_stopped_after_two_moves(workdir: Path, monkeypatch) -> None:
@@ -166,12 +166,12 @@ def test_a_missing_report_is_written_by_the_same_command_without_retraining(fini
     assert (workdir / "results.json").read_bytes() == finished[1]["results.json"]
 
 
-def test_a_corrupt_config_json_beside_checkpoints_is_one_line(finished, tmp_path):
+def test_a_corrupt_config_json_beside_checkpoints_is_one_line(finished, tmp_path, main_forked):
     workdir = copy_of(finished, tmp_path)
     (workdir / "results.json").unlink()
     (workdir / "config.json").write_text('{"num_seeds": 2, "tra')
     before = snapshot(workdir)
-    line = error_line(run_python(MAIN, *LIGHT, "--workdir", str(workdir)))
+    line = error_line(main_forked(*LIGHT, "--workdir", str(workdir)))
     assert "holds checkpoints of a run of a config its config.json no longer records" in line
     assert "--overwrite" in line
     assert snapshot(workdir) == before
@@ -258,14 +258,14 @@ def test_a_full_disk_while_writing_the_report_keeps_results_and_the_rerun_writes
     assert (copied / "report.md").exists()
 
 
-def test_report_only_during_an_unfinished_overwrite_names_the_set_aside_results(finished,
-                                                                                 tmp_path):
+def test_report_only_during_an_unfinished_overwrite_names_the_set_aside_results(
+        finished, tmp_path, main_forked):
     workdir = copy_of(finished, tmp_path)
     set_aside(workdir)  # as an --overwrite killed before its results
-    line = error_line(run_python(MAIN, "--workdir", str(workdir), "--report_only"))
+    line = error_line(main_forked("--workdir", str(workdir), "--report_only"))
     assert f"set the earlier run's results aside in {REPLACED_DIR}/" in line
     assert "--rollback" in line and "holds no results.json to report on" not in line
-    assert run_python(MAIN, "--workdir", str(workdir), "--rollback").returncode == 0
+    assert main_forked("--workdir", str(workdir), "--rollback").returncode == 0
     assert snapshot(workdir) == finished[1]
 
 

@@ -91,7 +91,8 @@ def test_a_run_killed_with_sigkill_leaves_no_lock_that_blocks_the_next(tmp_path)
     ["--report_only"], ["--rollback"], [*LIGHT, "--overwrite"],
     [*LIGHT, "--config.num_seeds=3", "--extend"], LIGHT,
 ], ids=["report_only", "rollback", "overwrite", "extend", "same command"])
-def test_every_kind_of_run_is_refused_while_another_process_holds_the_workdir(tmp_path, flags):
+def test_every_kind_of_run_is_refused_while_another_process_holds_the_workdir(tmp_path, flags,
+                                                                              main_forked):
     workdir = tmp_path / "w"
     workdir.mkdir()
     (workdir / "results.json").write_text("{}")  # what each would read or replace
@@ -100,7 +101,7 @@ def test_every_kind_of_run_is_refused_while_another_process_holds_the_workdir(tm
     try:
         assert holder.stdout.readline().strip() == "held"
         before = snapshot(workdir)
-        proc = run_python(MAIN, "--workdir", str(workdir), *flags)
+        proc = main_forked("--workdir", str(workdir), *flags)
         line = error_line(proc.stderr)
         assert f"is in use by another negres run (process {holder.pid})" in line
         assert snapshot(workdir) == before

@@ -12,9 +12,9 @@ shifts by severity; ``attributions`` computes saliency maps and their cross-seed
 and sanity checks; ``subsets`` scores named test subsets; ``truth`` compares attributions
 with a known generating function; ``surrogate_fidelity`` fits a linear surrogate to each
 seed; ``multiplicity`` measures how often seeds of equal accuracy disagree on single
-predictions. The study runs the evaluators its config names (``evaluation.evaluators``);
-statistics, the report and the plots are generic over what they return
-(:mod:`negres.evaluators.protocol`).
+predictions; ``stability`` how much each seed's learning curves oscillate. The study runs
+the evaluators its config names (``evaluation.evaluators``); statistics, the report and
+the plots are generic over what they return (:mod:`negres.evaluators.protocol`).
 
 Layer: evaluators. Computing only; imports training, measures, tasks, models and the
 foundations, never statistics, reporting or the study (``tests/test_evaluator_layers.py``).
@@ -60,6 +60,7 @@ REGISTRY: dict[str, str] = {
     "truth": "negres.evaluators.truth",
     "surrogate_fidelity": "negres.evaluators.surrogate",
     "multiplicity": "negres.evaluators.multiplicity",
+    "stability": "negres.evaluators.stability",
 }
 # Always run first: every other evaluator and the report rely on its test score.
 ALWAYS = ("performance",)
@@ -299,6 +300,7 @@ def evaluate(
     seed_indices: Sequence[int] | np.ndarray | None = None,
     init: Callable[[Any], Any] | None = None,
     layers: Sequence[str] | None = None,
+    curves: Mapping[str, Any] | None = None,
 ) -> dict[str, Evaluation]:
     """Run evaluators on any model's trained seeds: the library's entry point.
 
@@ -324,6 +326,10 @@ def evaluate(
       init: ``key -> params`` of one fresh seed, for the randomisation check (skipped
         without it).
       layers: the parameters' top-level names from input to output, for that check.
+      curves: the learning curves of training, name -> ``(S, P)`` (and ``"step"`` ->
+        ``(P,)``), e.g. ``{"step": r.curve_steps, **r.curves}`` of a
+        :class:`negres.TrainResult` ``r`` trained without a grid, for the ``stability``
+        evaluator (which gives nothing without them).
 
     Returns:
       Evaluator name -> :class:`Evaluation`; :func:`as_results` turns them into one
@@ -339,7 +345,8 @@ def evaluate(
         apply=apply, params=params, task=task, settings=sections,
         seed_keys=seed_keys(seed, np.asarray(seed_indices)),
         shared_key=stream_key(jax.random.PRNGKey(seed), "evaluation"), init=init,
-        layers=layers)
+        layers=layers, curves=None if curves is None else {
+            name: np.asarray(values) for name, values in curves.items()})
     return run_evaluators(chosen, context)
 
 

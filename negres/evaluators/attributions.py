@@ -28,7 +28,7 @@ from ml_collections import ConfigDict
 from negres import fields
 from negres.errors import ArgumentError, ConfigError
 from negres.evaluators import protocol
-from negres.measures import agreement, interpretability, saliency
+from negres.measures import agreement, interpretability, kernel_shap, saliency
 from negres.results import ConditionResults, pairwise_row_means
 from negres.seeds import over_seeds, stream_key
 from negres.tasks import Task
@@ -47,7 +47,16 @@ FIELDS = (
                    minimum=1, maximum=100_000),
     fields.number("smoothgrad_noise", 0.15, "smoothgrad: noise std as a share of input range",
                   0.0, low_open=True),
-    fields.integer("shapley_background", 0, "shapley: background rows (0: zero baseline)"),
+    fields.choice("noise_draws", "shared",
+                  "methods that draw noise (smoothgrad, kernel_shap): shared (every seed "
+                  "draws the same, so seeds differ by their models alone) | per_seed (each "
+                  "seed draws its own)",
+                  ("shared", "per_seed")),
+    fields.integer("kernel_shap_samples", 64, "kernel_shap: sampled coalitions per example "
+                   "(even; 2^d - 2 or more enumerates them all: exact Shapley values)",
+                   minimum=2, maximum=100_000),
+    fields.integer("shapley_background", 0, "shapley, kernel_shap, deeplift: background rows "
+                   "of the training set averaged over as the reference (0: zero baseline)"),
     fields.integer("top_k", 10, "top-k agreement between seeds (capped at half the features)",
                    minimum=1),
     fields.boolean("max_sensitivity", False, "stability of attributions under perturbation"),
@@ -62,7 +71,7 @@ FIELDS = (
 # Measures whose per-seed mean agreement becomes a metric (all five are kept as matrices).
 AGREEMENT_METRICS = ("spearman_abs", "top_k")
 # Methods whose attributions should add up to f(x) - f(baseline).
-_COMPLETE_METHODS = ("integrated_gradients", "shapley")
+_COMPLETE_METHODS = ("integrated_gradients", "shapley", "kernel_shap", "deeplift")
 # Which way each per-seed measure is better. Sparser attributions count as more
 # interpretable (the proxy's premise); a randomisation correlation near 0 passes.
 MEASURE_DIRECTIONS: dict[str, protocol.Direction] = {
@@ -85,12 +94,23 @@ BASELINES = ("untrained", "permuted")
 # fold_in numbers of each seed's evaluation key: the re-initialised network (shared with
 # the randomisation check), a noisy method's repeat, the permutations of the baseline.
 _FRESH_INIT, _REPEAT, _PERMUTATION = 1, 2, 3
+# fold_in number of the shared key for the noise every seed draws alike (noise_draws).
+_SHARED_NOISE = 4
 
 
 def stochastic(method: str) -> bool:
     """Whether an attribution method draws noise (takes a key: SmoothGrad), so that one
     seed measured twice can disagree with itself."""
     return "key" in inspect.signature(saliency.ATTRIBUTION_METHODS[method]).parameters
+
+
+# Methods that explain f(x) against a reference (the zero baseline or shapley_background's
+# rows), with the most features each takes and what it is called in the refusal.
+_REFERENCE_METHODS = {
+    "shapley": (saliency.MAX_SHAPLEY_FEATURES, "exact Shapley values"),
+    "kernel_shap": (kernel_shap.MAX_KERNEL_SHAP_FEATURES, "Kernel SHAP"),
+    "deeplift": (float("inf"), "DeepLIFT"),
+}
 
 
 def method_options(method: str, settings: ConfigDict, task: Task) -> dict[str, Any]:
@@ -101,16 +121,19 @@ def method_options(method: str, settings: ConfigDict, task: Task) -> dict[str, A
     if method == "smoothgrad":
         return {"samples": int(settings.smoothgrad_samples),
                 "noise_level": float(settings.smoothgrad_noise)}
-    if method == "shapley":
+    if method in _REFERENCE_METHODS:
         num_features = int(np.prod(task.input_shape))
-        if num_features > saliency.MAX_SHAPLEY_FEATURES:
+        limit, what = _REFERENCE_METHODS[method]
+        if num_features > limit:
             raise ConfigError(
-                "evaluation.attributions.attribution_methods", "shapley",
-                f"exact Shapley values only for inputs of at most "
-                f"{saliency.MAX_SHAPLEY_FEATURES} features; task {task.name} has {num_features}",
-            )
+                "evaluation.attributions.attribution_methods", method,
+                f"{what} only for inputs of at most {limit} features; task {task.name} has "
+                f"{num_features}")
         rows = int(settings.shapley_background)
-        return {"background": jnp.asarray(task.x_train[:rows])} if rows > 0 else {}
+        options = {"background": jnp.asarray(task.x_train[:rows])} if rows > 0 else {}
+        if method == "kernel_shap":
+            options["samples"] = int(settings.kernel_shap_samples)
+        return options
     return {}
 
 
@@ -122,6 +145,10 @@ def check(settings: ConfigDict, task: Task) -> None:
         raise ConfigError("evaluation.attributions.attribution_examples",
                           settings.attribution_examples,
                           f"an integer from 1 to the test set size ({task.num_test})")
+    if "kernel_shap" in settings.attribution_methods and settings.kernel_shap_samples % 2:
+        raise ConfigError("evaluation.attributions.kernel_shap_samples",
+                          settings.kernel_shap_samples, "an even integer >= 2 (each sampled "
+                          "coalition is paired with its complement)")
     if settings.shapley_background > task.num_train:
         raise ConfigError("evaluation.attributions.shapley_background",
                           settings.shapley_background,
@@ -191,6 +218,7 @@ def evaluate(context: protocol.EvaluationContext) -> protocol.Evaluation:
     x = jnp.asarray(task.x_test[:n])
     target = _target(settings, task, n)
     eval_keys = jax.vmap(lambda k: stream_key(k, "evaluation"))(context.seed_keys)
+    noise_keys = _noise_keys(settings, context.shared_key, eval_keys)
     out = protocol.Evaluation(pairwise={"agreement": {}}, per_seed={"randomization": {}},
                               shared={"methods": list(settings.attribution_methods),
                                       "randomization_layers": {}},
@@ -237,7 +265,7 @@ def evaluate(context: protocol.EvaluationContext) -> protocol.Evaluation:
                 num_devices=num_devices, **_options)
 
         attribute_all = jax.jit(over_seeds_fn)
-        attributions = attribute_all(params, eval_keys)
+        attributions = attribute_all(params, noise_keys)
         out.passed_on["attributions"][method] = np.asarray(attributions)
         metrics = out.metrics
         metrics[f"{method}_sparsity"] = _metric(
@@ -260,7 +288,7 @@ def evaluate(context: protocol.EvaluationContext) -> protocol.Evaluation:
                     method, f"agreement_{measure}", summary["per_seed"],
                     pairwise=f"agreement/{method}/{measure}")
             _place_on_scale(out, context, method, attributions, matrices, top_k,
-                            attribute_all, fresh, eval_keys)
+                            attribute_all, fresh, eval_keys, noise_keys)
         fixed_fn = functools.partial(attribution_fn, k=context.shared_key)
         if settings.max_sensitivity:
             sensitivity = agreement.max_sensitivity_over_seeds(
@@ -291,6 +319,20 @@ def evaluate(context: protocol.EvaluationContext) -> protocol.Evaluation:
     return out
 
 
+def _noise_keys(settings: ConfigDict, shared_key: jax.Array, eval_keys: jax.Array) -> jax.Array:
+    """The keys a noisy method draws with, ``(S, ...)`` like ``eval_keys``: each seed's own,
+    or (``noise_draws='shared'``) one key from ``shared_key`` repeated for every seed
+    and laid out as ``eval_keys``, so that the seeds' maps average the same noisy inputs and
+    their disagreement is not Monte-Carlo noise."""
+    if settings.noise_draws == "per_seed":
+        return eval_keys
+    shared = jax.random.fold_in(shared_key, _SHARED_NOISE)
+    keys = jnp.broadcast_to(shared, eval_keys.shape)
+    if isinstance(eval_keys, jax.Array) and getattr(eval_keys, "committed", False):
+        keys = jax.device_put(keys, eval_keys.sharding)
+    return keys
+
+
 def _randomization_steps(params: Any, layers: Sequence[str] | None) -> tuple[str, ...]:
     """The layers the randomisation check re-draws, top first
     (:func:`agreement.randomization_layer_names`), its error naming ``layers`` (the
@@ -306,7 +348,8 @@ def _randomization_steps(params: Any, layers: Sequence[str] | None) -> tuple[str
 
 def _place_on_scale(out: protocol.Evaluation, context: protocol.EvaluationContext,
                     method: str, attributions: jax.Array, matrices: Mapping[str, jax.Array],
-                    top_k: int, attribute_all: Any, fresh: Any, eval_keys: jax.Array) -> None:
+                    top_k: int, attribute_all: Any, fresh: Any, eval_keys: jax.Array,
+                    noise_keys: jax.Array) -> None:
     """Cross-seed agreement of ``method`` between a no-signal baseline and a repeat ceiling.
 
     Saves, for every measure of :data:`negres.measures.agreement.AGREEMENT_MEASURES`:
@@ -324,13 +367,13 @@ def _place_on_scale(out: protocol.Evaluation, context: protocol.EvaluationContex
     if fresh is not None:
         # The same method on the same examples, explaining S networks nobody trained.
         baselines["untrained"] = agreement.cross_seed_agreement(
-            attribute_all(fresh, eval_keys), top_k=top_k)
+            attribute_all(fresh, noise_keys), top_k=top_k)
     baselines["permuted"] = agreement.cross_seed_agreement(
         agreement.permuted_attributions(attributions, seed_stream(eval_keys, _PERMUTATION)),
         top_k=top_k)
     ceilings = None
-    if stochastic(method):  # the same seeds again with independent noise
-        repeat = attribute_all(context.params, seed_stream(eval_keys, _REPEAT))
+    if stochastic(method):  # the same seeds again with independent noise (drawn as before)
+        repeat = attribute_all(context.params, seed_stream(noise_keys, _REPEAT))
         ceilings = agreement.paired_agreement(attributions, repeat, top_k=top_k)
         out.per_seed["agreement_ceiling"][method] = {
             m: np.asarray(v) for m, v in ceilings.items()}

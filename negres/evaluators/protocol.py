@@ -122,6 +122,9 @@ class EvaluationContext:
       earlier: name -> :class:`Evaluation` of the evaluators this one requires.
       kept: ``(S,)`` bool, the seeds whose training stayed finite; numbers that pool seeds
         (a majority vote) use only these. None: all.
+      curves: the learning curves of training, name -> ``(S, P)`` and ``"step"`` -> ``(P,)``
+        (``TrainResult.curves``, ``eval_*`` named ``test_*``); None: not given (evaluators
+        that read them give nothing).
     """
 
     apply: ApplyFn
@@ -134,6 +137,7 @@ class EvaluationContext:
     layers: Sequence[str] | None = None
     earlier: Mapping[str, Evaluation] = dataclasses.field(default_factory=dict)
     kept: np.ndarray | None = None
+    curves: Mapping[str, np.ndarray] | None = None
 
     @property
     def num_seeds(self) -> int:

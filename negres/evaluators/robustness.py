@@ -35,7 +35,7 @@ from negres.measures.losses import SCORE_NAMES
 from negres.results import ConditionResults, Sample
 from negres.seeds import over_seeds, stream_key
 from negres.tasks import ShiftSet, Task
-from negres.tasks.shifts import SHIFTS, get_shift, occlusion
+from negres.tasks.shifts import SHIFTS, contrast, get_shift, occlusion
 
 FIELDS = (
     fields.names("shifts", ("gaussian_noise",),
@@ -44,18 +44,21 @@ FIELDS = (
                     lambda v: fields.is_number(v) and v >= 0, "finite severities >= 0",
                     min_len=1, unique=True),
     fields.boolean("shared_shift_noise", True, "every seed sees the same shifted test set"),
+    fields.boolean("per_subset", False, "also each shift's mean score on each test subset the "
+                   "task declares (<shift>_<subset>_mean_<score>)"),
 )
 
 
 def check(settings: ConfigDict, task: Task) -> None:
     """Raise :class:`negres.errors.ConfigError` for a shift name the task cannot use, or a
-    severity the built-in occlusion cannot take (it is the share of features occluded)."""
+    severity the built-in occlusion or contrast cannot take (a share of the features
+    occluded, of the contrast taken away)."""
     for name in settings.shifts:
         shift = get_shift(name, task)
         # A task's own shift of the same name is the task's to bound.
-        if shift is occlusion and any(s > 1 for s in settings.severities):
+        if shift in (occlusion, contrast) and any(s > 1 for s in settings.severities):
             raise ConfigError("evaluation.robustness.severities", tuple(settings.severities),
-                              "severities in [0, 1] when occlusion is among the shifts")
+                              f"severities in [0, 1] when {name} is among the shifts")
 
 
 def memory(settings: ConfigDict, task: Task, num_seeds: int) -> MemoryUse:
@@ -66,7 +69,8 @@ def memory(settings: ConfigDict, task: Task, num_seeds: int) -> MemoryUse:
     ``multiplicity``, and confusion matrices ``(S, K, C, C)`` int32; for the level being
     computed, the outputs ``(S, N, C)`` float32 and, without ``shared_shift_noise``, every
     seed's own shifted test set ``(S, N, *input_shape)``. Saved: four curves ``(S, K)``
-    per shifted set, one confusion matrix per seed and set, one metric per seed and set.
+    per shifted set, one confusion matrix per seed and set, one metric per seed and set;
+    with ``per_subset``, per shift each subset example's mean score and one metric a subset.
     """
     classes = int(task.num_outputs)
     shifted = [len(settings.severities)] * len(settings.shifts) + [
@@ -83,6 +87,10 @@ def memory(settings: ConfigDict, task: Task, num_seeds: int) -> MemoryUse:
         per_seed += 4 * task.num_test * int(np.prod(task.input_shape))
     # One metric and one confusion matrix per set (the clean one and each shifted one).
     saved = sum(4 * k for k in shifted) + (1 + len(shifted)) * (confusion + 1)
+    if settings.get("per_subset", False):  # each subset example's mean score, per shift
+        in_subsets = sum(int(np.asarray(m, bool).sum()) for m in task.test_subsets.values())
+        per_seed += 8 * len(settings.shifts) * in_subsets
+        saved += len(settings.shifts) * (in_subsets + len(task.test_subsets))
     return MemoryUse(held=num_seeds * per_seed, saved=num_seeds * saved)
 
 
@@ -111,7 +119,10 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     ``confusion``: ``"clean"`` and each shift at its largest severity, ``(S, C, C)``;
     ``per_example``: shift -> each test example's score ``(S, K, N)`` at each severity, and
     ``<shift>_mean_<score>`` -> ``(S, N)`` its mean over the non-zero severities, which the
-    metric declares (its interval covers the test examples too); shared ``severities``:
+    metric declares (its interval covers the test examples too); with ``per_subset``, for
+    each of the task's test subsets also ``<shift>_<subset>_mean_<score>`` ``(S,)``, the
+    same mean over the subset's examples (e.g. rule compliance under a distortion), with
+    its ``per_example`` entry ``(S, n)``; shared ``severities``:
     shift -> ``(K,)``. Passed on: ``predictions`` set -> ``(S, K, N)``, ``labels`` set ->
     ``(K, N)``, ``severities`` set -> ``(K,)`` (classification).
     """
@@ -180,6 +191,8 @@ def evaluate(context: EvaluationContext) -> Evaluation:
                 values[score][:, nonzero].mean(axis=1), SCORE_DIRECTIONS[score],
                 {"set": name, "measure": f"mean_{score}"}, units=UNITS[score],
                 per_example=f"per_example/{metric}")
+            if settings.per_subset:
+                _subset_means(out, name, out.per_seed["per_example"][metric], task, score)
     for name, shift_set in task.shift_sets.items():
         key = f"corrupted_{name}"
         values = _evaluate_shift_set(apply_fn, params, shift_set, kind)
@@ -197,6 +210,22 @@ def evaluate(context: EvaluationContext) -> Evaluation:
             _pass_on(out, key, values["predictions"], np.asarray(shift_set.y),
                      shift_set.severities)
     return out
+
+
+def _subset_means(out: Evaluation, shift: str, per_example: np.ndarray, task: Task,
+                  score: str) -> None:
+    """``<shift>_<subset>_mean_<score>``: each example's mean over the shift's non-zero
+    severities ``per_example`` ``(S, N)``, averaged over each test subset's examples."""
+    for subset, mask in task.test_subsets.items():
+        mask = np.asarray(mask, bool)
+        if not mask.any():
+            continue
+        metric = f"{shift}_{subset}_mean_{score}"
+        out.per_seed["per_example"][metric] = per_example[:, mask]
+        out.metrics[metric] = Metric(
+            per_example[:, mask].mean(axis=1), SCORE_DIRECTIONS[score],
+            {"set": shift, "subset": subset, "measure": f"mean_{score}"}, units=UNITS[score],
+            per_example=f"per_example/{metric}")
 
 
 def _pass_on(out: Evaluation, name: str, predictions: np.ndarray, labels: np.ndarray,

@@ -3,7 +3,9 @@
 A task can declare subsets of its test examples in ``Task.test_subsets`` (name ->
 boolean mask ``(N_test,)``): the examples where a planted shortcut contradicts the rule,
 or the shape-colour combinations never seen in training. A whole-test-set accuracy can
-hide a failure on a small subset; these per-seed numbers show it.
+hide a failure on a small subset; these per-seed numbers show it. With ``per_class`` a
+classifier's score on each subset is also split by true class (the rows of the subset's
+confusion matrix): a failure confined to one class shows there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from negres import fields
 from negres.evaluators.performance import SCORE_DIRECTIONS
 from negres.evaluators.protocol import (
     Evaluation,
@@ -27,6 +30,11 @@ from negres.measures import metrics
 from negres.measures.losses import SCORE_NAMES
 from negres.seeds import over_seeds
 from negres.tasks import Task
+
+FIELDS = (
+    fields.boolean("per_class", False, "classification: also each subset's accuracy per "
+                   "true class (subset_<name>_class<k>_accuracy)"),
+)
 
 
 def subset_scores(
@@ -67,8 +75,11 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     Returns metrics ``subset_<name>_<score>`` and ``subset_<name>_loss``, each ``(S,)``,
     labelled ``{"subset", "measure"}`` and declared over the subset's examples (``per_seed``
     ``per_example/<metric>``, ``(S, n)``: the interval covers the examples' sampling too),
-    and shared ``sizes``: name -> number of test examples in it. A task that declares no
-    subsets gives an empty evaluation.
+    and shared ``sizes``: name -> number of test examples in it. With ``per_class`` (a
+    classification task) also ``subset_<name>_class<k>_accuracy`` for every true class
+    ``k`` the subset holds, labelled ``{"subset", "class", "measure"}`` and declared over
+    those examples, with their counts in ``sizes`` under ``<name>/class<k>``. A task that
+    declares no subsets gives an empty evaluation.
     """
     task = context.task
     declared: Mapping[str, np.ndarray] = task.test_subsets
@@ -93,21 +104,39 @@ def evaluate(context: EvaluationContext) -> Evaluation:
                 {"subset": name, "measure": measure},
                 per_example=f"per_example/{metric}" if mask.any() else None)
         out.shared["sizes"][name] = int(mask.sum())
+        if context.settings.per_class and task.kind == "classification":
+            _per_class(out, name, mask, np.asarray(task.y_test), per_example[score], score)
     return out
 
 
+def _per_class(out: Evaluation, name: str, mask: np.ndarray, y: np.ndarray,
+               per_example: np.ndarray, score: str) -> None:
+    """The subset's score per true class: each a mean over that class's examples in it."""
+    for k in np.unique(y[mask]):
+        in_class = mask & (y == k)
+        metric = f"subset_{name}_class{int(k)}_{score}"
+        out.per_seed["per_example"][metric] = per_example[:, in_class]
+        out.metrics[metric] = Metric(
+            per_example[:, in_class].mean(axis=1), SCORE_DIRECTIONS[score],
+            {"subset": name, "class": str(int(k)), "measure": score},
+            per_example=f"per_example/{metric}")
+        out.shared["sizes"][f"{name}/class{int(k)}"] = int(in_class.sum())
+
+
 def memory(settings: Any, task: Task, num_seeds: int) -> MemoryUse:
-    """Each subset example's score and loss per seed (``2 S n`` numbers per subset), and
-    the whole test set's while they are sliced."""
-    del settings
+    """Each subset example's score and loss per seed (``2 S n`` numbers per subset, ``3 S
+    n`` with ``per_class``: each example's score once more, in its class), and the whole
+    test set's while they are sliced."""
     sizes = sum(int(np.asarray(m, bool).sum()) for m in task.test_subsets.values())
+    per_example = 3 if settings.get("per_class", False) else 2
     whole = 2 * num_seeds * int(np.shape(task.y_test)[0]) if task.test_subsets else 0
-    return MemoryUse(held=8 * (whole + 2 * num_seeds * sizes), saved=2 * num_seeds * sizes)
+    return MemoryUse(held=8 * (whole + per_example * num_seeds * sizes),
+                     saved=per_example * num_seeds * sizes)
 
 
 EVALUATOR = Evaluator(
     name="subsets",
-    fields=(),
+    fields=FIELDS,
     evaluate=evaluate,
     memory=memory,
     doc="every seed's score on the named test subsets a task declares (e.g. where a "

@@ -7,7 +7,11 @@ A task whose target is ``f(x) = sum_j c_j x_j + sum_(i,j) a_ij x_i x_j`` declare
 * additive contributions (the Shapley values of ``f``): ``phi_j = c_j x_j +
   sum_(terms with j) a_ij x_i x_j / 2``, each product split evenly between its features;
 * the mixed partial derivative ``d^2 f / dx_i dx_j = a_ij``;
-* the Shapley interaction index of ``(i, j)``: ``a_ij x_i x_j``.
+* the Shapley interaction index of ``(i, j)``: ``a_ij x_i x_j``;
+* each feature's main effect ``m_j(x) = f(x_j, 0 elsewhere) - f(0)`` and so how much of
+  its Shapley value depends on the other features, ``phi_j - m_j`` (the products it
+  shares, halved): the non-additivity an additive attribution folds into one number per
+  feature.
 
 Per seed this gives each method's error against ``phi``, the attribution per feature, and
 the interaction the model learned, so that one can see what an additive attribution does
@@ -32,7 +36,10 @@ from negres.tasks import Task
 
 # Methods that attribute f(x) - f(baseline) and so are comparable with phi; the gradient
 # and SmoothGrad measure local slope, in other units.
-TRUTH_METHODS = ("gradient_x_input", "integrated_gradients", "shapley")
+TRUTH_METHODS = ("gradient_x_input", "integrated_gradients", "deeplift", "kernel_shap",
+                 "shapley")
+# Of those, the ones whose reference is shapley_background's rows when it is set.
+_BACKGROUND_METHODS = ("deeplift", "kernel_shap", "shapley")
 
 
 def has_truth(task: Task) -> bool:
@@ -52,18 +59,39 @@ def true_contributions(
     return phi
 
 
+def main_effects(apply_fn: Any, params: Any, x: jax.Array) -> jax.Array:
+    """Each feature's main effect against the zero baseline, ``(N, D)`` for one seed:
+    ``f(x_j e_j) - f(0)``, the model's output with only feature ``j`` kept (output 0: a
+    regression's)."""
+    n, d = x.shape
+    alone = (jnp.eye(d, dtype=x.dtype)[None] * x[:, None, :]).reshape(n * d, d)
+    outputs = apply_fn(params, jnp.concatenate([alone, jnp.zeros((1, d), x.dtype)]))[:, 0]
+    return outputs[:-1].reshape(n, d) - outputs[-1]
+
+
+def non_additivity(phi: np.ndarray, main: np.ndarray) -> np.ndarray:
+    """The share of Shapley attribution mass that depends on the other features:
+    ``sum_(n,j) |phi_nj - m_nj| / sum_(n,j) |phi_nj|`` over the last two axes of ``phi`` and
+    ``main`` ``(..., N, D)``; 0 for an additive function, whatever its shape per feature."""
+    return (np.abs(phi - main).sum(axis=(-2, -1))
+            / np.maximum(np.abs(phi).sum(axis=(-2, -1)), 1e-12))
+
+
 def evaluate(context: EvaluationContext) -> Evaluation:
     """Every seed's attributions and interactions against the truth.
 
     Reads what the ``attributions`` evaluator passes on: its attributions (method -> ``(S,
     N, D)`` of the first ``N`` test examples), ``examples`` (``N``) and
-    ``shapley_background``. Shapley values against a background set (its
-    ``shapley_background`` > 0) are left out: their reference is not the zero baseline.
+    ``shapley_background``. Shapley values, Kernel SHAP and DeepLIFT against a background
+    set (its ``shapley_background`` > 0) are left out: their reference is not the zero
+    baseline.
 
     Returns an :class:`Evaluation` with metrics ``<method>_truth_error`` (``sum_j |a_j -
     phi_j| / sum_j |phi_j|``, averaged over examples; lower is better), per interaction
     ``interaction_<name>_mixed_partial`` (mean over examples; no direction: its truth is a
-    value, not an end) and ``interaction_<name>_shapley_error``, each ``(S,)``; per seed
+    value, not an end), ``interaction_<name>_shapley_error`` and, from the exact Shapley
+    values, ``shapley_non_additivity`` (:func:`non_additivity` against each seed's
+    :func:`main_effects`; no direction), each ``(S,)``; per seed
     each method's mean ``|a|`` and mean ``|a - phi|`` per feature ``(S, D)`` and each
     interaction's learned mean ``|I|`` ``(S,)``; shared the feature names, the true mean
     ``|phi|``, each method's across-seed standard deviation per feature (mean over
@@ -83,11 +111,12 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     out = Evaluation(
         per_seed={"methods": {}, "interactions": {}},
         shared={"features": names, "examples": n, "true_mean_abs": np.abs(phi).mean(axis=0),
-                "seed_std": {}, "interactions": {}})
+                "seed_std": {}, "interactions": {},
+                "true_non_additivity": float(non_additivity(phi, x * coefficients[None]))})
     kept = slice(None) if context.kept is None else np.asarray(context.kept)
     background = int(passed["shapley_background"]) > 0
     for method, values in attributions.items():
-        if method not in TRUTH_METHODS or (method == "shapley" and background):
+        if method not in TRUTH_METHODS or (method in _BACKGROUND_METHODS and background):
             continue
         a = np.asarray(values, np.float64).reshape(values.shape[0], n, -1)
         error = np.abs(a - phi[None]).sum(-1) / np.maximum(np.abs(phi).sum(-1)[None], 1e-12)
@@ -103,6 +132,12 @@ def evaluate(context: EvaluationContext) -> Evaluation:
                                           else np.full(a.shape[-1], np.nan))
     xj = jnp.asarray(x, jnp.float32)
     apply_fn = context.apply
+    if "shapley" in attributions and not background:
+        shapley = np.asarray(attributions["shapley"], np.float64).reshape(-1, n, x.shape[1])
+        main = np.asarray(jax.jit(over_seeds(lambda p: main_effects(apply_fn, p, xj)))(params))
+        out.metrics["shapley_non_additivity"] = Metric(
+            non_additivity(shapley, main), "none",
+            {"method": "shapley", "measure": "non_additivity"})
     for name, (i, j, a) in interactions.items():
         i, j = int(i), int(j)
         partial = jax.jit(over_seeds(

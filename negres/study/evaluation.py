@@ -32,6 +32,7 @@ def evaluate_condition(
     config, task, model = condition.config, condition.task, condition.model
     start = time.perf_counter()
     example = task.x_test[:1]
+    curves = {name.replace("eval_", "test_"): v for name, v in trained.curves.items()}
     context = EvaluationContext(
         apply=linen_apply(model), params=trained.params, task=task,
         settings=config.evaluation, seed_keys=seed_keys(config.seed, trained.seed_indices),
@@ -39,11 +40,11 @@ def evaluate_condition(
         init=lambda key: model.init(key, example, train=False)["params"],
         layers=layer_order(model, example, train=False),
         kept=np.asarray(trained.diverged_at) < 0,
+        curves={"step": trained.curve_steps, **curves},
     )
     evaluations = run_evaluators(condition.evaluators, context)
     if is_main_process():  # the files its presentations save (the attributions' .npy)
         save_files(evaluations, workdir, condition.name, task, config.evaluation)
-    curves = {name.replace("eval_", "test_"): v for name, v in trained.curves.items()}
     diverged = trained.diverged_at >= 0
     return dataclasses.replace(
         as_results(evaluations),

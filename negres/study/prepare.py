@@ -27,7 +27,7 @@ from negres.evaluators import (
     settings_of,
 )
 from negres.files import to_jsonable
-from negres.models import build_model, check_model_input
+from negres.models import DENSE_CHAIN_MODELS, build_model, check_model_input
 from negres.statistics.claims import Claim, check_claims
 from negres.study.conditions import expand_conditions, references_of
 from negres.study.config import (
@@ -71,6 +71,21 @@ class Study(NamedTuple):
     claims: tuple[Claim, ...] = ()  # what the study tests (config.claims)
 
 
+def _check_deeplift_model(variant: ConfigDict, evaluators: list) -> None:
+    """Refuse DeepLIFT on a model it cannot read (convolutions, attention) before training:
+    the method itself would refuse it only when the attributions are computed."""
+    if variant.model.name in DENSE_CHAIN_MODELS:
+        return
+    for evaluator in evaluators:
+        methods = settings_of(evaluator, variant.evaluation).get("attribution_methods", ())
+        if (evaluator.kind or evaluator.name) == "attributions" and "deeplift" in methods:
+            raise ConfigError(
+                f"evaluation.{evaluator.name}.attribution_methods", tuple(methods),
+                f"methods without 'deeplift' for model.name={variant.model.name!r}: DeepLIFT's "
+                f"rescale rule takes chains of Dense layers and elementwise activations "
+                f"(model.name in {DENSE_CHAIN_MODELS})")
+
+
 def prepare_study(config: ConfigDict) -> Study:
     """Validate and complete ``config``, then expand and build every condition: all config
     errors surface here, before anything compiles or is written."""
@@ -107,6 +122,7 @@ def prepare_study(config: ConfigDict) -> Study:
         for evaluator in evaluators:
             evaluator.check(settings_of(evaluator, variant.evaluation), task)
         check_model_input(variant.model, task.input_shape)
+        _check_deeplift_model(variant, evaluators)
         prepared.append(Condition(
             name=name, config=variant, task=task,
             model=build_model(variant.model, task.num_outputs),

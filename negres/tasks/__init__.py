@@ -3,7 +3,8 @@
 ``base`` holds the :class:`Task` container (arrays, kind, and typed facts: shortcut
 features, named test subsets, the coefficients and interactions of a known target, real
 shifted test sets); ``shifts`` the generic input shifts (noise, scaling, occlusion,
-channel shift) that any task takes by name; ``common`` what the generated tasks share.
+channel shift, contrast, blur) that any task takes by name; ``common`` what the generated
+tasks share.
 One module per world: ``digits`` (scikit-learn's bundled digits), ``mnist1d``,
 ``rule_shortcut`` (a rule and a planted shortcut, tabular or on digits), ``shape_color``,
 ``synthetic_regression`` (a known additive target with interactions), ``tfds_datasets``
