@@ -206,7 +206,7 @@ def test_chunked_model_calls_give_the_same_values(mlp5, monkeypatch):
                             background=bg)
     whole = run()
     # 7 rows a call: 1 example x 1 coalition x 4 rows, so blocks and groups are padded
-    monkeypatch.setattr(ks, "_ELEMENTS_PER_CALL", 5 * 7)
+    monkeypatch.setattr(saliency, "_ELEMENTS_PER_CALL", 5 * 7)
     assert_allclose(run(), whole, rtol=1e-5, atol=1e-6)
 
 

@@ -53,8 +53,9 @@ Where this differs from shap:
 
 Cost: ``N * (samples + 2) * R`` model rows (``R`` background rows; the two extra
 coalitions are the empty and the full one), evaluated in calls of at most
-``_SHAPLEY_ROWS_PER_CALL`` rows and ``_ELEMENTS_PER_CALL`` input elements (but at least
-the ``R`` rows of one example's coalition), and one SVD of a ``(samples, d - 1)`` design.
+``saliency._SHAPLEY_ROWS_PER_CALL`` rows and ``saliency._ELEMENTS_PER_CALL`` input elements
+(but at least the ``R`` rows of one example's coalition; saliency's ``_coalition_values``,
+which the exact methods share), and one SVD of a ``(samples, d - 1)`` design.
 shap's default budget is ``nsamples = 2 d + 2048``.
 ``d`` is limited to :data:`MAX_KERNEL_SHAP_FEATURES` (4096: 64 x 64 images, CIFAR's 3072):
 the SVD costs ``O(samples d^2)`` and a determined regression needs ``samples >~ 2 d``
@@ -73,18 +74,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from negres.measures.saliency import (
-    _SHAPLEY_ROWS_PER_CALL,
     ApplyFn,
     Target,
     _as_float,
     _background,
+    _coalition_values,
     _resolve,
 )
 
 MAX_KERNEL_SHAP_FEATURES = 4096
-# Input elements (rows x d) of coalition-masked inputs per model call: a memory bound that
-# matters once d is large (the exact methods only bound rows, with d <= 12).
-_ELEMENTS_PER_CALL = 1 << 22
 
 
 # --------------------------------------------------------------------------- plan
@@ -158,48 +156,6 @@ def _draw(key: jax.Array, d: int, pairs: int, sizes: np.ndarray, probs: np.ndarr
     ranks = jnp.argsort(jnp.argsort(jax.random.uniform(order_key, (pairs, d)), axis=1), axis=1)
     first = ranks < size[:, None]
     return jnp.concatenate([first, ~first], axis=0)
-
-
-# --------------------------------------------------------------------------- values
-
-
-def _masked_values(
-    apply_fn: ApplyFn, params: Any, x: jax.Array, idx: jax.Array, bg: jax.Array,
-    masks: jax.Array,
-) -> jax.Array:
-    """``v[n, m] = mean_r f_t(x_n on masks[m], background row r elsewhere)``, ``(N, M)``."""
-    n, input_shape = x.shape[0], x.shape[1:]
-    d = math.prod(input_shape)
-    m, rows = masks.shape[0], bg.shape[0]
-    bg_flat = bg.reshape(rows, d)
-    # Rows per model call, bounded in rows and in input elements; a call holds a block of
-    # coalitions for a group of examples. One (example, coalition) is the smallest unit:
-    # all background rows of it go through the model together.
-    budget = max(1, min(_SHAPLEY_ROWS_PER_CALL, _ELEMENTS_PER_CALL // d))
-    per_block = min(m, max(1, budget // rows))
-    per_group = min(n, max(1, budget // (per_block * rows)))
-    blocks, groups = -(-m // per_block), -(-n // per_group)
-    masks_b = jnp.pad(masks, ((0, blocks * per_block - m), (0, 0)))
-    masks_b = masks_b.reshape(blocks, per_block, d)
-    x_g = jnp.pad(x.reshape(n, d), ((0, groups * per_group - n), (0, 0)))
-    x_g = x_g.reshape(groups, per_group, d)
-    idx_g = jnp.pad(idx, (0, groups * per_group - n)).reshape(groups, per_group)
-
-    def group_values(args: tuple[jax.Array, jax.Array]) -> jax.Array:
-        xg, tg = args  # (per_group, d), (per_group,)
-
-        def block_values(mk: jax.Array) -> jax.Array:
-            masked = jnp.where(mk[None, :, None, :], xg[:, None, None, :], bg_flat[None, None])
-            out = apply_fn(params, masked.reshape((per_group * per_block * rows, *input_shape)))
-            out = out.reshape(per_group, per_block * rows, -1)
-            values = jnp.take_along_axis(out, tg[:, None, None], axis=2)[..., 0]
-            return values.reshape(per_group, per_block, rows).mean(axis=2)
-
-        values = jax.lax.map(block_values, masks_b)  # (blocks, per_group, per_block)
-        return jnp.moveaxis(values, 0, 1).reshape(per_group, blocks * per_block)
-
-    values = jax.lax.map(group_values, (x_g, idx_g))
-    return values.reshape(groups * per_group, blocks * per_block)[:n, :m]
 
 
 # --------------------------------------------------------------------------- estimator
@@ -277,7 +233,7 @@ def kernel_shap(
     ends = np.zeros((2, d), bool)
     ends[1] = True  # the empty and the full coalition: v(0) and v(1)
     if d == 1:  # no coalition between them: the one feature gets everything
-        v = _masked_values(apply_fn, params, x, idx, bg, jnp.asarray(ends))
+        v = _coalition_values(apply_fn, params, x, idx, bg, jnp.asarray(ends))
         return (v[:, 1] - v[:, 0]).reshape(x.shape)
 
     enumerated, enum_weights, sizes, probs, weight_left = _plan(d, int(samples))
@@ -288,7 +244,7 @@ def kernel_shap(
         parts.append(_draw(key, d, pairs, sizes, probs))
         weights.append(jnp.full((2 * pairs,), weight_left / (2 * pairs), x.dtype))
     masks = jnp.concatenate(parts, axis=0)
-    values = _masked_values(apply_fn, params, x, idx, bg, masks)  # (N, 2 + M)
+    values = _coalition_values(apply_fn, params, x, idx, bg, masks)  # (N, 2 + M)
     v_empty, v_full, v = values[:, 0], values[:, 1], values[:, 2:]
     delta = v_full - v_empty
     z = masks[2:].astype(x.dtype)  # (M, d)

@@ -41,6 +41,9 @@ MAX_SHAPLEY_FEATURES = 12
 # Rows of coalition-masked inputs evaluated in one model call by the Shapley methods
 # (a memory bound; examples are grouped into calls of at most this many rows).
 _SHAPLEY_ROWS_PER_CALL = 1 << 16
+# Input elements (rows x d) of coalition-masked inputs per model call: the bound that
+# matters once d is large (Kernel SHAP; the exact methods have d <= 12).
+_ELEMENTS_PER_CALL = 1 << 22
 
 
 # --------------------------------------------------------------------------- targets
@@ -284,35 +287,51 @@ def _background(x: jax.Array, baseline: Any, background: Any) -> jax.Array:
 
 
 def _coalition_values(
-    apply_fn: ApplyFn, params: Any, x: jax.Array, idx: jax.Array, bg: jax.Array
+    apply_fn: ApplyFn, params: Any, x: jax.Array, idx: jax.Array, bg: jax.Array,
+    masks: jax.Array | None = None,
 ) -> jax.Array:
-    """``v[n, c] = mean_r f_t(x_n on coalition c, background row r elsewhere)``, ``(N, 2^d)``."""
+    """``v[n, m] = mean_r f_t(x_n on masks[m], background row r elsewhere)``, ``(N, M)``.
+
+    ``masks``: coalitions ``(M, d)`` bool; ``None``: all ``2^d`` (:func:`_coalitions`,
+    for ``d <= MAX_SHAPLEY_FEATURES``), as the exact methods need. Model calls hold at
+    most ``_SHAPLEY_ROWS_PER_CALL`` rows and ``_ELEMENTS_PER_CALL`` input elements (but at
+    least the background rows of one example's coalition): a block of coalitions for a
+    group of examples per call, blocks and groups mapped sequentially.
+    """
     n, input_shape = x.shape[0], x.shape[1:]
     d = math.prod(input_shape)
-    if d > MAX_SHAPLEY_FEATURES:
-        raise ValueError(f"exact Shapley enumerates 2^d coalitions; d={d} flattened features "
-                         f"exceeds the limit of {MAX_SHAPLEY_FEATURES}")
-    masks = jnp.asarray(_coalitions(d))
-    rows = bg.shape[0]
+    if masks is None:
+        if d > MAX_SHAPLEY_FEATURES:
+            raise ValueError(f"exact Shapley enumerates 2^d coalitions; d={d} flattened "
+                             f"features exceeds the limit of {MAX_SHAPLEY_FEATURES}")
+        masks = jnp.asarray(_coalitions(d))
+    m, rows = masks.shape[0], bg.shape[0]
     bg_flat = bg.reshape(rows, d)
-    # Examples per model call: every coalition x background row of a group of examples
-    # goes through the model in one batched call; groups are mapped sequentially.
-    chunk = max(1, min(n, _SHAPLEY_ROWS_PER_CALL // (2**d * rows)))
-    groups = -(-n // chunk)
-    pad = groups * chunk - n
-    x_flat = jnp.pad(x.reshape(n, d), ((0, pad), (0, 0))).reshape(groups, chunk, d)
-    idx_g = jnp.pad(idx, (0, pad)).reshape(groups, chunk)
+    budget = max(1, min(_SHAPLEY_ROWS_PER_CALL, _ELEMENTS_PER_CALL // d))
+    per_block = min(m, max(1, budget // rows))
+    per_group = min(n, max(1, budget // (per_block * rows)))
+    blocks, groups = -(-m // per_block), -(-n // per_group)
+    masks_b = jnp.pad(masks, ((0, blocks * per_block - m), (0, 0)))
+    masks_b = masks_b.reshape(blocks, per_block, d)
+    x_g = jnp.pad(x.reshape(n, d), ((0, groups * per_group - n), (0, 0)))
+    x_g = x_g.reshape(groups, per_group, d)
+    idx_g = jnp.pad(idx, (0, groups * per_group - n)).reshape(groups, per_group)
 
     def group_values(args: tuple[jax.Array, jax.Array]) -> jax.Array:
-        xg, tg = args  # (chunk, d), (chunk,)
-        masked = jnp.where(masks[None, :, None, :], xg[:, None, None, :], bg_flat[None, None])
-        out = apply_fn(params, masked.reshape((chunk * 2**d * rows, *input_shape)))
-        out = out.reshape(chunk, 2**d * rows, -1)
-        values = jnp.take_along_axis(out, tg[:, None, None], axis=2)[..., 0]
-        return values.reshape(chunk, 2**d, rows).mean(axis=2)
+        xg, tg = args  # (per_group, d), (per_group,)
 
-    values = jax.lax.map(group_values, (x_flat, idx_g))
-    return values.reshape(groups * chunk, 2**d)[:n]
+        def block_values(mk: jax.Array) -> jax.Array:
+            masked = jnp.where(mk[None, :, None, :], xg[:, None, None, :], bg_flat[None, None])
+            out = apply_fn(params, masked.reshape((per_group * per_block * rows, *input_shape)))
+            out = out.reshape(per_group, per_block * rows, -1)
+            values = jnp.take_along_axis(out, tg[:, None, None], axis=2)[..., 0]
+            return values.reshape(per_group, per_block, rows).mean(axis=2)
+
+        values = jax.lax.map(block_values, masks_b)  # (blocks, per_group, per_block)
+        return jnp.moveaxis(values, 0, 1).reshape(per_group, blocks * per_block)
+
+    values = jax.lax.map(group_values, (x_g, idx_g))
+    return values.reshape(groups * per_group, blocks * per_block)[:n, :m]
 
 
 def exact_shapley(
