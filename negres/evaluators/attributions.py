@@ -106,7 +106,7 @@ def stochastic(method: str) -> bool:
 
 # Methods that explain f(x) against a reference (the zero baseline or shapley_background's
 # rows), with the most features each takes and what it is called in the refusal.
-_REFERENCE_METHODS = {
+REFERENCE_METHODS = {
     "shapley": (saliency.MAX_SHAPLEY_FEATURES, "exact Shapley values"),
     "kernel_shap": (kernel_shap.MAX_KERNEL_SHAP_FEATURES, "Kernel SHAP"),
     "deeplift": (float("inf"), "DeepLIFT"),
@@ -121,9 +121,9 @@ def method_options(method: str, settings: ConfigDict, task: Task) -> dict[str, A
     if method == "smoothgrad":
         return {"samples": int(settings.smoothgrad_samples),
                 "noise_level": float(settings.smoothgrad_noise)}
-    if method in _REFERENCE_METHODS:
+    if method in REFERENCE_METHODS:
         num_features = int(np.prod(task.input_shape))
-        limit, what = _REFERENCE_METHODS[method]
+        limit, what = REFERENCE_METHODS[method]
         if num_features > limit:
             raise ConfigError(
                 "evaluation.attributions.attribution_methods", method,

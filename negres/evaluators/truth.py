@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from negres.evaluators.attributions import method_families
+from negres.evaluators.attributions import REFERENCE_METHODS, method_families
 from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric
 from negres.measures import saliency
 from negres.results import ConditionResults
@@ -38,8 +38,6 @@ from negres.tasks import Task
 # and SmoothGrad measure local slope, in other units.
 TRUTH_METHODS = ("gradient_x_input", "integrated_gradients", "deeplift", "kernel_shap",
                  "shapley")
-# Of those, the ones whose reference is shapley_background's rows when it is set.
-_BACKGROUND_METHODS = ("deeplift", "kernel_shap", "shapley")
 
 
 def has_truth(task: Task) -> bool:
@@ -116,7 +114,8 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     kept = slice(None) if context.kept is None else np.asarray(context.kept)
     background = int(passed["shapley_background"]) > 0
     for method, values in attributions.items():
-        if method not in TRUTH_METHODS or (method in _BACKGROUND_METHODS and background):
+        # Against shapley_background's rows, a reference method's truth is not phi.
+        if method not in TRUTH_METHODS or (method in REFERENCE_METHODS and background):
             continue
         a = np.asarray(values, np.float64).reshape(values.shape[0], n, -1)
         error = np.abs(a - phi[None]).sum(-1) / np.maximum(np.abs(phi).sum(-1)[None], 1e-12)
