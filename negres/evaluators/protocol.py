@@ -98,6 +98,15 @@ class Evaluation:
     # (Evaluator.named): the registered evaluator it is an instance of.
     kind: str | None = None
 
+    def add_example_mean(self, name: str, per_example: np.ndarray, direction: Direction,
+                         labels: Mapping[str, str], units: str = "") -> None:
+        """Metric ``name``: the row means of ``per_example`` ``(S, n)``, each seed's values
+        on ``n`` test examples every seed shares, kept as ``per_seed["per_example"][name]``
+        and declared over them (its interval covers the examples' sampling too)."""
+        self.per_seed.setdefault("per_example", {})[name] = per_example
+        self.metrics[name] = Metric(per_example.mean(axis=1), direction, labels, units=units,
+                                    per_example=f"per_example/{name}")
+
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationContext:

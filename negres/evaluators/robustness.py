@@ -220,12 +220,9 @@ def _subset_means(out: Evaluation, shift: str, per_example: np.ndarray, task: Ta
         mask = np.asarray(mask, bool)
         if not mask.any():
             continue
-        metric = f"{shift}_{subset}_mean_{score}"
-        out.per_seed["per_example"][metric] = per_example[:, mask]
-        out.metrics[metric] = Metric(
-            per_example[:, mask].mean(axis=1), SCORE_DIRECTIONS[score],
-            {"set": shift, "subset": subset, "measure": f"mean_{score}"}, units=UNITS[score],
-            per_example=f"per_example/{metric}")
+        out.add_example_mean(
+            f"{shift}_{subset}_mean_{score}", per_example[:, mask], SCORE_DIRECTIONS[score],
+            {"set": shift, "subset": subset, "measure": f"mean_{score}"}, units=UNITS[score])
 
 
 def _pass_on(out: Evaluation, name: str, predictions: np.ndarray, labels: np.ndarray,

@@ -114,12 +114,9 @@ def _per_class(out: Evaluation, name: str, mask: np.ndarray, y: np.ndarray,
     """The subset's score per true class: each a mean over that class's examples in it."""
     for k in np.unique(y[mask]):
         in_class = mask & (y == k)
-        metric = f"subset_{name}_class{int(k)}_{score}"
-        out.per_seed["per_example"][metric] = per_example[:, in_class]
-        out.metrics[metric] = Metric(
-            per_example[:, in_class].mean(axis=1), SCORE_DIRECTIONS[score],
-            {"subset": name, "class": str(int(k)), "measure": score},
-            per_example=f"per_example/{metric}")
+        out.add_example_mean(f"subset_{name}_class{int(k)}_{score}", per_example[:, in_class],
+                             SCORE_DIRECTIONS[score],
+                             {"subset": name, "class": str(int(k)), "measure": score})
         out.shared["sizes"][f"{name}/class{int(k)}"] = int(in_class.sum())
 
 
