@@ -13,7 +13,7 @@ import numpy as np
 
 from negres import fields
 from negres.evaluators.protocol import Evaluation, EvaluationContext, Evaluator, Metric
-from negres.measures.curves import oscillation
+from negres.measures.curves import oscillation, points_measured
 
 FIELDS = (
     fields.number("last_share", 0.5, "share of the evaluation points, from the end of "
@@ -35,8 +35,7 @@ def evaluate(context: EvaluationContext) -> Evaluation:
     for name, values in curves.items():
         out.metrics[f"{name}_oscillation"] = Metric(
             oscillation(values, share), "lower", {"curve": name, "measure": "oscillation"})
-    points = next(iter(curves.values())).shape[1]
-    out.shared["points"] = int(min(points, max(3, np.ceil(share * points))))
+    out.shared["points"] = points_measured(next(iter(curves.values())).shape[1], share)
     return out
 
 

@@ -11,6 +11,12 @@ import math
 import numpy as np
 
 
+def points_measured(points: int, last_share: float) -> int:
+    """How many of ``points`` evaluation points, counted from the end, :func:`oscillation`
+    measures: ``ceil(last_share * points)``, at least 3, at most ``points``."""
+    return min(points, max(3, math.ceil(last_share * points)))
+
+
 def oscillation(curves: np.ndarray, last_share: float = 0.5) -> np.ndarray:
     """How much each seed's curve moves without getting anywhere, late in training.
 
@@ -34,8 +40,7 @@ def oscillation(curves: np.ndarray, last_share: float = 0.5) -> np.ndarray:
                          f"{curves.shape}")
     if not (isinstance(last_share, int | float) and 0 < last_share <= 1):
         raise ValueError(f"last_share={last_share!r} is not allowed: a number in (0, 1]")
-    points = curves.shape[1]
-    n = min(points, max(3, math.ceil(last_share * points)))
+    n = points_measured(curves.shape[1], last_share)
     late = curves[:, -n:]
     travelled = np.abs(np.diff(late, axis=1)).sum(axis=1)
     net = np.abs(late[:, -1] - late[:, 0])
