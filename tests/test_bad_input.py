@@ -34,8 +34,8 @@ def snapshot(workdir):
             for p in sorted(workdir.rglob("*")) if p.is_file()}
 
 
-def with_value(field: str, value):
-    config = tiny_config()
+def with_value(field: str, value, config=None):
+    config = tiny_config() if config is None else config
     section, _, key = field.rpartition(".")
     node = config
     for part in filter(None, section.split(".")):
@@ -321,11 +321,7 @@ def test_a_method_its_settings_or_model_cannot_serve_is_refused_before_training(
     workdir, before = a_workdir_with_results(tmp_path)
     config = tiny_config()
     for name, value in overrides.items():
-        section, _, key = name.rpartition(".")
-        node = config
-        for part in section.split("."):
-            node = node[part]
-        node[key] = value
+        with_value(name, value, config)
     with pytest.raises(ConfigError) as err:
         experiment.run(config, str(workdir), overwrite=True)
     assert err.value.field == field and "\n" not in str(err.value)
